@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine:  make demo  |  make test
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+# CPU machines: torch pinned to the 2.13.0 CPU wheel (an unpinned torch pulls a multi-GB CUDA build).
+# GPU users: install your CUDA torch into .venv first and run with CONSTRAINTS= (see README).
+CONSTRAINTS ?= -c constraints.txt
+
+.PHONY: demo test test-fast bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) install -q $(CONSTRAINTS) -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	@if [ -d runs/digits-lr ]; then echo "runs/digits-lr exists: showing its report (rm -r runs/digits-lr to run again)"; \
+	  $(BIN)/sweep report runs/digits-lr; \
+	else $(BIN)/sweep run examples/digits.yaml; fi
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -ra --durations=15
+
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(VENV)/.installed
+	$(PIP) install -q $(CONSTRAINTS) -e ".[test,bench]"
+	$(BIN)/python bench/regret.py
+
+clean:
+	rm -rf $(VENV) runs *.egg-info

@@ -1,0 +1,31 @@
+"""sweep: coarse-then-fine learning-rate sweeps on Ray Tune.
+
+Library API (the CLI is a thin layer over it)::
+
+    from orchestrator import load_config, run_sweep, Workload
+    summary = run_sweep(load_config("examples/digits.yaml"))
+"""
+from __future__ import annotations
+
+from orchestrator.config import ConfigError, SweepConfig, load as load_config, parse as parse_config
+from orchestrator.workloads import Workload, WorkloadError
+
+__all__ = ["ConfigError", "SweepConfig", "Workload", "WorkloadError", "load_config", "parse_config", "run_sweep",
+           "build_report"]
+
+
+def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False, quiet: bool = False,
+              config_text: str = "", num_cpus: int | None = None):
+    """Run a sweep on an embedded local Ray (no address) or an existing cluster; returns the report summary."""
+    from cluster.connect import ray_session
+    from orchestrator import tuning
+
+    with ray_session(address, num_cpus=num_cpus):
+        return tuning.run(cfg, config_text=config_text, resume=resume, quiet=quiet)
+
+
+def build_report(folder):
+    """Rebuild best.json, report.md and the plots from a stored sweep folder; returns the summary."""
+    from orchestrator import report as _report
+
+    return _report.build(folder)

@@ -1,0 +1,92 @@
+"""``sweep``: a thin command line over the library. Each subcommand is a small function; ``main() -> int``.
+
+Exit codes: 0 ok, 1 the sweep failed at run time, 2 bad input (config, folder, arguments), 3 a pre-flight
+check failed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CHECK_FAILED = 0, 1, 2, 3
+
+
+def _err(message: str) -> None:
+    print(f"sweep: error: {message}", file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator import config as config_mod, run_sweep, tuning
+
+    cfg = config_mod.load(args.config)
+    summary = run_sweep(cfg, address=args.address, resume=args.resume, quiet=args.quiet,
+                        config_text=Path(args.config).read_text())
+    print(summary.line())
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from orchestrator import report
+
+    s = report.build(args.folder)
+    print(s.line())
+    print(f"report: {s.folder / 'report.md'}")
+    return EXIT_OK
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    from schedules import plot
+
+    print(plot.describe_laws())
+    if args.plot:
+        plot.plot_laws(args.plot, epochs=args.epochs)
+        print(f"plot: {args.plot}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sweep", description="Coarse-then-fine learning-rate sweeps on Ray Tune.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a sweep (embedded local Ray unless --address or RAY_ADDRESS)")
+    r.add_argument("config", help="sweep YAML, e.g. examples/digits.yaml")
+    r.add_argument("--address", help="existing Ray cluster, e.g. ray://HEAD:10001 (default: RAY_ADDRESS, else embedded)")
+    r.add_argument("--resume", action="store_true", help="continue the sweep in an existing folder")
+    r.add_argument("--quiet", action="store_true", help="print only the final line")
+    r.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="rebuild report.md, best.json and plots from a sweep folder")
+    rep.add_argument("folder", help="a sweep folder, e.g. runs/digits-lr")
+    rep.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("schedules", help="list the learning-rate decay laws")
+    s.add_argument("--plot", help="draw eta_t / eta_0 over epochs for each law into this PNG")
+    s.add_argument("--epochs", type=int, default=100)
+    s.set_defaults(func=cmd_schedules)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from orchestrator.config import ConfigError
+    from orchestrator.results import ResultsError
+    from orchestrator.tuning import SweepExistsError
+    from orchestrator.workloads import WorkloadError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its one-line usage error
+        return int(exc.code or 0)
+    try:
+        return args.func(args)
+    except (ConfigError, ResultsError, SweepExistsError, WorkloadError) as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _err("interrupted; resume with: sweep run CONFIG --resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

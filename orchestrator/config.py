@@ -1,0 +1,251 @@
+"""Sweep YAML -> validated, frozen ``SweepConfig`` (pydantic v2). Errors name the file, the key and what was expected."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from orchestrator import space as grids
+
+Scalar = Union[bool, int, float, str]
+
+
+class ConfigError(ValueError):
+    """A sweep config is missing, malformed or invalid. The message is one line: file, key, expectation."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogRange(_Frozen):
+    """``{log: [low, high], per_decade: N}``: log-spaced values, N per decade (the zoom refines these)."""
+
+    log: tuple[float, float]
+    per_decade: float = 1.0
+
+    @field_validator("log")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        low, high = v
+        if not (math.isfinite(low) and math.isfinite(high)) or low <= 0:
+            raise ValueError(f"expected finite 0 < low <= high, got [{low}, {high}]")
+        if high < low:
+            raise ValueError(f"range is inverted: [{low}, {high}], expected low <= high")
+        return v
+
+    @field_validator("per_decade")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if not (v > 0 and v <= 100):
+            raise ValueError(f"per_decade={v}: expected 0 < per_decade <= 100")
+        return v
+
+    def values(self) -> list[float]:
+        return grids.log_grid(self.log[0], self.log[1], self.per_decade)
+
+
+class LinearRange(_Frozen):
+    """``{linear: [low, high], points: N}``: N evenly spaced values."""
+
+    linear: tuple[float, float]
+    points: int = Field(default=3, ge=1, le=1000)
+
+    @field_validator("linear")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not (math.isfinite(v[0]) and math.isfinite(v[1])) or v[1] < v[0]:
+            raise ValueError(f"expected finite low <= high, got [{v[0]}, {v[1]}]")
+        return v
+
+    def values(self) -> list[float]:
+        return grids.linear_grid(self.linear[0], self.linear[1], self.points)
+
+
+Dimension = Union[LogRange, LinearRange, list[Scalar], Scalar]
+
+
+class Asha(_Frozen):
+    """Early stopping with Ray's ASHAScheduler. ``grace_period`` defaults to a third of ``max_epochs``:
+    with a grace period of 1 epoch ASHA prefers too-large learning rates (their loss falls faster at first)."""
+
+    enabled: bool = True
+    grace_period: int | None = Field(default=None, ge=1)
+    reduction_factor: float = Field(default=3.0, gt=1.0, le=100.0)
+
+
+class Zoom(_Frozen):
+    """Coarse-then-fine refinement of ``param`` (a log range in ``space``)."""
+
+    param: str = "lr"
+    max_rounds: int = Field(default=3, ge=1, le=50)
+    points_per_round: int = Field(default=4, ge=1, le=1000)
+    resolution: float = Field(default=0.1, gt=0, le=10, description="stop when the bracket's spacing (decades) falls under this")
+    tolerance: float = Field(default=0.002, ge=0, le=1, description="stop when a round improves the best by less than this fraction")
+    budget_fte: float | None = Field(default=None, gt=0, le=10000, description="stop when epochs spent / max_epochs reaches this")
+    groups: int = Field(default=1, ge=1, le=1000, description="how many of the best groups (combinations of the other dimensions) to refine")
+
+
+class Resources(_Frozen):
+    cpu: float = Field(default=1.0, gt=0, le=1024)
+    gpu: float = Field(default=0.0, ge=0, le=64)
+    custom: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("gpu")
+    @classmethod
+    def _gpu_fraction(cls, v: float) -> float:
+        if v > 1 and v != int(v):
+            raise ValueError(f"gpu={v}: expected a fraction <= 1 or a whole number of GPUs")
+        return v
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class SweepConfig(_Frozen):
+    name: str
+    workload: str
+    metric: Literal["val_loss", "val_error"] = "val_loss"
+    mode: Literal["min"] = "min"
+    max_epochs: int = Field(ge=1, le=100000)
+    seed: int = Field(default=0, ge=0)
+    storage: str = "runs"
+    checkpoint_every: int = Field(default=0, ge=0, le=100000, description="epochs between checkpoints; 0: none")
+    max_failures: int = Field(default=1, ge=0, le=100)
+    space: dict[str, Dimension]
+    asha: Asha = Asha()
+    zoom: Zoom = Zoom()
+    resources: Resources = Resources()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if ".." in v or not _NAME.match(v):
+            raise ValueError(
+                f"name={v!r}: expected letters, digits, '.', '_' or '-' (no path separators or '..', at most 100)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _zoom_param_is_log_range(self) -> "SweepConfig":
+        dim = self.space.get(self.zoom.param)
+        if not isinstance(dim, LogRange):
+            raise ValueError(
+                f"space.{self.zoom.param}: expected a log range such as {{log: [1e-6, 1e-1], per_decade: 1}} "
+                f"(zoom.param={self.zoom.param!r} is refined coarse-then-fine)"
+            )
+        if self.asha.grace_period is not None and self.asha.grace_period > self.max_epochs:
+            raise ValueError(
+                f"asha.grace_period={self.asha.grace_period}: expected <= max_epochs={self.max_epochs}"
+            )
+        reserved = {"workload", "max_epochs", "round", "group", "seed_offset"} & set(self.space)
+        if reserved:
+            raise ValueError(f"space.{sorted(reserved)[0]}: reserved key, set it at the top level instead")
+        return self
+
+    # --- derived views -------------------------------------------------------------------------------
+    @property
+    def grace_period(self) -> int:
+        return self.asha.grace_period or max(1, self.max_epochs // 3)
+
+    @property
+    def zoom_range(self) -> LogRange:
+        return self.space[self.zoom.param]  # type: ignore[return-value]
+
+    def fixed(self) -> dict[str, Any]:
+        """The dimensions that hold one value."""
+        return {k: v for k, v in self.space.items() if not isinstance(v, (LogRange, LinearRange, list))}
+
+    def grid_dimensions(self) -> dict[str, list[Any]]:
+        """The crossed dimensions other than the zoomed one, each as a list of values."""
+        out: dict[str, list[Any]] = {}
+        for k, v in self.space.items():
+            if k == self.zoom.param:
+                continue
+            if isinstance(v, (LogRange, LinearRange)):
+                out[k] = v.values()
+            elif isinstance(v, list):
+                out[k] = list(v)
+        return out
+
+    def groups(self) -> list[dict[str, Any]]:
+        """Every combination of the crossed dimensions (``[{}]`` when there are none)."""
+        return grids.cross(self.grid_dimensions())
+
+    def base_config(self) -> dict[str, Any]:
+        """What every trial's config holds besides its group and zoomed value."""
+        return {"workload": self.workload, "max_epochs": self.max_epochs, "seed": self.seed,
+                "checkpoint_every": self.checkpoint_every, **self.fixed()}
+
+
+# --- loading -----------------------------------------------------------------------------------------
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-6`` as a float (YAML 1.1 wants ``1.0e-6``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in {
+        "LogRange", "LinearRange", "list[union[bool,int,float,str]]", "bool", "int", "float", "str"})]
+    return ".".join(parts) or "(top level)"
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors()
+    # A union reports one error per branch: prefer a branch's own message over "not a bool/int/...".
+    best = min(errors, key=lambda e: (e["type"] in {"bool_type", "int_type", "float_type", "string_type",
+                                                    "list_type", "model_type", "bool_parsing", "int_parsing",
+                                                    "float_parsing", "dict_type", "model_attributes_type"},
+                                     len(e["loc"])))
+    msg = best["msg"].removeprefix("Value error, ")
+    if best["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif best["type"] == "missing":
+        msg = "required key is missing"
+    return f"{_where(best['loc'])}: {msg}" + (f" (got {best['input']!r})" if best["type"].endswith(("_type", "_parsing")) else "")
+
+
+def parse(data: Any, source: str = "<config>") -> SweepConfig:
+    """Validate an already-loaded document. Raises ``ConfigError`` with a one-line message."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys (name, workload, max_epochs, space, ...), got {type(data).__name__}")
+    try:
+        cfg = SweepConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_first_error(exc)}".replace("\n", " ")) from None
+    from orchestrator import workloads
+
+    try:
+        workloads.resolve(cfg.workload)
+    except workloads.WorkloadError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return cfg
+
+
+def load(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (expected a sweep YAML such as examples/digits.yaml)") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: YAML syntax error at {where}{problem}") from None
+    return parse(data, str(path))

@@ -1,0 +1,149 @@
+"""ZoomSearcher: a Ray Tune Searcher that feeds rounds of grids planned by the pure rules in zoom.py.
+
+Bookkeeping (which trial is in which round, its metric curve) lives in ``SweepState``, a plain
+picklable object with no Ray in it; the Searcher hooks only translate Tune's calls into it.
+"""
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ray.tune.search import Searcher
+
+from orchestrator import zoom
+from orchestrator.space import nice
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    group: int
+    x: float
+    round: int
+    config: dict[str, Any]
+    curve: list[float] = field(default_factory=list)
+    done: bool = False
+    errored: bool = False
+    started: float = 0.0
+
+
+@dataclass
+class SweepState:
+    """Everything the search knows; pickled whole for ``Tuner.restore``."""
+
+    rules: zoom.Rules
+    param: str
+    metric: str
+    decision_epoch: int
+    groups: list[dict[str, Any]]
+    base: dict[str, Any]
+    rounds: list[zoom.Round] = field(default_factory=list)
+    queue: list[tuple[int, float]] = field(default_factory=list)
+    trials: dict[str, TrialRecord] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: str | None = None
+
+    def observations(self) -> list[zoom.Observation]:
+        return [zoom.Observation(t.group, t.x, t.round, tuple(t.curve), t.done) for t in self.trials.values()]
+
+    def config_for(self, group: int, x: float, round_index: int) -> dict[str, Any]:
+        return {**self.base, **self.groups[group], self.param: nice(10**x), "round": round_index, "group": group}
+
+    def plan(self) -> zoom.Round | zoom.Stop | None:
+        """Start round 0, or the next round once the current one has reached the decision epoch."""
+        if not self.rounds:
+            return zoom.coarse_round(self.rules, len(self.groups))
+        obs = self.observations()  # trials that have not reported yet included: they hold the round open
+        current = self.rounds[-1].index
+        if not zoom.round_ready(obs, current, self.decision_epoch):
+            return None
+        reported = [o for o in obs if o.curve]
+        if not any(o.round == current for o in reported):
+            return zoom.Stop(f"no trial of round {current} reported a result (all errored)")
+        return zoom.next_round(self.rules, self.rounds, reported)
+
+    def next_config(self, trial_id: str) -> dict[str, Any] | None | str:
+        """A config, ``None`` (ask again later) or ``"FINISHED"``."""
+        if not self.queue and self.stop_reason is None:
+            plan = self.plan()
+            if isinstance(plan, zoom.Stop):
+                self.stop_reason = plan.reason
+            elif isinstance(plan, zoom.Round):
+                self.rounds.append(plan)
+                self.queue = list(plan.points)
+        if self.queue:
+            group, x = self.queue.pop(0)
+            round_index = self.rounds[-1].index
+            config = self.config_for(group, x, round_index)
+            self.trials[trial_id] = TrialRecord(trial_id, group, x, round_index, config, started=time.time())
+            return config
+        if self.stop_reason is not None:
+            return "FINISHED"
+        return None
+
+    def record(self, trial_id: str, result: dict[str, Any] | None) -> None:
+        """Add one epoch's result. A repeated or replayed epoch (Tune re-sends the last result when a
+        trial ends; a trial restored from a checkpoint replays epochs after it) replaces the old one."""
+        t = self.trials.get(trial_id)
+        if t is None or not result or "epoch" not in result:
+            return
+        epoch = int(result["epoch"])
+        if epoch <= len(t.curve):
+            del t.curve[epoch - 1:]
+            self.rows = [r for r in self.rows if not (r["trial_id"] == trial_id and r["epoch"] >= epoch)]
+        value = result.get(self.metric, math.nan)
+        value = float(value) if value is not None else math.nan
+        t.curve.append(value if math.isfinite(value) else math.inf)
+        self.rows.append({"trial_id": trial_id, "round": t.round, "group": t.group,
+                          **{k: result[k] for k in ROW_KEYS if k in result}})
+
+    def complete(self, trial_id: str, result: dict[str, Any] | None, errored: bool) -> None:
+        t = self.trials.get(trial_id)
+        if t is None:
+            return
+        if result and int(result.get("epoch", 0)) > len(t.curve):
+            self.record(trial_id, result)  # the result on which the scheduler stopped the trial
+        t.done = True
+        t.errored = errored
+
+
+ROW_KEYS = ("epoch", "train_loss", "val_loss", "val_error", "lr_epoch", "diverged", "device",
+            "epoch_seconds", "node_ip", "hostname", "time_total_s")
+
+
+class ZoomSearcher(Searcher):
+    """Coarse-then-fine over one log-scaled parameter, crossed with the other grid dimensions."""
+
+    def __init__(self, state: SweepState, on_round: Callable[[zoom.Round | zoom.Stop], None] | None = None):
+        super().__init__(metric=state.metric, mode="min")
+        self.state = state
+        self.on_round = on_round
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:  # Tune passes its metric/mode
+        return True
+
+    def suggest(self, trial_id: str):
+        n_rounds, had_reason = len(self.state.rounds), self.state.stop_reason
+        config = self.state.next_config(trial_id)
+        if self.on_round and len(self.state.rounds) > n_rounds:
+            self.on_round(self.state.rounds[-1])
+        if self.on_round and self.state.stop_reason and not had_reason:
+            self.on_round(zoom.Stop(self.state.stop_reason))
+        return Searcher.FINISHED if config == "FINISHED" else config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.state.record(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.state.complete(trial_id, result, error)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.state, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.state = pickle.load(f)

@@ -1,0 +1,158 @@
+"""The one place that builds Ray Tune's Tuner, TuneConfig, RunConfig and ASHAScheduler."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from orchestrator import report, results, zoom
+from orchestrator.config import SweepConfig
+from orchestrator.searcher import SweepState, ZoomSearcher
+from orchestrator.trial import train_trial
+
+
+class SweepExistsError(ValueError):
+    """The sweep folder exists and --resume was not given."""
+
+
+def trial_dirname(trial) -> str:  # module-level: Tune pickles it
+    return trial.trial_id
+
+
+@dataclass
+class RoundPrinter:
+    """Prints one line per round as the searcher plans it (picklable: Tune stores the searcher)."""
+
+    quiet: bool = False
+
+    def __call__(self, event: zoom.Round | zoom.Stop) -> None:
+        if self.quiet:
+            return
+        if isinstance(event, zoom.Stop):
+            print(f"[sweep] no more rounds: {event.reason}", flush=True)
+        else:
+            print(f"[sweep] round {event.index}: {len(event.points)} trials ({event.reason})", flush=True)
+
+
+def make_state(cfg: SweepConfig) -> SweepState:
+    rng = cfg.zoom_range
+    z = cfg.zoom
+    rules = zoom.Rules(
+        low=math.log10(rng.log[0]), high=math.log10(rng.log[1]), spacing=1.0 / rng.per_decade,
+        max_epochs=cfg.max_epochs, max_rounds=z.max_rounds, points_per_round=z.points_per_round,
+        resolution=z.resolution, tolerance=z.tolerance,
+        budget_epochs=z.budget_fte * cfg.max_epochs if z.budget_fte else None, groups=z.groups,
+    )
+    decision = cfg.grace_period if cfg.asha.enabled else cfg.max_epochs
+    base = {**cfg.base_config(), "_cpus": cfg.resources.cpu}
+    return SweepState(rules=rules, param=cfg.zoom.param, metric=cfg.metric, decision_epoch=decision,
+                      groups=cfg.groups(), base=base)
+
+
+def make_scheduler(cfg: SweepConfig):
+    if not cfg.asha.enabled:
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="epoch", max_t=cfg.max_epochs, grace_period=cfg.grace_period,
+                         reduction_factor=cfg.asha.reduction_factor)
+
+
+def trainable_with_resources(cfg: SweepConfig):
+    res: dict[str, Any] = {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu, **cfg.resources.custom}
+    return tune.with_resources(train_trial, res)
+
+
+def sweep_folder(cfg: SweepConfig) -> Path:
+    return Path(cfg.storage).expanduser().resolve() / cfg.name
+
+
+def run(cfg: SweepConfig, config_text: str = "", resume: bool = False, quiet: bool = False) -> report.Summary:
+    """Run (or resume) the sweep on the Ray this process is connected to; write results and the report."""
+    folder = sweep_folder(cfg)
+    trainable = trainable_with_resources(cfg)
+    if folder.exists() and any(folder.iterdir()):
+        if not resume:
+            raise SweepExistsError(
+                f"{folder}: sweep folder already exists; pass --resume to continue it, or choose another name"
+            )
+        if not tune.Tuner.can_restore(str(folder)):
+            raise SweepExistsError(f"{folder}: cannot resume: no Ray Tune experiment state in it")
+        tuner = tune.Tuner.restore(str(folder), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        if config_text:
+            results.atomic_write_bytes(folder / "sweep.yaml", config_text.encode())
+        state = make_state(cfg)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                metric=cfg.metric, mode=cfg.mode, search_alg=ZoomSearcher(state, RoundPrinter(quiet)),
+                scheduler=make_scheduler(cfg), num_samples=-1, reuse_actors=True,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=cfg.name, storage_path=str(folder.parent), verbose=0,
+                failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
+        )
+    start = time.time()
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's own tables off: we print rounds ourselves
+    grid = tuner.fit()
+    searcher = _searcher_of(tuner)
+    state = searcher.state
+    errors = {r.metrics.get("trial_id") or "": str(r.error).splitlines()[0][:300]
+              for r in grid if r.error is not None}
+    save(folder, cfg, state, errors)
+    summary = report.build(folder)
+    if not quiet:
+        print(f"[sweep] finished in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
+    return summary
+
+
+def _searcher_of(tuner) -> ZoomSearcher:
+    # The searcher Tune ran (after Tuner.restore: the unpickled copy, restored from the experiment
+    # folder). Ray has no public getter for it; this private path is the one place that relies on it.
+    search = tuner._local_tuner._tune_config.search_alg
+    if not isinstance(search, ZoomSearcher):
+        raise RuntimeError(f"expected the ZoomSearcher in the Tuner, found {type(search).__name__}")
+    return search
+
+
+def save(folder: Path, cfg: SweepConfig, state: SweepState, errors: dict[str, str]) -> None:
+    """trials.parquet and rounds.json from the searcher's state."""
+    rows = []
+    for r in state.rows:
+        t = state.trials[r["trial_id"]]
+        status = _status(t, cfg.max_epochs)
+        rows.append({**r, "lr": t.config[state.param], "status": status, "error": errors.get(t.trial_id),
+                     "config": json.dumps(t.config, sort_keys=True, default=str)})
+    for t in state.trials.values():  # trials that errored before any result still get a row
+        if not t.curve:
+            rows.append({"trial_id": t.trial_id, "round": t.round, "group": t.group, "lr": t.config[state.param],
+                         "status": "errored", "error": errors.get(t.trial_id, "no result reported"),
+                         "config": json.dumps(t.config, sort_keys=True, default=str)})
+    results.write_trials(folder, rows)
+    results.write_json(folder / results.ROUNDS, {
+        "metric": state.metric, "param": state.param, "max_epochs": cfg.max_epochs,
+        "rounds": [{"index": r.index, "points": len(r.points), "reason": r.reason,
+                    "brackets": {str(g): list(b) for g, b in r.brackets.items()}} for r in state.rounds],
+        "stop_reason": state.stop_reason, "groups": state.groups,
+    })
+
+
+def _status(t, max_epochs: int) -> str:
+    if t.curve and not math.isfinite(t.curve[-1]):
+        return "diverged"
+    if t.errored:
+        return "errored"
+    if len(t.curve) >= max_epochs:
+        return "completed"
+    return "stopped"

@@ -1,0 +1,82 @@
+"""Workloads: the plugin contract and the built-in ones.
+
+A workload is anything callable as ``fn(config: dict) -> Workload``. The YAML key ``workload:`` names a
+built-in (see ``BUILTINS``) or a ``package.module:callable`` plugin.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+
+@dataclass
+class Workload:
+    """What a trial trains: a model, its data and its loss.
+
+    ``train`` and ``val`` are torch Datasets of ``(input, target)`` pairs; ``loss(outputs, targets)``
+    returns a scalar tensor. ``num_classes`` is set for classification (the trial then reports
+    ``val_error``). ``meta`` carries free-form facts for pre-flight checks and reports.
+    """
+
+    model: torch.nn.Module
+    train: torch.utils.data.Dataset
+    val: torch.utils.data.Dataset
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    num_classes: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, torch.nn.Module):
+            raise TypeError(f"Workload.model={type(self.model).__name__}: expected a torch.nn.Module")
+        for name in ("train", "val"):
+            data = getattr(self, name)
+            if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
+                raise TypeError(f"Workload.{name}={type(data).__name__}: expected a torch Dataset")
+        if not callable(self.loss):
+            raise TypeError(f"Workload.loss={self.loss!r}: expected a callable")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ValueError(f"Workload.num_classes={self.num_classes}: expected an int >= 2 or None")
+
+
+class WorkloadError(ValueError):
+    """The workload named in a config cannot be loaded or returned something else than a Workload."""
+
+
+BUILTINS = {
+    "digits_mlp": "orchestrator.workloads.digits:digits_mlp",
+}
+
+
+def resolve(name: str) -> Callable[[dict], Workload]:
+    """Turn a built-in name or ``package.module:callable`` into the callable."""
+    target = BUILTINS.get(name, name)
+    if ":" not in target:
+        raise WorkloadError(
+            f"workload={name!r}: expected a built-in ({', '.join(sorted(BUILTINS))}) or 'package.module:callable'"
+        )
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or whatever the plugin raises at import
+        raise WorkloadError(f"workload={name!r}: cannot import module {module_name!r} ({exc})") from None
+    fn = module
+    for part in attr.split("."):
+        fn = getattr(fn, part, None)
+        if fn is None:
+            raise WorkloadError(f"workload={name!r}: module {module_name!r} has no attribute {attr!r}")
+    if not callable(fn):
+        raise WorkloadError(f"workload={name!r}: {attr!r} is not callable")
+    return fn
+
+
+def build(name: str, config: dict) -> Workload:
+    """Resolve ``name`` and call it with the trial's config; check the contract."""
+    result = resolve(name)(dict(config))
+    if not isinstance(result, Workload):
+        raise WorkloadError(
+            f"workload={name!r}: returned {type(result).__name__}, expected orchestrator.Workload"
+        )
+    return result

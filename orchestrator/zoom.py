@@ -1,0 +1,251 @@
+"""Pure zoom rules: given the results so far, the region to refine, the next round's points, and when to stop.
+
+Everything here works on ``x = log10(value)`` of the zoomed parameter (the learning rate) and on
+per-epoch metric curves (lower is better; ``inf`` for a diverged trial). No Ray import.
+
+Rules, each a small function tested on analytic curves (tests/test_zoom.py):
+- trials are compared at equal epochs (``comparison_epoch``): a trial stopped early is never compared
+  as if it had finished;
+- the region is centred on a smooth fit (a parabola in log space through the best point and its
+  neighbours), not on the single best point, because one seed's noise is 20-33% of the loss;
+- a best point on the edge of what was tried grows the range past that edge;
+- stop when the spacing falls under the resolution, a round improves less than the tolerance, or the
+  round / epoch budget is spent.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LOG_FLOOR, LOG_CEIL = -10.0, 1.0  # never search learning rates outside 1e-10 .. 10
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What is known of one trial: its group, log10 of its zoomed value, its round and metric curve."""
+
+    group: int
+    x: float
+    round: int
+    curve: tuple[float, ...] = ()
+    done: bool = False
+
+    def at(self, epoch: int) -> float:
+        """Metric after ``epoch`` epochs (1-based); inf once diverged."""
+        value = self.curve[epoch - 1]
+        return value if math.isfinite(value) else math.inf
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.curve) and not math.isfinite(self.curve[-1])
+
+    def reached(self, epoch: int) -> bool:
+        # a diverged trial ends early but counts as worst at every later epoch
+        return len(self.curve) >= epoch or self.diverged
+
+
+@dataclass(frozen=True)
+class Rules:
+    low: float  # log10 bounds of the configured range
+    high: float
+    spacing: float  # decades between the coarse grid's points
+    max_epochs: int
+    max_rounds: int = 3
+    points_per_round: int = 4
+    resolution: float = 0.1
+    tolerance: float = 0.002
+    budget_epochs: float | None = None
+    groups: int = 1
+    min_compare: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.high >= self.low:
+            raise ValueError(f"high={self.high}: expected >= low={self.low}")
+        if not self.spacing > 0:
+            raise ValueError(f"spacing={self.spacing}: expected > 0")
+        if self.points_per_round < 1:
+            raise ValueError(f"points_per_round={self.points_per_round}: expected >= 1")
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round: where it looks, per group (centre, half-width in decades), and its new points."""
+
+    index: int
+    points: tuple[tuple[int, float], ...]
+    brackets: dict[int, tuple[float, float]] = field(default_factory=dict)  # group -> (centre, half-width)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Stop:
+    reason: str
+
+
+# --- comparing trials ------------------------------------------------------------------------------
+def comparison_epoch(obs: list[Observation], min_compare: int = 3) -> int:
+    """Deepest epoch that ``min_compare`` trials reached (fewer if fewer ran); diverged trials don't
+    set it (they count as worst at every epoch). 0 if nothing was reported."""
+    depths = sorted((len(o.curve) for o in obs if not o.diverged), reverse=True)
+    if not depths:
+        return max((len(o.curve) for o in obs), default=0)
+    return depths[min(min_compare, len(depths)) - 1]
+
+
+def points_at(obs: list[Observation], epoch: int) -> list[tuple[float, float]]:
+    """(x, metric at ``epoch``) for the trials that reached it, sorted by x."""
+    if epoch < 1:
+        return []
+    out = []
+    for o in obs:
+        if not o.reached(epoch):
+            continue
+        out.append((o.x, math.inf if o.diverged and len(o.curve) < epoch else o.at(epoch)))
+    return sorted(out)
+
+
+def fit_minimum(points: list[tuple[float, float]], window: int = 2, reach: float = 1.0) -> tuple[float, float]:
+    """Smooth estimate of the minimum's location: a parabola (least squares in log space) through the
+    best point and up to ``window`` neighbours on each side that lie within ``reach`` decades of it.
+    Falls back to the best point when the fit is not convex or has fewer than 3 points.
+    Returns (x, value): value is the best value measured, not the parabola's (which can undershoot)."""
+    finite = sorted((x, y) for x, y in points if math.isfinite(y))
+    if not finite:
+        if not points:
+            raise ValueError("points=[]: expected at least one (x, value) pair")
+        return points[0][0], math.inf
+    i = min(range(len(finite)), key=lambda k: finite[k][1])
+    best = finite[i]
+    near = [p for p in finite[max(0, i - window): i + window + 1] if abs(p[0] - best[0]) <= reach + 1e-9]
+    xs = np.array([p[0] for p in near])
+    ys = np.array([p[1] for p in near])
+    if len(set(xs.round(9))) < 3:
+        return best
+    a, b, _ = np.polyfit(xs, ys, 2)
+    if a <= 0:
+        return best
+    return float(np.clip(-b / (2 * a), xs.min(), xs.max())), best[1]
+
+
+def best_of_group(obs: list[Observation], min_compare: int = 3) -> tuple[float, float, int]:
+    """(x, value, epoch): the smooth minimum of one group's trials at their comparison epoch."""
+    epoch = comparison_epoch(obs, min_compare)
+    x, value = fit_minimum(points_at(obs, epoch)) if epoch else (obs[0].x, math.inf)
+    return x, value, epoch
+
+
+def rank_groups(obs: list[Observation], min_compare: int = 3) -> list[tuple[int, float]]:
+    """Groups ordered best first by their best trial, compared at one epoch common to all groups."""
+    by_group: dict[int, list[Observation]] = {}
+    for o in obs:
+        by_group.setdefault(o.group, []).append(o)
+    epoch = min(comparison_epoch(v, min_compare) for v in by_group.values())
+    ranked = []
+    for g, members in by_group.items():
+        values = [y for _, y in points_at(members, epoch)] or [math.inf]
+        ranked.append((g, min(values)))
+    return sorted(ranked, key=lambda gv: (gv[1], gv[0]))
+
+
+# --- planning rounds -------------------------------------------------------------------------------
+def coarse_round(rules: Rules, groups: int) -> Round:
+    """Round 0: the configured log grid, crossed with every group."""
+    steps = max(0, round((rules.high - rules.low) / rules.spacing))
+    xs = [rules.low + i * (rules.high - rules.low) / steps for i in range(steps + 1)] if steps else [rules.low]
+    points = tuple((g, x) for g in range(groups) for x in xs)
+    centre = (rules.low + rules.high) / 2
+    return Round(0, points, {g: (centre, (rules.high - rules.low) / 2) for g in range(groups)}, "coarse grid")
+
+
+def round_ready(obs: list[Observation], round_index: int, decision_epoch: int) -> bool:
+    """The next round can be planned once every trial of ``round_index`` reached the decision epoch
+    (or ended). Rounds are lineage, not barriers: stragglers of this round may still run on."""
+    members = [o for o in obs if o.round == round_index]
+    return bool(members) and all(o.done or o.reached(decision_epoch) for o in members)
+
+
+def _spacing_of(rounds: list[Round], rules: Rules, group: int) -> float:
+    spacing = rules.spacing
+    for r in rounds[1:]:
+        if group in r.brackets:
+            spacing = 2 * r.brackets[group][1] / (rules.points_per_round + 1)
+    return spacing
+
+
+def refine(group: int, obs: list[Observation], spacing: float, rules: Rules) -> tuple[tuple[float, float], list[float], str]:
+    """Bracket and new points for one group. Returns ((centre, half-width), xs, why)."""
+    centre, _, epoch = best_of_group(obs, rules.min_compare)
+    pts = [(x, y) for x, y in points_at(obs, epoch) if math.isfinite(y)]
+    tried = sorted({round(o.x, 9) for o in obs})
+    p = rules.points_per_round
+    best_x = min(pts, key=lambda q: q[1])[0] if pts else centre
+    at_low, at_high = best_x <= tried[0] + 1e-9, best_x >= tried[-1] - 1e-9
+    if len(tried) > 1 and (at_low or at_high):
+        d = -1.0 if at_low else 1.0
+        outward = [best_x + d * spacing * i for i in range(1, (p + 1) // 2 + 1)]
+        inward = [best_x - d * spacing / 2 * i for i in range(1, p // 2 + 1)]
+        xs = outward + inward
+        why = (f"best at the {'low' if at_low else 'high'} edge (10^{best_x:.2f}, epoch {epoch}): "
+               f"the range grows past it")
+        bracket = (best_x, spacing * ((p + 1) // 2))
+    else:
+        half = spacing
+        xs = [centre - half + 2 * half * (i + 1) / (p + 1) for i in range(p)]
+        why = f"smooth minimum at 10^{centre:.2f} (epoch {epoch}): refine +-{half:.2f} decades"
+        bracket = (centre, half)
+    fresh = []
+    for x in xs:
+        x = min(max(x, LOG_FLOOR), LOG_CEIL)
+        if all(abs(x - t) > spacing / 10 for t in tried) and all(abs(x - f) > 1e-9 for f in fresh):
+            fresh.append(x)
+    return bracket, fresh, why
+
+
+def epochs_spent(obs: list[Observation]) -> int:
+    return sum(len(o.curve) for o in obs)
+
+
+def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Round | Stop:
+    """The next round's points, or why the search stops."""
+    k = len(rounds)
+    if k >= rules.max_rounds:
+        return Stop(f"round budget spent ({rules.max_rounds} rounds)")
+    if rules.budget_epochs is not None and epochs_spent(obs) >= rules.budget_epochs:
+        return Stop(f"epoch budget spent ({epochs_spent(obs)} >= {rules.budget_epochs:g} epochs)")
+    if k >= 2:
+        prev = [o for o in obs if o.round < k - 1]
+        epoch = comparison_epoch(obs, rules.min_compare)
+        before = min((y for _, y in points_at(prev, epoch)), default=math.inf)
+        after = min((y for _, y in points_at(obs, epoch)), default=math.inf)
+        if math.isfinite(before) and before - after < rules.tolerance * abs(before):
+            return Stop(f"round {k - 1} improved the best by less than {rules.tolerance:.1%} at epoch {epoch}")
+    ranked = rank_groups(obs, rules.min_compare)
+    brackets: dict[int, tuple[float, float]] = {}
+    points: list[tuple[int, float]] = []
+    whys = []
+    for g, _ in ranked[: rules.groups]:
+        spacing = _spacing_of(rounds, rules, g)
+        members = [o for o in obs if o.group == g]
+        bracket, xs, why = refine(g, members, spacing, rules)
+        next_spacing = 2 * bracket[1] / (rules.points_per_round + 1)
+        if next_spacing < rules.resolution and "edge" not in why:
+            continue
+        brackets[g] = bracket
+        points += [(g, x) for x in xs]
+        whys.append(f"group {g}: {why}")
+    if not points:
+        return Stop(f"bracket narrower than the resolution ({rules.resolution:g} decades)")
+    return Round(k, tuple(points), brackets, "; ".join(whys))
+
+
+def choose(obs: list[Observation], min_compare: int = 3) -> tuple[int, float, float, int]:
+    """The final pick: (group, x, value, epoch): the best group's smooth minimum at the deepest
+    epoch its trials reached together."""
+    ranked = rank_groups(obs, min_compare)
+    # rank at the deepest common epoch of each group among the top groups, using finished trials
+    g = ranked[0][0]
+    members = [o for o in obs if o.group == g]
+    x, value, epoch = best_of_group(members, min_compare)
+    return g, x, value, epoch

@@ -1,0 +1,84 @@
+"""Config loading: the demo config is valid; every kind of bad input is one line naming file and key."""
+import math
+
+import pytest
+
+from orchestrator import config
+from orchestrator.config import ConfigError
+
+from .conftest import ROOT
+
+GOOD = {
+    "name": "t", "workload": "digits_mlp", "max_epochs": 3,
+    "space": {"lr": {"log": [1e-4, 1e-1], "per_decade": 1}, "optimizer": ["sgd", "adam"], "momentum": 0.9},
+}
+
+
+def test_demo_config_loads_frozen():
+    cfg = config.load(ROOT / "examples" / "digits.yaml")
+    assert cfg.name == "digits-lr" and cfg.max_epochs == 27 and cfg.grace_period == 9
+    assert cfg.zoom_range.values() == [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+    with pytest.raises(Exception):
+        cfg.max_epochs = 5  # frozen
+
+
+def test_groups_cross_the_other_dimensions():
+    cfg = config.parse(GOOD)
+    assert cfg.groups() == [{"optimizer": "sgd"}, {"optimizer": "adam"}]
+    assert cfg.fixed() == {"momentum": 0.9}
+
+
+def test_scientific_notation_without_dot_is_a_float(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: t\nworkload: digits_mlp\nmax_epochs: 2\nspace:\n  lr: {log: [1e-5, 1e-2]}\n  weight_decay: 1e-4\n")
+    cfg = config.load(p)
+    assert cfg.space["weight_decay"] == pytest.approx(1e-4)
+
+
+def _with(**changes):
+    data = {**GOOD, "space": dict(GOOD["space"])}
+    for key, value in changes.items():
+        target = data
+        parts = key.split("__")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize("data, key", [
+    (_with(max_epochs=-1), "max_epochs"),
+    (_with(max_epochs="ten"), "max_epochs"),
+    (_with(bogus=1), "bogus"),
+    (_with(space__lr={"log": [1e-1, 1e-4]}), "space.lr"),
+    (_with(space__lr={"log": [0, 1e-1]}), "space.lr"),
+    (_with(space__lr={"log": [1e-4, 1e-1], "per_decade": 0}), "space.lr"),
+    (_with(space__lr=0.01), "space.lr"),
+    (_with(name="../escape"), "name"),
+    (_with(name="a/b"), "name"),
+    (_with(workload="nope.nothing:here"), "workload"),
+    (_with(workload="not_a_builtin"), "workload"),
+    (_with(asha={"grace_period": 50}), "grace_period"),
+    (_with(resources={"gpu": 1.5}), "resources.gpu"),
+    (_with(zoom={"points_per_round": 0}), "zoom.points_per_round"),
+    ({k: v for k, v in GOOD.items() if k != "space"}, "space"),
+])
+def test_bad_config_is_one_line_naming_the_key(data, key):
+    with pytest.raises(ConfigError) as info:
+        config.parse(data, "my.yaml")
+    message = str(info.value)
+    assert message.startswith("my.yaml: ")
+    assert key in message
+    assert "\n" not in message
+
+
+def test_missing_file_and_yaml_syntax_error(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        config.load(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: t\nspace: {lr: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: YAML syntax error at line \d+"):
+        config.load(bad)
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        config.load(bad)

@@ -1,0 +1,76 @@
+"""The workload plugin contract, checked over every built-in and a plugin."""
+import pickle
+
+import pytest
+import torch
+
+from orchestrator import Workload, WorkloadError, workloads
+from orchestrator.trial import run_epochs
+from orchestrator.workloads.digits import digits_arrays
+
+
+def tiny_plugin(config):  # a user's plugin, referenced as tests.test_workloads:tiny_plugin
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    y = (x.sum(1) > 0).long()
+    data = torch.utils.data.TensorDataset(x, y)
+    return Workload(model=torch.nn.Linear(4, 2), train=data, val=data, loss=torch.nn.CrossEntropyLoss(),
+                    num_classes=2)
+
+
+def wrong_type(config):
+    return {"model": None}
+
+
+NAMES = sorted(workloads.BUILTINS) + ["tests.test_workloads:tiny_plugin"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_contract(name):
+    wl = workloads.build(name, {"seed": 0})
+    assert isinstance(wl, Workload)
+    x, y = wl.train[0]
+    out = wl.model(x.unsqueeze(0))
+    loss = wl.loss(out, y.unsqueeze(0))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    if wl.num_classes:
+        assert out.shape[-1] == wl.num_classes
+    assert len(wl.val) > 0
+    pickle.loads(pickle.dumps(wl.model))  # Ray ships what it runs
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_trains_and_reports_every_epoch(name):
+    history = run_epochs({"workload": name, "lr": 0.05, "momentum": 0.9, "max_epochs": 3})
+    assert [m["epoch"] for m in history] == [1, 2, 3]
+    assert history[-1]["val_loss"] < history[0]["val_loss"] * 1.5
+    assert {"train_loss", "val_loss", "val_error", "lr_epoch", "diverged"} <= set(history[0])
+
+
+def test_huge_learning_rate_ends_as_diverged_not_raised():
+    history = run_epochs({"workload": "digits_mlp", "lr": 1e4, "momentum": 0.9, "max_epochs": 5})
+    assert history[-1]["diverged"] is True and len(history) < 5
+    assert history[-1]["val_loss"] == float("inf")
+
+
+def test_digits_split_is_stratified_standardised_and_disjoint():
+    x_tr, y_tr, x_va, y_va = digits_arrays()
+    assert len(x_tr) + len(x_va) == 1797 and abs(len(x_va) / 1797 - 0.2) < 0.01
+    assert torch.allclose(x_tr.mean(0), torch.zeros(64), atol=1e-4)
+    assert torch.bincount(y_va).min() >= 34  # every class present in proportion
+    train_rows = {tuple(r.tolist()) for r in x_tr}
+    assert not any(tuple(r.tolist()) in train_rows for r in x_va)
+
+
+@pytest.mark.parametrize("name, match", [
+    ("no_such_builtin", "expected a built-in"),
+    ("no_such_module_xyz:fn", "cannot import"),
+    ("tests.test_workloads:absent", "no attribute"),
+])
+def test_unresolvable_names(name, match):
+    with pytest.raises(WorkloadError, match=match):
+        workloads.resolve(name)
+
+
+def test_callable_returning_wrong_type():
+    with pytest.raises(WorkloadError, match="expected orchestrator.Workload"):
+        workloads.build("tests.test_workloads:wrong_type", {})

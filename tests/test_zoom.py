@@ -1,0 +1,140 @@
+"""The zoom rules on analytic loss curves where the answer is known. No Ray."""
+import math
+
+import pytest
+
+from orchestrator import zoom
+
+
+def analytic(x_star: float, floor: float = 0.1):
+    """Loss after e epochs at x = log10(lr): a valley at x_star that deepens with training."""
+    def curve(x: float, epochs: int) -> tuple[float, ...]:
+        return tuple((x - x_star) ** 2 + floor + 1.0 / e for e in range(1, epochs + 1))
+    return curve
+
+
+def simulate(curve, rules: zoom.Rules, groups: int = 1, epochs=None):
+    """Run the search loop with every trial trained to max_epochs (no early stopping)."""
+    rounds, obs = [], []
+    plan = zoom.coarse_round(rules, groups)
+    while isinstance(plan, zoom.Round):
+        rounds.append(plan)
+        for g, x in plan.points:
+            obs.append(zoom.Observation(g, x, plan.index, curve(x, epochs or rules.max_epochs), True))
+        plan = zoom.next_round(rules, rounds, obs)
+    return rounds, obs, plan
+
+
+def rules(**kw):
+    base = dict(low=-6.0, high=-1.0, spacing=1.0, max_epochs=5, max_rounds=4, points_per_round=4,
+                resolution=0.1, tolerance=0.0)
+    return zoom.Rules(**{**base, **kw})
+
+
+@pytest.mark.parametrize("x_star", [-3.0, -2.5, -4.37])
+def test_finds_optimum_between_grid_points(x_star):
+    rounds, obs, stop = simulate(analytic(x_star), rules())
+    g, x, value, epoch = zoom.choose(obs)
+    assert abs(x - x_star) < 0.1
+    assert epoch == 5
+    assert len(rounds) >= 2
+    assert isinstance(stop, zoom.Stop)
+
+
+def test_later_rounds_place_new_points_inside_the_bracket_around_the_best():
+    _, obs, _ = simulate(analytic(-2.5), rules(max_rounds=2))
+    round1 = [o.x for o in obs if o.round == 1]
+    assert round1 and all(-3.5 < x < -1.5 for x in round1)
+    tried0 = {o.x for o in obs if o.round == 0}
+    assert not tried0 & set(round1)  # new points only
+
+
+def test_range_grows_past_the_edge_when_the_best_is_on_it():
+    rounds, obs, _ = simulate(analytic(-0.3), rules(max_rounds=5))
+    assert max(o.x for o in obs) > -1.0  # searched beyond the configured high end
+    assert "edge" in rounds[1].reason
+    _, x, _, _ = zoom.choose(obs)
+    assert abs(x - (-0.3)) < 0.25
+
+
+def test_low_edge_grows_downwards():
+    rounds, obs, _ = simulate(analytic(-6.6), rules(max_rounds=4))
+    assert min(o.x for o in obs) < -6.0
+
+
+def test_stops_on_resolution():
+    rounds, _, stop = simulate(analytic(-2.5), rules(max_rounds=50, resolution=0.3))
+    assert "resolution" in stop.reason
+    assert len(rounds) < 50
+
+
+def test_stops_on_round_budget():
+    rounds, _, stop = simulate(analytic(-2.5), rules(max_rounds=2))
+    assert len(rounds) == 2 and "round budget" in stop.reason
+
+
+def test_stops_on_epoch_budget():
+    rounds, obs, stop = simulate(analytic(-2.5), rules(max_rounds=50, budget_epochs=40))
+    assert "epoch budget" in stop.reason
+    assert zoom.epochs_spent(obs) < 40 + 4 * 5  # at most one round past the budget
+
+
+def test_stops_when_a_round_does_not_improve():
+    flat = lambda x, e: tuple(1.0 for _ in range(e))  # noqa: E731 - test-local curve
+    rounds, _, stop = simulate(flat, rules(max_rounds=10, tolerance=0.01))
+    assert "improved" in stop.reason
+    assert len(rounds) == 2
+
+
+def test_trial_stopped_early_is_not_compared_as_finished():
+    # an early-stopped trial looked great at epoch 1; finished trials are compared at epoch 5
+    obs = [zoom.Observation(0, -1.0, 0, (0.05,), True)]
+    obs += [zoom.Observation(0, x, 0, tuple(1.0 - 0.1 * e + abs(x + 3) * 0.1 for e in range(1, 6)), True)
+            for x in (-2.0, -3.0, -4.0)]
+    assert zoom.comparison_epoch(obs) == 5
+    g, x, _, epoch = zoom.choose(obs)
+    assert epoch == 5 and abs(x - (-3.0)) < 0.3
+
+
+def test_diverged_trials_count_as_worst_and_do_not_poison_the_fit():
+    obs = [zoom.Observation(0, -1.0, 0, (math.inf,), True)]
+    obs += [zoom.Observation(0, x, 0, analytic(-3.0)(x, 4), True) for x in (-2.0, -3.0, -4.0, -5.0)]
+    g, x, value, epoch = zoom.choose(obs)
+    assert math.isfinite(value) and epoch == 4 and abs(x + 3.0) < 0.1
+    assert zoom.points_at(obs, 4)[-1] == (-1.0, math.inf)
+
+
+def test_fit_minimum_is_smooth_not_the_single_best_point():
+    # noisy samples of a parabola with its vertex at -2.3: the best sample is at -2.0
+    pts = [(-3.0, 0.49 + 0.02), (-2.5, 0.04 + 0.03), (-2.0, 0.09 - 0.06), (-1.5, 0.64)]
+    x, value = zoom.fit_minimum(pts)
+    assert -2.5 < x < -2.0 and value == pytest.approx(0.03)
+
+
+def test_fit_minimum_falls_back_to_best_point_when_not_convex():
+    assert zoom.fit_minimum([(-3.0, 1.0), (-2.0, 0.5), (-1.0, 0.9)], reach=0.5) == (-2.0, 0.5)
+
+
+def test_round_ready_waits_for_the_decision_epoch_not_for_stragglers():
+    obs = [zoom.Observation(0, -2.0, 0, (1.0, 0.9)), zoom.Observation(0, -3.0, 0, (1.0,))]
+    assert not zoom.round_ready(obs, 0, 2)
+    obs[1] = zoom.Observation(0, -3.0, 0, (1.0, 0.8))
+    assert zoom.round_ready(obs, 0, 2)  # neither has finished: rounds are lineage, not barriers
+
+
+def test_groups_refine_only_the_best_group():
+    def curve_for(g, x, e):
+        return tuple((x + 3) ** 2 + (0.0 if g == 1 else 0.5) + 1 / k for k in range(1, e + 1))
+
+    r = rules(max_rounds=2)
+    rounds = [zoom.coarse_round(r, 2)]
+    obs = [zoom.Observation(g, x, 0, curve_for(g, x, 5), True) for g, x in rounds[0].points]
+    nxt = zoom.next_round(r, rounds, obs)
+    assert {g for g, _ in nxt.points} == {1}
+
+
+def test_rules_reject_bad_values_by_name():
+    with pytest.raises(ValueError, match="spacing"):
+        rules(spacing=0)
+    with pytest.raises(ValueError, match="high"):
+        rules(low=-1.0, high=-3.0)
