@@ -58,7 +58,6 @@ class Rules:
     tolerance: float = 0.002
     budget_epochs: float | None = None
     groups: int = 1
-    min_compare: int = 3
 
     def __post_init__(self) -> None:
         if not self.high >= self.low:
@@ -85,13 +84,17 @@ class Stop:
 
 
 # --- comparing trials ------------------------------------------------------------------------------
-def comparison_epoch(obs: list[Observation], min_compare: int = 3) -> int:
-    """Deepest epoch that ``min_compare`` trials reached (fewer if fewer ran); diverged trials don't
-    set it (they count as worst at every epoch). 0 if nothing was reported."""
-    depths = sorted((len(o.curve) for o in obs if not o.diverged), reverse=True)
-    if not depths:
+def comparison_epoch(obs: list[Observation]) -> int:
+    """The epoch at which trials are compared: the shallowest depth among the trials still in the race,
+    i.e. those still running and those that ran to the end. Trials stopped early (by ASHA, judged worse
+    at a rung) are left out rather than compared as if they had finished; diverged trials count as
+    worst at every epoch and never set it. 0 when nothing was reported."""
+    live = [o for o in obs if not o.diverged and o.curve]
+    if not live:
         return max((len(o.curve) for o in obs), default=0)
-    return depths[min(min_compare, len(depths)) - 1]
+    full = max(len(o.curve) for o in live)
+    racing = [len(o.curve) for o in live if not o.done or len(o.curve) == full]
+    return min(racing)
 
 
 def points_at(obs: list[Observation], epoch: int) -> list[tuple[float, float]]:
@@ -129,19 +132,19 @@ def fit_minimum(points: list[tuple[float, float]], window: int = 2, reach: float
     return float(np.clip(-b / (2 * a), xs.min(), xs.max())), best[1]
 
 
-def best_of_group(obs: list[Observation], min_compare: int = 3) -> tuple[float, float, int]:
+def best_of_group(obs: list[Observation]) -> tuple[float, float, int]:
     """(x, value, epoch): the smooth minimum of one group's trials at their comparison epoch."""
-    epoch = comparison_epoch(obs, min_compare)
+    epoch = comparison_epoch(obs)
     x, value = fit_minimum(points_at(obs, epoch)) if epoch else (obs[0].x, math.inf)
     return x, value, epoch
 
 
-def rank_groups(obs: list[Observation], min_compare: int = 3) -> list[tuple[int, float]]:
+def rank_groups(obs: list[Observation]) -> list[tuple[int, float]]:
     """Groups ordered best first by their best trial, compared at one epoch common to all groups."""
     by_group: dict[int, list[Observation]] = {}
     for o in obs:
         by_group.setdefault(o.group, []).append(o)
-    epoch = min(comparison_epoch(v, min_compare) for v in by_group.values())
+    epoch = min(comparison_epoch(v) for v in by_group.values())
     ranked = []
     for g, members in by_group.items():
         values = [y for _, y in points_at(members, epoch)] or [math.inf]
@@ -176,7 +179,7 @@ def _spacing_of(rounds: list[Round], rules: Rules, group: int) -> float:
 
 def refine(group: int, obs: list[Observation], spacing: float, rules: Rules) -> tuple[tuple[float, float], list[float], str]:
     """Bracket and new points for one group. Returns ((centre, half-width), xs, why)."""
-    centre, _, epoch = best_of_group(obs, rules.min_compare)
+    centre, _, epoch = best_of_group(obs)
     pts = [(x, y) for x, y in points_at(obs, epoch) if math.isfinite(y)]
     tried = sorted({round(o.x, 9) for o in obs})
     p = rules.points_per_round
@@ -216,12 +219,12 @@ def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Rou
         return Stop(f"epoch budget spent ({epochs_spent(obs)} >= {rules.budget_epochs:g} epochs)")
     if k >= 2:
         prev = [o for o in obs if o.round < k - 1]
-        epoch = comparison_epoch(obs, rules.min_compare)
+        epoch = comparison_epoch(obs)
         before = min((y for _, y in points_at(prev, epoch)), default=math.inf)
         after = min((y for _, y in points_at(obs, epoch)), default=math.inf)
         if math.isfinite(before) and before - after < rules.tolerance * abs(before):
             return Stop(f"round {k - 1} improved the best by less than {rules.tolerance:.1%} at epoch {epoch}")
-    ranked = rank_groups(obs, rules.min_compare)
+    ranked = rank_groups(obs)
     brackets: dict[int, tuple[float, float]] = {}
     points: list[tuple[int, float]] = []
     whys = []
@@ -240,12 +243,12 @@ def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Rou
     return Round(k, tuple(points), brackets, "; ".join(whys))
 
 
-def choose(obs: list[Observation], min_compare: int = 3) -> tuple[int, float, float, int]:
+def choose(obs: list[Observation]) -> tuple[int, float, float, int]:
     """The final pick: (group, x, value, epoch): the best group's smooth minimum at the deepest
     epoch its trials reached together."""
-    ranked = rank_groups(obs, min_compare)
+    ranked = rank_groups(obs)
     # rank at the deepest common epoch of each group among the top groups, using finished trials
     g = ranked[0][0]
     members = [o for o in obs if o.group == g]
-    x, value, epoch = best_of_group(members, min_compare)
+    x, value, epoch = best_of_group(members)
     return g, x, value, epoch

@@ -138,3 +138,14 @@ def test_rules_reject_bad_values_by_name():
         rules(spacing=0)
     with pytest.raises(ValueError, match="high"):
         rules(low=-1.0, high=-3.0)
+
+
+def test_finished_trials_and_running_ones_are_compared_at_the_running_ones_depth():
+    # the demo's trap: trials that finished first (far from the optimum) must not win just because
+    # the better ones are still running
+    c = analytic(-2.0)
+    obs = [zoom.Observation(0, x, 0, c(x, 27), True) for x in (-6.0, -4.0, -3.0)]
+    obs += [zoom.Observation(0, x, 0, c(x, 12), False) for x in (-2.0, -1.0)]
+    assert zoom.comparison_epoch(obs) == 12
+    _, x, _, epoch = zoom.best_of_group(obs)
+    assert epoch == 12 and abs(x + 2.0) < 0.3
