@@ -147,5 +147,5 @@ def test_finished_trials_and_running_ones_are_compared_at_the_running_ones_depth
     obs = [zoom.Observation(0, x, 0, c(x, 27), True) for x in (-6.0, -4.0, -3.0)]
     obs += [zoom.Observation(0, x, 0, c(x, 12), False) for x in (-2.0, -1.0)]
     assert zoom.comparison_epoch(obs) == 12
-    _, x, _, epoch = zoom.best_of_group(obs)
+    x, _, epoch = zoom.best_of_group(obs)
     assert epoch == 12 and abs(x + 2.0) < 0.3
