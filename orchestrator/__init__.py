@@ -8,7 +8,15 @@ Library API (the CLI is a thin layer over it)::
 from __future__ import annotations
 
 from orchestrator.config import ConfigError, SweepConfig, load as load_config, parse as parse_config
-from orchestrator.workloads import Workload, WorkloadError
+
+
+def __getattr__(name: str):
+    # torch is imported only when a workload is needed: `import orchestrator` stays light for the CLI
+    if name in ("Workload", "WorkloadError"):
+        from orchestrator import workloads
+
+        return getattr(workloads, name)
+    raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
 
 __all__ = ["ConfigError", "SweepConfig", "Workload", "WorkloadError", "load_config", "parse_config", "run_sweep",
            "build_report"]
