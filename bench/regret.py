@@ -34,7 +34,7 @@ WORKLOADS = {
 
 def sweep_config(optimizer: str, seed: int, shift: float, storage: str) -> config_mod.SweepConfig:
     data = config_mod.yaml.load((ROOT / "examples" / "digits.yaml").read_text(), Loader=config_mod._Loader)
-    data["name"] = f"bench-{optimizer}-s{seed}-shift{shift:+.1f}"
+    data["name"] = f"bench-{optimizer}-s{seed}-shift{shift:.1f}".replace("-0.", "-m0.")
     data["seed"] = seed
     data["storage"] = storage
     data["space"] = {k: v for k, v in data["space"].items() if k not in ("optimizer", "momentum")}

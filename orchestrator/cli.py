@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from orchestrator.config import ConfigError
     from orchestrator.results import ResultsError
-    from orchestrator.tuning import SweepExistsError
+    from orchestrator.tuning import SweepExistsError, SweepInterrupted
     from orchestrator.workloads import WorkloadError
 
     parser = build_parser()
@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ResultsError, SweepExistsError, WorkloadError) as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
+    except SweepInterrupted as exc:
+        _err(str(exc).replace("CONFIG", getattr(args, "config", "CONFIG")))
+        return 130
     except KeyboardInterrupt:
         _err("interrupted; resume with: sweep run CONFIG --resume")
         return 130

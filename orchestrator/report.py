@@ -1,19 +1,35 @@
 """The report aggregator: from a stored sweep folder alone, the chosen configuration and why.
 
-Writes ``best.json``, ``report.md`` and ``val_loss_vs_lr.png`` beside ``trials.parquet``.
-Works on any finished or interrupted sweep folder, local or copied from a cluster.
+Reads ``trials.parquet`` and ``rounds.json`` (nothing else: works on any finished or interrupted sweep
+folder, local or copied from a cluster) and writes beside them:
+
+- ``best.json``: the chosen configuration, its metric, the best trial actually run, the cost;
+- ``report.md``: the choice, why the zoom chose each round's bracket, the best learning rate per decay law
+  and per optimizer, the winner's train/validation gap, the cost in epochs and FTE, all trials;
+- ``val_loss_vs_lr.png``: the metric against the learning rate (log axis), one colour per round, the
+  chosen bracket shaded;
+- ``val_curves.png``: the metric over epochs of the finalists (train loss dashed).
+
+``terminal_table(folder)`` is the table of all trials that ``sweep report`` prints.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orchestrator import results, zoom
 from orchestrator.space import nice
+
+PLOT = "val_loss_vs_lr.png"
+CURVES = "val_curves.png"
+FINALISTS = 6  # curves drawn in val_curves.png
+GAP_OVERFIT = 0.5  # (val - train) / val above this: overfitting
+GAP_LEAK = -0.1  # (val - train) / train below this: validation better than training by >10%
 
 
 @dataclass
@@ -30,6 +46,7 @@ class Summary:
     rounds: list[dict[str, Any]]
     stop_reason: str | None
     best_trial: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (f"chosen lr={self.lr:.3g}  {self.metric}={self.value:.4f} (epoch {self.epoch})  "
@@ -37,8 +54,10 @@ class Summary:
                 f"results: {self.folder}")
 
 
+# --- reading ---------------------------------------------------------------------------------------
 def trial_table(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Rows grouped by trial id, each list sorted by epoch."""
+    """Rows grouped by trial id, each list sorted by epoch (a trial that errored before reporting has
+    one row with ``epoch`` None)."""
     by_trial: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_trial[r["trial_id"]].append(r)
@@ -47,24 +66,76 @@ def trial_table(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return dict(by_trial)
 
 
+def epochs_of(rs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of one trial that are epochs (not the placeholder row of a trial with no result)."""
+    return [r for r in rs if r["epoch"] is not None]
+
+
 def observations(by_trial: dict[str, list[dict[str, Any]]], metric: str) -> list[zoom.Observation]:
     obs = []
     for rs in by_trial.values():
         first = rs[0]
-        curve = tuple((r[metric] if r[metric] is not None and math.isfinite(r[metric]) else math.inf)
-                      for r in rs if r["epoch"] is not None)
-        if curve:
+        curve = tuple(_finite(r[metric]) for r in epochs_of(rs))
+        if curve and first["lr"] and first["lr"] > 0:
             obs.append(zoom.Observation(first["group"], math.log10(first["lr"]), first["round"], curve, True))
     return obs
 
 
-def summarise(folder: str | Path) -> Summary:
+def config_of(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return json.loads(rs[0].get("config") or "{}")
+    except json.JSONDecodeError:
+        return {}
+
+
+def law_of(config: dict[str, Any]) -> str:
+    """The decay law a trial ran with: ``schedule`` ('constant' if absent), '+ warmup N' when it has one."""
+    law = str(config.get("schedule") or "constant")
+    warmup = config.get("warmup") or 0
+    return f"{law} + warmup {warmup}" if warmup else law
+
+
+def optimizer_of(config: dict[str, Any]) -> str:
+    return str(config.get("optimizer") or "sgd")
+
+
+def _finite(v: Any) -> float:
+    return v if v is not None and math.isfinite(v) else math.inf
+
+
+def _value_at(rs: list[dict[str, Any]], epoch: int, key: str) -> Any:
+    for r in rs:
+        if r["epoch"] == epoch:
+            return r.get(key)
+    return None
+
+
+def _load(folder: str | Path) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
     folder = Path(folder)
     rows = results.read_trials(folder)
     meta = results.read_json(folder / results.ROUNDS) or {}
+    return folder, rows, meta
+
+
+def _max_epochs(rows: list[dict[str, Any]], meta: dict[str, Any]) -> int:
+    if meta.get("max_epochs"):
+        return int(meta["max_epochs"])
+    for r in rows:
+        cfg = config_of([r])
+        if cfg.get("max_epochs"):
+            return int(cfg["max_epochs"])
+    return max((r["epoch"] or 0 for r in rows), default=0) or 1
+
+
+def summarise(folder: str | Path) -> Summary:
+    folder, rows, meta = _load(folder)
+    return _summarise(folder, rows, meta)
+
+
+def _summarise(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Summary:
     metric = meta.get("metric", "val_loss")
     param = meta.get("param", "lr")
-    max_epochs = int(meta.get("max_epochs") or max(r["epoch"] or 0 for r in rows))
+    max_epochs = _max_epochs(rows, meta)
     by_trial = trial_table(rows)
     obs = observations(by_trial, metric)
     if not obs:
@@ -72,98 +143,372 @@ def summarise(folder: str | Path) -> Summary:
     group, x, value, epoch = zoom.choose(obs)
     lr = nice(10**x)
     # the best trial actually run, in the chosen group, at the comparison epoch
-    candidates = [rs for rs in by_trial.values() if rs[0]["group"] == group and len(rs) >= epoch]
-    best_rows = min(candidates, key=lambda rs: _finite(rs[epoch - 1][metric]))
-    config = json.loads(best_rows[0]["config"] or "{}")
-    chosen = {k: v for k, v in config.items() if k not in ("round", "group", "_cpus")}
+    candidates = [rs for rs in by_trial.values() if rs[0]["group"] == group and len(epochs_of(rs)) >= epoch]
+    best_rows = min(candidates, key=lambda rs: _finite(_value_at(rs, epoch, metric)))
+    config = config_of(best_rows)
+    chosen = {k: v for k, v in config.items() if k not in ("round", "group") and not k.startswith("_")}
     chosen[param] = lr
-    best = best_rows[epoch - 1]
-    best_trial = {"trial_id": best["trial_id"], param: best_rows[0]["lr"], "epoch": epoch,
-                  metric: best[metric], "train_loss": best["train_loss"], "val_error": best["val_error"],
-                  "status": best["status"]}
-    epochs = sum(len(rs) for rs in by_trial.values())
-    return Summary(folder, chosen, lr, value, epoch, metric, epochs, epochs / max_epochs, len(by_trial),
-                   meta.get("rounds", []), meta.get("stop_reason"), best_trial)
-
-
-def _finite(v: Any) -> float:
-    return v if v is not None and math.isfinite(v) else math.inf
-
-
-def build(folder: str | Path) -> Summary:
-    """Summarise a sweep folder and write best.json, report.md and the plot."""
-    s = summarise(folder)
-    results.write_json(s.folder / "best.json", {
-        "config": s.chosen, "lr": s.lr, s.metric: s.value, "epoch": s.epoch,
-        "epochs_spent": s.epochs, "fte": s.fte, "trials": s.trials,
-        "best_trial": s.best_trial, "stop_reason": s.stop_reason,
-    })
-    rows = results.read_trials(s.folder)
-    plot_path = _plot(s, rows)
-    results.atomic_write_bytes(s.folder / "report.md", _markdown(s, rows, plot_path).encode())
+    best_trial = {"trial_id": best_rows[0]["trial_id"], param: best_rows[0]["lr"], "epoch": epoch,
+                  metric: _value_at(best_rows, epoch, metric), "val_loss": _value_at(best_rows, epoch, "val_loss"),
+                  "train_loss": _value_at(best_rows, epoch, "train_loss"),
+                  "val_error": _value_at(best_rows, epoch, "val_error"), "status": best_rows[-1]["status"]}
+    epochs = sum(len(epochs_of(rs)) for rs in by_trial.values())
+    s = Summary(folder, chosen, lr, value, epoch, metric, epochs, epochs / max_epochs, len(by_trial),
+                meta.get("rounds", []), meta.get("stop_reason"), best_trial)
+    gap = train_val_gap(s)
+    if gap is not None and gap[1] != "normal":
+        s.warnings.append(f"train/validation gap of the winner {gap[0]:+.4f}: {gap[1]}")
     return s
 
 
-def _markdown(s: Summary, rows: list[dict[str, Any]], plot: Path | None) -> str:
+def train_val_gap(s: Summary) -> tuple[float, str] | None:
+    """(validation - training loss of the best trial at the chosen epoch, verdict), or None if unknown.
+    Training loss is the mean over the epoch as it trained, so a small negative gap is normal."""
+    val, train = s.best_trial.get("val_loss"), s.best_trial.get("train_loss")
+    if val is None or train is None or not (math.isfinite(val) and math.isfinite(train)):
+        return None
+    gap = val - train
+    if gap > GAP_OVERFIT * max(abs(val), 1e-12):
+        return gap, (f"large: overfitting, validation loss {val / max(train, 1e-12):.1f}x the training loss; "
+                     f"try weight decay, dropout or fewer epochs")
+    if gap < GAP_LEAK * max(abs(train), 1e-12):
+        return gap, "negative: validation loss well below training loss; check for a train/validation leak"
+    return gap, "normal"
+
+
+# --- per decay law / per optimizer ------------------------------------------------------------------
+@dataclass
+class Best:
+    key: str
+    trials: int
+    trial_id: str
+    lr: float
+    value: float
+    epoch: int
+
+
+def best_by(by_trial: dict[str, list[dict[str, Any]]], metric: str, label) -> list[Best]:
+    """For each value of ``label(config)``: the trial with the lowest metric among those trials, compared
+    at their common epoch (``zoom.comparison_epoch``: trials stopped early are not compared as if they
+    had finished). Sorted best first."""
+    subsets: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
+    for rs in by_trial.values():
+        subsets[label(config_of(rs))].append(rs)
+    out = []
+    for key, members in subsets.items():
+        curves = [(rs, tuple(_finite(r[metric]) for r in epochs_of(rs))) for rs in members]
+        obs = [zoom.Observation(rs[0]["group"], 0.0, rs[0]["round"], c, True) for rs, c in curves if c]
+        epoch = zoom.comparison_epoch(obs) if obs else 0
+        reached = [(rs, c) for rs, c in curves if c and (len(c) >= epoch or math.isinf(c[-1]))]
+        if not reached or epoch < 1:
+            out.append(Best(key, len(members), members[0][0]["trial_id"], members[0][0]["lr"], math.inf, 0))
+            continue
+        rs, c = min(reached, key=lambda rc: rc[1][epoch - 1] if len(rc[1]) >= epoch else math.inf)
+        value = c[epoch - 1] if len(c) >= epoch else math.inf
+        out.append(Best(key, len(members), rs[0]["trial_id"], rs[0]["lr"], value, epoch))
+    return sorted(out, key=lambda b: (b.value, b.key))
+
+
+# --- writing ---------------------------------------------------------------------------------------
+def build(folder: str | Path) -> Summary:
+    """Summarise a sweep folder and write best.json, report.md and the plots."""
+    folder, rows, meta = _load(folder)
+    s = _summarise(folder, rows, meta)
+    results.write_json(s.folder / "best.json", {
+        "config": s.chosen, "lr": s.lr, s.metric: s.value, "epoch": s.epoch,
+        "epochs_spent": s.epochs, "fte": s.fte, "trials": s.trials,
+        "best_trial": s.best_trial, "stop_reason": s.stop_reason, "warnings": s.warnings,
+    })
+    plots = [p for p in (_plot_vs_lr(s, rows, meta), _plot_curves(s, rows)) if p is not None]
+    results.atomic_write_bytes(s.folder / "report.md", markdown(s, rows, meta, plots).encode())
+    return s
+
+
+def _group_label(meta: dict[str, Any], group: int) -> str:
+    groups = meta.get("groups") or []
+    if 0 <= group < len(groups) and groups[group]:
+        return ", ".join(f"{k}={v}" for k, v in sorted(groups[group].items()))
+    return f"group {group}"
+
+
+def _bracket_text(brackets: dict[str, Any], meta: dict[str, Any]) -> str:
+    parts = []
+    for g, (centre, half) in sorted(brackets.items(), key=lambda kv: int(kv[0])):
+        span = f"{nice(10 ** (centre - half)):.3g} .. {nice(10 ** (centre + half)):.3g}"
+        parts.append(span if len(brackets) == 1 and len(meta.get("groups") or [{}]) <= 1
+                     else f"{_group_label(meta, int(g))}: {span}")
+    return "; ".join(parts) or "n/a"
+
+
+def markdown(s: Summary, rows: list[dict[str, Any]], meta: dict[str, Any], plots: list[Path]) -> str:
     by_trial = trial_table(rows)
-    gap = None
-    if s.best_trial.get("train_loss") is not None and s.best_trial.get(s.metric) is not None:
-        gap = s.best_trial[s.metric] - s.best_trial["train_loss"]
+    m = s.metric
+    bt = s.best_trial
+    param = meta.get("param", "lr")
+    ran = any(abs(rs[0]["lr"] - s.lr) <= 1e-9 * s.lr for rs in by_trial.values())
     lines = [
         f"# Sweep report: {s.folder.name}", "",
-        f"**Chosen learning rate: {s.lr:.4g}** ({s.metric} {s.value:.4f} at epoch {s.epoch}, smooth fit in log space)",
-        "", f"- Best trial run: `{s.best_trial['trial_id']}` at lr {s.best_trial.get('lr', float('nan')):.4g}: "
-            f"{s.metric} {s.best_trial[s.metric]:.4f}, val_error {s.best_trial['val_error']}",
-        f"- Cost: {s.epochs} epochs = {s.fte:.2f} FTE over {s.trials} trials",
-        f"- Stopped because: {s.stop_reason or 'n/a'}",
+        f"**Chosen learning rate: {s.lr:.4g}**: the smooth minimum of a parabola fitted in log-{param} space "
+        f"through the best trials at epoch {s.epoch}; the best {m} measured there is {s.value:.4f}.", "",
     ]
+    if not ran:
+        near = min(by_trial.values(), key=lambda rs: (abs(math.log10(rs[0]["lr"] / s.lr)), rs[0]["trial_id"]))
+        lines += [f"The chosen rate is a fit, not a trial that ran: retrain it fully to confirm. The best trial "
+                  f"run is `{bt['trial_id']}` at {param} {bt.get(param, float('nan')):.4g}; the nearest trial to "
+                  f"the chosen rate, `{near[0]['trial_id']}` at {param} {near[0]['lr']:.4g}, reached {m} "
+                  f"{_fmt(_value_at(near, s.epoch, m))} at epoch {s.epoch}.", ""]
+    lines += ["## Chosen configuration", "", "```json", json.dumps(s.chosen, indent=2, sort_keys=True, default=str),
+              "```", "",
+              "## Summary", "",
+              f"- Best trial run: `{bt['trial_id']}` at {param} {bt.get(param, float('nan')):.4g}: {m} "
+              f"{_fmt(bt.get(m))}, train_loss {_fmt(bt.get('train_loss'))}, val_error {_fmt(bt.get('val_error'))} "
+              f"(epoch {bt['epoch']}, {bt['status']})"]
+    gap = train_val_gap(s)
     if gap is not None:
-        verdict = "large: overfitting" if gap > 0.5 * max(s.best_trial[s.metric], 1e-12) else (
-            "negative: check for a train/val leak" if gap < 0 else "normal")
-        lines.append(f"- Train/validation gap of the winner: {gap:.4f} ({verdict})")
-    lines += ["", "## Rounds", "", "| round | trials | why |", "|---|---|---|"]
+        flag = "" if gap[1] == "normal" else "**Warning:** "
+        lines.append(f"- {flag}Train/validation gap of the winner: {gap[0]:+.4f}: {gap[1]}")
+    seconds = sum(r.get("epoch_seconds") or 0.0 for r in rows)
+    lines += [f"- Cost: {s.epochs} epochs = {s.fte:.2f} FTE (full-training equivalents of "
+              f"{_max_epochs(rows, meta)} epochs) over {s.trials} trials and {len(s.rounds)} rounds"
+              + (f"; {seconds:.0f} s of training time" if seconds else ""),
+              f"- Stopped because: {s.stop_reason or 'n/a (interrupted?)'}"]
+
+    lines += ["", "## Rounds: where the zoom looked and why", "",
+              f"| round | trials | epochs | bracket ({param}) | best {m} | why |", "|---|---|---|---|---|---|"]
     for r in s.rounds:
-        lines.append(f"| {r['index']} | {r['points']} | {r['reason']} |")
-    lines += ["", "## Trials", "", f"| trial | round | lr | epochs | status | final {s.metric} |", "|---|---|---|---|---|---|"]
-    for tid, rs in sorted(by_trial.items(), key=lambda kv: (kv[1][0]["round"], kv[1][0]["lr"])):
-        last = rs[-1]
-        lines.append(f"| {tid} | {rs[0]['round']} | {rs[0]['lr']:.4g} | {len(rs)} | {last['status']} | {_fmt(last[s.metric])} |")
-    if plot:
-        lines += ["", f"![validation loss against learning rate]({plot.name})"]
+        members = [rs for rs in by_trial.values() if rs[0]["round"] == r["index"]]
+        spent = sum(len(epochs_of(rs)) for rs in members)
+        best = min((_finite(x[m]) for rs in members for x in epochs_of(rs)), default=math.inf)
+        lines.append(f"| {r['index']} | {r.get('points', len(members))} | {spent} | "
+                     f"{_bracket_text(r.get('brackets') or {}, meta)} | {_fmt(best)} | {r.get('reason', '')} |")
+    lines += ["", "Brackets are the zoom's (centre +- half-width in decades); round 0 is the configured coarse grid. "
+              "Later rounds add only points not tried before. Best is the lowest value reached at any epoch."]
+
+    for title, label in (("decay law", law_of), ("optimizer", optimizer_of)):
+        lines += ["", f"## Best learning rate per {title}", "",
+                  f"| {title} | trials | best {param} | {m} | at epoch | trial |", "|---|---|---|---|---|---|"]
+        for b in best_by(by_trial, m, label):
+            lines.append(f"| {b.key} | {b.trials} | {b.lr:.4g} | {_fmt(b.value)} | {b.epoch or 'n/a'} | `{b.trial_id}` |")
+    lines += ["", "Each row compares its own trials at their common epoch (trials stopped early are not compared "
+                  "as if they had finished)."]
+
+    lines += ["", "## Trials", "",
+              f"| trial | round | {param} | law | optimizer | epochs | status | best {m} | final {m} | final train_loss |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for tid, rs in _ordered(by_trial):
+        ep = epochs_of(rs)
+        cfg = config_of(rs)
+        last = ep[-1] if ep else rs[-1]
+        best = min((_finite(x[m]) for x in ep), default=math.inf)
+        mark = " **(best)**" if tid == bt["trial_id"] else ""
+        lines.append(f"| `{tid}`{mark} | {rs[0]['round']} | {rs[0]['lr']:.4g} | {law_of(cfg)} | {optimizer_of(cfg)} | "
+                     f"{len(ep)} | {rs[-1]['status']} | {_fmt(best)} | {_fmt(last.get(m))} | "
+                     f"{_fmt(last.get('train_loss'))} |")
+    errors = [(tid, rs[-1].get("error")) for tid, rs in _ordered(by_trial) if rs[-1].get("error")]
+    if errors:
+        lines += ["", "### Errors", ""] + [f"- `{tid}`: {err}" for tid, err in errors]
+    for p in plots:
+        alt = "validation curves of the finalists" if p.name == CURVES else f"{m} against learning rate"
+        lines += ["", f"![{alt}]({p.name})"]
     return "\n".join(lines) + "\n"
 
 
+def _ordered(by_trial: dict[str, list[dict[str, Any]]]):
+    return sorted(by_trial.items(), key=lambda kv: (kv[1][0]["round"], kv[1][0]["group"], kv[1][0]["lr"], kv[0]))
+
+
 def _fmt(v: Any) -> str:
-    return "n/a" if v is None else f"{v:.4f}"
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and not math.isfinite(v):
+        return "inf" if v > 0 else "n/a"
+    return f"{v:.4f}"
 
 
-def _plot(s: Summary, rows: list[dict[str, Any]]) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def terminal_table(folder: str | Path) -> str:
+    """All trials as a fixed-width text table (what ``sweep report`` prints); the best trial run is
+    marked ``*``. Raises ``results.ResultsError`` like ``build``."""
+    folder, rows, meta = _load(folder)
+    s = _summarise(folder, rows, meta)
     by_trial = trial_table(rows)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    colours = plt.get_cmap("viridis")
-    n_rounds = max(r[0]["round"] for r in by_trial.values()) + 1
-    for k in range(n_rounds):
-        pts = [(rs[0]["lr"], rs[-1][s.metric], len(rs)) for rs in by_trial.values() if rs[0]["round"] == k]
-        finite = [(x, y, n) for x, y, n in pts if y is not None and math.isfinite(y)]
-        if finite:
-            ax.scatter([p[0] for p in finite], [p[1] for p in finite], s=[12 + 2 * p[2] for p in finite],
-                       color=colours(k / max(1, n_rounds - 1)), label=f"round {k}", alpha=0.8)
-    if s.rounds and len(s.rounds) > 1:
-        centre, half = next(iter(s.rounds[-1]["brackets"].values()))
-        ax.axvspan(10 ** (centre - half), 10 ** (centre + half), color="orange", alpha=0.15, label="last bracket")
-    ax.axvline(s.lr, color="red", linestyle="--", label=f"chosen {s.lr:.3g}")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel(f"last reported {s.metric} (marker size: epochs trained)")
-    ax.set_title(f"{s.folder.name}: {s.metric} against learning rate")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = s.folder / "val_loss_vs_lr.png"
-    fig.savefig(path)
-    plt.close(fig)
+    m = s.metric
+    multi = len({rs[0]["group"] for rs in by_trial.values()}) > 1
+    header = ["trial", "round"] + (["group"] if multi else []) + [
+        "lr", "law", "optimizer", "epochs", "status", f"best {m}", f"final {m}", "val_error"]
+    table = []
+    for tid, rs in _ordered(by_trial):
+        ep = epochs_of(rs)
+        cfg = config_of(rs)
+        last = ep[-1] if ep else rs[-1]
+        best = min((_finite(x[m]) for x in ep), default=math.inf)
+        table.append([tid + (" *" if tid == s.best_trial["trial_id"] else ""), str(rs[0]["round"])]
+                     + ([_group_label(meta, rs[0]["group"])] if multi else [])
+                     + [f"{rs[0]['lr']:.4g}", law_of(cfg), optimizer_of(cfg), str(len(ep)), str(rs[-1]["status"]),
+                        _fmt(best), _fmt(last.get(m)), _fmt(last.get("val_error"))])
+    numeric = {"round", "lr", "epochs", f"best {m}", f"final {m}", "val_error"}
+    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(header)]
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if h in numeric else c.ljust(w)
+                         for c, w, h in zip(cells, widths, header)).rstrip()
+
+    out = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in table]
+    out.append(f"* best trial run; chosen lr {s.lr:.4g} ({m} {s.value:.4f} at epoch {s.epoch})")
+    return "\n".join(out)
+
+
+# --- plots -----------------------------------------------------------------------------------------
+_MARKERS = "osD^vP*X"
+
+
+def _save(fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    results.atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def _figure(size: tuple[float, float]):
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, safe in threads
+
+    fig = Figure(figsize=size, dpi=100)
+    return fig, fig.subplots()
+
+
+def _log_y(ax) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    ax.yaxis.set_minor_formatter(plain)
+
+
+def _colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return [cmap(i % 10) for i in range(max(n, 1))]
+
+
+def _plot_vs_lr(s: Summary, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path | None:
+    """The metric against the learning rate: each trial at the epoch the pick compared (filled), or at its
+    last epoch when it stopped before (hollow); diverged trials as x on the top edge. One colour per round,
+    one marker per group; the chosen group's last bracket shaded; the chosen rate dashed."""
+    by_trial = trial_table(rows)
+    m = s.metric
+    n_rounds = max(rs[0]["round"] for rs in by_trial.values()) + 1
+    groups = sorted({rs[0]["group"] for rs in by_trial.values()})
+    colours = _colours(n_rounds)
+    fig, ax = _figure((8, 5))
+    finite = [_finite(r[m]) for r in rows if r["epoch"] is not None]
+    finite = [v for v in finite if math.isfinite(v)]
+    top = max(finite) if finite else 1.0
+    diverged_y = top * 1.5
+    for k in range(n_rounds):
+        for gi, g in enumerate(groups):
+            full, partial, bad = [], [], []
+            for rs in by_trial.values():
+                if rs[0]["round"] != k or rs[0]["group"] != g:
+                    continue
+                ep = epochs_of(rs)
+                if not ep:
+                    continue
+                if rs[-1]["status"] == "diverged" or not math.isfinite(_finite(ep[-1][m])):
+                    bad.append(rs[0]["lr"])
+                elif len(ep) >= s.epoch:
+                    full.append((rs[0]["lr"], _value_at(rs, s.epoch, m)))
+                else:
+                    partial.append((rs[0]["lr"], ep[-1][m]))
+            marker = _MARKERS[gi % len(_MARKERS)]
+            label = f"round {k}" + (f", {_group_label(meta, g)}" if len(groups) > 1 else "")
+            if full:
+                ax.scatter(*zip(*full), s=45, marker=marker, color=colours[k], label=label, zorder=3)
+            if partial:
+                ax.scatter(*zip(*partial), s=45, marker=marker, facecolors="none", edgecolors=colours[k],
+                           label=None if full else label, zorder=3)
+            if bad:
+                ax.scatter(bad, [diverged_y] * len(bad), s=55, marker="x", color=colours[k], zorder=3)
+    # the curve the pick was made on: the chosen group's trials at the comparison epoch
+    chosen_group = next((rs[0]["group"] for rs in by_trial.values() if rs[0]["trial_id"] == s.best_trial["trial_id"]), 0)
+    line = sorted((rs[0]["lr"], _value_at(rs, s.epoch, m)) for rs in by_trial.values()
+                  if rs[0]["group"] == chosen_group and len(epochs_of(rs)) >= s.epoch
+                  and math.isfinite(_finite(_value_at(rs, s.epoch, m))))
+    if len(line) > 1:
+        ax.plot(*zip(*line), color="grey", linewidth=0.8, alpha=0.6, zorder=2, label=f"at epoch {s.epoch}")
+    bracket = _chosen_bracket(s, chosen_group)
+    if bracket:
+        (k, lo, hi) = bracket
+        ax.axvspan(lo, hi, color="orange", alpha=0.15, label=f"bracket of round {k}", zorder=1)
+    ax.axvline(s.lr, color="red", linestyle="--", linewidth=1.2, label=f"chosen {s.lr:.3g}", zorder=4)
+    ax.set_xscale("log")
+    if finite and min(finite) > 0 and top / min(finite) > 20:
+        _log_y(ax)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(f"{m} (filled: at epoch {s.epoch}; hollow: stopped earlier)")
+    title = f"{s.folder.name}: {m} against learning rate"
+    if any(rs[-1]["status"] == "diverged" for rs in by_trial.values()):
+        title += " (x: diverged)"
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return _save(fig, s.folder / PLOT)
+
+
+def _chosen_bracket(s: Summary, group: int) -> tuple[int, float, float] | None:
+    """(round, low, high) of the last round whose bracket covers the chosen group."""
+    for r in reversed(s.rounds):
+        b = (r.get("brackets") or {}).get(str(group))
+        if b:
+            centre, half = b
+            return r["index"], 10 ** (centre - half), 10 ** (centre + half)
+    return None
+
+
+def _plot_curves(s: Summary, rows: list[dict[str, Any]]) -> Path | None:
+    """The metric over epochs for the finalists: the best trials among those that reached the chosen
+    epoch (solid; train loss dashed), the winner thicker."""
+    by_trial = trial_table(rows)
+    m = s.metric
+    reached = [rs for rs in by_trial.values() if len(epochs_of(rs)) >= s.epoch
+               and math.isfinite(_finite(_value_at(rs, s.epoch, m)))]
+    reached.sort(key=lambda rs: _value_at(rs, s.epoch, m))
+    finalists = reached[:FINALISTS]
+    if not finalists:
+        return None
+    fig, ax = _figure((8, 5))
+    colours = _colours(len(finalists))
+    values = []
+    for c, rs in zip(colours, finalists):
+        ep = epochs_of(rs)
+        cfg = config_of(rs)
+        xs = [r["epoch"] for r in ep]
+        ys = [_finite(r[m]) for r in ep]
+        win = rs[0]["trial_id"] == s.best_trial["trial_id"]
+        extra = []
+        if law_of(cfg) != "constant":
+            extra.append(law_of(cfg))
+        if len({optimizer_of(config_of(x)) for x in finalists}) > 1:
+            extra.append(optimizer_of(cfg))
+        label = f"lr {rs[0]['lr']:.3g} (round {rs[0]['round']}{', ' + ', '.join(extra) if extra else ''})" \
+            + (" best" if win else "")
+        ax.plot(xs, ys, color=c, linewidth=2.4 if win else 1.3, label=label, zorder=3 if win else 2)
+        values += [y for y in ys if math.isfinite(y)]
+        if m != "train_loss":
+            tr = [(r["epoch"], r["train_loss"]) for r in ep if r.get("train_loss") is not None
+                  and math.isfinite(r["train_loss"])]
+            if tr:
+                ax.plot(*zip(*tr), color=c, linewidth=0.9, linestyle="--", alpha=0.7)
+                values += [y for _, y in tr]
+    ax.axvline(s.epoch, color="grey", linestyle=":", linewidth=1, label=f"compared at epoch {s.epoch}")
+    if values and min(values) > 0 and max(values) / min(values) > 20:
+        _log_y(ax)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{m} (solid); train_loss (dashed)")
+    ax.set_title(f"{s.folder.name}: the {len(finalists)} best trials that reached epoch {s.epoch}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return _save(fig, s.folder / CURVES)

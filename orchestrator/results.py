@@ -34,6 +34,7 @@ SCHEMA = pa.schema([
     ("diverged", pa.bool_()),
     ("status", pa.string()),  # of the trial: completed | stopped | diverged | errored
     ("error", pa.string()),
+    ("failures", pa.int32()),  # times the trial crashed or lost its node and was retried
     ("device", pa.string()),
     ("node_ip", pa.string()),
     ("epoch_seconds", pa.float64()),

@@ -60,10 +60,9 @@ class SweepState:
         current = self.rounds[-1].index
         if not zoom.round_ready(obs, current, self.decision_epoch):
             return None
-        reported = [o for o in obs if o.curve]
-        if not any(o.round == current for o in reported):
+        if not any(o.curve for o in obs if o.round == current):
             return zoom.Stop(f"no trial of round {current} reported a result (all errored)")
-        return zoom.next_round(self.rules, self.rounds, reported)
+        return zoom.next_round(self.rules, self.rounds, obs)  # errored trials too: never re-suggested
 
     def next_config(self, trial_id: str) -> dict[str, Any] | None | str:
         """A config, ``None`` (ask again later) or ``"FINISHED"``."""

@@ -73,44 +73,79 @@ def sweep_folder(cfg: SweepConfig) -> Path:
     return Path(cfg.storage).expanduser().resolve() / cfg.name
 
 
+class SweepInterrupted(RuntimeError):
+    """The sweep stopped before its search was done (Ctrl-C, ``sweep stop``); its state is saved."""
+
+
+class FailureCounter(tune.Callback):
+    """Counts each trial's failures (a crashed trainable, a lost node); shown in the results."""
+
+    def __init__(self) -> None:
+        self.failures: dict[str, int] = {}
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.failures[trial.trial_id] = self.failures.get(trial.trial_id, 0) + 1
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self.failures[trial.trial_id] = self.failures.get(trial.trial_id, 0) + 1
+
+
+def claim_folder(folder: Path, config_text: str) -> None:
+    """Create the sweep folder, or fail if another sweep has it: ``sweep.yaml`` is created with O_EXCL,
+    so two sweeps started with the same name at the same moment never share a folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(folder / "sweep.yaml", "x") as f:
+            f.write(config_text or "# config given through the Python API\n")
+    except FileExistsError:
+        raise SweepExistsError(
+            f"{folder}: sweep folder already exists; pass --resume to continue it, or choose another name"
+        ) from None
+
+
+def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False) -> tune.Tuner:
+    return tune.Tuner(
+        trainable_with_resources(cfg),
+        tune_config=tune.TuneConfig(
+            metric=cfg.metric, mode=cfg.mode, search_alg=ZoomSearcher(make_state(cfg), RoundPrinter(quiet)),
+            scheduler=make_scheduler(cfg), num_samples=-1, reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=cfg.name, storage_path=str(folder.parent), verbose=0,
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[FailureCounter()],
+        ),
+    )
+
+
 def run(cfg: SweepConfig, config_text: str = "", resume: bool = False, quiet: bool = False) -> report.Summary:
-    """Run (or resume) the sweep on the Ray this process is connected to; write results and the report."""
+    """Run (or resume) the sweep on the Ray this process is connected to; write results and the report.
+
+    Raises ``SweepExistsError`` if the folder is taken (without ``resume``), ``SweepInterrupted`` if the
+    run was stopped before the search finished (results so far are saved; ``resume`` continues it)."""
     folder = sweep_folder(cfg)
-    trainable = trainable_with_resources(cfg)
-    if folder.exists() and any(folder.iterdir()):
-        if not resume:
-            raise SweepExistsError(
-                f"{folder}: sweep folder already exists; pass --resume to continue it, or choose another name"
-            )
+    if resume and folder.exists():
         if not tune.Tuner.can_restore(str(folder)):
             raise SweepExistsError(f"{folder}: cannot resume: no Ray Tune experiment state in it")
-        tuner = tune.Tuner.restore(str(folder), trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(str(folder), trainable_with_resources(cfg), resume_unfinished=True,
+                                   resume_errored=True)
     else:
-        folder.mkdir(parents=True, exist_ok=True)
-        if config_text:
-            results.atomic_write_bytes(folder / "sweep.yaml", config_text.encode())
-        state = make_state(cfg)
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                metric=cfg.metric, mode=cfg.mode, search_alg=ZoomSearcher(state, RoundPrinter(quiet)),
-                scheduler=make_scheduler(cfg), num_samples=-1, reuse_actors=True,
-                trial_dirname_creator=trial_dirname,
-            ),
-            run_config=tune.RunConfig(
-                name=cfg.name, storage_path=str(folder.parent), verbose=0,
-                failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            ),
-        )
+        claim_folder(folder, config_text)
+        tuner = build_tuner(cfg, folder, quiet)
     start = time.time()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's own tables off: we print rounds ourselves
     grid = tuner.fit()
-    searcher = _searcher_of(tuner)
-    state = searcher.state
-    errors = {r.metrics.get("trial_id") or "": str(r.error).splitlines()[0][:300]
-              for r in grid if r.error is not None}
-    save(folder, cfg, state, errors)
+    state = _searcher_of(tuner).state
+    errors = {Path(r.path).name: str(r.error).strip().splitlines()[-1][:500] for r in grid if r.error is not None}
+    failures = next((c.failures for c in tuner._local_tuner.get_run_config().callbacks or []
+                     if isinstance(c, FailureCounter)), {})
+    save(folder, cfg, state, errors, failures)
+    interrupted = state.stop_reason is None or any(not t.done for t in state.trials.values())
+    if interrupted:
+        raise SweepInterrupted(f"{folder}: sweep interrupted; results so far are saved. Resume with: "
+                               f"sweep run CONFIG --resume")
     summary = report.build(folder)
     if not quiet:
         print(f"[sweep] finished in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
@@ -126,18 +161,21 @@ def _searcher_of(tuner) -> ZoomSearcher:
     return search
 
 
-def save(folder: Path, cfg: SweepConfig, state: SweepState, errors: dict[str, str]) -> None:
+def save(folder: Path, cfg: SweepConfig, state: SweepState, errors: dict[str, str],
+         failures: dict[str, int] | None = None) -> None:
     """trials.parquet and rounds.json from the searcher's state."""
     rows = []
     for r in state.rows:
         t = state.trials[r["trial_id"]]
         status = _status(t, cfg.max_epochs)
         rows.append({**r, "lr": t.config[state.param], "status": status, "error": errors.get(t.trial_id),
+                     "failures": (failures or {}).get(t.trial_id, 0),
                      "config": json.dumps(t.config, sort_keys=True, default=str)})
     for t in state.trials.values():  # trials that errored before any result still get a row
         if not t.curve:
             rows.append({"trial_id": t.trial_id, "round": t.round, "group": t.group, "lr": t.config[state.param],
                          "status": "errored", "error": errors.get(t.trial_id, "no result reported"),
+                         "failures": (failures or {}).get(t.trial_id, 0),
                          "config": json.dumps(t.config, sort_keys=True, default=str)})
     results.write_trials(folder, rows)
     results.write_json(folder / results.ROUNDS, {

@@ -149,3 +149,12 @@ def test_finished_trials_and_running_ones_are_compared_at_the_running_ones_depth
     assert zoom.comparison_epoch(obs) == 12
     x, _, epoch = zoom.best_of_group(obs)
     assert epoch == 12 and abs(x + 2.0) < 0.3
+
+
+def test_a_point_that_errored_is_never_suggested_again():
+    c = analytic(-2.0)
+    obs = [zoom.Observation(0, -3.0, 0, (), True)]  # crashed before reporting
+    obs += [zoom.Observation(0, x, 0, c(x, 5), True) for x in (-2.0, -1.0)]
+    r = rules(low=-3.0, high=-1.0)
+    nxt = zoom.next_round(r, [zoom.coarse_round(r, 1)], obs)
+    assert all(abs(x - (-3.0)) > 0.05 for _, x in nxt.points)
