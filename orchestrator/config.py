@@ -85,7 +85,7 @@ class Zoom(_Frozen):
     max_rounds: int = Field(default=3, ge=1, le=50)
     points_per_round: int = Field(default=4, ge=1, le=1000)
     resolution: float = Field(default=0.1, gt=0, le=10, description="stop when the bracket's spacing (decades) falls under this")
-    tolerance: float = Field(default=0.002, ge=0, le=1, description="stop when a round improves the best by less than this fraction")
+    tolerance: float = Field(default=0.0, ge=0, le=1, description="stop when a round improves the best by less than this fraction (0: off; single-seed noise often exceeds the gain of a finer round)")
     budget_fte: float | None = Field(default=None, gt=0, le=10000, description="stop when epochs spent / max_epochs reaches this")
     groups: int = Field(default=1, ge=1, le=1000, description="how many of the best groups (combinations of the other dimensions) to refine")
 

@@ -140,7 +140,8 @@ class Tally:
 
     @property
     def current_round(self) -> int:
-        return max((t.round for t in self.trials.values()), default=0)
+        """The latest round a trial of which has started."""
+        return max((t.round for t in self.trials.values() if t.status != "pending"), default=0)
 
     def count(self, *statuses: str, round_index: int | None = None) -> int:
         return sum(1 for t in self.trials.values()

@@ -55,7 +55,7 @@ class Rules:
     max_rounds: int = 3
     points_per_round: int = 4
     resolution: float = 0.1
-    tolerance: float = 0.002
+    tolerance: float = 0.0
     budget_epochs: float | None = None
     groups: int = 1
 
@@ -97,36 +97,46 @@ def comparison_epoch(obs: list[Observation]) -> int:
     return min(racing)
 
 
+SMOOTH_EPOCHS = 3  # a trial's score at epoch E: its mean metric over epochs E-2..E (less epoch-to-epoch noise)
+
+
+def score(o: Observation, epoch: int, smooth: int = SMOOTH_EPOCHS) -> float:
+    """Mean metric over the last ``smooth`` epochs up to ``epoch``; inf once diverged."""
+    if o.diverged and len(o.curve) <= epoch:
+        return math.inf
+    values = o.curve[max(0, epoch - smooth): epoch]
+    return sum(values) / len(values) if all(math.isfinite(v) for v in values) else math.inf
+
+
 def points_at(obs: list[Observation], epoch: int) -> list[tuple[float, float]]:
-    """(x, metric at ``epoch``) for the trials that reached it, sorted by x."""
+    """(x, score at ``epoch``) for the trials that reached it, sorted by x."""
     if epoch < 1:
         return []
-    out = []
-    for o in obs:
-        if not o.reached(epoch):
-            continue
-        out.append((o.x, math.inf if o.diverged and len(o.curve) < epoch else o.at(epoch)))
-    return sorted(out)
+    return sorted((o.x, score(o, epoch)) for o in obs if o.reached(epoch))
 
 
-def fit_minimum(points: list[tuple[float, float]], window: int = 2, reach: float = 1.0) -> tuple[float, float]:
-    """Smooth estimate of the minimum's location: a parabola (least squares in log space) through the
-    best point and up to ``window`` neighbours on each side that lie within ``reach`` decades of it.
-    Falls back to the best point when the fit is not convex or has fewer than 3 points.
+def fit_minimum(points: list[tuple[float, float]], reach: float = 1.0, cliff: float = 3.0) -> tuple[float, float]:
+    """Smooth estimate of the minimum's location: a parabola in log space, least squares weighted by
+    1/value (relative errors), through the points within ``reach`` decades of the best one.
+    Points above ``cliff`` times the best are off the valley (divergence side, or not training) and
+    would drag the vertex away, so they are left out while 3 points remain.
+    Falls back to the best point when the fit is not convex. The vertex stays within the fitted points.
     Returns (x, value): value is the best value measured, not the parabola's (which can undershoot)."""
     finite = sorted((x, y) for x, y in points if math.isfinite(y))
     if not finite:
         if not points:
             raise ValueError("points=[]: expected at least one (x, value) pair")
         return points[0][0], math.inf
-    i = min(range(len(finite)), key=lambda k: finite[k][1])
-    best = finite[i]
-    near = [p for p in finite[max(0, i - window): i + window + 1] if abs(p[0] - best[0]) <= reach + 1e-9]
-    xs = np.array([p[0] for p in near])
-    ys = np.array([p[1] for p in near])
+    best = min(finite, key=lambda p: p[1])
+    near = [p for p in finite if abs(p[0] - best[0]) <= reach + 1e-9]
+    valley = [p for p in near if best[1] <= 0 or p[1] <= cliff * best[1]]
+    if len(valley) < 3:
+        valley = sorted(near, key=lambda p: p[1])[:3]
+    xs = np.array([p[0] for p in valley])
+    ys = np.array([p[1] for p in valley])
     if len(set(xs.round(9))) < 3:
         return best
-    a, b, _ = np.polyfit(xs, ys, 2)
+    a, b, _ = np.polyfit(xs, ys, 2, w=1.0 / np.maximum(np.abs(ys), 1e-12))
     if a <= 0:
         return best
     return float(np.clip(-b / (2 * a), xs.min(), xs.max())), best[1]
@@ -154,11 +164,16 @@ def rank_groups(obs: list[Observation]) -> list[tuple[int, float]]:
 
 # --- planning rounds -------------------------------------------------------------------------------
 def coarse_round(rules: Rules, groups: int) -> Round:
-    """Round 0: the configured log grid, crossed with every group."""
+    """Round 0: the configured log grid, crossed with every group, handed out middle-out.
+
+    ASHA lets the first trial to reach a rung through (nothing to compare it with yet), so the first
+    trials dispatched tend to get full runs: middle-out puts the range's middle first rather than an
+    extreme such as 1e-6 that is almost surely wasted."""
     steps = max(0, round((rules.high - rules.low) / rules.spacing))
     xs = [rules.low + i * (rules.high - rules.low) / steps for i in range(steps + 1)] if steps else [rules.low]
-    points = tuple((g, x) for g in range(groups) for x in xs)
     centre = (rules.low + rules.high) / 2
+    xs.sort(key=lambda x: (abs(x - centre), x))
+    points = tuple((g, x) for x in xs for g in range(groups))
     return Round(0, points, {g: (centre, (rules.high - rules.low) / 2) for g in range(groups)}, "coarse grid")
 
 

@@ -158,3 +158,23 @@ def test_a_point_that_errored_is_never_suggested_again():
     r = rules(low=-3.0, high=-1.0)
     nxt = zoom.next_round(r, [zoom.coarse_round(r, 1)], obs)
     assert all(abs(x - (-3.0)) > 0.05 for _, x in nxt.points)
+
+
+def test_fit_ignores_the_divergence_cliff():
+    # a valley at -2.0 with a cliff at -1 (diverged-ish but finite): the cliff must not drag the vertex
+    pts = [(-3.0, 0.224), (-2.4, 0.1376), (-2.0, 0.1188), (-1.6, 0.128), (-1.0, 2.6)]
+    x, _ = zoom.fit_minimum(pts)
+    assert -2.2 < x < -1.75
+
+
+def test_score_averages_the_last_epochs():
+    o = zoom.Observation(0, -2.0, 0, (1.0, 0.5, 0.4, 0.3, 0.2))
+    assert zoom.score(o, 5) == pytest.approx(0.3)
+    assert zoom.score(o, 1) == 1.0
+    assert zoom.score(zoom.Observation(0, -1.0, 0, (1.0, math.inf)), 5) == math.inf
+
+
+def test_coarse_round_hands_out_the_middle_first():
+    r = zoom.coarse_round(rules(), 1)
+    assert [round(x, 6) for _, x in r.points][:2] == [-4.0, -3.0]
+    assert sorted(x for _, x in r.points) == [-6.0, -5.0, -4.0, -3.0, -2.0, -1.0]
