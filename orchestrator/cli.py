@@ -16,12 +16,47 @@ def _err(message: str) -> None:
     print(f"sweep: error: {message}", file=sys.stderr)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from orchestrator import config as config_mod, run_sweep, tuning
+def preflight(cfg) -> list:
+    """The babysitting checks on the config's first trial (middle of the learning-rate grid)."""
+    from orchestrator import preflight as checks
+
+    grid = cfg.zoom_range.values()
+    trial = {**cfg.base_config(), **cfg.groups()[0], cfg.zoom.param: grid[len(grid) // 2]}
+    return checks.run_checks(cfg.workload, trial, lr_grid=grid)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from orchestrator import config as config_mod, preflight as checks
 
     cfg = config_mod.load(args.config)
+    results = preflight(cfg)
+    print(checks.format_checks(results))
+    bad = checks.failed(results)
+    if bad:
+        _err(f"{len(bad)} pre-flight check(s) failed: {', '.join(c.name for c in bad)}")
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator import config as config_mod, preflight as checks, run_sweep
+
+    cfg = config_mod.load(args.config)
+    results = []
+    if not args.no_check and not args.resume:
+        results = preflight(cfg)
+        bad = checks.failed(results)
+        if bad:
+            print(checks.format_checks(results), file=sys.stderr)
+            _err(f"{len(bad)} pre-flight check(s) failed: {', '.join(c.name for c in bad)}; "
+                 f"nothing was submitted (fix the workload, or pass --no-check)")
+            return EXIT_CHECK_FAILED
+        if not args.quiet:
+            warned = [c.name for c in results if c.status == "warn"]
+            print(f"[sweep] pre-flight: {len(results) - len(warned)} passed"
+                  + (f", warnings: {', '.join(warned)}" if warned else ""), flush=True)
     summary = run_sweep(cfg, address=args.address, resume=args.resume, quiet=args.quiet,
-                        config_text=Path(args.config).read_text())
+                        config_text=Path(args.config).read_text(), checks=results)
     print(summary.line())
     return EXIT_OK
 
@@ -54,7 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", help="existing Ray cluster, e.g. ray://HEAD:10001 (default: RAY_ADDRESS, else embedded)")
     r.add_argument("--resume", action="store_true", help="continue the sweep in an existing folder")
     r.add_argument("--quiet", action="store_true", help="print only the final line")
+    r.add_argument("--no-check", action="store_true", help="skip the pre-flight checks")
     r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check", help="babysitting pre-flight checks on the workload, no fan-out")
+    c.add_argument("config", help="sweep YAML")
+    c.set_defaults(func=cmd_check)
 
     rep = sub.add_parser("report", help="rebuild report.md, best.json and plots from a sweep folder")
     rep.add_argument("folder", help="a sweep folder, e.g. runs/digits-lr")

@@ -17,8 +17,10 @@ What Ray's own ``TBXLoggerCallback`` writes, and what ``TrialBoard`` (a subclass
 
 ``SweepBoard`` writes one more TensorBoard run, ``FOLDER/_sweep``, for the sweep as a whole: the best
 metric so far and the learning rate that holds it against cumulative epochs spent, trials running /
-ended, and per round (step = round index) the bracket (lowest / highest learning rate of the round's
-trials) and how many trials started, ran to the end, were stopped early, diverged or errored.
+ended, and per round (step = round index, written once the round's trials have all ended) the bracket
+(lowest / highest learning rate of the round's trials, also in log10) and how many trials started, ran
+to the end, were stopped early, diverged or errored; a Markdown summary (Text tab) and a Custom Scalars
+layout (train and validation loss on one chart per trial, the bracket per round).
 
 ``Progress`` prints one status line when a round starts, then at most one every ``interval`` seconds
 while something changes, and a last one when the sweep ends (``verbose``: also one line per trial end;
@@ -32,6 +34,7 @@ import collections
 import json
 import math
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -162,11 +165,14 @@ class Tally:
         t = self.trials.get(self.best_trial or "")
         return t.lr if t else math.nan
 
-    def status_line(self, elapsed: float) -> str:
+    def status_line(self, elapsed: float, round_started: bool = False) -> str:
+        """One line: the round (just started, or the learning rates its trials span so far), the trials,
+        the best so far, the epochs spent."""
         k = self.current_round
         low, high = self.bracket(k)
         waiting = f", {self.count('pending')} waiting" if self.count("pending") else ""
-        parts = [f"[sweep {_clock(elapsed)}] round {k} (lr {low:.3g}..{high:.3g})",
+        where = "started" if round_started else f"(lr {low:.3g}..{high:.3g})"
+        parts = [f"[sweep {_clock(elapsed)}] round {k} {where}",
                  f"trials {self.count('running')} running{waiting}, {self.ended()} ended ({self.count('completed')} completed, "
                  f"{self.count('stopped')} stopped early, {self.count('diverged')} diverged, "
                  f"{self.count('errored')} errored)"]
@@ -317,7 +323,8 @@ class SweepBoard(tune.Callback):
             m = self.tally.metric
             self._writer.add_custom_scalars({
                 "sweep": {f"best {m} so far (x: epochs spent)": ["Multiline", [f"sweep/best_{m}"]],
-                          "learning-rate bracket per round (x: round)": ["Multiline", [r"rounds/lr_(low|high)"]],
+                          "learning-rate bracket per round, log10 (x: round)":
+                              ["Multiline", [r"rounds/log10_lr_(low|high)"]],
                           "trials per round (x: round)": ["Multiline", [r"rounds/trials_.*"]]},
                 "trials": {"train and validation loss": ["Multiline", [r"ray/tune/(train|val)_loss"]],
                            "learning rate per epoch": ["Multiline", [r"ray/tune/lr_epoch"]]},
@@ -365,6 +372,9 @@ class SweepBoard(tune.Callback):
             w = self.writer
             w.add_scalar("rounds/lr_low", low, k)
             w.add_scalar("rounds/lr_high", high, k)
+            if low > 0 and high > 0:  # decades: readable on TensorBoard's linear axis
+                w.add_scalar("rounds/log10_lr_low", math.log10(low), k)
+                w.add_scalar("rounds/log10_lr_high", math.log10(high), k)
             w.add_scalar("rounds/trials_started", sum(1 for i in t.trials.values() if i.round == k), k)
             for status in ("completed", "stopped", "diverged", "errored"):
                 w.add_scalar(f"rounds/trials_{status}", t.count(status, round_index=k), k)
@@ -421,7 +431,7 @@ class Progress(tune.Callback):
             print(line, flush=True)
 
     def _status(self) -> None:
-        self._print(self.tally.status_line(self.elapsed()))
+        self._print(self.tally.status_line(self.elapsed(), round_started=self._new_round))
         self._last_print = time.time()
         self._dirty = self._new_round = False
 
@@ -592,16 +602,31 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
         print(f"sweep: note: serving on {args.host}: anyone who can reach it can read the logs",
               file=sys.stderr, flush=True)
     print(f"TensorBoard: {server.url}  (logdir {folder}; Ctrl-C to stop)", flush=True)
+    previous = _on_sigterm_raise()
     try:
         code = server.process.wait()
     except KeyboardInterrupt:
-        server.stop()
         return EXIT_OK
-    server.stop()
-    if code not in (0, -2, -15):
+    finally:
+        server.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if code not in (0, -signal.SIGINT, -signal.SIGTERM):
         print(f"sweep: error: tensorboard exited with code {code}: {server.reason()}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _on_sigterm_raise():
+    """Turn SIGTERM into KeyboardInterrupt, so that the TensorBoard child is stopped too; returns the old
+    handler (None off the main thread, where signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def register(subparsers) -> argparse.ArgumentParser:

@@ -120,7 +120,8 @@ def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False) -> tune.Tun
     )
 
 
-def run(cfg: SweepConfig, config_text: str = "", resume: bool = False, quiet: bool = False) -> report.Summary:
+def run(cfg: SweepConfig, config_text: str = "", resume: bool = False, quiet: bool = False,
+        checks: list | None = None) -> report.Summary:
     """Run (or resume) the sweep on the Ray this process is connected to; write results and the report.
 
     Raises ``SweepExistsError`` if the folder is taken (without ``resume``), ``SweepInterrupted`` if the
@@ -133,6 +134,8 @@ def run(cfg: SweepConfig, config_text: str = "", resume: bool = False, quiet: bo
                                    resume_errored=True)
     else:
         claim_folder(folder, config_text)
+        if checks:
+            results.write_json(folder / "preflight.json", [c.__dict__ for c in checks])
         tuner = build_tuner(cfg, folder, quiet)
     start = time.time()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's own tables off: we print rounds ourselves

@@ -11,3 +11,10 @@ def raises_at_1e_3(config: dict):
     if math.isclose(float(config["lr"]), 1e-3):
         raise RuntimeError("deliberate failure for lr=0.001")
     return digits_mlp(config)
+
+
+def logged(config: dict):
+    """digits_mlp that appends one line per build (i.e. per start or restart of a trial) to config['log_path']."""
+    with open(config["log_path"], "a") as f:
+        f.write(f"{config['lr']}\n")
+    return digits_mlp(config)
