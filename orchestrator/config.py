@@ -76,6 +76,7 @@ class Asha(_Frozen):
     enabled: bool = True
     grace_period: int | None = Field(default=None, ge=1)
     reduction_factor: float = Field(default=3.0, gt=1.0, le=100.0)
+    coarse_only: bool = Field(default=True, description="stop early in round 0 only; refinement rounds run to the end")
 
 
 class Zoom(_Frozen):
@@ -229,7 +230,30 @@ def parse(data: Any, source: str = "<config>") -> SweepConfig:
         workloads.resolve(cfg.workload)
     except workloads.WorkloadError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    _check_trials(cfg, source)
     return cfg
+
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
+
+
+def _check_trials(cfg: SweepConfig, source: str) -> None:
+    """Every combination the sweep will cross gets a valid optimizer and decay law, checked now rather
+    than as failed trials on the cluster."""
+    import schedules
+
+    for group in cfg.groups():
+        trial = {**cfg.base_config(), **group}
+        where = {k: f"space.{k}" for k in trial}
+        name = str(trial.get("optimizer", "sgd")).lower()
+        if name not in OPTIMIZERS:
+            raise ConfigError(f"{source}: space.optimizer: {name!r} is not one of {', '.join(OPTIMIZERS)}")
+        try:
+            schedules.law_from_config(trial)
+        except (ValueError, TypeError) as exc:
+            text = str(exc)
+            key = next((k for k in sorted(trial, key=len, reverse=True) if text.startswith(k)), "schedule")
+            raise ConfigError(f"{source}: {where.get(key, 'space.' + key)}: {text}") from None
 
 
 def load(path: str | Path) -> SweepConfig:

@@ -146,7 +146,7 @@ def _summarise(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -
     candidates = [rs for rs in by_trial.values() if rs[0]["group"] == group and len(epochs_of(rs)) >= epoch]
     best_rows = min(candidates, key=lambda rs: _finite(_value_at(rs, epoch, metric)))
     config = config_of(best_rows)
-    chosen = {k: v for k, v in config.items() if k not in ("round", "group") and not k.startswith("_")}
+    chosen = {k: v for k, v in config.items() if k not in ("round", "group", "seed_offset") and not k.startswith("_")}
     chosen[param] = lr
     best_trial = {"trial_id": best_rows[0]["trial_id"], param: best_rows[0]["lr"], "epoch": epoch,
                   metric: _value_at(best_rows, epoch, metric), "val_loss": _value_at(best_rows, epoch, "val_loss"),

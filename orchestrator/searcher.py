@@ -50,7 +50,10 @@ class SweepState:
         return [zoom.Observation(t.group, t.x, t.round, tuple(t.curve), t.done) for t in self.trials.values()]
 
     def config_for(self, group: int, x: float, round_index: int) -> dict[str, Any]:
-        return {**self.base, **self.groups[group], self.param: nice(10**x), "round": round_index, "group": group}
+        # Each trial its own seed (base seed + its index): the zoom's fit over many nearby learning
+        # rates then averages seed noise, as a multi-seed mean would, instead of tracing one seed's luck.
+        return {**self.base, **self.groups[group], self.param: nice(10**x), "round": round_index, "group": group,
+                "seed_offset": len(self.trials)}
 
     def plan(self) -> zoom.Round | zoom.Stop | None:
         """Start round 0, or the next round once the current one has reached the decision epoch."""

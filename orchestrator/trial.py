@@ -16,7 +16,7 @@ import torch
 import schedules
 from orchestrator import workloads
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
+from orchestrator.config import OPTIMIZERS  # noqa: E402 - one list of names, checked at config load
 
 
 def make_optimizer(config: dict, params) -> torch.optim.Optimizer:

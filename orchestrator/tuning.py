@@ -57,11 +57,55 @@ def make_state(cfg: SweepConfig) -> SweepState:
                       groups=cfg.groups(), base=base)
 
 
+class CoarseOnly(FIFOScheduler):
+    """Early stopping for the coarse scan only: wraps a scheduler (ASHA) and lets it decide for trials of
+    the rounds in ``rounds``; later rounds' trials, all near the optimum, run to the end.
+
+    Stopping near-optimal trials at an early rung favours large learning rates (their loss falls faster
+    at first) and leaves the final comparison to whichever trials happened to be promoted."""
+
+    def __init__(self, inner, rounds: tuple[int, ...] = (0,)):
+        super().__init__()
+        self.inner = inner
+        self.rounds = rounds
+
+    def _scoped(self, trial) -> bool:
+        return trial.config.get("round", 0) in self.rounds
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return self.inner.set_search_properties(metric, mode, **spec)
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        if self._scoped(trial):
+            self.inner.on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if self._scoped(trial):
+            return self.inner.on_trial_result(tune_controller, trial, result)
+        return FIFOScheduler.CONTINUE
+
+    def on_trial_complete(self, tune_controller, trial, result) -> None:
+        if self._scoped(trial):
+            self.inner.on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        if self._scoped(trial):
+            self.inner.on_trial_remove(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller, trial) -> None:
+        if self._scoped(trial):
+            self.inner.on_trial_error(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return f"CoarseOnly(rounds={self.rounds}): {self.inner.debug_string()}"
+
+
 def make_scheduler(cfg: SweepConfig):
     if not cfg.asha.enabled:
         return FIFOScheduler()
-    return ASHAScheduler(time_attr="epoch", max_t=cfg.max_epochs, grace_period=cfg.grace_period,
+    asha = ASHAScheduler(time_attr="epoch", max_t=cfg.max_epochs, grace_period=cfg.grace_period,
                          reduction_factor=cfg.asha.reduction_factor)
+    return CoarseOnly(asha) if cfg.asha.coarse_only else asha
 
 
 def trainable_with_resources(cfg: SweepConfig):

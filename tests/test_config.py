@@ -82,3 +82,25 @@ def test_missing_file_and_yaml_syntax_error(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         config.load(bad)
+
+
+@pytest.mark.parametrize("space, key", [
+    ({"schedule": "step", "gamma": 0.0}, "space.gamma"),
+    ({"schedule": "step", "gamma": 1.5}, "space.gamma"),
+    ({"schedule": ["constant", "inverse"], "eps": -0.1}, "space.eps"),
+    ({"schedule": "step", "step_size": 0}, "space.step_size"),
+    ({"schedule": "bogus_law"}, "schedule"),
+    ({"optimizer": "sgdd"}, "space.optimizer"),
+])
+def test_bad_schedule_or_optimizer_is_a_config_error(space, key):
+    data = {**GOOD, "space": {"lr": GOOD["space"]["lr"], **space}}
+    with pytest.raises(ConfigError) as info:
+        config.parse(data, "s.yaml")
+    assert key in str(info.value) and "\n" not in str(info.value)
+
+
+def test_schedule_and_optimizer_are_searched_dimensions():
+    data = {**GOOD, "space": {"lr": GOOD["space"]["lr"], "schedule": ["constant", "inverse"],
+                              "eps": {"log": [1e-2, 1e-1], "per_decade": 1}, "optimizer": ["sgd", "adam"]}}
+    cfg = config.parse(data)
+    assert len(cfg.groups()) == 2 * 2 * 2

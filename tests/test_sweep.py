@@ -108,3 +108,29 @@ def test_cli_bad_config_exit_2_one_line(tmp_path, capsys, text, key):
 def test_cli_missing_file(capsys):
     assert cli.main(["run", "/nonexistent/sweep.yaml"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sweep_over_laws_and_optimizers_applies_each_law(local_ray, tmp_path):
+    import yaml
+
+    path = tmp_path / "laws.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "laws", "workload": "digits_mlp", "max_epochs": 4, "storage": str(tmp_path / "runs"),
+        "space": {"lr": {"log": [1e-3, 1e-1], "per_decade": 1}, "schedule": ["constant", "inverse"],
+                  "eps": 0.5, "optimizer": ["momentum", "adam"], "width": 32},
+        "asha": {"enabled": False}, "zoom": {"max_rounds": 2, "points_per_round": 2, "groups": 1},
+    }))
+    summary = run_sweep(config.load(path), quiet=True)
+    rows = pq.read_table(summary.folder / "trials.parquet").to_pylist()
+    seen = set()
+    for r in rows:
+        cfg = json.loads(r["config"])
+        seen.add((cfg["schedule"], cfg["optimizer"]))
+        expected = r["lr"] / (1 + 0.5 * (r["epoch"] - 1)) if cfg["schedule"] == "inverse" else r["lr"]
+        assert r["lr_epoch"] == pytest.approx(expected, rel=1e-6)  # the law, applied epoch by epoch
+    assert seen == {("constant", "momentum"), ("constant", "adam"), ("inverse", "momentum"), ("inverse", "adam")}
+    round1 = {(json.loads(r["config"])["schedule"], json.loads(r["config"])["optimizer"]) for r in rows if r["round"] == 1}
+    assert len(round1) == 1  # refined within the best group only
+    best = json.loads((summary.folder / "best.json").read_text())
+    assert (best["config"]["schedule"], best["config"]["optimizer"]) in seen
