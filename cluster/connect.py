@@ -13,9 +13,22 @@ from contextlib import contextmanager
 from typing import Iterator
 
 
+class AddressError(ValueError):
+    """An address that ``sweep run`` cannot drive a sweep through."""
+
+
 def resolve_address(address: str | None) -> str | None:
-    """The flag, else ``RAY_ADDRESS`` (read now, at call time), else None (embedded)."""
-    return address or os.environ.get("RAY_ADDRESS") or None
+    """The flag, else ``RAY_ADDRESS`` (read now, at call time), else None (embedded).
+
+    ``http(s)://HEAD:8265`` is the Jobs API (for ``sweep submit``), not a cluster to run a driver on."""
+    source = "--address" if address else "RAY_ADDRESS"
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address.startswith(("http://", "https://")):
+        raise AddressError(
+            f"{source}={address}: 'sweep run' needs a Ray cluster address (ray://HEAD:10001 or HEAD:6379); "
+            f"http(s):// is the Jobs API: use 'sweep submit CONFIG --address {address}'"
+        )
+    return address
 
 
 @contextmanager

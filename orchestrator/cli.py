@@ -39,9 +39,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from cluster.connect import resolve_address
     from orchestrator import config as config_mod, preflight as checks, run_sweep
 
     cfg = config_mod.load(args.config)
+    resolve_address(args.address)  # a bad address fails now, before the checks and before Ray starts
     results = []
     if not args.no_check and not args.resume:
         results = preflight(cfg)
@@ -96,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("config", help="sweep YAML")
     c.set_defaults(func=cmd_check)
 
+    from cluster.commands import register as register_jobs
+
+    register_jobs(sub)  # submit, status, logs, stop (Ray Jobs API)
+
     rep = sub.add_parser("report", help="rebuild report.md, best.json and plots from a sweep folder")
     rep.add_argument("folder", help="a sweep folder, e.g. runs/digits-lr")
     rep.set_defaults(func=cmd_report)
@@ -110,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from orchestrator.config import ConfigError
     from orchestrator.results import ResultsError
+    from cluster.connect import AddressError
     from orchestrator.tuning import SweepExistsError, SweepInterrupted
     from orchestrator.workloads import WorkloadError
 
@@ -120,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return args.func(args)
-    except (ConfigError, ResultsError, SweepExistsError, WorkloadError) as exc:
+    except (AddressError, ConfigError, ResultsError, SweepExistsError, WorkloadError) as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
     except SweepInterrupted as exc:

@@ -11,19 +11,32 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
+_TEMPS: list[str] = []
+
+
+@pytest.fixture
 def local_ray():
+    """A real local Ray shared by the tests that ask for it; started again if a test that needed its own
+    cluster shut it down. Stopped at the end of the session."""
     import ray
 
-    if ray.is_initialized():
-        yield ray
-        return
-    temp = tempfile.mkdtemp(prefix="sweep-test-ray-", dir="/tmp")
-    ray.init(address="local", num_cpus=2, _temp_dir=temp, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray
-    finally:
+    if not ray.is_initialized():
+        temp = tempfile.mkdtemp(prefix="sweep-test-ray-", dir="/tmp")
+        _TEMPS.append(temp)
+        ray.init(address="local", num_cpus=2, _temp_dir=temp, include_dashboard=False, log_to_driver=False)
+    yield ray
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_local_ray():
+    yield
+    import sys
+
+    if "ray" in sys.modules:
+        import ray
+
         ray.shutdown()
+    for temp in _TEMPS:
         shutil.rmtree(temp, ignore_errors=True)
 
 

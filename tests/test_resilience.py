@@ -4,9 +4,11 @@ from __future__ import annotations
 import collections
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -109,15 +111,16 @@ def test_node_loss_restarts_trials_from_checkpoints(tmp_path):
     from orchestrator import config, run_sweep
 
     if ray.is_initialized():
-        pytest.skip("needs its own Ray cluster; another test left Ray connected")
+        ray.shutdown()  # a shared local Ray from other tests: this test needs its own cluster
     log = tmp_path / "builds.log"
     cfg_path = write_config(tmp_path / "node.yaml", "node-loss", tmp_path / "runs", log, max_failures=2)
     data = yaml.safe_load(cfg_path.read_text())
     data["max_epochs"] = 12
     data["zoom"] = {"max_rounds": 1}
     cfg_path.write_text(yaml.safe_dump(data))
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    temp = tempfile.mkdtemp(prefix="sn", dir="/tmp")  # our own: never another Ray's /tmp/ray
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "temp_dir": temp})
+    workers = [cluster.add_node(num_cpus=1, temp_dir=temp) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     removed = threading.Event()
@@ -141,6 +144,7 @@ def test_node_loss_restarts_trials_from_checkpoints(tmp_path):
         killer.join(timeout=5)
         ray.shutdown()
         cluster.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
     assert removed.is_set()
     rows = trials_by_lr(summary.folder)
     assert len(rows) == 3  # every planned trial accounted for

@@ -1,0 +1,504 @@
+"""Hand a sweep to a Ray cluster as a Ray Job, and follow, inspect or stop it.
+
+Everything goes through Ray's ``JobSubmissionClient`` (the dashboard's Jobs API, ``http://HEAD:8265``).
+What this module adds on top of it:
+
+* the address: the ``address`` argument, else ``RAY_API_SERVER_ADDRESS`` / ``RAY_ADDRESS`` read at call
+  time. (Ray's client lets those variables override an explicit address; here the explicit one wins.)
+* the token: Ray's client sends the token only when *this* process runs with ``RAY_AUTH_MODE=token``.
+  Here the cluster is asked (``GET /api/authentication_mode``, a public endpoint) and, when it wants a
+  token, the token is found the way Ray's loader finds it: ``RAY_AUTH_TOKEN``, else the file named by
+  ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``. It is sent only to clusters in token mode and
+  never appears in a message.
+* the refusal: ``submit`` refuses a cluster whose Jobs API is open (authentication mode not ``token``)
+  unless ``insecure=True``: an open Jobs API runs anyone's code (CVE-2023-48022).
+* the package: a staged copy of the project (orchestrator/, schedules/, cluster/, ... without .venv,
+  runs, .git, bench results) plus the sweep YAML, uploaded as the job's ``working_dir``; the entrypoint
+  is ``python -m orchestrator.cli run _submitted/<yaml> --quiet``; ``sweep stop`` sends SIGINT so Tune
+  saves the experiment state (``RAY_JOB_STOP_SIGNAL`` / ``RAY_JOB_STOP_WAIT_TIME_S``).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import os
+import secrets
+import shlex
+import shutil
+import stat
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+# --- errors: ValueError subclasses are bad input (exit 2), RuntimeError subclasses run-time (exit 1) ---
+
+
+class JobsInputError(ValueError):
+    """Bad input: no or malformed address, unknown job, a refused cluster. One line, no secrets."""
+
+
+class AddressError(JobsInputError):
+    """No cluster address, or one that is not the Jobs API's (``http(s)://HEAD:8265``)."""
+
+
+class AuthError(JobsInputError):
+    """The cluster wants a token and none was found, or it rejected the one sent (HTTP 401/403)."""
+
+
+class InsecureClusterError(JobsInputError):
+    """The cluster's Jobs API does not require a token and ``insecure`` was not given."""
+
+
+class JobNotFoundError(JobsInputError):
+    """No job with that id on the cluster."""
+
+
+class JobsError(RuntimeError):
+    """A Jobs API request failed at run time (cluster unreachable, server error, upload refused)."""
+
+
+# --- constants --------------------------------------------------------------------------------------
+
+TOKEN_ENV = "RAY_AUTH_TOKEN"
+TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
+STOP_SIGNAL = "SIGINT"  # Tune catches SIGINT: it stops the trials and saves the experiment state
+DEFAULT_STOP_WAIT_S = 60  # then Ray's job supervisor waits this long before SIGKILL (Ray's default: 3)
+SUBMITTED_DIR = "_submitted"  # where the sweep YAML sits inside the uploaded working_dir
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+
+# Never uploaded (gitignore-style, relative to the project root; Ray also honours .gitignore files).
+EXCLUDES: tuple[str, ...] = (
+    ".git", ".venv", "venv", "env", "runs", "bench/results", "bench/_work", "__pycache__", "*.pyc",
+    ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache", "*.egg-info", "build", "dist",
+    "node_modules", ".ipynb_checkpoints",
+)
+PACKAGES = ("orchestrator", "schedules", "cluster")
+
+
+# --- address ----------------------------------------------------------------------------------------
+
+
+def resolve_address(address: str | None = None) -> str:
+    """The Jobs API URL: ``address``, else ``RAY_API_SERVER_ADDRESS``, else ``RAY_ADDRESS`` (read now).
+
+    ``HEAD:8265`` becomes ``http://HEAD:8265``. Ray Client (``ray://``) and ``auto`` addresses are
+    refused: jobs go through the dashboard's HTTP API.
+    """
+    given = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    if not given or not given.strip():
+        raise AddressError("no cluster address: pass --address http://HEAD:8265 (the Ray dashboard's Jobs API) "
+                           "or set RAY_ADDRESS")
+    url = given.strip().rstrip("/")
+    if url.lower() in ("auto", "local"):
+        raise AddressError(f"address={url!r}: expected the Ray dashboard's Jobs API URL, e.g. http://HEAD:8265")
+    if "://" not in url:
+        url = "http://" + url
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() == "ray":
+        raise AddressError(f"address={url!r} is a Ray Client address (for `sweep run`); jobs go through the "
+                           f"dashboard's Jobs API: expected http://HEAD:8265")
+    if scheme.lower() not in ("http", "https") or not rest:
+        raise AddressError(f"address={url!r}: expected http://HEAD:8265 or https://HEAD:PORT")
+    return f"{scheme.lower()}://{rest}"
+
+
+# --- token ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Token:
+    """A Ray auth token and where it came from. ``repr`` never shows the value."""
+
+    value: str = field(repr=False)
+    source: str  # "RAY_AUTH_TOKEN" or the file's path
+    loose_permissions: bool = False  # a file readable by group or others
+
+    def header(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.value}"}
+
+
+def _read_token_file(path: Path) -> Token | None:
+    try:
+        value = path.read_text().strip()
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AuthError(f"token file {path}: cannot read it ({exc.__class__.__name__})") from None
+    if not value:
+        return None
+    return Token(value, str(path), bool(mode & (stat.S_IRWXG | stat.S_IRWXO)))
+
+
+def find_token() -> Token | None:
+    """The token Ray's own loader would use, read now: ``RAY_AUTH_TOKEN``, else the file in
+    ``RAY_AUTH_TOKEN_PATH`` (an error if set but missing or empty, as in Ray), else ``~/.ray/auth_token``."""
+    value = os.environ.get(TOKEN_ENV, "").strip()
+    if value:
+        return Token(value, TOKEN_ENV)
+    path = os.environ.get(TOKEN_PATH_ENV, "").strip()
+    if path:
+        token = _read_token_file(Path(path).expanduser())
+        if token is None:
+            raise AuthError(f"{TOKEN_PATH_ENV}={path}: no such file or it is empty; put the cluster's token "
+                            f"(from `ray get-auth-token` on the head node) there, mode 600")
+        return token
+    return _read_token_file(Path.home() / ".ray" / "auth_token")
+
+
+def write_token_file(path: str | Path, token: str) -> Path:
+    """Write a token to ``path`` with mode 600 (created that way: never readable by others, not even briefly)."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token.strip())
+    os.chmod(path, 0o600)
+    return path
+
+
+def _missing_token_message(address: str) -> str:
+    return (f"{address} requires a Ray auth token (token authentication is on) and none was found in "
+            f"{TOKEN_ENV}, {TOKEN_PATH_ENV} or ~/.ray/auth_token: get it with `ray get-auth-token` on the "
+            f"head node, save it to a file with mode 600 and set {TOKEN_PATH_ENV}=FILE")
+
+
+def _rejected_token_message(address: str, token: Token | None, status: int) -> str:
+    if token is None:
+        return _missing_token_message(address).replace(" requires", f" answered HTTP {status}: it requires", 1)
+    return (f"{address} rejected the Ray auth token from {token.source} (HTTP {status}): get the cluster's "
+            f"token with `ray get-auth-token` on the head node and set {TOKEN_PATH_ENV} to a file (mode 600) "
+            f"holding it")
+
+
+# --- talking to the cluster -------------------------------------------------------------------------
+
+
+def authentication_mode(address: str, timeout: float = 10.0, verify: bool | str = True) -> str:
+    """The cluster's answer to ``GET /api/authentication_mode`` (public, no token needed): ``token``,
+    ``disabled``, or ``unknown`` for a dashboard too old to have the endpoint (such clusters are open)."""
+    import requests
+
+    url = address + "/api/authentication_mode"
+    try:
+        r = requests.get(url, timeout=timeout, verify=verify)
+    except requests.exceptions.RequestException as exc:
+        raise JobsError(f"cannot reach the Ray Jobs API at {address} ({exc.__class__.__name__}); "
+                        f"expected the dashboard address, usually http://HEAD:8265") from None
+    if r.status_code == 404:
+        return "unknown"
+    if r.status_code != 200:
+        raise JobsError(f"{url}: HTTP {r.status_code}")
+    try:
+        return str(r.json().get("authentication_mode", "unknown"))
+    except ValueError:
+        raise JobsError(f"{url}: not a Ray dashboard (the answer is not JSON)") from None
+
+
+@contextlib.contextmanager
+def _api_address_env(address: str) -> Iterator[None]:
+    # JobSubmissionClient lets RAY_API_SERVER_ADDRESS / RAY_ADDRESS override its `address` argument;
+    # pin the first to the address resolved here for the constructor's duration.
+    old = os.environ.get("RAY_API_SERVER_ADDRESS")
+    os.environ["RAY_API_SERVER_ADDRESS"] = address
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("RAY_API_SERVER_ADDRESS", None)
+        else:
+            os.environ["RAY_API_SERVER_ADDRESS"] = old
+
+
+class Cluster:
+    """A connection to one cluster's Jobs API: the client, the address, the auth mode, the token used."""
+
+    def __init__(self, address: str | None = None, *, insecure: bool = False, refuse_open: bool = False,
+                 verify: bool | str = True, timeout: float = 10.0) -> None:
+        self.address = resolve_address(address)
+        self.mode = authentication_mode(self.address, timeout=timeout, verify=verify)
+        self.insecure = insecure
+        if self.mode != "token" and refuse_open and not insecure:
+            raise InsecureClusterError(
+                f"{self.address} does not require a token (authentication_mode={self.mode}): its Jobs API runs "
+                f"anyone's code (CVE-2023-48022); turn token authentication on (RAY_AUTH_MODE=token, "
+                f"`ray get-auth-token --generate` on the head node) or pass --insecure")
+        self.token: Token | None = None
+        if self.mode == "token":
+            self.token = find_token()
+            if self.token is None:
+                raise AuthError(_missing_token_message(self.address))
+            headers: dict[str, Any] = self.token.header()
+        else:
+            # An open cluster gets no token, even when this process runs with RAY_AUTH_MODE=token (Ray's
+            # client would add it): a None-valued header stops Ray adding one, and requests sends none.
+            headers = {"Authorization": None}
+        from ray.job_submission import JobSubmissionClient
+
+        with self._errors(), _api_address_env(self.address):
+            self.client = JobSubmissionClient(self.address, headers=headers, verify=verify)
+        if self.token is None:  # the websocket client (aiohttp) refuses None-valued headers
+            self.client._headers = {k: v for k, v in self.client._headers.items() if v is not None}
+
+    @contextlib.contextmanager
+    def _errors(self, job_id: str | None = None) -> Iterator[None]:
+        """Map Ray client errors to one-line errors of this module; never let the token through."""
+        import requests
+        from ray.exceptions import AuthenticationError
+
+        try:
+            yield
+        except (JobsInputError, JobsError):
+            raise
+        except AuthenticationError as exc:
+            message = str(getattr(exc, "message", ""))  # Ray's text: "Authentication failed: ..." is a 403
+            status = 403 if message.startswith("Authentication failed") or "Forbidden" in message else 401
+            raise AuthError(_rejected_token_message(self.address, getattr(self, "token", None), status)) from None
+        except (requests.exceptions.RequestException, ConnectionError) as exc:
+            raise JobsError(f"cannot reach the Ray Jobs API at {self.address} ({exc.__class__.__name__})") from None
+        except Exception as exc:  # noqa: BLE001 - RuntimeError("Request failed with status code ...") and kin
+            text = self._scrub(" ".join(str(exc).split()))
+            if job_id is not None and ("404" in text or "does not exist" in text):
+                raise JobNotFoundError(f"no job {job_id!r} on {self.address}") from None
+            raise JobsError(f"{self.address}: {text[:400]}") from None
+
+    def _scrub(self, text: str) -> str:
+        token = getattr(self, "token", None)
+        return text.replace(token.value, "***") if token else text
+
+    # --- the four operations -------------------------------------------------------------------------
+
+    def submit(self, entrypoint: str, runtime_env: dict, metadata: dict[str, str], submission_id: str) -> str:
+        with self._errors():
+            return self.client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata=metadata,
+                                          submission_id=submission_id)
+
+    def info(self, job_id: str) -> "JobInfo":
+        with self._errors(job_id):
+            d = self.client.get_job_info(job_id)
+        return JobInfo(job_id=d.submission_id or job_id, status=str(d.status), message=d.message or "",
+                       entrypoint=d.entrypoint, metadata=dict(d.metadata or {}),
+                       start_time=d.start_time, end_time=d.end_time,
+                       stop_wait_s=_stop_wait_of(d.runtime_env))
+
+    def logs(self, job_id: str) -> str:
+        with self._errors(job_id):
+            return self._scrub(self.client.get_job_logs(job_id))
+
+    def follow(self, job_id: str, write: Callable[[str], Any]) -> "JobInfo":
+        """Stream the job's logs through ``write`` until the job ends; return its final state."""
+        self.info(job_id)  # an unknown job: a clear error, not a websocket failure
+
+        async def tail() -> None:
+            async for chunk in self.client.tail_job_logs(job_id):
+                write(self._scrub(chunk))
+
+        with self._errors(job_id):
+            asyncio.run(tail())
+        return self.wait(job_id, timeout=30)
+
+    def stop(self, job_id: str) -> bool:
+        with self._errors(job_id):
+            return bool(self.client.stop_job(job_id))
+
+    def wait(self, job_id: str, timeout: float, poll: float = 1.0) -> "JobInfo":
+        """Poll until the job is terminal or ``timeout`` seconds pass; return the last state seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.info(job_id)
+            if info.terminal or time.monotonic() >= deadline:
+                return info
+            time.sleep(poll)
+
+
+def _stop_wait_of(runtime_env: dict | None) -> int | None:
+    try:
+        return int((runtime_env or {}).get("env_vars", {}).get("RAY_JOB_STOP_WAIT_TIME_S"))
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    job_id: str
+    status: str  # PENDING, RUNNING, STOPPED, SUCCEEDED, FAILED
+    message: str = ""
+    entrypoint: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    start_time: int | None = None  # ms since the epoch, as Ray reports it
+    end_time: int | None = None
+    stop_wait_s: int | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def resume_hint(self) -> str:
+        config = self.metadata.get("sweep_config", "CONFIG")
+        where = self.metadata.get("sweep_folder", "")
+        folder = f" (its state is in {where})" if where else ""
+        return (f"resume with: sweep run {config} --resume on a machine that sees the same storage{folder}, "
+                f"or: sweep submit {config} --resume")
+
+
+# --- the package ------------------------------------------------------------------------------------
+
+
+def project_root() -> Path:
+    """The folder holding orchestrator/, schedules/ and cluster/ (the repo root in a checkout)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def _is_checkout(root: Path) -> bool:
+    return (root / "pyproject.toml").is_file() and all((root / p).is_dir() for p in PACKAGES)
+
+
+def _ignore_for(root: Path, excludes: tuple[str, ...]):
+    def ignore(dirpath: str, names: list[str]) -> list[str]:
+        rel = Path(dirpath).resolve().relative_to(root)
+        out = []
+        for name in names:
+            relpath = (rel / name).as_posix()
+            full = os.path.join(dirpath, name)
+            # gitignore-style: "/x" matches at the root only, "a/b" from the root, "x" at any depth
+            if any(fnmatch.fnmatch("/" + relpath, pat) if pat.startswith("/") else
+                   fnmatch.fnmatch(relpath, pat) if "/" in pat else fnmatch.fnmatch(name, pat)
+                   for pat in excludes):
+                out.append(name)
+            elif not (os.path.isfile(full) or os.path.isdir(full)):  # sockets, fifos, broken links
+                out.append(name)
+        return out
+
+    return ignore
+
+
+def stage(config_path: str | Path, dest: str | Path, root: Path | None = None,
+          excludes: tuple[str, ...] = EXCLUDES) -> str:
+    """Copy the project (filtered by ``excludes``) and the sweep YAML into ``dest``; return the YAML's
+    path relative to ``dest`` (what the entrypoint names). Outside a checkout (an installed package),
+    only the packages orchestrator/, schedules/, cluster/ are copied."""
+    root = (root or project_root()).resolve()
+    dest = Path(dest)
+    ignore = _ignore_for(root, excludes + (f"/{SUBMITTED_DIR}",))  # never a stale copy from the checkout
+    if _is_checkout(root):
+        shutil.copytree(root, dest, ignore=ignore, dirs_exist_ok=True)
+    else:
+        for pkg in PACKAGES:
+            shutil.copytree(root / pkg, dest / pkg, ignore=ignore, dirs_exist_ok=True)
+    config_path = Path(config_path)
+    rel = f"{SUBMITTED_DIR}/{config_path.name}"
+    (dest / SUBMITTED_DIR).mkdir(exist_ok=True)
+    shutil.copyfile(config_path, dest / rel)
+    return rel
+
+
+def entrypoint(config_rel: str, resume: bool = False) -> str:
+    """The job's shell command: the sweep's own CLI, run by the cluster's Python in the working_dir."""
+    cmd = f"python -m orchestrator.cli run {shlex.quote(config_rel)} --quiet"
+    return cmd + (" --resume" if resume else "")
+
+
+def runtime_env(working_dir: str | Path, stop_wait_s: int = DEFAULT_STOP_WAIT_S,
+                pip: list[str] | None = None, env_vars: dict[str, str] | None = None) -> dict:
+    """The job's runtime environment. ``pip`` installs packages on the cluster first (for clusters whose
+    Python lacks the dependencies); by default the cluster's Python is expected to have them."""
+    if not (isinstance(stop_wait_s, int) and 0 < stop_wait_s <= 86400):
+        raise JobsInputError(f"stop_wait_s={stop_wait_s!r}: expected whole seconds in 1..86400")
+    env = {"RAY_JOB_STOP_SIGNAL": STOP_SIGNAL, "RAY_JOB_STOP_WAIT_TIME_S": str(stop_wait_s),
+           "PYTHONUNBUFFERED": "1", **(env_vars or {})}
+    out: dict[str, Any] = {"working_dir": str(working_dir), "excludes": list(EXCLUDES), "env_vars": env}
+    if pip:
+        out["pip"] = list(pip)
+    return out
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job_id: str
+    address: str
+    entrypoint: str
+    folder: str  # where the sweep's results land, as the cluster resolves it
+    warnings: tuple[str, ...] = ()
+
+
+def _name_and_storage(config_path: Path) -> tuple[str, str]:
+    """``name`` and ``storage`` from the sweep YAML (validated by the caller; here only read)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(config_path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise JobsInputError(f"{config_path}: cannot read the sweep YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise JobsInputError(f"{config_path}: expected a sweep YAML with a name")
+    return data["name"], str(data.get("storage", "runs"))
+
+
+def results_folder(storage: str, name: str) -> tuple[str, str | None]:
+    """Where the sweep's results land as the cluster sees it, and a warning when that is a place the
+    user cannot read (a relative storage: inside the job's temporary working_dir on the head node)."""
+    if "://" in storage or Path(storage).expanduser().is_absolute():
+        return f"{storage.rstrip('/')}/{name}", None
+    return (f"<job working_dir>/{storage}/{name}",
+            f"storage={storage!r} is relative: on the cluster it resolves inside the job's temporary "
+            f"working_dir on the head node; set storage to a path every node and you share (e.g. NFS) "
+            f"to keep the results")
+
+
+def submit(config_path: str | Path, address: str | None = None, *, insecure: bool = False,
+           resume: bool = False, stop_wait_s: int = DEFAULT_STOP_WAIT_S, pip: list[str] | None = None,
+           submission_id: str | None = None, verify: bool | str = True) -> Submitted:
+    """Submit the sweep YAML to the cluster as a Ray Job; return its id and where its results land.
+
+    Validate the YAML first (``orchestrator.load_config``; ``sweep submit`` does): the cluster runs
+    ``sweep run`` on it. Raises ``AddressError``, ``AuthError``, ``InsecureClusterError`` (all
+    ValueErrors: bad input) or ``JobsError`` (run time).
+    """
+    config_path = Path(config_path)
+    name, storage = _name_and_storage(config_path)
+    folder, warning = results_folder(storage, name)
+    warnings = [warning] if warning else []
+    runtime_env(".", stop_wait_s, pip)  # validate the arguments before touching the cluster
+    cluster = Cluster(address, insecure=insecure, refuse_open=True, verify=verify)
+    if cluster.token is not None and cluster.token.loose_permissions:
+        warnings.append(f"token file {cluster.token.source} is readable by others: chmod 600 {cluster.token.source}")
+    job_id = submission_id or f"sweep-{name}-{secrets.token_hex(4)}"
+    with tempfile.TemporaryDirectory(prefix="sweep-submit-") as tmp:
+        work = Path(tmp) / "project"
+        rel = stage(config_path, work)
+        cmd = entrypoint(rel, resume=resume)
+        metadata = {"sweep_name": name, "sweep_config": str(config_path), "sweep_folder": folder,
+                    "submitted_by": "sweep"}
+        job_id = cluster.submit(cmd, runtime_env(work, stop_wait_s, pip), metadata, job_id)
+    return Submitted(job_id=job_id, address=cluster.address, entrypoint=cmd, folder=folder,
+                     warnings=tuple(warnings))
+
+
+def status(job_id: str, address: str | None = None, verify: bool | str = True) -> JobInfo:
+    return Cluster(address, verify=verify).info(job_id)
+
+
+def logs(job_id: str, address: str | None = None, verify: bool | str = True) -> str:
+    return Cluster(address, verify=verify).logs(job_id)
+
+
+def follow(job_id: str, write: Callable[[str], Any], address: str | None = None,
+           verify: bool | str = True) -> JobInfo:
+    """Stream a job's logs through ``write`` until it ends; return its final state."""
+    return Cluster(address, verify=verify).follow(job_id, write)
+
+
+def stop(job_id: str, address: str | None = None, wait: bool = True, verify: bool | str = True) -> JobInfo:
+    """Ask the cluster to stop the job (SIGINT: Tune saves its state), then wait until it has stopped
+    (at most the job's stop wait time and a margin); return its last state."""
+    cluster = Cluster(address, verify=verify)
+    info = cluster.info(job_id)
+    if info.terminal:
+        return info
+    cluster.stop(job_id)
+    if not wait:
+        return cluster.info(job_id)
+    return cluster.wait(job_id, timeout=(info.stop_wait_s or DEFAULT_STOP_WAIT_S) + 30)
