@@ -23,13 +23,15 @@ __all__ = ["ConfigError", "SweepConfig", "Workload", "WorkloadError", "load_conf
 
 
 def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False, quiet: bool = False,
-              config_text: str = "", num_cpus: int | None = None, checks: list | None = None):
+              config_text: str = "", num_cpus: int | None = None, checks: list | None = None,
+              verbose: bool = False):
     """Run a sweep on an embedded local Ray (no address) or an existing cluster; returns the report summary."""
     from cluster.connect import ray_session
     from orchestrator import tuning
 
     with ray_session(address, num_cpus=num_cpus):
-        return tuning.run(cfg, config_text=config_text, resume=resume, quiet=quiet, checks=checks)
+        return tuning.run(cfg, config_text=config_text, resume=resume, quiet=quiet, checks=checks,
+                          verbose=verbose)
 
 
 def build_report(folder):

@@ -58,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"[sweep] pre-flight: {len(results) - len(warned)} passed"
                   + (f", warnings: {', '.join(warned)}" if warned else ""), flush=True)
     summary = run_sweep(cfg, address=args.address, resume=args.resume, quiet=args.quiet,
-                        config_text=Path(args.config).read_text(), checks=results)
+                        config_text=Path(args.config).read_text(), checks=results, verbose=args.verbose)
     print(summary.line())
     return EXIT_OK
 
@@ -67,6 +67,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from orchestrator import report
 
     s = report.build(args.folder)
+    print(report.terminal_table(s.folder))
     print(s.line())
     print(f"report: {s.folder / 'report.md'}")
     return EXIT_OK
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", help="existing Ray cluster, e.g. ray://HEAD:10001 (default: RAY_ADDRESS, else embedded)")
     r.add_argument("--resume", action="store_true", help="continue the sweep in an existing folder")
     r.add_argument("--quiet", action="store_true", help="print only the final line")
+    r.add_argument("--verbose", action="store_true", help="also print each trial as it ends")
     r.add_argument("--no-check", action="store_true", help="skip the pre-flight checks")
     r.set_defaults(func=cmd_run)
 
@@ -101,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     from cluster.commands import register as register_jobs
 
     register_jobs(sub)  # submit, status, logs, stop (Ray Jobs API)
+
+    from orchestrator.monitor import register as register_tensorboard
+
+    register_tensorboard(sub)  # tensorboard RUN
 
     rep = sub.add_parser("report", help="rebuild report.md, best.json and plots from a sweep folder")
     rep.add_argument("folder", help="a sweep folder, e.g. runs/digits-lr")

@@ -331,12 +331,24 @@ class SweepBoard(tune.Callback):
             })
         return self._writer
 
+    def _follow(self, trial) -> None:
+        """Write into the experiment folder Tune persists to (after ``Tuner.restore`` of a folder that was
+        moved or copied, the new place rather than the pickled ``folder``). Not into Tune's driver staging
+        folder: Tune copies that to storage for the last time *before* ``on_experiment_end``."""
+        if self._writer is not None:
+            return
+        storage = getattr(trial, "storage", None)
+        if getattr(getattr(storage, "storage_filesystem", None), "type_name", None) == "local":
+            self.folder = Path(trial.remote_experiment_path)
+
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._follow(trial)
         _know(self.tally, trials)
         self.tally.start(trial.trial_id, trial.config)
         self._emit_closed_rounds(final=False)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self._follow(trial)
         if not self.tally.result(trial.trial_id, result):
             return
         t, step, w = self.tally, self.tally.epochs, self.writer

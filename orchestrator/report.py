@@ -103,6 +103,26 @@ def _finite(v: Any) -> float:
     return v if v is not None and math.isfinite(v) else math.inf
 
 
+def observation(rs: list[dict[str, Any]], metric: str) -> zoom.Observation:
+    first = rs[0]
+    x = math.log10(first["lr"]) if first["lr"] and first["lr"] > 0 else 0.0
+    return zoom.Observation(first["group"], x, first["round"], tuple(_finite(r[metric]) for r in epochs_of(rs)), True)
+
+
+def score_at(rs: list[dict[str, Any]], epoch: int, metric: str) -> float:
+    """The trial's score at ``epoch`` as the zoom compares it (``zoom.score``: the metric averaged over the
+    last few epochs up to ``epoch``); inf when diverged or not reached."""
+    o = observation(rs, metric)
+    if epoch < 1 or not o.reached(epoch):
+        return math.inf
+    return zoom.score(o, epoch)
+
+
+def score_label(metric: str, epoch: int) -> str:
+    k = min(zoom.SMOOTH_EPOCHS, epoch)
+    return f"{metric} at epoch {epoch}" if k <= 1 else f"{metric} averaged over epochs {epoch - k + 1}-{epoch}"
+
+
 def _value_at(rs: list[dict[str, Any]], epoch: int, key: str) -> Any:
     for r in rs:
         if r["epoch"] == epoch:
@@ -144,11 +164,12 @@ def _summarise(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -
     lr = nice(10**x)
     # the best trial actually run, in the chosen group, at the comparison epoch
     candidates = [rs for rs in by_trial.values() if rs[0]["group"] == group and len(epochs_of(rs)) >= epoch]
-    best_rows = min(candidates, key=lambda rs: _finite(_value_at(rs, epoch, metric)))
+    best_rows = min(candidates, key=lambda rs: (score_at(rs, epoch, metric), rs[0]["trial_id"]))
     config = config_of(best_rows)
     chosen = {k: v for k, v in config.items() if k not in ("round", "group", "seed_offset") and not k.startswith("_")}
     chosen[param] = lr
     best_trial = {"trial_id": best_rows[0]["trial_id"], param: best_rows[0]["lr"], "epoch": epoch,
+                  "score": score_at(best_rows, epoch, metric),
                   metric: _value_at(best_rows, epoch, metric), "val_loss": _value_at(best_rows, epoch, "val_loss"),
                   "train_loss": _value_at(best_rows, epoch, "train_loss"),
                   "val_error": _value_at(best_rows, epoch, "val_error"), "status": best_rows[-1]["status"]}
@@ -188,24 +209,21 @@ class Best:
 
 
 def best_by(by_trial: dict[str, list[dict[str, Any]]], metric: str, label) -> list[Best]:
-    """For each value of ``label(config)``: the trial with the lowest metric among those trials, compared
-    at their common epoch (``zoom.comparison_epoch``: trials stopped early are not compared as if they
-    had finished). Sorted best first."""
+    """For each value of ``label(config)``: the trial with the lowest score among those trials, compared
+    the way the zoom compares (``zoom.comparison_epoch``: trials stopped early are not compared as if they
+    had finished; ``zoom.score``). Sorted best first."""
     subsets: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
     for rs in by_trial.values():
         subsets[label(config_of(rs))].append(rs)
     out = []
     for key, members in subsets.items():
-        curves = [(rs, tuple(_finite(r[metric]) for r in epochs_of(rs))) for rs in members]
-        obs = [zoom.Observation(rs[0]["group"], 0.0, rs[0]["round"], c, True) for rs, c in curves if c]
+        obs = [observation(rs, metric) for rs in members if epochs_of(rs)]
         epoch = zoom.comparison_epoch(obs) if obs else 0
-        reached = [(rs, c) for rs, c in curves if c and (len(c) >= epoch or math.isinf(c[-1]))]
-        if not reached or epoch < 1:
+        if epoch < 1:
             out.append(Best(key, len(members), members[0][0]["trial_id"], members[0][0]["lr"], math.inf, 0))
             continue
-        rs, c = min(reached, key=lambda rc: rc[1][epoch - 1] if len(rc[1]) >= epoch else math.inf)
-        value = c[epoch - 1] if len(c) >= epoch else math.inf
-        out.append(Best(key, len(members), rs[0]["trial_id"], rs[0]["lr"], value, epoch))
+        rs = min(members, key=lambda rs: (score_at(rs, epoch, metric), rs[0]["trial_id"]))
+        out.append(Best(key, len(members), rs[0]["trial_id"], rs[0]["lr"], score_at(rs, epoch, metric), epoch))
     return sorted(out, key=lambda b: (b.value, b.key))
 
 
@@ -249,14 +267,15 @@ def markdown(s: Summary, rows: list[dict[str, Any]], meta: dict[str, Any], plots
     lines = [
         f"# Sweep report: {s.folder.name}", "",
         f"**Chosen learning rate: {s.lr:.4g}**: the smooth minimum of a parabola fitted in log-{param} space "
-        f"through the best trials at epoch {s.epoch}; the best {m} measured there is {s.value:.4f}.", "",
+        f"through the best trials, each scored by its {score_label(m, s.epoch)}; the best score is "
+        f"{s.value:.4f}.", "",
     ]
     if not ran:
         near = min(by_trial.values(), key=lambda rs: (abs(math.log10(rs[0]["lr"] / s.lr)), rs[0]["trial_id"]))
         lines += [f"The chosen rate is a fit, not a trial that ran: retrain it fully to confirm. The best trial "
                   f"run is `{bt['trial_id']}` at {param} {bt.get(param, float('nan')):.4g}; the nearest trial to "
-                  f"the chosen rate, `{near[0]['trial_id']}` at {param} {near[0]['lr']:.4g}, reached {m} "
-                  f"{_fmt(_value_at(near, s.epoch, m))} at epoch {s.epoch}.", ""]
+                  f"the chosen rate, `{near[0]['trial_id']}` at {param} {near[0]['lr']:.4g}, scored "
+                  f"{_fmt(score_at(near, s.epoch, m))}.", ""]
     lines += ["## Chosen configuration", "", "```json", json.dumps(s.chosen, indent=2, sort_keys=True, default=str),
               "```", "",
               "## Summary", "",
@@ -286,11 +305,12 @@ def markdown(s: Summary, rows: list[dict[str, Any]], meta: dict[str, Any], plots
 
     for title, label in (("decay law", law_of), ("optimizer", optimizer_of)):
         lines += ["", f"## Best learning rate per {title}", "",
-                  f"| {title} | trials | best {param} | {m} | at epoch | trial |", "|---|---|---|---|---|---|"]
+                  f"| {title} | trials | best {param} | score ({m}) | at epoch | trial |", "|---|---|---|---|---|---|"]
         for b in best_by(by_trial, m, label):
             lines.append(f"| {b.key} | {b.trials} | {b.lr:.4g} | {_fmt(b.value)} | {b.epoch or 'n/a'} | `{b.trial_id}` |")
-    lines += ["", "Each row compares its own trials at their common epoch (trials stopped early are not compared "
-                  "as if they had finished)."]
+    lines += ["", f"Each row compares its own trials the way the zoom does: at their common epoch (trials stopped "
+                  f"early are not compared as if they had finished), by the {m} averaged over the last "
+                  f"{zoom.SMOOTH_EPOCHS} epochs up to it."]
 
     lines += ["", "## Trials", "",
               f"| trial | round | {param} | law | optimizer | epochs | status | best {m} | final {m} | final train_loss |",
@@ -393,9 +413,10 @@ def _colours(n: int) -> list:
 
 
 def _plot_vs_lr(s: Summary, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path | None:
-    """The metric against the learning rate: each trial at the epoch the pick compared (filled), or at its
-    last epoch when it stopped before (hollow); diverged trials as x on the top edge. One colour per round,
-    one marker per group; the chosen group's last bracket shaded; the chosen rate dashed."""
+    """The metric against the learning rate: each trial's score (``zoom.score``) at the epoch the pick
+    compared (filled), or at its last epoch when it stopped before (hollow); diverged trials as x on the
+    top edge. One colour per round, one marker per group; the chosen group's last bracket shaded; the
+    chosen rate dashed."""
     by_trial = trial_table(rows)
     m = s.metric
     n_rounds = max(rs[0]["round"] for rs in by_trial.values()) + 1
@@ -418,9 +439,9 @@ def _plot_vs_lr(s: Summary, rows: list[dict[str, Any]], meta: dict[str, Any]) ->
                 if rs[-1]["status"] == "diverged" or not math.isfinite(_finite(ep[-1][m])):
                     bad.append(rs[0]["lr"])
                 elif len(ep) >= s.epoch:
-                    full.append((rs[0]["lr"], _value_at(rs, s.epoch, m)))
+                    full.append((rs[0]["lr"], score_at(rs, s.epoch, m)))
                 else:
-                    partial.append((rs[0]["lr"], ep[-1][m]))
+                    partial.append((rs[0]["lr"], score_at(rs, len(ep), m)))
             marker = _MARKERS[gi % len(_MARKERS)]
             label = f"round {k}" + (f", {_group_label(meta, g)}" if len(groups) > 1 else "")
             if full:
@@ -432,9 +453,8 @@ def _plot_vs_lr(s: Summary, rows: list[dict[str, Any]], meta: dict[str, Any]) ->
                 ax.scatter(bad, [diverged_y] * len(bad), s=55, marker="x", color=colours[k], zorder=3)
     # the curve the pick was made on: the chosen group's trials at the comparison epoch
     chosen_group = next((rs[0]["group"] for rs in by_trial.values() if rs[0]["trial_id"] == s.best_trial["trial_id"]), 0)
-    line = sorted((rs[0]["lr"], _value_at(rs, s.epoch, m)) for rs in by_trial.values()
-                  if rs[0]["group"] == chosen_group and len(epochs_of(rs)) >= s.epoch
-                  and math.isfinite(_finite(_value_at(rs, s.epoch, m))))
+    line = sorted((rs[0]["lr"], score_at(rs, s.epoch, m)) for rs in by_trial.values()
+                  if rs[0]["group"] == chosen_group and math.isfinite(score_at(rs, s.epoch, m)))
     if len(line) > 1:
         ax.plot(*zip(*line), color="grey", linewidth=0.8, alpha=0.6, zorder=2, label=f"at epoch {s.epoch}")
     bracket = _chosen_bracket(s, chosen_group)
@@ -446,7 +466,7 @@ def _plot_vs_lr(s: Summary, rows: list[dict[str, Any]], meta: dict[str, Any]) ->
     if finite and min(finite) > 0 and top / min(finite) > 20:
         _log_y(ax)
     ax.set_xlabel("learning rate")
-    ax.set_ylabel(f"{m} (filled: at epoch {s.epoch}; hollow: stopped earlier)")
+    ax.set_ylabel(f"{score_label(m, s.epoch)}\n(hollow: at the epoch the trial stopped)")
     title = f"{s.folder.name}: {m} against learning rate"
     if any(rs[-1]["status"] == "diverged" for rs in by_trial.values()):
         title += " (x: diverged)"
@@ -473,8 +493,8 @@ def _plot_curves(s: Summary, rows: list[dict[str, Any]]) -> Path | None:
     by_trial = trial_table(rows)
     m = s.metric
     reached = [rs for rs in by_trial.values() if len(epochs_of(rs)) >= s.epoch
-               and math.isfinite(_finite(_value_at(rs, s.epoch, m)))]
-    reached.sort(key=lambda rs: _value_at(rs, s.epoch, m))
+               and math.isfinite(score_at(rs, s.epoch, m))]
+    reached.sort(key=lambda rs: (score_at(rs, s.epoch, m), rs[0]["trial_id"]))
     finalists = reached[:FINALISTS]
     if not finalists:
         return None

@@ -13,7 +13,7 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from orchestrator import report, results, zoom
+from orchestrator import monitor, report, results, zoom
 from orchestrator.config import SweepConfig
 from orchestrator.searcher import SweepState, ZoomSearcher
 from orchestrator.trial import train_trial
@@ -147,7 +147,7 @@ def claim_folder(folder: Path, config_text: str) -> None:
         ) from None
 
 
-def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False) -> tune.Tuner:
+def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bool = False) -> tune.Tuner:
     return tune.Tuner(
         trainable_with_resources(cfg),
         tune_config=tune.TuneConfig(
@@ -159,13 +159,13 @@ def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False) -> tune.Tun
             name=cfg.name, storage_path=str(folder.parent), verbose=0,
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[FailureCounter()],
+            callbacks=[FailureCounter(), *monitor.callbacks(folder, quiet=quiet, verbose=verbose, metric=cfg.metric)],
         ),
     )
 
 
 def run(cfg: SweepConfig, config_text: str = "", resume: bool = False, quiet: bool = False,
-        checks: list | None = None) -> report.Summary:
+        checks: list | None = None, verbose: bool = False) -> report.Summary:
     """Run (or resume) the sweep on the Ray this process is connected to; write results and the report.
 
     Raises ``SweepExistsError`` if the folder is taken (without ``resume``), ``SweepInterrupted`` if the
@@ -180,7 +180,7 @@ def run(cfg: SweepConfig, config_text: str = "", resume: bool = False, quiet: bo
         claim_folder(folder, config_text)
         if checks:
             results.write_json(folder / "preflight.json", [c.__dict__ for c in checks])
-        tuner = build_tuner(cfg, folder, quiet)
+        tuner = build_tuner(cfg, folder, quiet, verbose)
     start = time.time()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's own tables off: we print rounds ourselves
     grid = tuner.fit()
