@@ -49,7 +49,7 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"chosen lr={self.lr:.3g}  {self.metric}={self.value:.4f} (epoch {self.epoch})  "
+        return (f"chosen lr={self.lr:.3g}  {self.metric}={self.value:.4f} (mean of epochs {max(1, self.epoch - 2)}-{self.epoch})  "
                 f"cost={self.epochs} epochs ({self.fte:.1f} FTE, {self.trials} trials, {len(self.rounds)} rounds)  "
                 f"results: {self.folder}")
 

@@ -1,0 +1,232 @@
+"""The report aggregator on synthetic stored results (no Ray): the choice, the per-law / per-optimizer bests,
+the train/validation gap, the plots and the terminal table; ``sweep report`` errors are one line, exit 2."""
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from orchestrator import cli, report, results, zoom
+
+MAX_EPOCHS = 8
+# group 0: sgd with the default (constant) law, best near 1e-2; group 1: adam + cosine, best near 1e-3, lower
+GROUPS = [{"optimizer": "sgd"}, {"optimizer": "adam", "schedule": "cosine"}]
+CENTRE = {0: -2.0, 1: -3.0}
+FLOOR = {0: 0.30, 1: 0.20}
+
+
+def val_loss(group: int, lr: float, epoch: int) -> float:
+    return FLOOR[group] + 0.5 * (math.log10(lr) - CENTRE[group]) ** 2 + 1.0 / epoch
+
+
+def score(group: int, lr: float, epoch: int = MAX_EPOCHS) -> float:
+    """What the zoom compares: the metric averaged over the last few epochs (zoom.SMOOTH_EPOCHS)."""
+    epochs = range(max(1, epoch - zoom.SMOOTH_EPOCHS + 1), epoch + 1)
+    return sum(val_loss(group, lr, e) for e in epochs) / len(epochs)
+
+
+def trial_rows(tid, rnd, group, lr, epochs, status, train_factor=0.5, diverge_at=None, error=None):
+    config = {"workload": "digits_mlp", "max_epochs": MAX_EPOCHS, "seed": 0, "_cpus": 1.0, "lr": lr,
+              "round": rnd, "group": group, **GROUPS[group]}
+    base = {"trial_id": tid, "round": rnd, "group": group, "lr": lr, "status": status, "error": error,
+            "config": json.dumps(config, sort_keys=True)}
+    if epochs == 0:
+        return [{**base, "epoch": None}]
+    rows = []
+    for e in range(1, epochs + 1):
+        if diverge_at is not None and e >= diverge_at:
+            rows.append({**base, "epoch": e, "train_loss": math.inf, "val_loss": math.inf, "val_error": 1.0,
+                         "diverged": True, "lr_epoch": lr})
+            break
+        v = val_loss(group, lr, e)
+        rows.append({**base, "epoch": e, "val_loss": v, "train_loss": v * train_factor, "val_error": v / 4,
+                     "diverged": False, "lr_epoch": lr, "epoch_seconds": 0.5})
+    return rows
+
+
+def make_sweep(folder: Path, train_factor: float = 0.5, rounds_json: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    n = 0
+    for group in (0, 1):
+        for lr in (1e-5, 1e-4, 1e-3, 1e-2, 1e-1):
+            n += 1
+            far = abs(math.log10(lr) - CENTRE[group]) >= 2
+            rows += trial_rows(f"r0g{group}_{n:02d}", 0, group, lr, 4 if far else MAX_EPOCHS,
+                               "stopped" if far else "completed", train_factor)
+    rows += trial_rows("r0g1_div", 0, 1, 1.0, 2, "diverged", diverge_at=2)
+    rows += trial_rows("r0g0_err", 0, 0, 1.0, 0, "errored", error="RuntimeError: boom")
+    for lr in (10 ** -3.5, 10 ** -2.5):  # round 1 refines group 1 around 1e-3
+        n += 1
+        rows += trial_rows(f"r1g1_{n:02d}", 1, 1, lr, MAX_EPOCHS, "completed", train_factor)
+    results.write_trials(folder, rows)
+    if rounds_json:
+        results.write_json(folder / results.ROUNDS, {
+            "metric": "val_loss", "param": "lr", "max_epochs": MAX_EPOCHS,
+            "rounds": [
+                {"index": 0, "points": 12, "reason": "coarse grid", "brackets": {"0": [-3.0, 2.0], "1": [-3.0, 2.0]}},
+                {"index": 1, "points": 2, "reason": "group 1: smooth minimum at 10^-3.00 (epoch 8): refine +-1.00 decades",
+                 "brackets": {"1": [-3.0, 1.0]}},
+            ],
+            "stop_reason": "round budget spent (2 rounds)", "groups": GROUPS,
+        })
+    return folder
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path}: not a PNG"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    return struct.unpack(">II", data[16:24])
+
+
+def test_build_chooses_the_best_group_and_writes_everything(tmp_path):
+    folder = make_sweep(tmp_path / "sweep")
+    s = report.build(folder)
+    # group 1 (adam + cosine) is lower everywhere near its minimum at 1e-3; the fit is symmetric there
+    assert s.chosen["optimizer"] == "adam" and s.chosen["schedule"] == "cosine"
+    assert s.lr == pytest.approx(1e-3, rel=1e-6)
+    assert s.epoch == MAX_EPOCHS
+    assert s.value == pytest.approx(score(1, 1e-3))
+    assert "_cpus" not in s.chosen and "round" not in s.chosen and "group" not in s.chosen
+    rows = pq.read_table(folder / "trials.parquet").to_pylist()
+    assert s.epochs == sum(1 for r in rows if r["epoch"] is not None)  # the errored trial's row is no epoch
+    assert s.trials == 14 and s.fte == pytest.approx(s.epochs / MAX_EPOCHS)
+
+    best = json.loads((folder / "best.json").read_text())
+    assert best["config"] == s.chosen and best["lr"] == s.lr and best["best_trial"]["lr"] == pytest.approx(1e-3)
+    assert best["best_trial"]["status"] == "completed"
+
+    md = (folder / "report.md").read_text()
+    assert "Chosen learning rate: 0.001**" in md
+    assert '"optimizer": "adam"' in md and '"schedule": "cosine"' in md  # the chosen configuration, whole
+    assert "group 1: smooth minimum at 10^-3.00" in md and "coarse grid" in md  # why each round
+    assert "0.0001 .. 0.01" in md  # round 1's bracket, 10^(-3 +- 1)
+    assert "round budget spent" in md and f"{s.epochs} epochs = {s.fte:.2f} FTE" in md
+    assert "errored" in md and "diverged" in md and "RuntimeError: boom" in md
+    assert "val_curves.png" in md and "val_loss_vs_lr.png" in md
+
+
+def test_best_per_law_and_per_optimizer(tmp_path):
+    folder = make_sweep(tmp_path / "sweep")
+    report.build(folder)
+    md = (folder / "report.md").read_text()
+
+    def table(title: str) -> dict[str, list[str]]:
+        block = md.split(f"## Best learning rate per {title}")[1].split("\n\n")[1]
+        rows = [line.strip("|").split("|") for line in block.splitlines()[2:]]
+        return {r[0].strip(): [c.strip() for c in r[1:]] for r in rows}
+
+    laws = table("decay law")
+    assert set(laws) == {"constant", "cosine"}  # 'constant' where the config has no schedule
+    assert laws["constant"][1] == "0.01" and laws["cosine"][1] == "0.001"
+    assert float(laws["cosine"][2]) == pytest.approx(score(1, 1e-3), abs=1e-4)
+    assert float(laws["constant"][2]) == pytest.approx(score(0, 1e-2), abs=1e-4)
+    optimizers = table("optimizer")
+    assert set(optimizers) == {"sgd", "adam"}
+    assert optimizers["sgd"][1] == "0.01" and optimizers["adam"][1] == "0.001"
+    assert list(optimizers) == ["adam", "sgd"]  # best first
+
+    bests = {b.key: b for b in report.best_by(report.trial_table(results.read_trials(folder)), "val_loss",
+                                              report.law_of)}
+    assert bests["constant"].epoch == MAX_EPOCHS and bests["constant"].trials == 6
+
+
+def test_train_validation_gap_verdicts(tmp_path):
+    over = report.build(make_sweep(tmp_path / "over", train_factor=0.1))
+    assert over.warnings and "overfitting" in over.warnings[0]
+    assert "**Warning:** Train/validation gap" in (over.folder / "report.md").read_text()
+    leak = report.build(make_sweep(tmp_path / "leak", train_factor=1.5))
+    assert leak.warnings and "leak" in leak.warnings[0]
+    normal = report.build(make_sweep(tmp_path / "normal", train_factor=0.8))
+    assert not normal.warnings
+    assert "(normal)" not in (normal.folder / "report.md").read_text()
+    assert ": normal" in (normal.folder / "report.md").read_text()
+
+
+def test_plots_are_valid_pngs(tmp_path):
+    folder = make_sweep(tmp_path / "sweep")
+    report.build(folder)
+    for name in ("val_loss_vs_lr.png", "val_curves.png"):
+        width, height = png_size(folder / name)
+        assert 400 <= width <= 2000 and 300 <= height <= 1500, (name, width, height)
+        assert (folder / name).stat().st_size > 10_000  # drawn, not blank
+
+
+def test_terminal_table_lists_every_trial(tmp_path):
+    folder = make_sweep(tmp_path / "sweep")
+    text = report.terminal_table(folder)
+    lines = text.splitlines()
+    assert lines[0].split()[:2] == ["trial", "round"] and "group" in lines[0] and "law" in lines[0]
+    body = [line for line in lines[2:] if not line.startswith("*")]
+    assert len(body) == 14
+    starred = [line for line in body if " * " in line]
+    assert len(starred) == 1 and "0.001" in starred[0] and "adam" in starred[0] and "cosine" in starred[0]
+    errored = next(line for line in body if line.startswith("r0g0_err"))
+    assert "errored" in errored and " 0 " in errored and "n/a" in errored
+    diverged = next(line for line in body if line.startswith("r0g1_div"))
+    assert "diverged" in diverged and "inf" in diverged
+    assert lines[-1].startswith("* best trial run; chosen lr 0.001")
+
+
+def test_report_works_without_rounds_json(tmp_path):
+    """An interrupted sweep copied off a cluster may lack rounds.json: the report still comes out."""
+    folder = make_sweep(tmp_path / "sweep", rounds_json=False)
+    s = report.build(folder)
+    assert s.chosen["optimizer"] == "adam" and s.rounds == [] and s.fte == pytest.approx(s.epochs / MAX_EPOCHS)
+    assert "n/a (interrupted?)" in (folder / "report.md").read_text()
+
+
+def test_cli_report_prints_the_summary_line(tmp_path, capsys):
+    folder = make_sweep(tmp_path / "sweep")
+    assert cli.main(["report", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "chosen lr=0.001" in out and str(folder) in out
+
+
+def _bad_folders(tmp_path: Path) -> list[tuple[Path, str]]:
+    cases = []
+    no_columns = tmp_path / "columns"
+    no_columns.mkdir()
+    pq.write_table(pa.table({"x": [1, 2]}), no_columns / "trials.parquet")
+    cases.append((no_columns, "missing columns"))
+    empty = tmp_path / "norows"
+    empty.mkdir()
+    results.write_trials(empty, [])
+    cases.append((empty, "holds no trial results"))
+    no_metric = tmp_path / "nometric"
+    no_metric.mkdir()
+    results.write_trials(no_metric, trial_rows("t", 0, 0, 0.01, 0, "errored", error="crashed"))
+    cases.append((no_metric, "no trial reported a metric"))
+    bad_json = make_sweep(tmp_path / "badjson")
+    (bad_json / "rounds.json").write_text("{not json")
+    cases.append((bad_json, "corrupt JSON"))
+    truncated = make_sweep(tmp_path / "truncated")
+    data = (truncated / "trials.parquet").read_bytes()
+    (truncated / "trials.parquet").write_bytes(data[: len(data) // 2])
+    cases.append((truncated, "corrupt Parquet"))
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("not a folder")
+    cases.append((a_file, "no such sweep folder"))
+    return cases
+
+
+def test_cli_report_bad_results_one_line_exit_2(tmp_path, capsys):
+    for folder, expected in _bad_folders(tmp_path):
+        assert cli.main(["report", str(folder)]) == 2, folder
+        captured = capsys.readouterr()
+        err = captured.err.strip()
+        assert err.count("\n") == 0 and err.startswith("sweep: error: ") and expected in err, (folder, err)
+        assert str(folder) in err
+        assert not (folder / "report.md").exists() if folder.is_dir() else True
+
+
+def test_terminal_table_raises_results_error(tmp_path):
+    with pytest.raises(results.ResultsError, match="no such sweep folder"):
+        report.terminal_table(tmp_path / "absent")
