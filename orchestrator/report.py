@@ -327,6 +327,11 @@ def markdown(s: Summary, rows: list[dict[str, Any]], meta: dict[str, Any], plots
     errors = [(tid, rs[-1].get("error")) for tid, rs in _ordered(by_trial) if rs[-1].get("error")]
     if errors:
         lines += ["", "### Errors", ""] + [f"- `{tid}`: {err}" for tid, err in errors]
+    checks = results.read_json(s.folder / "preflight.json")
+    if checks:
+        lines += ["", "## Pre-flight checks (before the fan-out)", "", "| check | status | measured | advice |",
+                  "|---|---|---|---|"]
+        lines += [f"| {c['name']} | {c['status']} | {c['measured']} | {c['advice']} |" for c in checks]
     for p in plots:
         alt = "validation curves of the finalists" if p.name == CURVES else f"{m} against learning rate"
         lines += ["", f"![{alt}]({p.name})"]

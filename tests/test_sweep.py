@@ -65,6 +65,7 @@ def test_cli_run_embedded_ray_then_refuse_overwrite_then_report(small_config, tm
     last = run.stdout.strip().splitlines()[-1]
     assert last.startswith("chosen lr=") and "epochs" in last and str(tmp_path / "runs" / "cli") in last
     folder = tmp_path / "runs" / "cli"
+    assert "Pre-flight checks" in (folder / "report.md").read_text()  # `sweep run` checked before fanning out
     before = (folder / "trials.parquet").read_bytes()
 
     again = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(path)],
