@@ -365,7 +365,7 @@ def test_submit_follow_succeeds_and_results_reach_the_user(with_token, capsys, t
     folder = tmp_path / "runs" / "jobdigits"
     assert cli.main(["report", str(folder)]) == 0
     report = capsys.readouterr().out
-    assert report.startswith("chosen lr=") and "3 trials" in report
+    assert any(line.startswith("chosen lr=") and "3 trials" in line for line in report.splitlines())
     assert (folder / "sweep.yaml").read_text() == cfg.read_text()
     for text in (out.out, out.err, status, logs, report):
         assert cluster.token not in text
