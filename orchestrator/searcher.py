@@ -37,7 +37,7 @@ class SweepState:
     rules: zoom.Rules
     param: str
     metric: str
-    decision_epoch: int  # round 0: plan the next round once its trials reached this epoch (ASHA's first rung)
+    decision_epoch: int
     groups: list[dict[str, Any]]
     base: dict[str, Any]
     rounds: list[zoom.Round] = field(default_factory=list)
@@ -45,7 +45,6 @@ class SweepState:
     trials: dict[str, TrialRecord] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str | None = None
-    refine_decision_epoch: int | None = None  # later rounds (default: decision_epoch)
 
     def observations(self) -> list[zoom.Observation]:
         return [zoom.Observation(t.group, t.x, t.round, tuple(t.curve), t.done) for t in self.trials.values()]
@@ -62,8 +61,7 @@ class SweepState:
             return zoom.coarse_round(self.rules, len(self.groups))
         obs = self.observations()  # trials that have not reported yet included: they hold the round open
         current = self.rounds[-1].index
-        decision = self.decision_epoch if current == 0 else (self.refine_decision_epoch or self.decision_epoch)
-        if not zoom.round_ready(obs, current, decision):
+        if not zoom.round_ready(obs, current, self.decision_epoch):
             return None
         if not any(o.curve for o in obs if o.round == current):
             return zoom.Stop(f"no trial of round {current} reported a result (all errored)")

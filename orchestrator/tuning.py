@@ -52,13 +52,8 @@ def make_state(cfg: SweepConfig) -> SweepState:
         budget_epochs=z.budget_fte * cfg.max_epochs if z.budget_fte else None, groups=z.groups,
     )
     decision = cfg.grace_period if cfg.asha.enabled else cfg.max_epochs
-    # refinement trials run to the end when ASHA is scoped to the coarse round: compare them there, since
-    # at an early epoch the larger learning rates look better than they end (measured: round 2 centred
-    # 0.25 decade too high when planned at epoch 9 of 27)
-    refine = cfg.max_epochs if (cfg.asha.enabled and cfg.asha.coarse_only) else decision
     base = {**cfg.base_config(), "_cpus": cfg.resources.cpu}
     return SweepState(rules=rules, param=cfg.zoom.param, metric=cfg.metric, decision_epoch=decision,
-                      refine_decision_epoch=refine,
                       groups=cfg.groups(), base=base)
 
 
