@@ -156,3 +156,32 @@ def test_node_loss_restarts_trials_from_checkpoints(tmp_path):
     assert sum(failures.values()) >= 1, "a trial on the lost node was retried"
     builds = collections.Counter(float(x) for x in log.read_text().split())
     assert sum(builds.values()) > 3  # the retried trial was built again (restored from its checkpoint)
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_state_says_how_to_resume_and_resume_finishes(tmp_path):
+    cfg = write_config(tmp_path / "int.yaml", "interrupted", tmp_path / "runs", tmp_path / "int.log")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen(sweep_cmd(str(cfg)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env=env, start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("[sweep] round 0"):
+                break
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
+        _, err = proc.communicate(timeout=180)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    folder = tmp_path / "runs" / "interrupted"
+    assert proc.returncode == 130, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("sweep: error:") and f"sweep run {cfg} --resume" in last
+    assert (folder / "trials.parquet").exists() and not (folder / "best.json").exists()
+    run_ok(sweep_cmd(str(cfg), "--resume", "--quiet"))
+    assert json.loads((folder / "best.json").read_text())["lr"] > 0
+    rows = trials_by_lr(folder)
+    assert all(r[-1]["status"] == "completed" for r in rows.values())
