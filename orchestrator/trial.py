@@ -15,8 +15,7 @@ import torch
 
 import schedules
 from orchestrator import workloads
-
-from orchestrator.config import OPTIMIZERS  # noqa: E402 - one list of names, checked at config load
+from orchestrator.config import OPTIMIZERS  # one list of names, also checked at config load
 
 
 def make_optimizer(config: dict, params) -> torch.optim.Optimizer:
