@@ -72,3 +72,11 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def write_results(stem: str, text: str, header: list[str], rows: list[list]) -> None:
+    """results/STEM.md (the printed text) and results/STEM.csv (the table)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.md").write_text(text)
+    with (RESULTS / f"{stem}.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])

@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS, markdown_table, mean_loss, reference_grid, regret  # noqa: E402
+from bench.common import RESULTS, markdown_table, mean_loss, reference_grid, regret, write_results  # noqa: E402
 from bench.regret import REFERENCE_LRS  # noqa: E402
 
 MAX_EPOCHS = 27
@@ -391,10 +391,7 @@ def main(argv=None) -> int:
             f" / best. Picks retrained: {judge.retrained} (others are reference-grid points).\n\n"
             f"{table}\n\nTotal bench wall: {time.time() - t_all:.0f} s.\n{sweep_part(sweep, rows)}")
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"peers_sgd{args.tag}.md").write_text(text)
-    with (RESULTS / f"peers_sgd{args.tag}.csv").open("w", newline="") as f:
-        csv.writer(f).writerows([header, *rows])
+    write_results(f"peers_sgd{args.tag}", text, header, rows)
     plot(rows, sweep, RESULTS / f"regret_vs_cost{args.tag}.png")
     return 0
 

@@ -10,7 +10,6 @@ Writes bench/results/regret_<optimizer>.md and .csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS, markdown_table, mean_loss, reference_grid, regret  # noqa: E402
+from bench.common import markdown_table, mean_loss, reference_grid, regret, write_results  # noqa: E402
 from orchestrator import config as config_mod  # noqa: E402
 from orchestrator.space import log_grid  # noqa: E402
 
@@ -83,10 +82,7 @@ def main(argv=None) -> int:
             f"Reference: {len(ref)} lrs (1e-4..1), 5 fresh seeds; best mean {best:.4f} at lr {best_lr:.3g}.\n\n"
             f"{table}\n\nWithin 5%: {hits} of {len(rows)}.\n")
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"regret_{args.optimizer}.md").write_text(text)
-    with (RESULTS / f"regret_{args.optimizer}.csv").open("w", newline="") as f:
-        csv.writer(f).writerows([header, *rows])
+    write_results(f"regret_{args.optimizer}", text, header, rows)
     return 0
 
 

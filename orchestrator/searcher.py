@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -27,7 +26,6 @@ class TrialRecord:
     curve: list[float] = field(default_factory=list)
     done: bool = False
     errored: bool = False
-    started: float = 0.0
 
 
 @dataclass
@@ -80,7 +78,7 @@ class SweepState:
             group, x = self.queue.pop(0)
             round_index = self.rounds[-1].index
             config = self.config_for(group, x, round_index)
-            self.trials[trial_id] = TrialRecord(trial_id, group, x, round_index, config, started=time.time())
+            self.trials[trial_id] = TrialRecord(trial_id, group, x, round_index, config)
             return config
         if self.stop_reason is not None:
             return "FINISHED"

@@ -193,8 +193,9 @@ def _spacing_of(rounds: list[Round], rules: Rules, group: int) -> float:
     return spacing
 
 
-def refine(group: int, obs: list[Observation], spacing: float, rules: Rules) -> tuple[tuple[float, float], list[float], str]:
-    """Bracket and new points for one group. Returns ((centre, half-width), xs, why)."""
+def refine(group: int, obs: list[Observation], spacing: float, rules: Rules
+           ) -> tuple[tuple[float, float], list[float], str, bool]:
+    """Bracket and new points for one group. Returns ((centre, half-width), xs, why, grows past an edge)."""
     centre, _, epoch = best_of_group(obs)
     pts = [(x, y) for x, y in points_at(obs, epoch) if math.isfinite(y)]
     tried = sorted({round(o.x, 9) for o in obs})
@@ -219,7 +220,7 @@ def refine(group: int, obs: list[Observation], spacing: float, rules: Rules) -> 
         x = min(max(x, LOG_FLOOR), LOG_CEIL)
         if all(abs(x - t) > spacing / 10 for t in tried) and all(abs(x - f) > 1e-9 for f in fresh):
             fresh.append(x)
-    return bracket, fresh, why
+    return bracket, fresh, why, len(tried) > 1 and (at_low or at_high)
 
 
 def epochs_spent(obs: list[Observation]) -> int:
@@ -247,9 +248,9 @@ def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Rou
     for g, _ in ranked[: rules.groups]:
         spacing = _spacing_of(rounds, rules, g)
         members = [o for o in obs if o.group == g]
-        bracket, xs, why = refine(g, members, spacing, rules)
+        bracket, xs, why, at_edge = refine(g, members, spacing, rules)
         next_spacing = 2 * bracket[1] / (rules.points_per_round + 1)
-        if next_spacing < rules.resolution and "edge" not in why:
+        if next_spacing < rules.resolution and not at_edge:
             continue
         brackets[g] = bracket
         points += [(g, x) for x in xs]
