@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -48,10 +49,11 @@ class SweepState:
         return [zoom.Observation(t.group, t.x, t.round, tuple(t.curve), t.done) for t in self.trials.values()]
 
     def config_for(self, group: int, x: float, round_index: int) -> dict[str, Any]:
-        # Each trial its own seed (base seed + its index): the zoom's fit over many nearby learning
-        # rates then averages seed noise, as a multi-seed mean would, instead of tracing one seed's luck.
+        # Each point its own seed: the zoom's fit over many nearby learning rates then averages seed
+        # noise, as a multi-seed mean would. The seed derives from the point, not from the order trials
+        # were handed out, so a resumed sweep trains every point exactly as an uninterrupted one.
         return {**self.base, **self.groups[group], self.param: nice(10**x), "round": round_index, "group": group,
-                "seed_offset": len(self.trials)}
+                "seed_offset": zlib.crc32(f"{group}:{x:.6f}".encode()) % 1_000_003}
 
     def plan(self) -> zoom.Round | zoom.Stop | None:
         """Start round 0, or the next round once the current one has reached the decision epoch."""
