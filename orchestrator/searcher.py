@@ -102,6 +102,36 @@ class SweepState:
         self.rows.append({"trial_id": trial_id, "round": t.round, "group": t.group,
                           **{k: result[k] for k in ROW_KEYS if k in result}})
 
+    def reconcile(self, tune_trials: dict[str, dict[str, Any]],
+                  histories: dict[str, list[dict[str, Any]]] | None = None) -> tuple[list[str], list[str]]:
+        """Agree with the trials Tune restored (trial id -> config) after a driver crash.
+
+        Tune saves its trial list and this state one after the other, so a crash between the two can
+        leave them a step apart. A trial this state planned but Tune never kept is dropped and its point
+        goes back to the front of the queue (else its round would wait for it forever); a trial Tune kept
+        but this state never planned is adopted, taking its point off the queue (else it would train twice).
+        An adopted trial's epochs before its checkpoint come from ``histories`` (trial id -> the results
+        saved in that checkpoint): Tune resumes it after them. Returns (requeued, adopted) trial ids."""
+        requeued = [tid for tid, t in self.trials.items() if not t.done and tid not in tune_trials]
+        for tid in requeued:
+            t = self.trials.pop(tid)
+            self.rows = [r for r in self.rows if r["trial_id"] != tid]
+            self.queue.insert(0, (t.group, t.x))
+        adopted = []
+        current = self.rounds[-1].index if self.rounds else None
+        for tid, config in tune_trials.items():
+            if tid in self.trials or config.get("round") != current:
+                continue
+            point = next(((g, x) for g, x in self.queue
+                          if g == config.get("group") and self.config_for(g, x, current) == config), None)
+            if point is not None:
+                self.queue.remove(point)
+                self.trials[tid] = TrialRecord(tid, point[0], point[1], current, dict(config))
+                for result in (histories or {}).get(tid, []):
+                    self.record(tid, result)
+                adopted.append(tid)
+        return requeued, adopted
+
     def complete(self, trial_id: str, result: dict[str, Any] | None, errored: bool) -> None:
         t = self.trials.get(trial_id)
         if t is None:

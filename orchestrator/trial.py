@@ -103,6 +103,7 @@ def run_epochs(config: dict, report: Callable[[dict, dict | None], None] | None 
         stepper.load_state_dict(state["schedule"])
         generator.set_state(state["generator"])
         start = int(state["epoch"])
+    past = list(state.get("history", [])) if state else []  # results before the checkpoint
     history = []
     for epoch in range(start, max_epochs):
         t0 = time.perf_counter()
@@ -136,7 +137,8 @@ def run_epochs(config: dict, report: Callable[[dict, dict | None], None] | None 
         save = None
         if every and not diverged and ((epoch + 1) % every == 0 or epoch + 1 == max_epochs):
             save = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "schedule": stepper.state_dict(), "generator": generator.get_state(), "epoch": epoch + 1}
+                    "schedule": stepper.state_dict(), "generator": generator.get_state(), "epoch": epoch + 1,
+                    "history": past + history}  # the results so far, for a driver that lost them
         if report:
             report(metrics, save)
         if diverged:
@@ -145,6 +147,14 @@ def run_epochs(config: dict, report: Callable[[dict, dict | None], None] | None 
 
 
 CHECKPOINT_FILE = "state.pt"
+
+
+def checkpoint_history(checkpoint) -> list[dict]:
+    """The per-epoch results saved in a trial checkpoint (none if it has no checkpoint)."""
+    if checkpoint is None:
+        return []
+    with checkpoint.as_directory() as d:
+        return list(torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=False).get("history", []))
 
 
 def train_trial(config: dict) -> None:

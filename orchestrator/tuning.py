@@ -16,7 +16,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from orchestrator import monitor, report, results, zoom
 from orchestrator.config import SweepConfig
 from orchestrator.searcher import SweepState, ZoomSearcher
-from orchestrator.trial import train_trial
+from orchestrator.trial import checkpoint_history, train_trial
 
 
 class SweepExistsError(ValueError):
@@ -134,6 +134,34 @@ class FailureCounter(tune.Callback):
         self.failures[trial.trial_id] = self.failures.get(trial.trial_id, 0) + 1
 
 
+class Reconcile(tune.Callback):
+    """On the first step of a run, makes the searcher's state agree with the trials Tune holds.
+
+    Only a resumed run can disagree (a crash between Tune's two saves; see ``SweepState.reconcile``).
+    Holds the searcher itself: Tune pickles the searcher and the callbacks together in one file, so
+    after ``Tuner.restore`` this is still the searcher Tune runs."""
+
+    def __init__(self, searcher: ZoomSearcher, quiet: bool = False) -> None:
+        self.searcher = searcher
+        self.quiet = quiet
+        self.checked = False
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        if self.checked:
+            return
+        self.checked = True
+        state = self.searcher.state
+        unknown = [t for t in trials if t.trial_id not in state.trials]
+        requeued, adopted = state.reconcile({t.trial_id: t.config for t in trials},
+                                            {t.trial_id: checkpoint_history(t.checkpoint) for t in unknown})
+        if (requeued or adopted) and not self.quiet:
+            print(f"[sweep] resumed: {len(requeued)} planned trial(s) Tune had not saved re-planned, "
+                  f"{len(adopted)} trial(s) Tune saved ahead of the search adopted", flush=True)
+
+    def get_state(self) -> dict | None:
+        return None  # nothing to carry over: each run checks once, at its start
+
+
 def claim_folder(folder: Path, config_text: str) -> None:
     """Create the sweep folder, or fail if another sweep has it: ``sweep.yaml`` is created with O_EXCL,
     so two sweeps started with the same name at the same moment never share a folder."""
@@ -148,10 +176,11 @@ def claim_folder(folder: Path, config_text: str) -> None:
 
 
 def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bool = False) -> tune.Tuner:
+    searcher = ZoomSearcher(make_state(cfg), RoundPrinter(quiet))
     return tune.Tuner(
         trainable_with_resources(cfg),
         tune_config=tune.TuneConfig(
-            metric=cfg.metric, mode=cfg.mode, search_alg=ZoomSearcher(make_state(cfg), RoundPrinter(quiet)),
+            metric=cfg.metric, mode=cfg.mode, search_alg=searcher,
             scheduler=make_scheduler(cfg), num_samples=-1, reuse_actors=True,
             trial_dirname_creator=trial_dirname,
         ),
@@ -159,7 +188,7 @@ def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bo
             name=cfg.name, storage_path=str(folder.parent), verbose=0,
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[FailureCounter(), *monitor.callbacks(folder, quiet=quiet, verbose=verbose, metric=cfg.metric)],
+            callbacks=[FailureCounter(), Reconcile(searcher, quiet), *monitor.callbacks(folder, quiet=quiet, verbose=verbose, metric=cfg.metric)],
         ),
     )
 

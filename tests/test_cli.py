@@ -43,7 +43,9 @@ def test_a_restored_trial_continues_the_same_curve():
     full, states = [], []
     # deep copies: a state holds live tensors (the trainable writes it to disk at once)
     run_epochs(config, report=lambda m, s: (full.append(m), states.append(copy.deepcopy(s))))
-    resumed = run_epochs(config, state=states[1])
+    assert [m["epoch"] for m in states[1]["history"]] == [1, 2]  # a checkpoint carries the results so far
+    resumed = run_epochs(config, report=lambda m, s: states.append(s), state=states[1])
     assert [m["epoch"] for m in resumed] == [3, 4]
+    assert states[-1]["history"][:2] == full[:2] and [m["epoch"] for m in states[-1]["history"]] == [1, 2, 3, 4]
     assert [m["val_loss"] for m in resumed] == pytest.approx([m["val_loss"] for m in full[2:]], rel=1e-6)
     assert [m["lr_epoch"] for m in resumed] == pytest.approx([m["lr_epoch"] for m in full[2:]])
