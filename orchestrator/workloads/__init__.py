@@ -47,6 +47,8 @@ class WorkloadError(ValueError):
 
 BUILTINS = {
     "digits_mlp": "orchestrator.workloads.digits:digits_mlp",
+    "digits_cnn": "orchestrator.workloads.more:digits_cnn",
+    "diabetes_regression": "orchestrator.workloads.more:diabetes_regression",
 }
 
 
