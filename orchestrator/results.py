@@ -38,6 +38,7 @@ SCHEMA = pa.schema([
     ("device", pa.string()),
     ("node_ip", pa.string()),
     ("epoch_seconds", pa.float64()),
+    ("ended_at", pa.float64()),  # unix time the epoch ended (utilization, throughput)
     ("config", pa.string()),  # the trial's whole config, JSON
 ])
 

@@ -143,7 +143,7 @@ class SweepState:
 
 
 ROW_KEYS = ("epoch", "train_loss", "val_loss", "val_error", "lr_epoch", "diverged", "device",
-            "epoch_seconds", "node_ip", "hostname", "time_total_s")
+            "epoch_seconds", "ended_at", "node_ip", "hostname", "time_total_s")
 
 
 class ZoomSearcher(Searcher):

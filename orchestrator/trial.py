@@ -126,7 +126,7 @@ def run_epochs(config: dict, report: Callable[[dict, dict | None], None] | None 
             val_loss, val_error = evaluate(model, wl.val, wl.loss, wl.num_classes, device)
             diverged = not (math.isfinite(val_loss) and math.isfinite(train_loss))
         metrics = {"epoch": epoch + 1, "lr_epoch": lr_now, "device": str(device), "diverged": diverged,
-                   "epoch_seconds": time.perf_counter() - t0}
+                   "epoch_seconds": time.perf_counter() - t0, "ended_at": time.time()}
         if diverged:
             metrics.update(train_loss=math.inf, val_loss=math.inf, val_error=1.0 if wl.num_classes else math.nan)
         else:
