@@ -440,12 +440,16 @@ def _name_and_storage(config_path: Path) -> tuple[str, str]:
 def results_folder(storage: str, name: str) -> tuple[str, str | None]:
     """Where the sweep's results land as the cluster sees it, and a warning when that is a place the
     user cannot read (a relative storage: inside the job's temporary working_dir on the head node)."""
-    if "://" in storage or Path(storage).expanduser().is_absolute():
+    from orchestrator import storage as stores
+
+    if stores.scheme(storage):  # s3://bucket/runs?endpoint_override=... -> s3://bucket/runs/NAME?..., no credentials
+        return stores.display(stores.join(storage, name)), None
+    if Path(storage).expanduser().is_absolute():
         return f"{storage.rstrip('/')}/{name}", None
     return (f"<job working_dir>/{storage}/{name}",
             f"storage={storage!r} is relative: on the cluster it resolves inside the job's temporary "
-            f"working_dir on the head node; set storage to a path every node and you share (e.g. NFS) "
-            f"to keep the results")
+            f"working_dir on the head node; set storage to a path every node and you share (e.g. NFS), "
+            f"or a URI such as s3://bucket/runs, to keep the results")
 
 
 def submit(config_path: str | Path, address: str | None = None, *, insecure: bool = False,

@@ -29,13 +29,27 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
     from cluster.connect import ray_session
     from orchestrator import tuning
 
+    if not resume:
+        tuning.refuse_taken(cfg)
     with ray_session(address, num_cpus=num_cpus):
         return tuning.run(cfg, config_text=config_text, resume=resume, quiet=quiet, checks=checks,
                           verbose=verbose)
 
 
-def build_report(folder):
-    """Rebuild best.json, report.md and the plots from a stored sweep folder; returns the summary."""
-    from orchestrator import report as _report
+def build_report(folder, out=None):
+    """Rebuild best.json, report.md and the plots from a stored sweep folder; returns the summary.
 
-    return _report.build(folder)
+    ``folder`` may be a URI (``s3://bucket/runs/NAME``): its result files (not its checkpoints) are
+    downloaded into ``out/NAME`` (default: ``~/.cache/sweep/reports/...``) and the report is built
+    there; the URI is left as it was. ``out`` is for URIs only."""
+    from orchestrator import report as _report, storage
+    from orchestrator.results import ResultsError
+
+    if not storage.is_uri(str(folder)):
+        if out is not None:
+            raise ResultsError(f"out={out!r}: only for a sweep stored at a URI; {folder} is a local folder "
+                               f"(its report is written in it)")
+        return _report.build(storage.local_path(str(folder)) if storage.scheme(str(folder)) else folder)
+    summary = _report.build(storage.fetch(str(folder), out))
+    summary.where = storage.display(str(folder))
+    return summary

@@ -1,7 +1,7 @@
 """``sweep``: a thin command line over the library. Each subcommand is a small function; ``main() -> int``.
 
-Exit codes: 0 ok, 1 the sweep failed at run time, 2 bad input (config, folder, arguments), 3 a pre-flight
-check failed.
+Exit codes: 0 ok, 1 the sweep failed at run time, 2 bad input (config, folder, arguments; storage that
+cannot be read or written), 3 a pre-flight check failed.
 """
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = config_mod.load(args.config)
     resolve_address(args.address)  # a bad address fails now, before the checks and before Ray starts
+    if not args.resume:
+        from orchestrator.tuning import refuse_taken
+
+        refuse_taken(cfg)  # so does a sweep folder that is taken
     results = []
     if not args.no_check and not args.resume:
         results = preflight(cfg)
@@ -64,12 +68,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from orchestrator import report
+    from orchestrator import build_report, report
 
-    s = report.build(args.folder)
+    s = build_report(args.folder, out=args.out)
     print(report.terminal_table(s.folder))
     print(s.line())
-    print(f"report: {s.folder / 'report.md'}")
+    print(f"report: {s.folder / 'report.md'}" + (" (built from a downloaded copy)" if s.where else ""))
     return EXIT_OK
 
 
@@ -109,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_tensorboard(sub)  # tensorboard RUN
 
     rep = sub.add_parser("report", help="rebuild report.md, best.json and plots from a sweep folder")
-    rep.add_argument("folder", help="a sweep folder, e.g. runs/digits-lr")
+    rep.add_argument("folder", help="a sweep folder, e.g. runs/digits-lr, or a URI, e.g. s3://bucket/runs/digits-lr")
+    rep.add_argument("--out", metavar="DIR", help="for a URI: download the results into DIR/NAME and build the "
+                     "report there (default: ~/.cache/sweep/reports/...)")
     rep.set_defaults(func=cmd_report)
 
     s = sub.add_parser("schedules", help="list the learning-rate decay laws")
@@ -122,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from orchestrator.config import ConfigError
     from orchestrator.results import ResultsError
+    from orchestrator.storage import StorageError
     from cluster.connect import AddressError
     from orchestrator.tuning import SweepExistsError, SweepInterrupted
     from orchestrator.workloads import WorkloadError
@@ -133,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return args.func(args)
-    except (AddressError, ConfigError, ResultsError, SweepExistsError, WorkloadError) as exc:
+    except (AddressError, ConfigError, ResultsError, StorageError, SweepExistsError, WorkloadError) as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
     except SweepInterrupted as exc:

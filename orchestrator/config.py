@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator import space as grids
+from orchestrator import storage as stores
 
 Scalar = Union[bool, int, float, str]
 
@@ -114,7 +115,7 @@ class SweepConfig(_Frozen):
     mode: Literal["min"] = "min"
     max_epochs: int = Field(ge=1, le=100000)
     seed: int = Field(default=0, ge=0)
-    storage: str = "runs"
+    storage: str = Field(default="runs", description="a local or shared folder, or a URI pyarrow opens (s3://bucket/prefix)")
     checkpoint_every: int = Field(default=0, ge=0, le=100000, description="epochs between checkpoints; 0: none")
     max_failures: int = Field(default=1, ge=0, le=100)
     space: dict[str, Dimension]
@@ -130,6 +131,11 @@ class SweepConfig(_Frozen):
                 f"name={v!r}: expected letters, digits, '.', '_' or '-' (no path separators or '..', at most 100)"
             )
         return v
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, v: str) -> str:
+        return stores.check(v)
 
     @model_validator(mode="after")
     def _zoom_param_is_log_range(self) -> "SweepConfig":

@@ -47,11 +47,12 @@ class Summary:
     stop_reason: str | None
     best_trial: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    where: str = ""  # where the results are stored when that is not ``folder`` (a URI; ``folder`` its local copy)
 
     def line(self) -> str:
         return (f"chosen lr={self.lr:.3g}  {self.metric}={self.value:.4f} (mean of epochs {max(1, self.epoch - 2)}-{self.epoch})  "
                 f"cost={self.epochs} epochs ({self.fte:.1f} FTE, {self.trials} trials, {len(self.rounds)} rounds)  "
-                f"results: {self.folder}")
+                f"results: {self.where or self.folder}")
 
 
 # --- reading ---------------------------------------------------------------------------------------
