@@ -143,10 +143,43 @@ def fit_minimum(points: list[tuple[float, float]], reach: float = 1.0, cliff: fl
     return float(np.clip(-b / (2 * a), xs.min(), xs.max())), best[1]
 
 
-def best_of_group(obs: list[Observation], reach: float = 1.0) -> tuple[float, float, int]:
+def smooth_minimum(points: list[tuple[float, float]], bandwidth: float = 0.15) -> tuple[float, float]:
+    """Smooth estimate of the minimum's location: a Gaussian kernel smoother (Nadaraya-Watson) of
+    log(value) over x, minimised on a fine grid spanning the points, where at least one point lies
+    within one bandwidth. Unlike a parabola it assumes no shape, so a skewed valley (gentle below the
+    optimum, a cliff above it) does not drag the minimum away; the log keeps a point near the cliff
+    from outweighing its neighbours. Returns (x, value): value is the best value measured."""
+    if not bandwidth > 0:
+        raise ValueError(f"bandwidth={bandwidth}: expected > 0")
+    finite = sorted((x, y) for x, y in points if math.isfinite(y) and y > 0)
+    if not finite:
+        if not points:
+            raise ValueError("points=[]: expected at least one (x, value) pair")
+        best = min(points, key=lambda p: p[1])
+        return best[0], best[1]
+    best = min(finite, key=lambda p: p[1])
+    xs = np.array([p[0] for p in finite])
+    ys = np.log(np.array([p[1] for p in finite]))
+    grid = np.linspace(xs.min(), xs.max(), max(2, int((xs.max() - xs.min()) / (bandwidth / 20)) + 1))
+    w = np.exp(-0.5 * ((grid[:, None] - xs[None, :]) / bandwidth) ** 2)
+    supported = w.max(axis=1) >= math.exp(-0.5)
+    smooth = np.where(supported, (w @ ys) / w.sum(axis=1), np.inf)
+    return float(grid[int(np.argmin(smooth))]), best[1]
+
+
+PICKS = ("parabola", "kernel")  # how the final pick is made from the trials at the comparison epoch
+
+
+def best_of_group(obs: list[Observation], reach: float = 1.0, pick: str = "parabola",
+                  bandwidth: float = 0.15) -> tuple[float, float, int]:
     """(x, value, epoch): the smooth minimum of one group's trials at their comparison epoch."""
+    if pick not in PICKS:
+        raise ValueError(f"pick={pick!r}: expected one of {PICKS}")
     epoch = comparison_epoch(obs)
-    x, value = fit_minimum(points_at(obs, epoch), reach=reach) if epoch else (obs[0].x, math.inf)
+    if not epoch:
+        return obs[0].x, math.inf, epoch
+    pts = points_at(obs, epoch)
+    x, value = smooth_minimum(pts, bandwidth) if pick == "kernel" else fit_minimum(pts, reach=reach)
     return x, value, epoch
 
 
@@ -260,7 +293,7 @@ def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Rou
     return Round(k, tuple(points), brackets, "; ".join(whys))
 
 
-def choose(obs: list[Observation]) -> tuple[int, float, float, int]:
+def choose(obs: list[Observation], pick: str = "parabola", bandwidth: float = 0.15) -> tuple[int, float, float, int]:
     """The final pick: (group, x, value, epoch): the best group's smooth minimum at the deepest
     epoch its trials reached together."""
     ranked = rank_groups(obs)
@@ -269,5 +302,5 @@ def choose(obs: list[Observation]) -> tuple[int, float, float, int]:
     members = [o for o in obs if o.group == g]
     # the final fit is local (+-0.5 decade): the valley is skewed (gradual below the optimum, steep
     # above it) and a wide parabola puts its vertex too low (measured: 0.2 decade on digits/SGD)
-    x, value, epoch = best_of_group(members, reach=FINAL_REACH)
+    x, value, epoch = best_of_group(members, reach=FINAL_REACH, pick=pick, bandwidth=bandwidth)
     return g, x, value, epoch

@@ -178,3 +178,36 @@ def test_coarse_round_hands_out_the_middle_first():
     r = zoom.coarse_round(rules(), 1)
     assert [round(x, 6) for _, x in r.points][:2] == [-4.0, -3.0]
     assert sorted(x for _, x in r.points) == [-6.0, -5.0, -4.0, -3.0, -2.0, -1.0]
+
+
+def skewed(x_star: float):
+    """A valley gentle below the optimum and steep above it (the divergence side), as measured on digits."""
+    return lambda x: 0.1 * math.exp((x - x_star) ** 2 * (1.0 if x < x_star else 8.0))
+
+
+def test_kernel_pick_finds_a_skewed_valleys_floor_where_a_parabola_is_dragged_low():
+    f, x_star = skewed(-1.87), -1.87
+    pts = [(x, f(x)) for x in [-3.0 + 0.25 * i for i in range(9)]]
+    x_kernel, value = zoom.smooth_minimum(pts, bandwidth=0.15)
+    x_parabola, _ = zoom.fit_minimum(pts, reach=1.0)
+    assert abs(x_kernel - x_star) < 0.15 and value == min(y for _, y in pts)  # grid spacing 0.25
+    assert abs(x_parabola - x_star) > abs(x_kernel - x_star)
+
+
+def test_kernel_pick_averages_noise_and_skips_diverged_points():
+    # alternate +-15% noise on a symmetric valley at -2.5; one diverged point (inf) on the right
+    pts = [(-3.5 + 0.1 * i, (0.2 + (-3.5 + 0.1 * i + 2.5) ** 2) * (1.15 if i % 2 else 0.85)) for i in range(21)]
+    pts.append((-1.2, math.inf))
+    x, _ = zoom.smooth_minimum(pts, bandwidth=0.2)
+    assert abs(x - (-2.5)) < 0.15
+    assert zoom.smooth_minimum([(-2.0, math.inf)]) == (-2.0, math.inf)
+    with pytest.raises(ValueError, match="bandwidth"):
+        zoom.smooth_minimum(pts, bandwidth=0)
+
+
+def test_choose_takes_the_pick_rule_by_name():
+    f = skewed(-1.87)
+    obs = [zoom.Observation(0, x, 0, (f(x),) * 3, True) for x in [-3.0 + 0.25 * i for i in range(9)]]
+    assert abs(zoom.choose(obs, pick="kernel")[1] - (-1.87)) < 0.15
+    with pytest.raises(ValueError, match="pick"):
+        zoom.choose(obs, pick="median")
