@@ -72,6 +72,7 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=YAML",
                    help="override a key of examples/digits.yaml, e.g. zoom.max_rounds=2 (repeatable)")
     p.add_argument("--tag", default="", help="suffix of the results file names")
+    p.add_argument("--first-seed", type=int, default=0, help="sweep seeds are first-seed .. first-seed+repeats-1")
     args = p.parse_args(argv)
 
     from cluster.connect import ray_session
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
     rows, retrained = [], {}
     with tempfile.TemporaryDirectory(prefix="sweep-bench-") as storage, ray_session(None):
         for shift in args.shifts:
-            for seed in range(args.repeats):
+            for seed in range(args.first_seed, args.first_seed + args.repeats):
                 cfg = sweep_config(args.optimizer, seed, shift, storage, args.set)
                 start = time.time()
                 s = tuning.run(cfg, quiet=True)

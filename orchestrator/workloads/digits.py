@@ -58,17 +58,17 @@ def mlp(n_in: int, n_out: int, width: int, depth: int, dropout: float) -> nn.Seq
     return nn.Sequential(*layers)
 
 
+def mlp_from_config(n_in: int, n_out: int, config: dict) -> nn.Sequential:
+    """``mlp`` sized by the trial config's ``width`` (64), ``depth`` (2) and ``dropout`` (0.0)."""
+    return mlp(n_in, n_out, width=int(config.get("width", 64)), depth=int(config.get("depth", 2)),
+               dropout=float(config.get("dropout", 0.0)))
+
+
 def digits_mlp(config: dict) -> Workload:
     """Config keys (all optional): ``width`` (64), ``depth`` (2), ``dropout`` (0.0), ``seed`` (0)."""
     x_tr, y_tr, x_va, y_va = digits_arrays()
     torch.manual_seed(int(config.get("seed", 0)))
-    model = mlp(
-        x_tr.shape[1],
-        10,
-        width=int(config.get("width", 64)),
-        depth=int(config.get("depth", 2)),
-        dropout=float(config.get("dropout", 0.0)),
-    )
+    model = mlp_from_config(x_tr.shape[1], 10, config)
     return Workload(
         model=model,
         train=torch.utils.data.TensorDataset(x_tr, y_tr),

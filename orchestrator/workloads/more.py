@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from orchestrator.workloads import Workload
-from orchestrator.workloads.digits import SPLIT_SEED, digits_arrays, mlp
+from orchestrator.workloads.digits import SPLIT_SEED, digits_arrays, mlp_from_config
 
 
 def cnn(channels: int, dropout: float, num_classes: int = 10) -> nn.Sequential:
@@ -78,13 +78,7 @@ def diabetes_regression(config: dict) -> Workload:
     """
     x_tr, y_tr, x_va, y_va = diabetes_arrays()
     torch.manual_seed(int(config.get("seed", 0)))
-    model = mlp(
-        x_tr.shape[1],
-        1,
-        width=int(config.get("width", 64)),
-        depth=int(config.get("depth", 2)),
-        dropout=float(config.get("dropout", 0.0)),
-    )
+    model = mlp_from_config(x_tr.shape[1], 1, config)
     return Workload(
         model=model,
         train=torch.utils.data.TensorDataset(x_tr, y_tr),
