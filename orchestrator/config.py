@@ -90,7 +90,6 @@ class Zoom(_Frozen):
     tolerance: float = Field(default=0.0, ge=0, le=1, description="stop when a round improves the best by less than this fraction (0: off; single-seed noise often exceeds the gain of a finer round)")
     budget_fte: float | None = Field(default=None, gt=0, le=10000, description="stop when epochs spent / max_epochs reaches this")
     groups: int = Field(default=1, ge=1, le=1000, description="how many of the best groups (combinations of the other dimensions) to refine")
-    finalists: int = Field(default=0, ge=0, le=100, description="once the zoom stops, re-run this many of the best points with a new seed (a last round); the pick then uses their mean")
 
 
 class Resources(_Frozen):

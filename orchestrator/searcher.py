@@ -52,11 +52,8 @@ class SweepState:
         # Each point its own seed: the zoom's fit over many nearby learning rates then averages seed
         # noise, as a multi-seed mean would. The seed derives from the point, not from the order trials
         # were handed out, so a resumed sweep trains every point exactly as an uninterrupted one.
-        key = f"{group}:{x:.6f}"
-        if round_index < len(self.rounds) and self.rounds[round_index].final:
-            key += f":round{round_index}"  # a finalist re-run: the same point, a new seed
         return {**self.base, **self.groups[group], self.param: nice(10**x), "round": round_index, "group": group,
-                "seed_offset": zlib.crc32(key.encode()) % 1_000_003}
+                "seed_offset": zlib.crc32(f"{group}:{x:.6f}".encode()) % 1_000_003}
 
     def plan(self) -> zoom.Round | zoom.Stop | None:
         """Start round 0, or the next round once the current one has reached the decision epoch."""

@@ -52,7 +52,6 @@ def make_state(cfg: SweepConfig) -> SweepState:
         max_epochs=cfg.max_epochs, max_rounds=z.max_rounds, points_per_round=z.points_per_round,
         resolution=z.resolution, tolerance=z.tolerance,
         budget_epochs=z.budget_fte * cfg.max_epochs if z.budget_fte else None, groups=z.groups,
-        finalists=z.finalists,
     )
     decision = cfg.grace_period if cfg.asha.enabled else cfg.max_epochs
     base = {**cfg.base_config(), "_cpus": cfg.resources.cpu}

@@ -58,7 +58,6 @@ class Rules:
     tolerance: float = 0.0
     budget_epochs: float | None = None
     groups: int = 1
-    finalists: int = 0
 
     def __post_init__(self) -> None:
         if not self.high >= self.low:
@@ -67,8 +66,6 @@ class Rules:
             raise ValueError(f"spacing={self.spacing}: expected > 0")
         if self.points_per_round < 1:
             raise ValueError(f"points_per_round={self.points_per_round}: expected >= 1")
-        if self.finalists < 0:
-            raise ValueError(f"finalists={self.finalists}: expected >= 0")
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,6 @@ class Round:
     points: tuple[tuple[int, float], ...]
     brackets: dict[int, tuple[float, float]] = field(default_factory=dict)  # group -> (centre, half-width)
     reason: str = ""
-    final: bool = False  # the finalists' round: points already tried, re-run with a new seed
 
 
 @dataclass(frozen=True)
@@ -114,15 +110,10 @@ def score(o: Observation, epoch: int, smooth: int = SMOOTH_EPOCHS) -> float:
 
 
 def points_at(obs: list[Observation], epoch: int) -> list[tuple[float, float]]:
-    """(x, score at ``epoch``) for the trials that reached it, sorted by x. Trials of one point (the
-    finalists re-run with new seeds) count as one: their mean score (inf if any diverged)."""
+    """(x, score at ``epoch``) for the trials that reached it, sorted by x."""
     if epoch < 1:
         return []
-    by_x: dict[float, list[float]] = {}
-    for o in obs:
-        if o.reached(epoch):
-            by_x.setdefault(round(o.x, 9), []).append(score(o, epoch))
-    return sorted((x, sum(v) / len(v)) for x, v in by_x.items())
+    return sorted((o.x, score(o, epoch)) for o in obs if o.reached(epoch))
 
 
 def fit_minimum(points: list[tuple[float, float]], reach: float = 1.0, cliff: float = 3.0) -> tuple[float, float]:
@@ -270,33 +261,7 @@ def epochs_spent(obs: list[Observation]) -> int:
 
 
 def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Round | Stop:
-    """The next round's points, or why the search stops. Once the zoom stops (not for a spent epoch
-    budget), ``rules.finalists`` > 0 adds one last round: the best points re-run with a new seed."""
-    if rounds and rounds[-1].final:
-        return Stop(rounds[-1].reason)
-    plan = _zoom_round(rules, rounds, obs)
-    if isinstance(plan, Stop) and rules.finalists and not plan.reason.startswith("epoch budget"):
-        return finalists_round(rules, len(rounds), obs, plan.reason)
-    return plan
-
-
-def finalists_round(rules: Rules, index: int, obs: list[Observation], why: str) -> Round | Stop:
-    """The best group's ``rules.finalists`` best points, by score at its comparison epoch, once more.
-
-    One seed's noise (20-33% of the loss here) can make a point next to the divergence cliff look best;
-    a second seed for the few finalists exposes a lucky draw at a small cost."""
-    g = rank_groups(obs)[0][0]
-    members = [o for o in obs if o.group == g]
-    epoch = comparison_epoch(members)
-    ranked = sorted((y, x) for x, y in points_at(members, epoch) if math.isfinite(y))
-    xs = [x for _, x in ranked[: rules.finalists]]
-    if not xs:
-        return Stop(why)
-    return Round(index, tuple((g, x) for x in xs), {g: (xs[0], 0.0)},
-                 f"{why}; then the {len(xs)} best points re-run with a new seed", final=True)
-
-
-def _zoom_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Round | Stop:
+    """The next round's points, or why the search stops."""
     k = len(rounds)
     if k >= rules.max_rounds:
         return Stop(f"round budget spent ({rules.max_rounds} rounds)")

@@ -51,18 +51,3 @@ def test_reconcile_of_agreeing_states_changes_nothing():
     before = (dict(s.trials), list(s.queue))
     assert s.reconcile(configs) == ([], [])
     assert (dict(s.trials), list(s.queue)) == before
-
-
-def test_a_finalist_rerun_trains_the_same_point_with_a_new_seed():
-    s = state()
-    s.rules = zoom.Rules(low=-3.0, high=-1.0, spacing=1.0, max_epochs=3, max_rounds=1, points_per_round=2,
-                         resolution=0.1, tolerance=0.0, finalists=1)
-    first = {f"t{i}": s.next_config(f"t{i}") for i in range(3)}
-    for i, tid in enumerate(first):
-        for e in (1, 2, 3):
-            s.record(tid, {"epoch": e, "val_loss": 1.0 + i})
-        s.complete(tid, None, False)
-    again = s.next_config("t3")
-    assert again["round"] == 1 and s.rounds[-1].final
-    best = min(first.values(), key=lambda c: 1.0 + list(first.values()).index(c))
-    assert again["lr"] == best["lr"] and again["seed_offset"] != best["seed_offset"]

@@ -211,31 +211,3 @@ def test_choose_takes_the_pick_rule_by_name():
     assert abs(zoom.choose(obs, pick="kernel")[1] - (-1.87)) < 0.15
     with pytest.raises(ValueError, match="pick"):
         zoom.choose(obs, pick="median")
-
-
-def test_finalists_rerun_the_best_points_once_and_a_lucky_draw_loses():
-    # the true valley is at -2.5; the point at -1.0 (by the cliff) drew a lucky seed the first time
-    truth = analytic(-2.5)
-
-    def curve(x: float, draw: int):
-        lucky = x == -1.0 and draw == 0
-        return tuple(v * (0.1 if lucky else 1.0) for v in truth(x, 5))
-
-    r = rules(max_rounds=1, finalists=2)
-    plan = zoom.coarse_round(r, 1)
-    obs = [zoom.Observation(g, x, 0, curve(x, 0), True) for g, x in plan.points]
-    assert zoom.choose(obs)[1] == -1.0  # one seed a point: the lucky draw wins
-    final = zoom.next_round(r, [plan], obs)
-    assert final.final and sorted(x for _, x in final.points) == [-3.0, -1.0]  # the two best, once more
-    assert "round budget spent" in final.reason
-    obs += [zoom.Observation(g, x, 1, curve(x, 1), True) for g, x in final.points]
-    assert abs(zoom.choose(obs)[1] - (-2.5)) < 0.6  # the re-run exposed it
-    stop = zoom.next_round(r, [plan, final], obs)
-    assert isinstance(stop, zoom.Stop) and "re-run with a new seed" in stop.reason
-
-
-def test_no_finalists_after_the_epoch_budget_is_spent():
-    r = rules(max_rounds=5, finalists=2, budget_epochs=10)
-    plan = zoom.coarse_round(r, 1)
-    obs = [zoom.Observation(g, x, 0, analytic(-2.5)(x, 5), True) for g, x in plan.points]
-    assert isinstance(zoom.next_round(r, [plan], obs), zoom.Stop)
