@@ -103,21 +103,29 @@ class SweepState:
                           **{k: result[k] for k in ROW_KEYS if k in result}})
 
     def reconcile(self, tune_trials: dict[str, dict[str, Any]],
-                  histories: dict[str, list[dict[str, Any]]] | None = None) -> tuple[list[str], list[str]]:
+                  histories: dict[str, list[dict[str, Any]]] | None = None,
+                  finished: set[str] | frozenset[str] = frozenset()) -> dict[str, list[str]]:
         """Agree with the trials Tune restored (trial id -> config) after a driver crash.
 
-        Tune saves its trial list and this state one after the other, so a crash between the two can
-        leave them a step apart. A trial this state planned but Tune never kept is dropped and its point
-        goes back to the front of the queue (else its round would wait for it forever); a trial Tune kept
-        but this state never planned is adopted, taking its point off the queue (else it would train twice).
-        An adopted trial's epochs before its checkpoint come from ``histories`` (trial id -> the results
-        saved in that checkpoint): Tune resumes it after them. Returns (requeued, adopted) trial ids."""
-        requeued = [tid for tid, t in self.trials.items() if not t.done and tid not in tune_trials]
-        for tid in requeued:
+        Tune saves its trial list and this state one after the other (and syncs them to storage in the
+        background), so a crash can leave them a step apart either way:
+        - a trial this state planned but Tune never kept is dropped, its point back at the front of the
+          queue (else its round would wait for it forever): "requeued";
+        - a trial Tune kept but this state never planned is adopted, its point taken off the queue (else
+          it would train twice): "adopted";
+        - a trial this state knows with fewer epochs than its checkpoint gets the missing ones from
+          ``histories`` (trial id -> the results saved in its checkpoint), since Tune resumes it after
+          them: "filled";
+        - a trial Tune finished (``finished``; it will not run again) that this state still waits for is
+          marked done: "completed".
+        Returns those four lists of trial ids."""
+        histories = histories or {}
+        out: dict[str, list[str]] = {"requeued": [], "adopted": [], "filled": [], "completed": []}
+        for tid in [tid for tid, t in self.trials.items() if not t.done and tid not in tune_trials]:
             t = self.trials.pop(tid)
             self.rows = [r for r in self.rows if r["trial_id"] != tid]
             self.queue.insert(0, (t.group, t.x))
-        adopted = []
+            out["requeued"].append(tid)
         current = self.rounds[-1].index if self.rounds else None
         for tid, config in tune_trials.items():
             if tid in self.trials or config.get("round") != current:
@@ -127,10 +135,22 @@ class SweepState:
             if point is not None:
                 self.queue.remove(point)
                 self.trials[tid] = TrialRecord(tid, point[0], point[1], current, dict(config))
-                for result in (histories or {}).get(tid, []):
-                    self.record(tid, result)
-                adopted.append(tid)
-        return requeued, adopted
+                out["adopted"].append(tid)
+        for tid, history in histories.items():
+            t = self.trials.get(tid)
+            if t is None or t.done:
+                continue
+            missing = [r for r in history if int(r.get("epoch", 0)) > len(t.curve)]
+            for result in sorted(missing, key=lambda r: int(r["epoch"])):
+                self.record(tid, result)
+            if missing and tid not in out["adopted"]:
+                out["filled"].append(tid)
+        for tid in finished:
+            t = self.trials.get(tid)
+            if t is not None and not t.done:
+                t.done = True
+                out["completed"].append(tid)
+        return out
 
     def complete(self, trial_id: str, result: dict[str, Any] | None, errored: bool) -> None:
         t = self.trials.get(trial_id)

@@ -155,12 +155,13 @@ class Reconcile(tune.Callback):
             return
         self.checked = True
         state = self.searcher.state
-        unknown = [t for t in trials if t.trial_id not in state.trials]
-        requeued, adopted = state.reconcile({t.trial_id: t.config for t in trials},
-                                            {t.trial_id: checkpoint_history(t.checkpoint) for t in unknown})
-        if (requeued or adopted) and not self.quiet:
-            print(f"[sweep] resumed: {len(requeued)} planned trial(s) Tune had not saved re-planned, "
-                  f"{len(adopted)} trial(s) Tune saved ahead of the search adopted", flush=True)
+        open_ = [t for t in trials if t.trial_id not in state.trials or not state.trials[t.trial_id].done]
+        changes = state.reconcile({t.trial_id: t.config for t in trials},
+                                  {t.trial_id: checkpoint_history(t.checkpoint) for t in open_},
+                                  {t.trial_id for t in trials if t.status == "TERMINATED"})
+        if any(changes.values()) and not self.quiet:
+            print("[sweep] resumed: the search state was a step apart from Tune's: "
+                  + ", ".join(f"{len(v)} trial(s) {k}" for k, v in changes.items()), flush=True)
 
     def get_state(self) -> dict | None:
         return None  # nothing to carry over: each run checks once, at its start

@@ -197,22 +197,29 @@ def test_resume_repairs_a_searcher_state_saved_a_step_apart_from_tunes(tmp_path)
     epochs = 100  # trials long enough to be stopped halfway
     cfg = write_config(tmp_path / "apart.yaml", "apart", tmp_path / "runs", log, max_epochs=epochs,
                        zoom={"max_rounds": 1})
-    code, err = interrupt_in_round_0(cfg, after=1.0, builds=log)
+    code, err = interrupt_in_round_0(cfg, after=3.0, builds=log)
     assert code == 130, err[-2000:]
     folder = tmp_path / "runs" / "apart"
     pkl = max(folder.glob("searcher-state-*.pkl"), key=lambda p: p.stat().st_mtime)
     state = pickle.loads(pkl.read_bytes())
+    running = sorted((t for t in state.trials.values() if not t.done), key=lambda t: -len(t.curve))
+    assert len(running) >= 2, [(t.trial_id, len(t.curve), t.done) for t in state.trials.values()]
     # Tune saved a trial the searcher's state does not know (with its epochs so far): must be adopted
-    ahead_id, ahead = next((tid, t) for tid, t in state.trials.items() if t.curve and not t.done)
+    ahead = running[0]
+    ahead_id = ahead.trial_id
     del state.trials[ahead_id]
     state.rows = [r for r in state.rows if r["trial_id"] != ahead_id]
     state.queue.append((ahead.group, ahead.x))
+    # the searcher's state knows a trial with none of its epochs (saved before them): must be filled
+    behind = running[1]
+    behind.curve.clear()
+    state.rows = [r for r in state.rows if r["trial_id"] != behind.trial_id]
     # the searcher planned a trial Tune never saved: must be planned again, not waited for forever
     state.trials["lost0000"] = TrialRecord("lost0000", 0, -1.5, 0, state.config_for(0, -1.5, 0))
     pkl.write_bytes(pickle.dumps(state))
 
     out = run_ok(sweep_cmd(str(cfg), "--resume"))
-    assert "1 planned trial(s) Tune had not saved re-planned, 1 trial(s) Tune saved ahead" in out.stdout
+    assert "1 trial(s) requeued, 1 trial(s) adopted" in out.stdout
     rows = trials_by_lr(folder)
     assert nice(10**-1.5) in rows and all(r[-1]["status"] == "completed" for r in rows.values())
     for lr, trial_rows in rows.items():

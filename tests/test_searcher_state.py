@@ -21,8 +21,8 @@ def test_reconcile_requeues_a_planned_trial_tune_never_saved():
     configs = {f"t{i}": s.next_config(f"t{i}") for i in range(3)}
     s.record("t0", {"epoch": 1, "val_loss": 1.0})
     lost = configs.pop("t2")  # the crash came after the searcher planned t2, before Tune saved it
-    requeued, adopted = s.reconcile(configs)
-    assert (requeued, adopted) == (["t2"], [])
+    changes = s.reconcile(configs)
+    assert changes == {"requeued": ["t2"], "adopted": [], "filled": [], "completed": []}
     again = s.next_config("t9")
     assert again["lr"] == lost["lr"] and again["seed_offset"] == lost["seed_offset"]  # the same point, retrained
     assert "t2" not in s.trials and len(s.trials["t0"].curve) == 1  # nothing else touched
@@ -34,8 +34,8 @@ def test_reconcile_adopts_a_trial_tune_saved_ahead_of_the_searcher():
     configs = {f"t{i}": ahead.next_config(f"t{i}") for i in range(3)}
     for tid in ("t0", "t1"):
         s.next_config(tid)  # the searcher's saved state knew only t0 and t1; Tune's knew t2 as well
-    requeued, adopted = s.reconcile(configs)
-    assert (requeued, adopted) == ([], ["t2"])
+    changes = s.reconcile(configs)
+    assert changes["adopted"] == ["t2"] and not changes["requeued"]
     assert s.queue == [] and s.trials["t2"].config == configs["t2"]
     assert s.next_config("t3") is None  # the adopted point is not handed out a second time
     for tid in ("t0", "t1", "t2"):
@@ -49,5 +49,20 @@ def test_reconcile_of_agreeing_states_changes_nothing():
     s = state()
     configs = {f"t{i}": s.next_config(f"t{i}") for i in range(3)}
     before = (dict(s.trials), list(s.queue))
-    assert s.reconcile(configs) == ([], [])
+    assert not any(s.reconcile(configs).values())
     assert (dict(s.trials), list(s.queue)) == before
+
+
+def test_reconcile_fills_epochs_the_searcher_lost_from_the_checkpoint_and_completes_finished_trials():
+    s = state()
+    configs = {f"t{i}": s.next_config(f"t{i}") for i in range(3)}
+    s.record("t0", {"epoch": 1, "val_loss": 0.9})  # the searcher saved t0 at epoch 1, t1 at none
+    saved = [{"epoch": e, "val_loss": 1.0 / e} for e in (1, 2)]  # Tune's checkpoints are at epoch 2
+    changes = s.reconcile(configs, {"t0": saved, "t1": saved, "t2": saved + [{"epoch": 3, "val_loss": 0.3}]},
+                          finished={"t2"})
+    assert changes == {"requeued": [], "adopted": [], "filled": ["t0", "t1", "t2"], "completed": ["t2"]}
+    assert s.trials["t0"].curve == [0.9, 0.5] and s.trials["t1"].curve == [1.0, 0.5]
+    assert s.trials["t2"].done and len(s.trials["t2"].curve) == 3
+    s.record("t1", {"epoch": 3, "val_loss": 0.4})  # Tune resumes t1 after its checkpoint: stays aligned
+    assert s.trials["t1"].curve == [1.0, 0.5, 0.4]
+    assert sorted(r["epoch"] for r in s.rows if r["trial_id"] == "t1") == [1, 2, 3]
