@@ -1,0 +1,101 @@
+"""The loss landscape a learning-rate search walks on: full per-epoch validation curves of digits_mlp
+at many learning rates x many seeds, in plain torch worker processes (no Ray).
+
+    .venv/bin/python bench/landscape.py [--optimizer sgd|adam] [--seeds 0-5,1001-1005] [--per-decade 15]
+
+Writes bench/results/landscape_<optimizer>.csv (lr, seed, epoch, val_loss; inf once diverged), which
+``bench/simulate.py`` replays to compare search rules offline, and prints how noisy one seed is.
+Rows already in the file are kept and not retrained (the run can be stopped and continued).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import RESULTS  # noqa: E402
+from bench.regret import WORKLOADS  # noqa: E402
+from orchestrator.space import log_grid  # noqa: E402
+
+
+def _curve(config: dict) -> list[float]:
+    import torch
+
+    torch.set_num_threads(1)
+    from orchestrator.trial import run_epochs
+
+    history = run_epochs(config)
+    curve = [float(r["val_loss"]) if not r.get("diverged") else math.inf for r in history]
+    return curve + [math.inf] * (int(config["max_epochs"]) - len(curve))
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"0-5,1001-1005" -> [0, 1, 2, 3, 4, 5, 1001, ..., 1005]."""
+    out: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b or a) + 1))
+    return out
+
+
+def read(path: Path) -> dict[tuple[float, int], list[float]]:
+    """(lr, seed) -> curve, from a landscape CSV."""
+    curves: dict[tuple[float, int], dict[int, float]] = {}
+    if path.exists():
+        with path.open() as f:
+            for r in csv.DictReader(f):
+                curves.setdefault((float(r["lr"]), int(r["seed"])), {})[int(r["epoch"])] = float(r["val_loss"])
+    return {k: [v[e] for e in sorted(v)] for k, v in curves.items()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--optimizer", choices=sorted(WORKLOADS), default="sgd")
+    p.add_argument("--low", type=float, default=1e-4)
+    p.add_argument("--high", type=float, default=0.12)
+    p.add_argument("--per-decade", type=float, default=15)
+    p.add_argument("--seeds", default="0-5,1001-1005")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = p.parse_args(argv)
+
+    base = {"workload": "digits_mlp", "max_epochs": 27, "batch_size": 32, "width": 64, "depth": 2,
+            **WORKLOADS[args.optimizer]}
+    lrs = [lr for lr in log_grid(1e-4, 1.0, args.per_decade) if args.low * 0.999 <= lr <= args.high * 1.001]
+    seeds = parse_seeds(args.seeds)
+    path = RESULTS / f"landscape_{args.optimizer}.csv"
+    have = read(path)
+    todo = [(lr, s) for s in seeds for lr in lrs if (lr, s) not in have]
+    print(f"{len(lrs)} lrs x {len(seeds)} seeds; {len(todo)} runs to do", flush=True)
+    t0 = time.time()
+    new = not path.exists()
+    with path.open("a", newline="") as f, ProcessPoolExecutor(max_workers=args.workers) as pool:
+        w = csv.writer(f)
+        if new:
+            w.writerow(["lr", "seed", "epoch", "val_loss"])
+        configs = [{**base, "lr": lr, "seed": s, "seed_offset": 0} for lr, s in todo]
+        for i, ((lr, s), curve) in enumerate(zip(todo, pool.map(_curve, configs, chunksize=1))):
+            w.writerows([lr, s, e + 1, v] for e, v in enumerate(curve))
+            f.flush()
+            have[(lr, s)] = curve
+            if i % 20 == 0:
+                print(f"  {i + 1}/{len(todo)} runs, {time.time() - t0:.0f} s", flush=True)
+    # one seed's noise at each lr: the spread of the final loss across seeds, as % of the mean
+    print("lr | seeds | mean final | sd % of mean")
+    for lr in lrs:
+        finals = [have[(lr, s)][-1] for s in seeds if (lr, s) in have]
+        if all(map(math.isfinite, finals)) and len(finals) > 1:
+            m = statistics.fmean(finals)
+            print(f"{lr:.4g} | {len(finals)} | {m:.4f} | {100 * statistics.stdev(finals) / m:.0f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
