@@ -90,6 +90,7 @@ class Zoom(_Frozen):
     tolerance: float = Field(default=0.0, ge=0, le=1, description="stop when a round improves the best by less than this fraction (0: off; single-seed noise often exceeds the gain of a finer round)")
     budget_fte: float | None = Field(default=None, gt=0, le=10000, description="stop when epochs spent / max_epochs reaches this")
     groups: int = Field(default=1, ge=1, le=1000, description="how many of the best groups (combinations of the other dimensions) to refine")
+    decision_epoch: int | None = Field(default=None, ge=1, description="plan the next round once every trial of the current one reached this epoch (default: ASHA's first rung, a third of max_epochs, ASHA on or off); max_epochs makes rounds wait for each other")
 
 
 class Resources(_Frozen):
@@ -149,6 +150,10 @@ class SweepConfig(_Frozen):
             raise ValueError(
                 f"asha.grace_period={self.asha.grace_period}: expected <= max_epochs={self.max_epochs}"
             )
+        if self.zoom.decision_epoch is not None and self.zoom.decision_epoch > self.max_epochs:
+            raise ValueError(
+                f"zoom.decision_epoch={self.zoom.decision_epoch}: expected <= max_epochs={self.max_epochs}"
+            )
         reserved = {"workload", "max_epochs", "round", "group", "seed_offset"} & set(self.space)
         if reserved:
             raise ValueError(f"space.{sorted(reserved)[0]}: reserved key, set it at the top level instead")
@@ -158,6 +163,11 @@ class SweepConfig(_Frozen):
     @property
     def grace_period(self) -> int:
         return self.asha.grace_period or max(1, self.max_epochs // 3)
+
+    @property
+    def decision_epoch(self) -> int:
+        """When the next round is planned: ``zoom.decision_epoch``, else ASHA's first rung."""
+        return self.zoom.decision_epoch or self.grace_period
 
     @property
     def zoom_range(self) -> LogRange:

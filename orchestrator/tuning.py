@@ -53,7 +53,9 @@ def make_state(cfg: SweepConfig) -> SweepState:
         resolution=z.resolution, tolerance=z.tolerance,
         budget_epochs=z.budget_fte * cfg.max_epochs if z.budget_fte else None, groups=z.groups,
     )
-    decision = cfg.grace_period if cfg.asha.enabled else cfg.max_epochs
+    # The next round is planned once the current one reached a third of training (ASHA's first rung),
+    # with or without ASHA: waiting for the last epoch would leave slots idle between rounds (a barrier).
+    decision = cfg.decision_epoch
     base = {**cfg.base_config(), "_cpus": cfg.resources.cpu}
     return SweepState(rules=rules, param=cfg.zoom.param, metric=cfg.metric, decision_epoch=decision,
                       groups=cfg.groups(), base=base)

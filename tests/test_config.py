@@ -22,6 +22,20 @@ def test_demo_config_loads_frozen():
         cfg.max_epochs = 5  # frozen
 
 
+@pytest.mark.parametrize("asha, zoom, epoch", [
+    ({}, {}, 1),                                  # max_epochs 3: a third
+    ({"enabled": False}, {}, 1),                  # ASHA off: still a third, not the last epoch (a barrier)
+    ({"grace_period": 2}, {}, 2),                 # ASHA's first rung
+    ({"enabled": False}, {"decision_epoch": 3}, 3),  # asked for: rounds wait for each other
+])
+def test_the_next_round_is_planned_at_asha_first_rung_unless_told(asha, zoom, epoch):
+    cfg = config.parse({**GOOD, "asha": asha, "zoom": zoom})
+    assert cfg.decision_epoch == epoch
+    from orchestrator.tuning import make_state
+
+    assert make_state(cfg).decision_epoch == epoch
+
+
 def test_groups_cross_the_other_dimensions():
     cfg = config.parse(GOOD)
     assert cfg.groups() == [{"optimizer": "sgd"}, {"optimizer": "adam"}]
@@ -60,6 +74,7 @@ def _with(**changes):
     (_with(workload="not_a_builtin"), "workload"),
     (_with(asha={"grace_period": 50}), "grace_period"),
     (_with(resources={"gpu": 1.5}), "resources.gpu"),
+    (_with(zoom={"decision_epoch": 4}), "zoom.decision_epoch"),
     (_with(zoom={"points_per_round": 0}), "zoom.points_per_round"),
     ({k: v for k, v in GOOD.items() if k != "space"}, "space"),
 ])

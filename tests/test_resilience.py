@@ -30,8 +30,9 @@ def write_config(path: Path, name: str, storage: Path, log: Path, **extra) -> Pa
         "checkpoint_every": 1,
         "space": {"lr": {"log": [1e-3, 1e-1], "per_decade": 1}, "optimizer": "sgd", "momentum": 0.9,
                   "width": 32, "log_path": str(log)},
-        "asha": {"enabled": False},  # deterministic rounds: each planned once the previous one finished
-        "zoom": {"max_rounds": 2, "points_per_round": 2},
+        "asha": {"enabled": False},
+        # deterministic rounds: each planned once the previous one finished
+        "zoom": {"max_rounds": 2, "points_per_round": 2, "decision_epoch": EPOCHS},
         **extra,
     }
     path.write_text(yaml.safe_dump(data))
