@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import markdown_table, mean_loss, reference_grid, regret, write_results  # noqa: E402
+from bench.common import RESULTS, markdown_table, mean_loss, reference_grid, regret, write_results  # noqa: E402
 from orchestrator import config as config_mod  # noqa: E402
 from orchestrator.space import log_grid  # noqa: E402
 
@@ -39,8 +39,33 @@ def pick_lr(folder: Path, pick: str) -> float:
     meta = results.read_json(folder / results.ROUNDS)
     obs = report.observations(report.trial_table(results.read_trials(folder)), meta.get("metric", "val_loss"))
     name, _, bw = pick.partition(":")
-    _, x, _, _ = zoom.choose(obs, pick=name, bandwidth=float(bw) if bw else 0.15)
+    _, x, _, _ = zoom.choose(obs, pick=name, bandwidth=float(bw) if bw else 0.15, margin=meta.get("cliff_margin"))
     return nice(10**x)
+
+
+def robust_reference(optimizer: str):
+    """lr -> regret (%) against the mean final loss over every seed of landscape_<optimizer>.csv (25 seeds
+    where bench/landscape.py was run so): a yardstick that the 5 fresh seeds' own dips do not move. The
+    pick is judged at the nearest recorded lr (1/15 decade apart); None without a landscape."""
+    import numpy as np
+
+    from bench.landscape import read
+
+    path = RESULTS / f"landscape_{optimizer}.csv"
+    if not path.exists():
+        return None
+    curves = read(path)
+    lrs = sorted({lr for lr, _ in curves})
+    seeds = sorted({s for _, s in curves})
+    means = np.array([np.mean([curves[(lr, s)][-1] for s in seeds]) for lr in lrs])
+    xs = np.log10(lrs)
+
+    def robust(lr: float) -> str:
+        i = int(np.argmin(np.abs(xs - math.log10(lr))))
+        if abs(xs[i] - math.log10(lr)) > 0.05:
+            return "-"
+        return f"{100 * (means[i] - means.min()) / means.min():.1f}%"
+    return robust
 
 
 def sweep_config(optimizer: str, seed: int, shift: float, storage: str,
@@ -86,6 +111,7 @@ def main(argv=None) -> int:
     print(f"reference grid: {len(ref)} points x 5 seeds, best mean val_loss {best:.4f} at lr {best_lr:.3g} "
           f"({time.time() - t0:.0f} s)", flush=True)
 
+    robust = robust_reference(args.optimizer) or (lambda lr: "-")
     rows, retrained = [], {}
     with tempfile.TemporaryDirectory(prefix="sweep-bench-") as storage, ray_session(None):
         for shift in args.shifts:
@@ -101,12 +127,12 @@ def main(argv=None) -> int:
                     m = retrained[lr]
                     r = regret(m, best)
                     rows.append([args.optimizer, f"{shift:+.1f}", seed, pick, f"{lr:.4g}", f"{s.fte:.2f}", s.epochs,
-                                 f"{wall:.0f}", f"{m:.4f}", f"{r:.1f}%", "yes" if r <= 5 else "no"])
+                                 f"{wall:.0f}", f"{m:.4f}", f"{r:.1f}%", "yes" if r <= 5 else "no", robust(lr)])
                     print(" | ".join(map(str, rows[-1])), flush=True)
     header = ["optimizer", "shift", "repeat", "pick", "chosen lr", "FTE", "epochs", "wall s", "5-seed mean",
-              "regret", "within 5%"]
+              "regret", "within 5%", "regret vs 25-seed mean"]
     table = markdown_table(header, rows)
-    hits = {pick: f"{sum(r[-1] == 'yes' for r in rows if r[3] == pick)} of {sum(r[3] == pick for r in rows)}"
+    hits = {pick: f"{sum(r[-2] == 'yes' for r in rows if r[3] == pick)} of {sum(r[3] == pick for r in rows)}"
             for pick in args.picks.split(",")}
     text = (f"# Regret of sweep's pick, digits_mlp {args.optimizer}, 27 epochs\n\n"
             f"Reference: {len(ref)} lrs (1e-4..1), 5 fresh seeds; best mean {best:.4f} at lr {best_lr:.3g}.\n"

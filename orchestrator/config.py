@@ -90,6 +90,7 @@ class Zoom(_Frozen):
     tolerance: float = Field(default=0.0, ge=0, le=1, description="stop when a round improves the best by less than this fraction (0: off; single-seed noise often exceeds the gain of a finer round)")
     budget_fte: float | None = Field(default=None, gt=0, le=10000, description="stop when epochs spent / max_epochs reaches this")
     groups: int = Field(default=1, ge=1, le=1000, description="how many of the best groups (combinations of the other dimensions) to refine")
+    cliff_margin: float | None = Field(default=1.0, ge=0, le=10, description="decades the refined centre and the pick keep below the divergence cliff (the first point above the best that is 3x worse or diverged); null: off")
     decision_epoch: int | None = Field(default=None, ge=1, description="plan the next round once every trial of the current one reached this epoch (default: ASHA's first rung, a third of max_epochs, ASHA on or off); max_epochs makes rounds wait for each other")
 
 

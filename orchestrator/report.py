@@ -161,7 +161,8 @@ def _summarise(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -
     obs = observations(by_trial, metric)
     if not obs:
         raise results.ResultsError(f"{folder}: no trial reported a metric")
-    group, x, value, epoch = zoom.choose(obs)
+    # sweeps written before the cliff guard existed keep the pick they made
+    group, x, value, epoch = zoom.choose(obs, margin=meta.get("cliff_margin"))
     lr = nice(10**x)
     # the best trial actually run, in the chosen group, at the comparison epoch
     candidates = [rs for rs in by_trial.values() if rs[0]["group"] == group and len(epochs_of(rs)) >= epoch]

@@ -52,6 +52,7 @@ def make_state(cfg: SweepConfig) -> SweepState:
         max_epochs=cfg.max_epochs, max_rounds=z.max_rounds, points_per_round=z.points_per_round,
         resolution=z.resolution, tolerance=z.tolerance,
         budget_epochs=z.budget_fte * cfg.max_epochs if z.budget_fte else None, groups=z.groups,
+        cliff_margin=z.cliff_margin,
     )
     # The next round is planned once the current one reached a third of training (ASHA's first rung),
     # with or without ASHA: waiting for the last epoch would leave slots idle between rounds (a barrier).
@@ -369,7 +370,7 @@ def save(folder: Path, cfg: SweepConfig, state: SweepState, errors: dict[str, st
         "metric": state.metric, "param": state.param, "max_epochs": cfg.max_epochs,
         "rounds": [{"index": r.index, "points": len(r.points), "reason": r.reason,
                     "brackets": {str(g): list(b) for g, b in r.brackets.items()}} for r in state.rounds],
-        "stop_reason": state.stop_reason, "groups": state.groups,
+        "stop_reason": state.stop_reason, "groups": state.groups, "cliff_margin": state.rules.cliff_margin,
     })
 
 

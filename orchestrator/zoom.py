@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 LOG_FLOOR, LOG_CEIL = -10.0, 1.0  # never search learning rates outside 1e-10 .. 10
+CLIFF_RATIO = 3.0  # a point this many times worse than the best (or diverged) is over the cliff
+CLIFF_MARGIN = 1.0  # decades the refined centre and the pick keep below the cliff (see cliff_cap)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Rules:
     tolerance: float = 0.0
     budget_epochs: float | None = None
     groups: int = 1
+    cliff_margin: float | None = CLIFF_MARGIN  # None: no cliff guard
 
     def __post_init__(self) -> None:
         if not self.high >= self.low:
@@ -66,6 +69,8 @@ class Rules:
             raise ValueError(f"spacing={self.spacing}: expected > 0")
         if self.points_per_round < 1:
             raise ValueError(f"points_per_round={self.points_per_round}: expected >= 1")
+        if self.cliff_margin is not None and not self.cliff_margin >= 0:
+            raise ValueError(f"cliff_margin={self.cliff_margin}: expected >= 0 or None")
 
 
 @dataclass(frozen=True)
@@ -170,9 +175,32 @@ def smooth_minimum(points: list[tuple[float, float]], bandwidth: float = 0.15) -
 PICKS = ("parabola", "kernel")  # how the final pick is made from the trials at the comparison epoch
 
 
+def cliff_cap(points: list[tuple[float, float]], ratio: float = CLIFF_RATIO,
+              margin: float = CLIFF_MARGIN) -> float | None:
+    """The highest x a pick may take: ``margin`` decades below the cliff, the lowest x above the best
+    point whose value is ``ratio`` times the best or worse (diverged included). None when no point
+    above the best is that bad (the cliff was not seen).
+
+    Why: near the divergence cliff one seed's result is bimodal (most seeds train badly, a few very
+    well), so a single lucky trial there can look best; its 25-seed mean is 1.2-1.5x the optimum's on
+    digits/SGD (bench/results/frontier_sgd.md). On digits the 25-seed optimum sat 1.1 (SGD) and 1.3
+    (Adam) decades below the first lr 3x worse, and the valley is flat below the optimum (half a decade
+    lower costs 1-2%) while a pick by the cliff costs 25-50%: so the margin errs low. Replayed over
+    both landscapes (bench/simulate.py) it lowered the mean regret at every grid shift."""
+    if not margin >= 0:
+        raise ValueError(f"margin={margin}: expected >= 0")
+    finite = [(x, y) for x, y in points if math.isfinite(y)]
+    if not finite:
+        return None
+    bx, by = min(finite, key=lambda p: p[1])
+    over = [x for x, y in points if x > bx and (not math.isfinite(y) or (by > 0 and y >= ratio * by))]
+    return min(over) - margin if over else None
+
+
 def best_of_group(obs: list[Observation], reach: float = 1.0, pick: str = "parabola",
-                  bandwidth: float = 0.15) -> tuple[float, float, int]:
-    """(x, value, epoch): the smooth minimum of one group's trials at their comparison epoch."""
+                  bandwidth: float = 0.15, margin: float | None = CLIFF_MARGIN) -> tuple[float, float, int]:
+    """(x, value, epoch): the smooth minimum of one group's trials at their comparison epoch, kept
+    ``margin`` decades below the divergence cliff (``cliff_cap``; None: not kept)."""
     if pick not in PICKS:
         raise ValueError(f"pick={pick!r}: expected one of {PICKS}")
     epoch = comparison_epoch(obs)
@@ -180,7 +208,26 @@ def best_of_group(obs: list[Observation], reach: float = 1.0, pick: str = "parab
         return obs[0].x, math.inf, epoch
     pts = points_at(obs, epoch)
     x, value = smooth_minimum(pts, bandwidth) if pick == "kernel" else fit_minimum(pts, reach=reach)
+    cap = cliff_cap(pts + _stopped_over_cliff(obs, epoch), margin=margin) if margin is not None else None
+    if cap is not None and x > cap:
+        x = max(cap, min(p[0] for p in pts))
     return x, value, epoch
+
+
+def _stopped_over_cliff(obs: list[Observation], epoch: int) -> list[tuple[float, float]]:
+    """Trials stopped before ``epoch`` (by ASHA) are not compared there, but one that was CLIFF_RATIO
+    times worse than the best trial at its own last epoch marks the cliff all the same: (x, inf) each."""
+    ranked = [o for o in obs if o.reached(epoch) and math.isfinite(score(o, epoch))]
+    if not ranked:
+        return []
+    best = min(ranked, key=lambda o: score(o, epoch))
+    out = []
+    for o in obs:
+        e = len(o.curve)
+        if o.done and not o.diverged and 0 < e < epoch:
+            if score(o, e) >= CLIFF_RATIO * score(best, e):
+                out.append((o.x, math.inf))
+    return out
 
 
 def rank_groups(obs: list[Observation]) -> list[tuple[int, float]]:
@@ -229,7 +276,7 @@ def _spacing_of(rounds: list[Round], rules: Rules, group: int) -> float:
 def refine(group: int, obs: list[Observation], spacing: float, rules: Rules
            ) -> tuple[tuple[float, float], list[float], str, bool]:
     """Bracket and new points for one group. Returns ((centre, half-width), xs, why, grows past an edge)."""
-    centre, _, epoch = best_of_group(obs)
+    centre, _, epoch = best_of_group(obs, margin=rules.cliff_margin)
     pts = [(x, y) for x, y in points_at(obs, epoch) if math.isfinite(y)]
     tried = sorted({round(o.x, 9) for o in obs})
     p = rules.points_per_round
@@ -293,7 +340,8 @@ def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Rou
     return Round(k, tuple(points), brackets, "; ".join(whys))
 
 
-def choose(obs: list[Observation], pick: str = "parabola", bandwidth: float = 0.15) -> tuple[int, float, float, int]:
+def choose(obs: list[Observation], pick: str = "parabola", bandwidth: float = 0.15,
+           margin: float | None = CLIFF_MARGIN) -> tuple[int, float, float, int]:
     """The final pick: (group, x, value, epoch): the best group's smooth minimum at the deepest
     epoch its trials reached together."""
     ranked = rank_groups(obs)
@@ -302,5 +350,5 @@ def choose(obs: list[Observation], pick: str = "parabola", bandwidth: float = 0.
     members = [o for o in obs if o.group == g]
     # the final fit is local (+-0.5 decade): the valley is skewed (gradual below the optimum, steep
     # above it) and a wide parabola puts its vertex too low (measured: 0.2 decade on digits/SGD)
-    x, value, epoch = best_of_group(members, reach=FINAL_REACH, pick=pick, bandwidth=bandwidth)
+    x, value, epoch = best_of_group(members, reach=FINAL_REACH, pick=pick, bandwidth=bandwidth, margin=margin)
     return g, x, value, epoch

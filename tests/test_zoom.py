@@ -208,6 +208,39 @@ def test_kernel_pick_averages_noise_and_skips_diverged_points():
 def test_choose_takes_the_pick_rule_by_name():
     f = skewed(-1.87)
     obs = [zoom.Observation(0, x, 0, (f(x),) * 3, True) for x in [-3.0 + 0.25 * i for i in range(9)]]
-    assert abs(zoom.choose(obs, pick="kernel")[1] - (-1.87)) < 0.15
+    assert abs(zoom.choose(obs, pick="kernel", margin=None)[1] - (-1.87)) < 0.15
     with pytest.raises(ValueError, match="pick"):
         zoom.choose(obs, pick="median")
+
+
+def test_cliff_cap_is_margin_below_the_first_much_worse_or_diverged_point_above_the_best():
+    pts = [(-4.0, 1.0), (-3.0, 0.3), (-2.0, 0.15), (-1.5, 0.2), (-1.0, 0.5), (0.0, math.inf)]
+    assert zoom.cliff_cap(pts, ratio=3.0, margin=1.0) == pytest.approx(-2.0)  # -1.0 is 3.3x the best
+    assert zoom.cliff_cap(pts, ratio=4.0, margin=1.0) == pytest.approx(-1.0)  # then only the diverged 0.0
+    assert zoom.cliff_cap([(-3.0, 0.3), (-2.0, 0.15), (-1.0, 0.2)]) is None  # no cliff seen
+    assert zoom.cliff_cap([(-3.0, 9.0), (-2.0, 0.15)]) is None  # much worse BELOW the best: not a cliff
+    assert zoom.cliff_cap([(-2.0, math.inf)]) is None
+    with pytest.raises(ValueError, match="margin"):
+        zoom.cliff_cap(pts, margin=-0.1)
+
+
+def test_the_pick_backs_off_from_a_lucky_point_by_the_cliff():
+    # a smooth valley at -2.3 whose one trial by the cliff (-1.2) drew a lucky seed; -0.7 is 5x worse
+    xs = [-4.2, -3.2, -2.6, -2.2, -1.8, -1.2, -0.7, -0.2]
+    curve = {x: 0.15 * (1 + (x + 2.3) ** 2) for x in xs}
+    curve[-1.2], curve[-0.7], curve[-0.2] = 0.12, 0.6, math.inf
+    obs = [zoom.Observation(0, x, 0, (v,) * 3, True) for x, v in curve.items()]
+    assert zoom.choose(obs, margin=None)[1] == pytest.approx(-1.2)  # fooled: the lucky point wins
+    assert zoom.choose(obs, margin=1.0)[1] == pytest.approx(-1.7)  # cliff -0.7, minus the margin
+    assert zoom.choose(obs, margin=0.2)[1] == pytest.approx(-1.2)  # a cap above the pick changes nothing
+    # a trial ASHA stopped early is not compared at the final epoch, but still marks the cliff
+    stopped = [o if o.x != -0.7 else zoom.Observation(0, -0.7, 0, (0.6,), True) for o in obs]
+    stopped = [zoom.Observation(0, o.x, 0, o.curve * 2, True) if o.x != -0.7 else o for o in stopped]
+    assert zoom.comparison_epoch(stopped) == 6
+    assert zoom.choose(stopped, margin=1.0)[1] == pytest.approx(-1.7)
+    # the refinement round centres below the cap too
+    rules = zoom.Rules(low=-6, high=-1, spacing=1.0, max_epochs=3, cliff_margin=1.0)
+    bracket, _, _, _ = zoom.refine(0, obs, 1.0, rules)
+    assert bracket[0] == pytest.approx(-1.7)
+    with pytest.raises(ValueError, match="cliff_margin"):
+        zoom.Rules(low=-6, high=-1, spacing=1.0, max_epochs=3, cliff_margin=-1)
