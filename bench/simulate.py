@@ -44,6 +44,7 @@ class Variant:
     grace: int = 9
     rf: float = 3.0
     margin: float | None = zoom.CLIFF_MARGIN
+    high_edge_step: float = zoom.HIGH_EDGE_STEP
 
 
 class Landscape:
@@ -99,6 +100,7 @@ def asha_round0(obs: list[zoom.Observation], grace: int, rf: float, max_epochs: 
 
 def replay(land: Landscape, v: Variant, low: float, high: float, max_epochs: int, rng) -> tuple[float, int]:
     """One sweep: (picked x, epochs spent)."""
+    zoom.HIGH_EDGE_STEP = v.high_edge_step  # bench only: replays the rule as it was before
     rules = zoom.Rules(low=low, high=high, spacing=1.0, max_epochs=max_epochs, max_rounds=v.max_rounds,
                        points_per_round=v.points_per_round, resolution=0.1, cliff_margin=v.margin)
     common = int(rng.choice(land.search))
@@ -123,7 +125,9 @@ def replay(land: Landscape, v: Variant, low: float, high: float, max_epochs: int
 
 VARIANTS = [
     Variant("parabola pick, one seed a point, cliff margin 1.0 (default)"),
-    Variant("no cliff guard (before)", margin=None),
+    Variant("before this session: no cliff guard, whole steps past the high edge", margin=None, high_edge_step=1.0),
+    Variant("no cliff guard, half steps past the high edge", margin=None),
+    Variant("cliff guard, whole steps past the high edge", high_edge_step=1.0),
     Variant("cliff margin 0.5", margin=0.5),
     Variant("cliff margin 0.8", margin=0.8),
     Variant("kernel 0.15", pick="kernel", bandwidth=0.15),

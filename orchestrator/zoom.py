@@ -22,6 +22,7 @@ import numpy as np
 LOG_FLOOR, LOG_CEIL = -10.0, 1.0  # never search learning rates outside 1e-10 .. 10
 CLIFF_RATIO = 3.0  # a point this many times worse than the best (or diverged) is over the cliff
 CLIFF_MARGIN = 1.0  # decades the refined centre and the pick keep below the cliff (see cliff_cap)
+HIGH_EDGE_STEP = 0.5  # growing past the high edge, new points are this many spacings apart (low edge: 1)
 
 
 @dataclass(frozen=True)
@@ -284,12 +285,15 @@ def refine(group: int, obs: list[Observation], spacing: float, rules: Rules
     at_low, at_high = best_x <= tried[0] + 1e-9, best_x >= tried[-1] - 1e-9
     if len(tried) > 1 and (at_low or at_high):
         d = -1.0 if at_low else 1.0
-        outward = [best_x + d * spacing * i for i in range(1, (p + 1) // 2 + 1)]
+        # past the high edge lies the divergence cliff: half steps locate it closely enough for the
+        # cliff guard (a whole decade found it at 10x the optimum, too far above to cap the pick)
+        step = spacing * HIGH_EDGE_STEP if d > 0 else spacing
+        outward = [best_x + d * step * i for i in range(1, (p + 1) // 2 + 1)]
         inward = [best_x - d * spacing / 2 * i for i in range(1, p // 2 + 1)]
         xs = outward + inward
         why = (f"best at the {'low' if at_low else 'high'} edge (10^{best_x:.2f}, epoch {epoch}): "
                f"the range grows past it")
-        bracket = (best_x, spacing * ((p + 1) // 2))
+        bracket = (best_x, step * ((p + 1) // 2))
     else:
         half = spacing
         xs = [centre - half + 2 * half * (i + 1) / (p + 1) for i in range(p)]

@@ -62,6 +62,14 @@ def test_low_edge_grows_downwards():
     assert min(o.x for o in obs) < -6.0
 
 
+def test_past_the_high_edge_steps_are_half_as_wide_as_past_the_low_one():
+    # the cliff lies past the high edge: half steps find it close enough for the cliff guard
+    high, _, _ = simulate(analytic(-0.3), rules(max_rounds=2))
+    assert sorted(x for _, x in high[1].points) == pytest.approx([-1.5, -0.5, 0.0])  # -2.0 was tried
+    low, _, _ = simulate(analytic(-6.6), rules(max_rounds=2))
+    assert sorted(x for _, x in low[1].points) == pytest.approx([-8.0, -7.0, -5.5])  # -5.0 was tried
+
+
 def test_stops_on_resolution():
     rounds, _, stop = simulate(analytic(-2.5), rules(max_rounds=50, resolution=0.3))
     assert "resolution" in stop.reason
