@@ -47,6 +47,7 @@ class Summary:
     stop_reason: str | None
     best_trial: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how the pick was made, where it is not the plain fit
     where: str = ""  # where the results are stored when that is not ``folder`` (a URI; ``folder`` its local copy)
 
     def line(self) -> str:
@@ -162,8 +163,17 @@ def _summarise(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -
     if not obs:
         raise results.ResultsError(f"{folder}: no trial reported a metric")
     # sweeps written before the cliff guard existed keep the pick they made
-    group, x, value, epoch = zoom.choose(obs, margin=meta.get("cliff_margin"))
+    margin = meta.get("cliff_margin")
+    group, x, value, epoch = zoom.choose(obs, margin=margin)
     lr = nice(10**x)
+    notes = []
+    if margin is not None:
+        free = zoom.choose(obs, margin=None)[1]
+        if free > x + 1e-9:
+            notes.append(f"kept {margin:g} decade(s) below {param} {nice(10 ** (x + margin)):.4g}, the first rate above "
+                         f"the best that did {zoom.CLIFF_RATIO:g}x worse or diverged (the fit alone gave "
+                         f"{nice(10**free):.4g}); next to that cliff one seed's result is a coin toss "
+                         f"(zoom.cliff_margin)")
     # the best trial actually run, in the chosen group, at the comparison epoch
     candidates = [rs for rs in by_trial.values() if rs[0]["group"] == group and len(epochs_of(rs)) >= epoch]
     best_rows = min(candidates, key=lambda rs: (score_at(rs, epoch, metric), rs[0]["trial_id"]))
@@ -177,7 +187,7 @@ def _summarise(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -
                   "val_error": _value_at(best_rows, epoch, "val_error"), "status": best_rows[-1]["status"]}
     epochs = sum(len(epochs_of(rs)) for rs in by_trial.values())
     s = Summary(folder, chosen, lr, value, epoch, metric, epochs, epochs / max_epochs, len(by_trial),
-                meta.get("rounds", []), meta.get("stop_reason"), best_trial)
+                meta.get("rounds", []), meta.get("stop_reason"), best_trial, notes=notes)
     gap = train_val_gap(s)
     if gap is not None and gap[1] != "normal":
         s.warnings.append(f"train/validation gap of the winner {gap[0]:+.4f}: {gap[1]}")
@@ -237,7 +247,7 @@ def build(folder: str | Path) -> Summary:
     results.write_json(s.folder / "best.json", {
         "config": s.chosen, "lr": s.lr, s.metric: s.value, "epoch": s.epoch,
         "epochs_spent": s.epochs, "fte": s.fte, "trials": s.trials,
-        "best_trial": s.best_trial, "stop_reason": s.stop_reason, "warnings": s.warnings,
+        "best_trial": s.best_trial, "stop_reason": s.stop_reason, "warnings": s.warnings, "notes": s.notes,
     })
     plots = [p for p in (_plot_vs_lr(s, rows, meta), _plot_curves(s, rows)) if p is not None]
     results.atomic_write_bytes(s.folder / "report.md", markdown(s, rows, meta, plots).encode())
@@ -272,6 +282,7 @@ def markdown(s: Summary, rows: list[dict[str, Any]], meta: dict[str, Any], plots
         f"through the best trials, each scored by its {score_label(m, s.epoch)}; the best score is "
         f"{s.value:.4f}.", "",
     ]
+    lines += [f"The pick was {n}." for n in s.notes] + ([""] if s.notes else [])
     if not ran:
         near = min(by_trial.values(), key=lambda rs: (abs(math.log10(rs[0]["lr"] / s.lr)), rs[0]["trial_id"]))
         lines += [f"The chosen rate is a fit, not a trial that ran: retrain it fully to confirm. The best trial "

@@ -8,7 +8,10 @@ Rules, each a small function tested on analytic curves (tests/test_zoom.py):
   as if it had finished;
 - the region is centred on a smooth fit (a parabola in log space through the best point and its
   neighbours), not on the single best point, because one seed's noise is 20-33% of the loss;
-- a best point on the edge of what was tried grows the range past that edge;
+- a best point on the edge of what was tried grows the range past that edge (in half steps past the
+  high edge, where the divergence cliff lies);
+- the centre and the pick keep ``cliff_margin`` decades below the cliff: the first rate above the best
+  that did 3x worse or diverged (``cliff_cap``), since one lucky seed next to it can look best;
 - stop when the spacing falls under the resolution, a round improves less than the tolerance, or the
   round / epoch budget is spent.
 """

@@ -230,3 +230,28 @@ def test_cli_report_bad_results_one_line_exit_2(tmp_path, capsys):
 def test_terminal_table_raises_results_error(tmp_path):
     with pytest.raises(results.ResultsError, match="no such sweep folder"):
         report.terminal_table(tmp_path / "absent")
+
+
+def test_the_report_says_when_the_pick_was_kept_below_the_cliff(tmp_path):
+    folder = tmp_path / "cliff"
+    folder.mkdir()
+    # one lucky trial at 10^-1.5 looks best; 1e-1 did 4.8x worse: the cliff
+    values = {1e-4: 0.9, 1e-3: 0.35, 1e-2: 0.30, 10 ** -1.5: 0.25, 1e-1: 1.2}
+    rows = []
+    for i, (lr, v) in enumerate(values.items()):
+        for r in trial_rows(f"t{i}", 0, 0, lr, MAX_EPOCHS, "completed"):
+            rows.append({**r, "val_loss": v, "train_loss": v / 2})
+    results.write_trials(folder, rows)
+    meta = {"metric": "val_loss", "param": "lr", "max_epochs": MAX_EPOCHS, "stop_reason": "round budget spent",
+            "rounds": [{"index": 0, "points": 5, "reason": "coarse grid", "brackets": {"0": [-2.5, 1.5]}}],
+            "groups": [GROUPS[0]], "cliff_margin": 1.0}
+    results.write_json(folder / results.ROUNDS, meta)
+    s = report.build(folder)
+    assert s.lr == pytest.approx(0.01)  # 10^(-1 - 1.0)
+    assert "kept 1 decade(s) below lr 0.1" in (folder / "report.md").read_text()
+    assert json.loads((folder / "best.json").read_text())["notes"] == s.notes and len(s.notes) == 1
+    # a sweep stored before the guard existed (no key) keeps the plain fit, and no note
+    del meta["cliff_margin"]
+    results.write_json(folder / results.ROUNDS, meta)
+    plain = report.build(folder)
+    assert plain.lr > 0.011 and plain.notes == []
