@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import glob
 import math
 import os
 import tempfile
@@ -149,12 +150,28 @@ def run_epochs(config: dict, report: Callable[[dict, dict | None], None] | None 
 CHECKPOINT_FILE = "state.pt"
 
 
+def load_state(directory: str) -> dict | None:
+    """The state saved in one checkpoint folder. A driver killed between Tune's checkpoint rotation and its
+    own state save leaves Tune pointing at a checkpoint it already deleted (found by CI: checkpoint_000001
+    gone, 000002 and 000003 kept): then the newest sibling ``checkpoint_*`` that holds a state, else None
+    (the trial starts over; its seed makes it train the same epochs again)."""
+    path = os.path.join(directory, CHECKPOINT_FILE)
+    if not os.path.exists(path):
+        parent = os.path.dirname(os.path.normpath(directory))
+        siblings = sorted(glob.glob(os.path.join(glob.escape(parent), "checkpoint_*", CHECKPOINT_FILE)))
+        if not siblings:
+            return None
+        path = siblings[-1]
+    return torch.load(path, weights_only=False)
+
+
 def checkpoint_history(checkpoint) -> list[dict]:
     """The per-epoch results saved in a trial checkpoint (none if it has no checkpoint)."""
     if checkpoint is None:
         return []
     with checkpoint.as_directory() as d:
-        return list(torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=False).get("history", []))
+        state = load_state(d)
+    return list(state.get("history", [])) if state else []
 
 
 def train_trial(config: dict) -> None:
@@ -168,7 +185,7 @@ def train_trial(config: dict) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            state = torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=False)
+            state = load_state(d)
 
     def report(metrics: dict, save: dict | None) -> None:
         if save is None:

@@ -101,3 +101,28 @@ def test_unresolvable_names(name, match):
 def test_callable_returning_wrong_type():
     with pytest.raises(WorkloadError, match="expected orchestrator.Workload"):
         workloads.build("tests.test_workloads:wrong_type", {})
+
+
+def test_a_checkpoint_tune_deleted_resumes_from_the_newest_one_left(tmp_path):
+    """A driver SIGKILL between Tune's checkpoint rotation and its state save leaves Tune pointing at a
+    deleted checkpoint (seen in CI): the trial resumes from the newest one left, or starts over."""
+    from orchestrator.trial import CHECKPOINT_FILE, load_state
+
+    config = {"workload": "digits_mlp", "max_epochs": 3, "lr": 0.01, "width": 16, "seed": 0}
+    saved = {}
+
+    def keep(metrics, state):
+        if state is not None:
+            saved[metrics["epoch"]] = state
+    run_epochs({**config, "checkpoint_every": 1}, keep)
+    trial = tmp_path / "trial"
+    for i, epoch in ((2, 2), (3, 3)):
+        (trial / f"checkpoint_00000{i}").mkdir(parents=True)
+        torch.save(saved[epoch], trial / f"checkpoint_00000{i}" / CHECKPOINT_FILE)
+    assert [r["epoch"] for r in load_state(str(trial / "checkpoint_000002"))["history"]] == [1, 2]
+    gone = load_state(str(trial / "checkpoint_000001"))  # deleted by Tune: the newest left
+    assert [r["epoch"] for r in gone["history"]] == [1, 2, 3]
+    assert load_state(str(tmp_path / "other" / "checkpoint_000001")) is None  # nothing left: start over
+    assert run_epochs(config, state=gone) == []  # all 3 epochs were done: nothing to train again
+    resumed = run_epochs(config, state=load_state(str(trial / "checkpoint_000002")))
+    assert [r["epoch"] for r in resumed] == [3]
