@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import shutil
 import tempfile
 import time
 from typing import Callable, Iterator
@@ -163,6 +164,29 @@ def load_state(directory: str) -> dict | None:
             return None
         path = siblings[-1]
     return torch.load(path, weights_only=False)
+
+
+def mend_checkpoint(checkpoint) -> str | None:
+    """Tune refuses to restore a trial whose checkpoint folder is gone ("does not exist on storage
+    anymore"), and a driver killed between its checkpoint rotation and its state save leaves it pointing
+    at one it deleted (CI: checkpoint_000002 gone, 000003 and 000004 kept; the trial errored twice and the
+    sweep ended with it at 5 of 20 epochs). On local storage, copy the newest sibling ``checkpoint_*``
+    that holds a state into the missing folder; the trial resumes from there. Returns the folder copied,
+    or None when nothing was missing (or it is not local, or no sibling holds a state)."""
+    import pyarrow.fs
+
+    if checkpoint is None or not isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+        return None
+    target = checkpoint.path
+    if os.path.exists(os.path.join(target, CHECKPOINT_FILE)):
+        return None
+    parent = os.path.dirname(os.path.normpath(target))
+    states = sorted(glob.glob(os.path.join(glob.escape(parent), "checkpoint_*", CHECKPOINT_FILE)))
+    if not states:
+        return None
+    source = os.path.dirname(states[-1])
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    return source
 
 
 def checkpoint_history(checkpoint) -> list[dict]:

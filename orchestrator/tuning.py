@@ -18,7 +18,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from orchestrator import monitor, report, results, storage, zoom
 from orchestrator.config import SweepConfig
 from orchestrator.searcher import SweepState, ZoomSearcher
-from orchestrator.trial import checkpoint_history, train_trial
+from orchestrator.trial import checkpoint_history, mend_checkpoint, train_trial
 
 
 class SweepExistsError(ValueError):
@@ -159,6 +159,11 @@ class Reconcile(tune.Callback):
         self.checked = True
         state = self.searcher.state
         open_ = [t for t in trials if t.trial_id not in state.trials or not state.trials[t.trial_id].done]
+        for t in open_:
+            source = mend_checkpoint(t.checkpoint)
+            if source and not self.quiet:
+                print(f"[sweep] resumed: trial {t.trial_id}'s checkpoint was deleted by Tune before the crash; "
+                      f"it resumes from {os.path.basename(source)}", flush=True)
         changes = state.reconcile({t.trial_id: t.config for t in trials},
                                   {t.trial_id: checkpoint_history(t.checkpoint) for t in open_},
                                   {t.trial_id for t in trials if t.status == "TERMINATED"})

@@ -124,5 +124,16 @@ def test_a_checkpoint_tune_deleted_resumes_from_the_newest_one_left(tmp_path):
     assert [r["epoch"] for r in gone["history"]] == [1, 2, 3]
     assert load_state(str(tmp_path / "other" / "checkpoint_000001")) is None  # nothing left: start over
     assert run_epochs(config, state=gone) == []  # all 3 epochs were done: nothing to train again
+    # Tune itself refuses a missing checkpoint folder: mend_checkpoint puts the newest one left in its place
+    from ray import tune
+
+    from orchestrator.trial import mend_checkpoint
+
+    missing = tune.Checkpoint(str(trial / "checkpoint_000001"))
+    assert mend_checkpoint(missing) == str(trial / "checkpoint_000003")
+    assert [r["epoch"] for r in load_state(missing.path)["history"]] == [1, 2, 3]
+    assert mend_checkpoint(missing) is None  # present now: nothing to do
+    assert mend_checkpoint(tune.Checkpoint(str(tmp_path / "other" / "checkpoint_000001"))) is None
+    assert mend_checkpoint(None) is None
     resumed = run_epochs(config, state=load_state(str(trial / "checkpoint_000002")))
     assert [r["epoch"] for r in resumed] == [3]
