@@ -158,12 +158,18 @@ def load_state(directory: str) -> dict | None:
     (the trial starts over; its seed makes it train the same epochs again)."""
     path = os.path.join(directory, CHECKPOINT_FILE)
     if not os.path.exists(path):
-        parent = os.path.dirname(os.path.normpath(directory))
-        siblings = sorted(glob.glob(os.path.join(glob.escape(parent), "checkpoint_*", CHECKPOINT_FILE)))
-        if not siblings:
+        path = _newest_sibling_state(directory)
+        if path is None:
             return None
-        path = siblings[-1]
     return torch.load(path, weights_only=False)
+
+
+def _newest_sibling_state(directory: str) -> str | None:
+    """The state file of the newest ``checkpoint_*`` folder beside ``directory`` (Tune numbers them with
+    zero padding, so names sort by age); None if none holds one."""
+    parent = os.path.dirname(os.path.normpath(directory))
+    states = sorted(glob.glob(os.path.join(glob.escape(parent), "checkpoint_*", CHECKPOINT_FILE)))
+    return states[-1] if states else None
 
 
 def mend_checkpoint(checkpoint) -> str | None:
@@ -180,11 +186,10 @@ def mend_checkpoint(checkpoint) -> str | None:
     target = checkpoint.path
     if os.path.exists(os.path.join(target, CHECKPOINT_FILE)):
         return None
-    parent = os.path.dirname(os.path.normpath(target))
-    states = sorted(glob.glob(os.path.join(glob.escape(parent), "checkpoint_*", CHECKPOINT_FILE)))
-    if not states:
+    state = _newest_sibling_state(target)
+    if state is None:
         return None
-    source = os.path.dirname(states[-1])
+    source = os.path.dirname(state)
     shutil.copytree(source, target, dirs_exist_ok=True)
     return source
 
