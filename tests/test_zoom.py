@@ -120,7 +120,15 @@ def test_fit_minimum_is_smooth_not_the_single_best_point():
 
 
 def test_fit_minimum_falls_back_to_best_point_when_not_convex():
-    assert zoom.fit_minimum([(-3.0, 1.0), (-2.0, 0.5), (-1.0, 0.9)], reach=0.5) == (-2.0, 0.5)
+    # a hump: every point is within reach of the best and within the cliff ratio, so the parabola is fitted
+    # through all five (no "fewer than 3 points" fallback); it opens downwards, and its vertex (-1.94) is the
+    # hump's top, the worst place to pick. The fit must give up and return the best measured point.
+    import numpy as np
+
+    pts = [(-3.0, 0.5), (-2.5, 0.85), (-2.0, 0.95), (-1.5, 0.9), (-1.0, 0.6)]
+    xs, ys = np.array(pts).T
+    assert np.polyfit(xs, ys, 2, w=1 / ys)[0] < 0  # the premise: the weighted fit is concave, not convex
+    assert zoom.fit_minimum(pts, reach=2.0) == (-3.0, 0.5)
 
 
 def test_round_ready_waits_for_the_decision_epoch_not_for_stragglers():
