@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -15,8 +16,31 @@ from orchestrator import storage as stores
 Scalar = Union[bool, int, float, str]
 
 
+MAX_NODES = 10_000  # a sweep config is a few dozen nodes; more than this after alias expansion is refused
+SHOWN = 200  # characters of a value an error message shows
+MAX_MESSAGE = 1000  # characters of a ConfigError message, whatever it holds
+
+
 class ConfigError(ValueError):
-    """A sweep config is missing, malformed or invalid. The message is one line: file, key, expectation."""
+    """A sweep config is missing, malformed or invalid. The message is one line (file, key, expectation)
+    of at most ``MAX_MESSAGE`` characters: newlines become spaces and a longer text is cut."""
+
+    def __init__(self, message: object) -> None:
+        text = " ".join(str(message).splitlines())
+        if len(text) > MAX_MESSAGE:
+            text = text[: MAX_MESSAGE - 12] + " ... (cut)"
+        super().__init__(text)
+
+
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxlist, _repr.maxtuple, _repr.maxdict = 3, 6, 6, 6
+_repr.maxstring, _repr.maxother, _repr.maxlong = SHOWN // 2, SHOWN // 2, SHOWN // 2
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to about ``SHOWN`` characters, for error messages (nested or long values too)."""
+    text = _repr.repr(value)
+    return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
 
 
 class _Frozen(BaseModel):
@@ -120,6 +144,7 @@ class SweepConfig(_Frozen):
     storage: str = Field(default="runs", description="a local or shared folder, or a URI pyarrow opens (s3://bucket/prefix)")
     checkpoint_every: int = Field(default=0, ge=0, le=100000, description="epochs between checkpoints; 0: none")
     max_failures: int = Field(default=1, ge=0, le=100)
+    max_trials_per_round: int = Field(default=1000, ge=1, le=1_000_000, description="the most trials one round may hold (round 0: every group x every value of the zoomed range); a larger space is refused")
     space: dict[str, Dimension]
     asha: Asha = Asha()
     zoom: Zoom = Zoom()
@@ -128,9 +153,9 @@ class SweepConfig(_Frozen):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str) -> str:
-        if ".." in v or not _NAME.match(v):
+        if ".." in v or not _NAME.fullmatch(v):  # fullmatch: `$` would let a trailing newline through
             raise ValueError(
-                f"name={v!r}: expected letters, digits, '.', '_' or '-' (no path separators or '..', at most 100)"
+                f"name={shown(v)}: expected letters, digits, '.', '_' or '-' (no path separators or '..', at most 100)"
             )
         return v
 
@@ -158,7 +183,29 @@ class SweepConfig(_Frozen):
         reserved = {"workload", "max_epochs", "round", "group", "seed_offset"} & set(self.space)
         if reserved:
             raise ValueError(f"space.{sorted(reserved)[0]}: reserved key, set it at the top level instead")
+        self._refuse_oversized()
         return self
+
+    def _refuse_oversized(self) -> None:
+        """Round 0 runs every group at every value of the zoomed range; later rounds ``zoom.groups`` groups
+        at ``zoom.points_per_round`` values (and one more past an edge). Counted, not built."""
+        groups = 1
+        for k, v in self.space.items():
+            if k != self.zoom.param:
+                groups *= len(v.values()) if isinstance(v, (LogRange, LinearRange)) else len(v) if isinstance(v, list) else 1
+        cap = self.max_trials_per_round
+        first = groups * len(self.zoom_range.values())
+        if first > cap:
+            raise ValueError(
+                f"space: round 0 would hold {first} trials ({groups} groups x {len(self.zoom_range.values())} "
+                f"values of {self.zoom.param}), more than max_trials_per_round={cap}; narrow the space, or raise "
+                f"max_trials_per_round (a top-level key, at most 1000000) if you mean it")
+        later = min(self.zoom.groups, groups) * (self.zoom.points_per_round + 1)
+        if later > cap:
+            raise ValueError(
+                f"zoom: a refinement round would hold up to {later} trials ({min(self.zoom.groups, groups)} groups "
+                f"x {self.zoom.points_per_round}+1 points), more than max_trials_per_round={cap}; lower "
+                f"zoom.groups or zoom.points_per_round, or raise max_trials_per_round")
 
     # --- derived views -------------------------------------------------------------------------------
     @property
@@ -230,11 +277,53 @@ def _first_error(exc: ValidationError) -> str:
         msg = "unknown key"
     elif best["type"] == "missing":
         msg = "required key is missing"
-    return f"{_where(best['loc'])}: {msg}" + (f" (got {best['input']!r})" if best["type"].endswith(("_type", "_parsing")) else "")
+    where = _where(best["loc"])
+    if not best["loc"] and re.match(r"^[A-Za-z_][\w.]*[:=]", msg):
+        where = ""  # a check across keys names its own key
+    return (f"{where}: " if where else "") + msg + (f" (got {shown(best['input'])})" if best["type"].endswith(("_type", "_parsing")) else "")
+
+
+def count_nodes(data: Any, limit: int = MAX_NODES) -> int:
+    """How many nodes (mappings, lists, scalars; a mapping's keys too) ``data`` holds once every shared
+    part (a YAML alias) is counted each time it appears; stops counting past ``limit``. Shared parts are
+    counted once each (memoised), so a document of nested aliases costs its own size, not its expansion.
+    Raises ``ValueError`` for a document that contains itself (a recursive alias)."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(node: Any) -> int:
+        if not isinstance(node, (dict, list, tuple)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            raise ValueError("the document contains itself (a recursive alias)")
+        open_.add(key)
+        total = 1
+        items = [x for kv in node.items() for x in kv] if isinstance(node, dict) else node
+        for item in items:
+            total += size(item)
+            if total > limit:
+                break
+        open_.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(data)
 
 
 def parse(data: Any, source: str = "<config>") -> SweepConfig:
-    """Validate an already-loaded document. Raises ``ConfigError`` with a one-line message."""
+    """Validate an already-loaded document. Raises ``ConfigError`` with a one-line message; a document of
+    more than ``MAX_NODES`` nodes once its aliases are expanded (an alias bomb) is refused unread."""
+    source = str(source)[:SHOWN]
+    try:
+        nodes = count_nodes(data)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}; expected a plain sweep config") from None
+    if nodes > MAX_NODES:
+        raise ConfigError(f"{source}: more than {MAX_NODES} values once its aliases (*name) are expanded; "
+                          f"expected a sweep config of a few dozen (an alias bomb?)")
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of keys (name, workload, max_epochs, space, ...), got {type(data).__name__}")
     try:
@@ -264,7 +353,7 @@ def _check_trials(cfg: SweepConfig, source: str) -> None:
         where = {k: f"space.{k}" for k in trial}
         name = str(trial.get("optimizer", "sgd")).lower()
         if name not in OPTIMIZERS:
-            raise ConfigError(f"{source}: space.optimizer: {name!r} is not one of {', '.join(OPTIMIZERS)}")
+            raise ConfigError(f"{source}: space.optimizer: {shown(name)} is not one of {', '.join(OPTIMIZERS)}")
         try:
             schedules.law_from_config(trial)
         except (ValueError, TypeError) as exc:
