@@ -8,7 +8,10 @@ from __future__ import annotations
 import glob
 import math
 import os
+import pickle
+import re
 import shutil
+import sys
 import tempfile
 import time
 from typing import Callable, Iterator
@@ -161,7 +164,31 @@ def load_state(directory: str) -> dict | None:
         path = _newest_sibling_state(directory)
         if path is None:
             return None
-    return torch.load(path, weights_only=False)
+    return _load_plain(path)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint's ``state.pt`` holds something other than tensors and plain data (dicts, lists,
+    numbers, strings): it is refused, never unpickled. The message is one line and names the file."""
+
+
+def _load_plain(path: str) -> dict:
+    """``torch.load(weights_only=True)``: tensors and plain containers only, so a ``state.pt`` planted in
+    the storage cannot run code here (a full unpickle would call whatever its ``__reduce__`` names).
+    Raises ``CheckpointError`` for anything else; the trial errors (Tune retries it, then records it as
+    errored with this message) instead of starting over, so tampered storage is seen, not hidden."""
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)|Unsupported operand \S+", str(exc))
+        what = found.group(1) or found.group(0) if found else "objects that are not tensors or plain data"
+        raise CheckpointError(f"{path}: checkpoint refused: it holds {what} (only tensors, dicts, lists, "
+                              f"numbers and strings are loaded; whoever can write the storage must be trusted "
+                              f"to restore from it)") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: checkpoint refused: expected a dict of tensors and plain data, "
+                              f"found {type(state).__name__}")
+    return state
 
 
 def _newest_sibling_state(directory: str) -> str | None:
@@ -199,7 +226,11 @@ def checkpoint_history(checkpoint) -> list[dict]:
     if checkpoint is None:
         return []
     with checkpoint.as_directory() as d:
-        state = load_state(d)
+        try:
+            state = load_state(d)
+        except CheckpointError as exc:  # the driver lists no epochs from it; the trial itself errors on it
+            print(f"[sweep] warning: {exc}", file=sys.stderr, flush=True)
+            return []
     return list(state.get("history", [])) if state else []
 
 
