@@ -434,10 +434,15 @@ def _colours(n: int) -> list:
 
 
 def _plot_vs_lr(s: Summary, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path | None:
-    """The metric against the learning rate: each trial's score (``zoom.score``) at the epoch the pick
-    compared (filled), or at its last epoch when it stopped before (hollow); diverged trials as x on the
-    top edge. One colour per round, one marker per group; the chosen group's last bracket shaded; the
-    chosen rate dashed."""
+    return _save(figure_vs_lr(s, rows, meta), s.folder / PLOT)
+
+
+def figure_vs_lr(s: Summary, rows: list[dict[str, Any]], meta: dict[str, Any]):
+    """The metric against the learning rate (a matplotlib Figure, not saved): each trial that reported a
+    result is one marker, its score (``zoom.score``) at the epoch the pick compared (filled), or at its
+    last epoch when it stopped before (hollow); diverged trials as x on the top edge. One colour per
+    round, one marker per group; the chosen group's last bracket shaded (``axvspan``); the chosen rate
+    dashed (``axvline`` at ``s.lr``)."""
     by_trial = trial_table(rows)
     m = s.metric
     n_rounds = max(rs[0]["round"] for rs in by_trial.values()) + 1
@@ -495,7 +500,7 @@ def _plot_vs_lr(s: Summary, rows: list[dict[str, Any]], meta: dict[str, Any]) ->
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.subplots_adjust(**_MARGINS)
-    return _save(fig, s.folder / PLOT)
+    return fig
 
 
 def _chosen_bracket(s: Summary, group: int) -> tuple[int, float, float] | None:
@@ -509,8 +514,14 @@ def _chosen_bracket(s: Summary, group: int) -> tuple[int, float, float] | None:
 
 
 def _plot_curves(s: Summary, rows: list[dict[str, Any]]) -> Path | None:
-    """The metric over epochs for the finalists: the best trials among those that reached the chosen
-    epoch (solid; train loss dashed), the winner thicker."""
+    fig = figure_curves(s, rows)
+    return None if fig is None else _save(fig, s.folder / CURVES)
+
+
+def figure_curves(s: Summary, rows: list[dict[str, Any]]):
+    """The metric over epochs for the finalists (a matplotlib Figure, not saved; None when no trial
+    reached the chosen epoch): the ``FINALISTS`` best trials among those that reached it (solid; train
+    loss dashed), the winner thicker."""
     by_trial = trial_table(rows)
     m = s.metric
     reached = [rs for rs in by_trial.values() if len(epochs_of(rs)) >= s.epoch
@@ -552,4 +563,4 @@ def _plot_curves(s: Summary, rows: list[dict[str, Any]]) -> Path | None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.subplots_adjust(**_MARGINS)
-    return _save(fig, s.folder / CURVES)
+    return fig

@@ -159,6 +159,59 @@ def test_plots_are_valid_pngs(tmp_path):
         assert (folder / name).stat().st_size > 10_000  # drawn, not blank
 
 
+def test_plot_vs_lr_draws_every_trial_the_chosen_rate_and_the_bracket(tmp_path):
+    folder = make_sweep(tmp_path / "sweep")
+    s = report.build(folder)
+    best = json.loads((folder / "best.json").read_text())
+    fig = report.figure_vs_lr(s, results.read_trials(folder), results.read_json(folder / results.ROUNDS))
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log"
+    # one marker per trial that reported a result (the errored one reported none): 13 of the 14
+    filled, hollow = [], []
+    for c in ax.collections:
+        points = [tuple(p) for p in c.get_offsets().tolist()]
+        (hollow if len(c.get_facecolors()) == 0 else filled).extend(points)
+    expected = {}  # lr -> y, from make_sweep's closed form
+    for group in (0, 1):
+        for lr in (1e-5, 1e-4, 1e-3, 1e-2, 1e-1):
+            far = abs(math.log10(lr) - CENTRE[group]) >= 2  # stopped at epoch 4: scored there, hollow
+            expected[(group, lr)] = (score(group, lr, 4) if far else score(group, lr), far)
+    for lr in (10 ** -3.5, 10 ** -2.5):
+        expected[(1, lr)] = (score(1, lr), False)
+    assert len(filled) + len(hollow) == 13
+    for (group, lr), (y, is_hollow) in expected.items():
+        assert any(math.isclose(x, lr, rel_tol=1e-9) and math.isclose(v, y, rel_tol=1e-9)
+                   for x, v in (hollow if is_hollow else filled)), (group, lr, y, is_hollow)
+    top = max(r["val_loss"] for r in results.read_trials(folder) if r["epoch"] and math.isfinite(r["val_loss"]))
+    assert (1.0, pytest.approx(1.5 * top)) in filled  # the diverged trial: an x on the top edge
+    # the chosen rate: one dashed vertical line at best.json's lr
+    dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert len(dashed) == 1 and list(dashed[0].get_xdata()) == [best["lr"], best["lr"]] == [s.lr, s.lr]
+    # the chosen group's (1) last bracket, round 1's 10^(-3 +- 1), shaded
+    (span,) = ax.patches
+    assert span.get_x() == pytest.approx(1e-4) and span.get_x() + span.get_width() == pytest.approx(1e-2)
+    assert "round 1" in span.get_label()
+
+
+def test_plot_curves_draws_the_finalists_and_the_winner_thickest(tmp_path):
+    folder = make_sweep(tmp_path / "sweep")
+    s = report.build(folder)
+    fig = report.figure_curves(s, results.read_trials(folder))
+    (ax,) = fig.axes
+    solid = [line for line in ax.lines if line.get_linestyle() == "-"]
+    dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert len(solid) == len(dashed) == report.FINALISTS  # 8 trials reached epoch 8: the 6 best, train dashed
+    widest = max(solid, key=lambda line: line.get_linewidth())
+    assert all(line.get_linewidth() < widest.get_linewidth() for line in solid if line is not widest)
+    assert widest.get_label().startswith(f"lr {s.best_trial['lr']:.3g} ") and widest.get_label().endswith("best")
+    assert list(widest.get_ydata()) == pytest.approx([val_loss(1, 1e-3, e) for e in range(1, MAX_EPOCHS + 1)])
+    finalists = sorted(((score(g, lr), lr) for g, lrs in ((0, (1e-3, 1e-2, 1e-1)), (1, (1e-4, 1e-3, 1e-2,
+                        10 ** -3.5, 10 ** -2.5))) for lr in lrs))[: report.FINALISTS]
+    assert sorted(line.get_label().split()[1] for line in solid) == sorted(f"{lr:.3g}" for _, lr in finalists)
+    (compared,) = [line for line in ax.lines if line.get_linestyle() == ":"]
+    assert list(compared.get_xdata()) == [MAX_EPOCHS, MAX_EPOCHS]
+
+
 def test_terminal_table_lists_every_trial(tmp_path):
     folder = make_sweep(tmp_path / "sweep")
     text = report.terminal_table(folder)
