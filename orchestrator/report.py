@@ -3,7 +3,9 @@
 Reads ``trials.parquet`` and ``rounds.json`` (nothing else: works on any finished or interrupted sweep
 folder, local or copied from a cluster) and writes beside them:
 
-- ``best.json``: the chosen configuration, its metric, the best trial actually run, the cost;
+- ``best.json``: the chosen configuration, the best score measured (``METRIC``: the best trial's, which is
+  not a score of the chosen rate when that rate is a fit between trials: then ``interpolated`` is true),
+  the best trial actually run, the cost;
 - ``report.md``: the choice, why the zoom chose each round's bracket, the best learning rate per decay law
   and per optimizer, the winner's train/validation gap, the cost in epochs and FTE, all trials;
 - ``val_loss_vs_lr.png``: the metric against the learning rate (log axis), one colour per round, the
@@ -49,9 +51,16 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # how the pick was made, where it is not the plain fit
     where: str = ""  # where the results are stored when that is not ``folder`` (a URI; ``folder`` its local copy)
+    interpolated: bool = False  # the chosen rate is a fit between trials: no trial ran at it
 
     def line(self) -> str:
-        return (f"chosen lr={self.lr:.3g}  {self.metric}={self.value:.4f} (mean of epochs {max(1, self.epoch - 2)}-{self.epoch})  "
+        """One line: the chosen rate and the best score measured; when the rate is a fit between trials,
+        the score is labelled as the best trial's (at its own rate), never as the chosen rate's."""
+        score = f"{self.metric}={self.value:.4f} (mean of epochs {max(1, self.epoch - 2)}-{self.epoch})"
+        if self.interpolated:
+            score = (f"(fitted between trials, not trained; best trial: lr={self.best_trial['lr']:.3g} "
+                     f"{score})")
+        return (f"chosen lr={self.lr:.3g}  {score}  "
                 f"cost={self.epochs} epochs ({self.fte:.1f} FTE, {self.trials} trials, {len(self.rounds)} rounds)  "
                 f"results: {self.where or self.folder}")
 
@@ -186,8 +195,9 @@ def _summarise(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -
                   "train_loss": _value_at(best_rows, epoch, "train_loss"),
                   "val_error": _value_at(best_rows, epoch, "val_error"), "status": best_rows[-1]["status"]}
     epochs = sum(len(epochs_of(rs)) for rs in by_trial.values())
+    interpolated = not any(abs(rs[0]["lr"] - lr) <= 1e-9 * lr for rs in by_trial.values() if rs[0]["group"] == group)
     s = Summary(folder, chosen, lr, value, epoch, metric, epochs, epochs / max_epochs, len(by_trial),
-                meta.get("rounds", []), meta.get("stop_reason"), best_trial, notes=notes)
+                meta.get("rounds", []), meta.get("stop_reason"), best_trial, notes=notes, interpolated=interpolated)
     gap = train_val_gap(s)
     if gap is not None and gap[1] != "normal":
         s.warnings.append(f"train/validation gap of the winner {gap[0]:+.4f}: {gap[1]}")
@@ -245,7 +255,7 @@ def build(folder: str | Path) -> Summary:
     folder, rows, meta = _load(folder)
     s = _summarise(folder, rows, meta)
     results.write_json(s.folder / "best.json", {
-        "config": s.chosen, "lr": s.lr, s.metric: s.value, "epoch": s.epoch,
+        "config": s.chosen, "lr": s.lr, "interpolated": s.interpolated, s.metric: s.value, "epoch": s.epoch,
         "epochs_spent": s.epochs, "fte": s.fte, "trials": s.trials,
         "best_trial": s.best_trial, "stop_reason": s.stop_reason, "warnings": s.warnings, "notes": s.notes,
     })
@@ -275,7 +285,6 @@ def markdown(s: Summary, rows: list[dict[str, Any]], meta: dict[str, Any], plots
     m = s.metric
     bt = s.best_trial
     param = meta.get("param", "lr")
-    ran = any(abs(rs[0]["lr"] - s.lr) <= 1e-9 * s.lr for rs in by_trial.values())
     lines = [
         f"# Sweep report: {s.folder.name}", "",
         f"**Chosen learning rate: {s.lr:.4g}**: the smooth minimum of a parabola fitted in log-{param} space "
@@ -283,7 +292,7 @@ def markdown(s: Summary, rows: list[dict[str, Any]], meta: dict[str, Any], plots
         f"{s.value:.4f}.", "",
     ]
     lines += [f"The pick was {n}." for n in s.notes] + ([""] if s.notes else [])
-    if not ran:
+    if s.interpolated:
         near = min(by_trial.values(), key=lambda rs: (abs(math.log10(rs[0]["lr"] / s.lr)), rs[0]["trial_id"]))
         lines += [f"The chosen rate is a fit, not a trial that ran: retrain it fully to confirm. The best trial "
                   f"run is `{bt['trial_id']}` at {param} {bt.get(param, float('nan')):.4g}; the nearest trial to "
@@ -391,7 +400,11 @@ def terminal_table(folder: str | Path) -> str:
                          for c, w, h in zip(cells, widths, header)).rstrip()
 
     out = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in table]
-    out.append(f"* best trial run; chosen lr {s.lr:.4g} ({m} {s.value:.4f} at epoch {s.epoch})")
+    if s.interpolated:
+        out.append(f"* best trial run ({m} {s.value:.4f} at epoch {s.epoch}, lr {s.best_trial['lr']:.4g}); "
+                   f"chosen lr {s.lr:.4g}: fitted between trials, not trained")
+    else:
+        out.append(f"* best trial run; chosen lr {s.lr:.4g} ({m} {s.value:.4f} at epoch {s.epoch})")
     return "\n".join(out)
 
 

@@ -308,3 +308,64 @@ def test_the_report_says_when_the_pick_was_kept_below_the_cliff(tmp_path):
     results.write_json(folder / results.ROUNDS, meta)
     plain = report.build(folder)
     assert plain.lr > 0.011 and plain.notes == []
+
+
+def test_a_pick_between_trials_is_reported_as_a_fit_everywhere(tmp_path):
+    """The usual case in a real sweep: the smooth minimum falls between the trials. Every output names the
+    chosen rate, says no trial ran at it, and gives the best score as the best trial's, at that trial's rate."""
+    folder = tmp_path / "between"
+    folder.mkdir()
+    centre = -2.3  # valley of group 0's curve moved here: the parabola through -3, -2.5, -2 has its vertex at -2.3
+    xs = {0: [-4.0, -3.0, -2.0, -1.0], 1: [-2.5, -1.5]}
+    rows = []
+    for rnd, points in xs.items():
+        for i, x in enumerate(points):
+            for r in trial_rows(f"r{rnd}_{i}", rnd, 0, 10 ** x, MAX_EPOCHS, "completed"):
+                v = FLOOR[0] + 0.5 * (x - centre) ** 2 + 1.0 / r["epoch"]
+                rows.append({**r, "val_loss": v, "train_loss": 0.8 * v})
+    results.write_trials(folder, rows)
+    results.write_json(folder / results.ROUNDS, {
+        "metric": "val_loss", "param": "lr", "max_epochs": MAX_EPOCHS, "stop_reason": "round budget spent (2 rounds)",
+        "rounds": [{"index": 0, "points": 4, "reason": "coarse grid", "brackets": {"0": [-2.5, 1.5]}},
+                   {"index": 1, "points": 2, "reason": "refine", "brackets": {"0": [-2.0, 1.0]}}],
+        "groups": [GROUPS[0]], "cliff_margin": 1.0})
+    s = report.build(folder)
+    chosen = 0.005012  # nice(10 ** -2.3): no trial ran there
+    best_lr = 10 ** -2.5  # the trial nearest the valley's floor (0.2 decades), so the best score measured
+    tried = {r["lr"] for r in rows}
+    assert s.lr == chosen and all(abs(lr - chosen) > 1e-3 * chosen for lr in tried)
+    best_score = 0.5 * 0.2 ** 2 + FLOOR[0] + sum(1.0 / e for e in (6, 7, 8)) / 3
+
+    best = json.loads((folder / "best.json").read_text())
+    assert best["lr"] == best["config"]["lr"] == chosen and best["interpolated"] is True
+    assert best["best_trial"]["trial_id"] == "r1_0" and best["best_trial"]["lr"] == pytest.approx(best_lr)
+    assert best["val_loss"] == pytest.approx(best_score) == best["best_trial"]["score"]  # the trial's, not the fit's
+
+    md = (folder / "report.md").read_text()
+    assert "**Chosen learning rate: 0.005012**" in md
+    assert ("The chosen rate is a fit, not a trial that ran: retrain it fully to confirm. The best trial run is "
+            "`r1_0` at lr 0.003162; the nearest trial to the chosen rate, `r1_0` at lr 0.003162, scored "
+            f"{best_score:.4f}.") in md
+    assert "0.005012 |" not in md  # no row of any table claims a trial at the chosen rate
+
+    table = report.terminal_table(folder).splitlines()
+    assert table[-1] == (f"* best trial run (val_loss {best_score:.4f} at epoch 8, lr 0.003162); "
+                         "chosen lr 0.005012: fitted between trials, not trained")
+    (starred,) = [line for line in table[2:-1] if " * " in line]
+    assert starred.startswith("r1_0 *") and " 0.003162 " in starred
+
+    line = s.line()
+    assert line.startswith("chosen lr=0.00501  (fitted between trials, not trained; best trial: lr=0.00316 "
+                           f"val_loss={best_score:.4f} (mean of epochs 6-8))")
+
+    fig = report.figure_vs_lr(s, results.read_trials(folder), results.read_json(folder / results.ROUNDS))
+    (dashed,) = [ln for ln in fig.axes[0].lines if ln.get_linestyle() == "--"]
+    assert list(dashed.get_xdata()) == [chosen, chosen]
+
+
+def test_a_pick_on_a_trial_is_not_called_a_fit(tmp_path):
+    folder = make_sweep(tmp_path / "sweep")
+    s = report.build(folder)
+    assert s.lr == 0.001 and not s.interpolated and json.loads((folder / "best.json").read_text())["interpolated"] is False
+    assert "is a fit, not a trial" not in (folder / "report.md").read_text()
+    assert "fitted between trials" not in s.line() + report.terminal_table(folder)
