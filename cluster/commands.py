@@ -1,9 +1,10 @@
 """``sweep submit | status | logs | stop``: the Ray Jobs subcommands, thin over ``cluster.jobs``.
 
-``orchestrator/cli.py`` calls ``register(subparsers)``. Each command returns its exit code and maps its
-own errors: one line ``sweep: error: ...`` on stderr, no traceback; 2 for bad input (config, address,
-token, an open cluster, an unknown job), 1 for a job that failed or a cluster that cannot be reached.
-The token is never printed.
+``orchestrator/cli.py`` calls ``register(subparsers)``: the commands exist only as ``sweep SUBCOMMAND``.
+Each command returns its exit code and maps its own errors: one line ``sweep: error: ...`` on stderr, no
+traceback; 2 for bad input (config, a machine-local storage, address, token, an open cluster, an unknown
+job), 1 for a job that FAILED or was STOPPED, or a cluster that cannot be reached. The token is never
+printed.
 """
 from __future__ import annotations
 
@@ -27,7 +28,11 @@ def _note(message: str) -> None:
 
 
 def _quiet_ray_client_logs() -> None:
-    # Ray's job SDK logs "Uploading package ..." at INFO through a handler of its own.
+    # Ray's job SDK logs "Uploading package ..." at INFO through a handler of its own, and its modules
+    # set their loggers to INFO when imported: import them first.
+    import ray.dashboard.modules.dashboard_sdk  # noqa: F401
+    import ray.dashboard.modules.job.sdk  # noqa: F401
+
     for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
                  "ray._private.runtime_env.packaging", "ray._private.authentication.http_token_authentication"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -85,7 +90,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     config_mod.load(args.config)  # the cluster runs `sweep run` on it: refuse a bad one here, exit 2
     sub = jobs.submit(args.config, args.address, insecure=args.insecure, resume=args.resume,
-                      stop_wait_s=args.stop_wait, pip=args.pip or None)
+                      stop_wait_s=args.stop_wait, pip=args.pip or None,
+                      allow_local_storage=args.allow_local_storage, notify=_note)
     for w in sub.warnings:
         _note(f"warning: {w}")
     print(sub.job_id, flush=True)
@@ -116,7 +122,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(line)
     if info.metadata.get("sweep_folder"):
         print(f"results: {info.metadata['sweep_folder']}")
-    return EXIT_FAILED if info.status == "FAILED" else EXIT_OK
+    if info.status == "STOPPED":
+        _note(info.resume_hint())
+    return EXIT_FAILED if info.status in ("FAILED", "STOPPED") else EXIT_OK
 
 
 @_mapped
@@ -151,7 +159,8 @@ def register(subparsers) -> None:
     from cluster.jobs import DEFAULT_STOP_WAIT_S
 
     s = subparsers.add_parser("submit", help="hand a sweep to a Ray cluster as a Ray Job (prints the job id)")
-    s.add_argument("config", help="sweep YAML; use a storage: path every node shares")
+    s.add_argument("config", help="sweep YAML; its storage: must be an absolute path every node and you share, "
+                   "or a URI")
     s.add_argument("--address", help=_ADDRESS_HELP)
     s.add_argument("--follow", action="store_true", help="stream the job's logs until it ends; exit 0 if it succeeded")
     s.add_argument("--insecure", action="store_true",
@@ -159,6 +168,9 @@ def register(subparsers) -> None:
     s.add_argument("--resume", action="store_true", help="continue the sweep whose folder exists on the cluster")
     s.add_argument("--stop-wait", type=int, default=DEFAULT_STOP_WAIT_S, metavar="SECONDS",
                    help=f"on `sweep stop`, time Tune gets to save its state before SIGKILL (default {DEFAULT_STOP_WAIT_S})")
+    s.add_argument("--allow-local-storage", action="store_true",
+                   help="submit even if storage: is relative or under ~ (the results then stay on the node "
+                        "that runs the job; a relative one in a folder Ray deletes)")
     s.add_argument("--pip", action="append", metavar="REQUIREMENT",
                    help="install this on the cluster first (repeatable), for clusters whose Python lacks the deps")
     s.set_defaults(func=cmd_submit)
@@ -180,17 +192,3 @@ def register(subparsers) -> None:
     sp.add_argument("--no-wait", action="store_true", help="return once the stop is requested")
     sp.set_defaults(func=cmd_stop)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Just these four subcommands (``python -m cluster.commands``), for use before cli.py registers them."""
-    parser = argparse.ArgumentParser(prog="sweep")
-    register(parser.add_subparsers(dest="command", required=True))
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,9 +9,13 @@ What this module adds on top of it:
   Here the cluster is asked (``GET /api/authentication_mode``, a public endpoint) and, when it wants a
   token, the token is found the way Ray's loader finds it: ``RAY_AUTH_TOKEN``, else the file named by
   ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``. It is sent only to clusters in token mode and
-  never appears in a message.
+  never appears in a message: error bodies, job messages and logs (streamed too) show it as ``***``.
 * the refusal: ``submit`` refuses a cluster whose Jobs API is open (authentication mode not ``token``)
   unless ``insecure=True``: an open Jobs API runs anyone's code (CVE-2023-48022).
+* the storage: ``storage:`` is resolved on the cluster, so a relative or ``~`` path is refused
+  (``LocalStorageError``) unless the caller allows it: results there are out of the user's reach.
+* readiness: a cluster whose head node's job agent is not up yet (right after ``ray start``) is retried
+  for a bounded time.
 * the package: a staged copy of the project (orchestrator/, schedules/, cluster/, ... without .venv,
   runs, .git, bench results) plus the sweep YAML, uploaded as the job's ``working_dir``; the entrypoint
   is ``python -m orchestrator.cli run _submitted/<yaml> --quiet``; ``sweep stop`` sends SIGINT so Tune
@@ -29,6 +33,7 @@ import shutil
 import stat
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -68,6 +73,10 @@ STOP_SIGNAL = "SIGINT"  # Tune catches SIGINT: it stops the trials and saves the
 DEFAULT_STOP_WAIT_S = 60  # then Ray's job supervisor waits this long before SIGKILL (Ray's default: 3)
 SUBMITTED_DIR = "_submitted"  # where the sweep YAML sits inside the uploaded working_dir
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+# The head node's job agent registers a little after `ray start` returns; until then the Jobs API answers
+# this (HTTP 500). submit retries exactly this answer, with backoff, for at most AGENT_WAIT_S seconds.
+NO_AGENT = "No available agent to submit job"
+AGENT_WAIT_S = 120.0
 
 # Never uploaded (gitignore-style, relative to the project root; Ray also honours .gitignore files).
 EXCLUDES: tuple[str, ...] = (
@@ -261,25 +270,47 @@ class Cluster:
             raise JobsError(f"cannot reach the Ray Jobs API at {self.address} ({exc.__class__.__name__})") from None
         except Exception as exc:  # noqa: BLE001 - RuntimeError("Request failed with status code ...") and kin
             text = self._scrub(" ".join(str(exc).split()))
-            if job_id is not None and ("404" in text or "does not exist" in text):
+            if job_id is not None and "failed with status code 404:" in text:
                 raise JobNotFoundError(f"no job {job_id!r} on {self.address}") from None
             raise JobsError(f"{self.address}: {text[:400]}") from None
 
     def _scrub(self, text: str) -> str:
         token = getattr(self, "token", None)
-        return text.replace(token.value, "***") if token else text
+        return text.replace(token.value, MASK) if token else text
 
     # --- the four operations -------------------------------------------------------------------------
 
-    def submit(self, entrypoint: str, runtime_env: dict, metadata: dict[str, str], submission_id: str) -> str:
-        with self._errors():
-            return self.client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata=metadata,
-                                          submission_id=submission_id)
+    def submit(self, entrypoint: str, runtime_env: dict, metadata: dict[str, str], submission_id: str,
+               agent_wait_s: float | None = None, notify: Callable[[str], Any] | None = None) -> str:
+        """Submit the job. While the cluster answers "No available agent to submit job" (its head node's
+        job agent is not up yet, e.g. right after ``ray start``), retry with backoff for at most
+        ``agent_wait_s`` seconds (default ``AGENT_WAIT_S``), calling ``notify`` once with a line saying so."""
+        wait_s = AGENT_WAIT_S if agent_wait_s is None else agent_wait_s
+        deadline, pause, told = time.monotonic() + wait_s, 0.5, False
+        while True:
+            try:
+                with self._errors():
+                    return self.client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env,
+                                                  metadata=metadata, submission_id=submission_id)
+            except JobsError as exc:
+                left = deadline - time.monotonic()
+                if NO_AGENT not in str(exc):
+                    raise
+                if left <= 0:
+                    raise JobsError(f"{self.address}: the cluster had no job agent ready after {wait_s:g} s "
+                                    f"of retries ({NO_AGENT}); check the head node's dashboard_agent.log") from None
+                if not told and notify is not None:
+                    notify(f"the cluster's job agent is not ready yet ({NO_AGENT}); retrying for up to "
+                           f"{wait_s:g} s")
+                    told = True
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, 5.0)
 
     def info(self, job_id: str) -> "JobInfo":
         with self._errors(job_id):
             d = self.client.get_job_info(job_id)
-        return JobInfo(job_id=d.submission_id or job_id, status=str(d.status), message=d.message or "",
+        return JobInfo(job_id=d.submission_id or job_id, status=str(d.status),
+                       message=self._scrub(d.message or ""),
                        entrypoint=d.entrypoint, metadata=dict(d.metadata or {}),
                        start_time=d.start_time, end_time=d.end_time,
                        stop_wait_s=_stop_wait_of(d.runtime_env))
@@ -292,9 +323,17 @@ class Cluster:
         """Stream the job's logs through ``write`` until the job ends; return its final state."""
         self.info(job_id)  # an unknown job: a clear error, not a websocket failure
 
+        token = self.token.value if self.token else ""
+
         async def tail() -> None:
-            async for chunk in self.client.tail_job_logs(job_id):
-                write(self._scrub(chunk))
+            held = ""
+            try:
+                async for chunk in self.client.tail_job_logs(job_id):
+                    shown, held = scrub_stream(held + chunk, token)
+                    write(shown)
+            finally:
+                if held:
+                    write(held)
 
         with self._errors(job_id):
             asyncio.run(tail())
@@ -312,6 +351,22 @@ class Cluster:
             if info.terminal or time.monotonic() >= deadline:
                 return info
             time.sleep(poll)
+
+
+MASK = "***"
+
+
+def scrub_stream(text: str, secret: str) -> tuple[str, str]:
+    """``(shown, held)``: ``text`` with every ``secret`` masked, split so that ``held`` is its longest end
+    that could be the start of ``secret`` (a secret cut between two chunks of a stream). Feed ``held``
+    in front of the next chunk; write it out as is once the stream ends."""
+    if not secret:
+        return text, ""
+    text = text.replace(secret, MASK)
+    for n in range(min(len(secret) - 1, len(text)), 0, -1):
+        if secret.startswith(text[-n:]):
+            return text[:-n], text[-n:]
+    return text, ""
 
 
 def _stop_wait_of(runtime_env: dict | None) -> int | None:
@@ -437,33 +492,61 @@ def _name_and_storage(config_path: Path) -> tuple[str, str]:
     return data["name"], str(data.get("storage", "runs"))
 
 
-def results_folder(storage: str, name: str) -> tuple[str, str | None]:
+class LocalStorageError(JobsInputError):
+    """``storage:`` is relative or under ``~``: on the cluster it would not be a place the user can read."""
+
+
+ALLOW_LOCAL_FLAG = "--allow-local-storage"
+
+
+def results_folder(storage: str, name: str, allow_local: bool = False) -> tuple[str, str | None]:
     """Where the sweep's results land as the cluster sees it, and a warning when that is a place the
-    user cannot read (a relative storage: inside the job's temporary working_dir on the head node)."""
+    user cannot read.
+
+    A URI (``s3://...``) and an absolute path (taken as one every node and the user share) are accepted.
+    A relative path (it resolves inside the job's temporary working_dir on the head node, which Ray
+    deletes) or a ``~`` path (the home folder of whichever node runs the job) raises
+    ``LocalStorageError`` naming ``--allow-local-storage``; with ``allow_local`` it is accepted with a
+    warning.
+    """
     from orchestrator import storage as stores
 
-    if stores.scheme(storage):  # s3://bucket/runs?endpoint_override=... -> s3://bucket/runs/NAME?..., no credentials
+    if stores.is_uri(storage):  # s3://bucket/runs?endpoint_override=... -> s3://bucket/runs/NAME?..., no credentials
         return stores.display(stores.join(storage, name)), None
-    if Path(storage).expanduser().is_absolute():
-        return f"{storage.rstrip('/')}/{name}", None
-    return (f"<job working_dir>/{storage}/{name}",
-            f"storage={storage!r} is relative: on the cluster it resolves inside the job's temporary "
-            f"working_dir on the head node; set storage to a path every node and you share (e.g. NFS), "
-            f"or a URI such as s3://bucket/runs, to keep the results")
+    path = storage
+    if stores.scheme(storage):  # file:// or local://: a local folder
+        path = urllib.parse.unquote(urllib.parse.urlsplit(storage).path) or "."
+    if path.startswith("~"):
+        where, folder = ("the home folder of the node that runs the job (the head node), not yours",
+                         f"{path.rstrip('/')}/{name}")
+    elif not Path(path).is_absolute():
+        where, folder = ("the job's temporary working_dir on the head node, which Ray deletes",
+                         f"<job working_dir>/{path.rstrip('/')}/{name}")
+    else:
+        return f"{path.rstrip('/')}/{name}", None
+    problem = (f"storage={storage!r} is machine-local: on the cluster it resolves inside {where}; set storage: "
+               f"to an absolute path every node and you share (e.g. /shared/sweeps on NFS) or a URI such as "
+               f"s3://bucket/sweeps")
+    if not allow_local:
+        raise LocalStorageError(f"{problem}, or pass {ALLOW_LOCAL_FLAG} to keep the results there anyway")
+    return folder, f"{problem} to keep the results ({ALLOW_LOCAL_FLAG} given)"
 
 
 def submit(config_path: str | Path, address: str | None = None, *, insecure: bool = False,
            resume: bool = False, stop_wait_s: int = DEFAULT_STOP_WAIT_S, pip: list[str] | None = None,
-           submission_id: str | None = None, verify: bool | str = True) -> Submitted:
+           submission_id: str | None = None, verify: bool | str = True, allow_local_storage: bool = False,
+           agent_wait_s: float | None = None, notify: Callable[[str], Any] | None = None) -> Submitted:
     """Submit the sweep YAML to the cluster as a Ray Job; return its id and where its results land.
 
     Validate the YAML first (``orchestrator.load_config``; ``sweep submit`` does): the cluster runs
-    ``sweep run`` on it. Raises ``AddressError``, ``AuthError``, ``InsecureClusterError`` (all
-    ValueErrors: bad input) or ``JobsError`` (run time).
+    ``sweep run`` on it. A machine-local ``storage:`` is refused unless ``allow_local_storage`` (see
+    ``results_folder``). While the cluster has no job agent ready, retries for ``agent_wait_s`` seconds
+    (``Cluster.submit``; ``notify`` gets one line). Raises ``AddressError``, ``AuthError``,
+    ``InsecureClusterError``, ``LocalStorageError`` (all ValueErrors: bad input) or ``JobsError`` (run time).
     """
     config_path = Path(config_path)
     name, storage = _name_and_storage(config_path)
-    folder, warning = results_folder(storage, name)
+    folder, warning = results_folder(storage, name, allow_local=allow_local_storage)
     warnings = [warning] if warning else []
     runtime_env(".", stop_wait_s, pip)  # validate the arguments before touching the cluster
     cluster = Cluster(address, insecure=insecure, refuse_open=True, verify=verify)
@@ -476,7 +559,8 @@ def submit(config_path: str | Path, address: str | None = None, *, insecure: boo
         cmd = entrypoint(rel, resume=resume)
         metadata = {"sweep_name": name, "sweep_config": str(config_path), "sweep_folder": folder,
                     "submitted_by": "sweep"}
-        job_id = cluster.submit(cmd, runtime_env(work, stop_wait_s, pip), metadata, job_id)
+        job_id = cluster.submit(cmd, runtime_env(work, stop_wait_s, pip), metadata, job_id,
+                                agent_wait_s=agent_wait_s, notify=notify)
     return Submitted(job_id=job_id, address=cluster.address, entrypoint=cmd, folder=folder,
                      warnings=tuple(warnings))
 

@@ -24,25 +24,25 @@ from pathlib import Path
 
 import pytest
 
-from cluster import commands, jobs
+from cluster import jobs
 
 
 VENV_BIN = Path(sys.executable).parent
 RAY = VENV_BIN / "ray"
+SWEEP_BIN = VENV_BIN / "sweep"  # the installed console script (orchestrator.cli:main)
 MARKER_VAR = "SWEEP_JOBS_TEST_CLUSTER"
 TOKEN_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
 
 
 def sweep(*argv: str) -> int:
-    """The job subcommands as ``sweep`` runs them: through ``orchestrator.cli.main`` once it registers
-    them (``commands.register``), else through ``cluster.commands.main`` (the same parsers)."""
+    """``sweep ARGV`` in this process, through the real command line (``orchestrator.cli.main``)."""
     from orchestrator import cli
 
-    try:
-        registered = "submit" in cli.build_parser()._subparsers._group_actions[0].choices
-    except (AttributeError, IndexError):
-        registered = False
-    return (cli.main if registered else commands.main)(list(argv))
+    return cli.main(list(argv))
+
+
+def one_line(err: str) -> bool:
+    return err.count("\n") == 1 and err.startswith("sweep: error: ")
 
 
 # --- fast tests: no cluster -------------------------------------------------------------------------
@@ -113,7 +113,9 @@ def test_package_runtime_env_and_entrypoint(tmp_path, small_config):
     assert jobs.entrypoint(rel) == "python -m orchestrator.cli run _submitted/pkg.yaml --quiet"
     assert jobs.entrypoint("_submitted/a b.yaml", resume=True).endswith("'_submitted/a b.yaml' --quiet --resume")
     assert jobs.results_folder("/shared/runs/", "x") == ("/shared/runs/x", None)
-    folder, warning = jobs.results_folder("runs", "x")
+    with pytest.raises(jobs.LocalStorageError, match="--allow-local-storage"):
+        jobs.results_folder("runs", "x")
+    folder, warning = jobs.results_folder("runs", "x", allow_local=True)
     assert "working_dir" in folder and "share" in warning
 
 
@@ -133,75 +135,243 @@ def test_bad_config_is_refused_before_the_cluster(clean_env, capsys, tmp_path):
     assert err.count("\n") == 1 and "max_epochs" in err
 
 
-class FakeJobsAPI(http.server.BaseHTTPRequestHandler):
-    """A dashboard that answers the auth-mode probe with ``mode`` and records every request."""
+class _FakeHandler(http.server.BaseHTTPRequestHandler):
+    """The requests of Ray's job client, answered as a Ray dashboard would (see ``FakeJobsAPI``)."""
 
-    mode = "disabled"
-    seen: list[tuple[str, str, str | None]] = []
+    server: "FakeJobsAPI"
 
-    def _answer(self, code: int, body: dict | None = None) -> None:
-        data = json.dumps(body or {}).encode()
+    def _answer(self, code: int, body: dict | None = None, text: str | None = None) -> None:
+        data = text.encode() if text is not None else json.dumps(body or {}).encode()
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "text/plain" if text is not None else "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
-    def _record(self) -> None:
-        FakeJobsAPI.seen.append((self.command, self.path, self.headers.get("Authorization")))
+    def _handle(self) -> None:
+        api, path, auth = self.server, self.path, self.headers.get("Authorization")
+        api.seen.append((self.command, path, auth))
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        body = self.rfile.read(length) if length else b""
+        if path == "/api/authentication_mode":
+            return self._answer(200, {"authentication_mode": api.mode})
+        if path == "/api/version":
+            return self._answer(200, {"version": "4", "ray_version": "2.60.0", "ray_commit": "x"})
+        if path.startswith("/api/packages/"):
+            return self._answer(404 if self.command == "GET" else 200)
+        if not path.startswith("/api/jobs/"):
+            return self._answer(404)
+        if api.echo_auth:  # a proxy whose error page repeats the request's headers
+            return self._answer(500, text=f"upstream failed; request headers: Authorization: {auth}")
+        job = path[len("/api/jobs/"):]
+        if self.command == "POST" and not job:
+            if api.agent_missing > 0:
+                api.agent_missing -= 1
+                return self._answer(500, text="No available agent to submit job, please try again later.")
+            job_id = json.loads(body)["submission_id"]
+            return self._answer(200, {"job_id": job_id, "submission_id": job_id})
+        if self.command == "POST" and job.endswith("/stop"):
+            api.status = "STOPPED"
+            return self._answer(200, {"stopped": True})
+        if self.command == "GET" and job.endswith("/logs"):
+            return self._answer(200, {"logs": "log line\n"})
+        if self.command == "GET":
+            return self._answer(200, {"type": "SUBMISSION", "submission_id": job, "status": api.status,
+                                      "entrypoint": "python -m orchestrator.cli run x.yaml", "message": "",
+                                      "metadata": {"sweep_folder": "/shared/runs/x"}})
+        return self._answer(404)
 
-    def do_GET(self):  # noqa: N802
-        self._record()
-        if self.path == "/api/authentication_mode":
-            self._answer(200, {"authentication_mode": self.mode})
-        elif self.path == "/api/version":
-            self._answer(200, {"version": "4", "ray_version": "2.60.0", "ray_commit": "x"})
-        else:
-            self._answer(404)
-
-    def do_PUT(self):  # noqa: N802
-        self._record()
-        self._answer(200)
-
-    def do_POST(self):  # noqa: N802
-        self._record()
-        self._answer(200, {"job_id": "fake", "submission_id": "fake"})
+    do_GET = do_PUT = do_POST = _handle  # noqa: N815
 
     def log_message(self, *args):
         pass
 
 
+class FakeJobsAPI(http.server.ThreadingHTTPServer):
+    """A Jobs API on 127.0.0.1: a real HTTP server that Ray's job client talks to as to a dashboard.
+
+    It answers the auth-mode probe with ``mode`` and records every request as ``(method, path,
+    Authorization header)`` in ``seen``. The first ``agent_missing`` job submissions get Ray's answer
+    for a head node whose job agent is not up yet (HTTP 500, "No available agent ..."). With
+    ``echo_auth``, every ``/api/jobs/`` request gets an HTTP 500 whose body repeats the request's
+    Authorization header. ``GET /api/jobs/ID`` reports ``status``.
+    """
+
+    def __init__(self, mode: str = "disabled") -> None:
+        super().__init__(("127.0.0.1", 0), _FakeHandler)
+        self.mode, self.seen, self.agent_missing, self.echo_auth = mode, [], 0, False
+        self.status = "RUNNING"
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def posts(self) -> int:
+        return sum(1 for m, p, _ in self.seen if (m, p) == ("POST", "/api/jobs/"))
+
+
 @pytest.fixture
-def fake_open_cluster():
-    FakeJobsAPI.seen = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeJobsAPI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
+def fake_api():
+    """``fake_api(mode)`` starts a FakeJobsAPI; all are shut down after the test."""
+    servers = []
+
+    def start(mode: str = "disabled") -> FakeJobsAPI:
+        server = FakeJobsAPI(mode)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
         server.shutdown()
         server.server_close()
 
 
-def test_open_cluster_refused_unless_insecure_and_never_gets_the_token(
-        clean_env, monkeypatch, capsys, small_config, fake_open_cluster):
-    monkeypatch.setenv("RAY_AUTH_TOKEN", "secret-token-for-another-cluster")
-    cfg = small_config("open")
-    assert sweep("submit", str(cfg), "--address", fake_open_cluster) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "CVE-2023-48022" in err and "--insecure" in err
-    assert [(m, p) for m, p, _ in FakeJobsAPI.seen] == [("GET", "/api/authentication_mode")]  # nothing uploaded
+def _sweep_process(home: Path, *argv: str, **env_vars: str) -> subprocess.CompletedProcess:
+    """The installed ``sweep`` in a fresh process: HOME=home, no Ray address or token variables but
+    ``env_vars`` (so Ray's client reads RAY_AUTH_MODE from them, not from this test process)."""
+    env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARS}
+    env.update(HOME=str(home), **env_vars)
+    return subprocess.run([str(SWEEP_BIN), *argv], env=env, capture_output=True, text=True, timeout=120)
 
-    assert sweep("submit", str(cfg), "--address", fake_open_cluster, "--insecure") == 0
+
+def test_open_cluster_refused_unless_insecure_and_never_gets_the_token(clean_env, small_config, fake_api):
+    # RAY_AUTH_MODE=token makes Ray's own client attach the token to every request; the sweep process
+    # runs with it, so only sweep's guard keeps the token away from an open cluster.
+    secret = "secret-token-for-another-cluster"
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secret}
+    api = fake_api("disabled")
+    cfg = small_config("open")
+    r = _sweep_process(clean_env, "submit", str(cfg), "--address", api.url, **env)
+    assert r.returncode == 2, r.stderr
+    assert one_line(r.stderr) and "CVE-2023-48022" in r.stderr and "--insecure" in r.stderr
+    assert [(m, p) for m, p, _ in api.seen] == [("GET", "/api/authentication_mode")]  # nothing uploaded
+
+    r = _sweep_process(clean_env, "submit", str(cfg), "--address", api.url, "--insecure", **env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().startswith("sweep-open-")
+    assert all(line.startswith("sweep: ") for line in r.stderr.splitlines()), r.stderr  # no Ray log lines
+    assert api.posts() == 1
+    assert all(auth is None for _, _, auth in api.seen), "the token went to an open cluster"
+    assert secret not in r.stdout + r.stderr
+
+    # The same environment does make Ray's client send the token: the guard above is what kept it back.
+    probe = ("import sys; from ray.job_submission import JobSubmissionClient as C; "
+             "C(sys.argv[1]).list_jobs()")
+    subprocess.run([sys.executable, "-c", probe, api.url], capture_output=True, timeout=120,
+                   env={**{k: v for k, v in os.environ.items() if k not in TOKEN_VARS}, "HOME": str(clean_env), **env})
+    assert ("GET", "/api/version", f"Bearer {secret}") in api.seen
+
+
+def test_token_in_error_bodies_is_masked_in_every_output(clean_env, monkeypatch, capsys, small_config, fake_api):
+    token = "tok-" + uuid.uuid4().hex
+    monkeypatch.setenv("RAY_AUTH_TOKEN", token)
+    api = fake_api("token")
+    api.echo_auth = True
+    cfg = small_config("echo")
+    for argv in (["submit", str(cfg)], ["submit", str(cfg), "--follow"], ["status", "j1"], ["logs", "j1"],
+                 ["logs", "j1", "--follow"], ["stop", "j1"]):
+        n = len(api.seen)
+        assert sweep(*argv, "--address", api.url) == 1, argv
+        out = capsys.readouterr()
+        assert one_line(out.err) and "status code 500" in out.err, (argv, out.err)
+        # the error body held the token (the server echoed what it was sent): it is shown masked
+        assert ("Bearer " + token) in [a for _, _, a in api.seen[n:]] and "Bearer ***" in out.err, argv
+        assert token not in out.out + out.err, argv
+
+
+@pytest.mark.parametrize("status,code", [("RUNNING", 0), ("SUCCEEDED", 0), ("FAILED", 1), ("STOPPED", 1)])
+def test_status_exit_code_follows_the_job(clean_env, monkeypatch, capsys, fake_api, status, code):
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "tok")
+    api = fake_api("token")
+    api.status = status
+    assert sweep("status", "j1", "--address", api.url) == code
     out = capsys.readouterr()
-    assert out.out.strip() == "fake"
-    assert ("POST", "/api/jobs/", None) in FakeJobsAPI.seen
-    assert all(auth is None for _, _, auth in FakeJobsAPI.seen), "the token went to an open cluster"
-    assert "secret-token" not in out.out + out.err
+    assert out.out.startswith(f"j1 {status}\n") and "results: /shared/runs/x" in out.out
+    assert ("--resume" in out.err) == (status == "STOPPED")
+
+
+def test_address_flag_wins_over_ray_address_variables(clean_env, monkeypatch, capsys, small_config, fake_api):
+    # Ray's client would send every request (and the token) to RAY_API_SERVER_ADDRESS / RAY_ADDRESS.
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "tok")
+    right, other = fake_api("token"), fake_api("token")
+    monkeypatch.setenv("RAY_ADDRESS", other.url)
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", other.url)
+    cfg = small_config("flagwins")
+    assert sweep("submit", str(cfg), "--address", right.url) == 0
+    job = capsys.readouterr().out.strip()
+    for argv in (["status", job], ["logs", job], ["stop", job]):
+        assert sweep(*argv, "--address", right.url) == 0, (argv, capsys.readouterr().err)
+    capsys.readouterr()
+    assert other.seen == [], f"requests went to RAY_ADDRESS: {other.seen}"
+    assert right.posts() == 1 and {a for _, p, a in right.seen if p != "/api/authentication_mode"} == {"Bearer tok"}
+    assert ("POST", f"/api/jobs/{job}/stop", "Bearer tok") in right.seen
+
+
+def test_submit_waits_for_the_job_agent_then_gives_up(clean_env, monkeypatch, capsys, small_config, fake_api):
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "tok")
+    api = fake_api("token")
+    api.agent_missing = 3  # as right after `ray start`: the head node's job agent is not registered yet
+    cfg = small_config("agent")
+    assert sweep("submit", str(cfg), "--address", api.url) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("sweep-agent-") and api.posts() == 4
+    waits = [line for line in out.err.splitlines() if "retrying" in line]
+    assert len(waits) == 1 and "No available agent" in waits[0] and "120 s" in waits[0], out.err
+
+    api.agent_missing = 10**9  # never ready: bounded
+    monkeypatch.setattr(jobs, "AGENT_WAIT_S", 2.0)
+    t0 = time.monotonic()
+    assert sweep("submit", str(cfg), "--address", api.url) == 1
+    elapsed = time.monotonic() - t0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "retrying for up to 2 s" in err[0], err
+    assert err[1].startswith("sweep: error: ") and "no job agent ready after 2 s" in err[1], err
+    assert 2.0 <= elapsed < 15, elapsed
+
+    api.echo_auth = True  # any other HTTP 500 is not retried
+    n = api.posts()
+    assert sweep("submit", str(cfg), "--address", api.url) == 1
+    assert api.posts() == n + 1 and "retrying" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("storage", ["runs", "./runs", "~/runs", "~"])
+def test_machine_local_storage_refused_unless_allowed(clean_env, monkeypatch, capsys, small_config, fake_api,
+                                                      tmp_path, storage):
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "tok")
+    api = fake_api("token")
+    cfg = small_config("local")
+    cfg.write_text(cfg.read_text().replace(f"storage: {tmp_path / 'runs'}", f"storage: '{storage}'"))
+    assert f"storage: '{storage}'\n" in cfg.read_text()
+    assert sweep("submit", str(cfg), "--address", api.url) == 2
+    err = capsys.readouterr().err
+    assert one_line(err) and "machine-local" in err and "--allow-local-storage" in err and "s3://" in err, err
+    assert api.seen == []  # refused before the cluster is asked anything
+
+    assert sweep("submit", str(cfg), "--address", api.url, "--allow-local-storage") == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("sweep-local-") and api.posts() == 1
+    assert "sweep: warning: " in out.err and "machine-local" in out.err
+
+
+def test_absolute_and_uri_storage_accepted(clean_env, monkeypatch, capsys, small_config, fake_api, tmp_path):
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "tok")
+    api = fake_api("token")
+    cfg = small_config("shared")  # storage: an absolute path
+    assert sweep("submit", str(cfg), "--address", api.url) == 0
+    err = capsys.readouterr().err
+    assert "warning" not in err and f"results: {tmp_path / 'runs' / 'shared'};" in err
+    assert jobs.results_folder("s3://bucket/runs?region=x", "n") == ("s3://bucket/runs/n?region=x", None)
+    assert jobs.results_folder("file:///shared/runs", "n") == ("/shared/runs/n", None)
+
+
+def test_log_stream_never_shows_a_token_cut_between_chunks():
+    secret = "s3cr3t-token"
+    text = f"a {secret} b {secret}{secret}\nend {secret[:5]}"
+    for step in range(1, len(text) + 1):
+        shown, held = "", ""
+        for i in range(0, len(text), step):
+            part, held = jobs.scrub_stream(held + text[i:i + step], secret)
+            assert secret not in part
+            shown += part
+        assert shown + held == text.replace(secret, "***"), (step, shown)
 
 
 # --- a real cluster ---------------------------------------------------------------------------------
