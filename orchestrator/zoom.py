@@ -9,7 +9,8 @@ Rules, each a small function tested on analytic curves (tests/test_zoom.py):
 - the region is centred on a smooth fit (a parabola in log space through the best point and its
   neighbours), not on the single best point, because one seed's noise is 20-33% of the loss;
 - a best point on the edge of what was tried grows the range past that edge (in half steps past the
-  high edge, where the divergence cliff lies);
+  high edge, where the divergence cliff lies), but never past LOG_FLOOR .. LOG_CEIL: a best point on
+  one of those is refined inside the range like an interior one;
 - the centre and the pick keep ``cliff_margin`` decades below the cliff: the first rate above the best
   that did 3x worse or diverged (``cliff_cap``), since one lucky seed next to it can look best;
 - stop when the spacing falls under the resolution, a round improves less than the tolerance, or the
@@ -286,7 +287,10 @@ def refine(group: int, obs: list[Observation], spacing: float, rules: Rules
     p = rules.points_per_round
     best_x = min(pts, key=lambda q: q[1])[0] if pts else centre
     at_low, at_high = best_x <= tried[0] + 1e-9, best_x >= tried[-1] - 1e-9
-    if len(tried) > 1 and (at_low or at_high):
+    # a best point on LOG_FLOOR / LOG_CEIL cannot grow the range: it is refined inside, like any other
+    at_limit = (at_low and best_x <= LOG_FLOOR + 1e-9) or (at_high and best_x >= LOG_CEIL - 1e-9)
+    grows = len(tried) > 1 and (at_low or at_high) and not at_limit
+    if grows:
         d = -1.0 if at_low else 1.0
         # past the high edge lies the divergence cliff: half steps locate it closely enough for the
         # cliff guard (a whole decade found it at 10x the optimum, too far above to cap the pick)
@@ -301,13 +305,17 @@ def refine(group: int, obs: list[Observation], spacing: float, rules: Rules
         half = spacing
         xs = [centre - half + 2 * half * (i + 1) / (p + 1) for i in range(p)]
         why = f"smooth minimum at 10^{centre:.2f} (epoch {epoch}): refine +-{half:.2f} decades"
+        if at_limit:
+            side = ("lower", "above") if at_low else ("upper", "below")
+            why = (f"best at 10^{best_x:.2f}, the zoom's {side[0]} limit (epoch {epoch}): the range cannot grow "
+                   f"past it; refine +-{half:.2f} decades {side[1]} it")
         bracket = (centre, half)
     fresh = []
     for x in xs:
         x = min(max(x, LOG_FLOOR), LOG_CEIL)
         if all(abs(x - t) > spacing / 10 for t in tried) and all(abs(x - f) > 1e-9 for f in fresh):
             fresh.append(x)
-    return bracket, fresh, why, len(tried) > 1 and (at_low or at_high)
+    return bracket, fresh, why, grows
 
 
 def epochs_spent(obs: list[Observation]) -> int:

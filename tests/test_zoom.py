@@ -260,3 +260,41 @@ def test_the_pick_backs_off_from_a_lucky_point_by_the_cliff():
     assert bracket[0] == pytest.approx(-1.7)
     with pytest.raises(ValueError, match="cliff_margin"):
         zoom.Rules(low=-6, high=-1, spacing=1.0, max_epochs=3, cliff_margin=-1)
+
+
+def test_several_groups_are_refined_at_once_each_around_its_own_minimum():
+    # three groups: valleys at -2 (floor 0.1, best), -4 (floor 0.2), -3 (floor 0.6, worst); groups=2 refines
+    # the best two in the same round, each around its own minimum
+    centre, floor = {0: -2.0, 1: -4.0, 2: -3.0}, {0: 0.1, 1: 0.2, 2: 0.6}
+
+    def curve(g, x, epochs):
+        return tuple((x - centre[g]) ** 2 + floor[g] + 1 / e for e in range(1, epochs + 1))
+
+    r = rules(max_rounds=2, groups=2)
+    rounds = [zoom.coarse_round(r, 3)]
+    assert sorted({g for g, _ in rounds[0].points}) == [0, 1, 2]
+    obs = [zoom.Observation(g, x, 0, curve(g, x, 5), True) for g, x in rounds[0].points]
+    nxt = zoom.next_round(r, rounds, obs)
+    assert set(nxt.brackets) == {0, 1} and {g for g, _ in nxt.points} == {0, 1}
+    for g in (0, 1):
+        c, half = nxt.brackets[g]
+        assert abs(c - centre[g]) < 0.1 and half == pytest.approx(1.0)
+        xs = [x for h, x in nxt.points if h == g]
+        assert len(xs) == 4 and all(abs(x - centre[g]) <= 1.0 for x in xs)
+    assert "group 0:" in nxt.reason and "group 1:" in nxt.reason and "group 2" not in nxt.reason
+    obs += [zoom.Observation(g, x, 1, curve(g, x, 5), True) for g, x in nxt.points]
+    g, x, value, _ = zoom.choose(obs)
+    assert g == 0 and abs(x - centre[0]) < 0.1  # the best group wins; its pick is its own minimum
+
+
+def test_the_range_grows_no_further_than_the_zooms_limits():
+    # optimum past LOG_CEIL (10^1.8) and below LOG_FLOOR (10^-11): points stay within the limits, the
+    # search refines inside and stops on resolution instead of spending every round at the limit
+    for x_star, low, high, limit in ((1.8, -2.0, zoom.LOG_CEIL, zoom.LOG_CEIL),
+                                     (-11.0, zoom.LOG_FLOOR, -7.0, zoom.LOG_FLOOR)):
+        rounds, obs, stop = simulate(analytic(x_star), rules(low=low, high=high, max_rounds=10))
+        assert all(zoom.LOG_FLOOR <= o.x <= zoom.LOG_CEIL for o in obs)
+        assert len({round(o.x, 9) for o in obs}) == len(obs)  # no point tried twice (clamped duplicates dropped)
+        assert "resolution" in stop.reason and len(rounds) < 10
+        assert all("grows past" not in r.reason and "limit" in r.reason for r in rounds[1:])
+        assert zoom.choose(obs)[1] == limit
