@@ -371,11 +371,70 @@ def load(path: str | Path) -> SweepConfig:
         raise ConfigError(f"{path}: no such file (expected a sweep YAML such as examples/digits.yaml)") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
+    return loads(text, str(path))
+
+
+def loads(text: str, source: str = "<config>") -> SweepConfig:
+    """Validate a sweep YAML document given as text; ``source`` names it in errors."""
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: YAML syntax error at {where}{problem}") from None
-    return parse(data, str(path))
+        raise ConfigError(f"{source}: YAML syntax error at {where}{problem}") from None
+    return parse(data, source)
+
+
+API_HEADER = "# config given through the Python API (storage: left out)\n"
+
+
+def dump(cfg: SweepConfig) -> str:
+    """``cfg`` as YAML that ``loads`` reads back to an equal config (``storage`` left out: it may hold
+    credentials, and it says where the sweep is, not what it trains)."""
+    return API_HEADER + yaml.safe_dump(cfg.model_dump(mode="json", exclude={"storage"}), sort_keys=False)
+
+
+# --- resuming with an edited config ------------------------------------------------------------------
+RESUME_MAY_GROW = ("zoom.max_rounds", "zoom.budget_fte")  # more rounds, a larger budget: the sweep extends
+RESUME_MAY_CHANGE = ("resources.", "max_trials_per_round")  # where trials run, a cap: nothing trained moves
+RESUME_NOT_COMPARED = ("name", "storage")  # how the sweep folder was found
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict) and (data or not prefix):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def resume_changes(stored: SweepConfig, new: SweepConfig) -> tuple[list[str], dict[str, tuple[Any, Any]]]:
+    """Compare the config a sweep was started with (``stored``) with the one it is resumed with (``new``).
+
+    Returns ``(refused, allowed)``: ``refused`` lists each change that alters what was already trained or
+    how the search goes on from it, as ``"key: old -> new"`` (any key but those below); ``allowed`` maps
+    each allowed change to ``(old, new)``: ``RESUME_MAY_GROW`` keys raised (a null budget is no limit),
+    ``RESUME_MAY_CHANGE`` keys changed either way. ``RESUME_NOT_COMPARED`` keys are not compared."""
+    old, cur = _flat(stored.model_dump(mode="json")), _flat(new.model_dump(mode="json"))
+    refused: list[str] = []
+    allowed: dict[str, tuple[Any, Any]] = {}
+    missing = object()
+    for key in sorted(set(old) | set(cur)):
+        a, b = old.get(key, missing), cur.get(key, missing)
+        if a == b or key in RESUME_NOT_COMPARED:
+            continue
+        if key in RESUME_MAY_GROW and a is not missing and b is not missing and _grows(a, b):
+            allowed[key] = (a, b)
+        elif key.startswith(RESUME_MAY_CHANGE):
+            allowed[key] = (None if a is missing else a, None if b is missing else b)
+        else:
+            refused.append(f"{key}: {'(absent)' if a is missing else shown(a)} -> "
+                           f"{'(absent)' if b is missing else shown(b)}")
+    return refused, allowed
+
+
+def _grows(old: Any, new: Any) -> bool:
+    inf = math.inf
+    return (inf if new is None else new) >= (inf if old is None else old)

@@ -48,17 +48,26 @@ class ResultsError(ValueError):
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` all at once (a temporary file in the same folder, then ``os.replace``).
+    Raises ``ResultsError`` (one line: the path and the cause, e.g. no space left) when it cannot be
+    written; the temporary file is removed and ``path`` keeps what it held."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, 0o644)  # mkstemp makes it owner-only; results on shared storage are for the team
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        raise ResultsError(f"{path}: cannot write ({exc.strerror or type(exc).__name__})") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -73,8 +82,15 @@ def write_trials(folder: Path, rows: list[dict[str, Any]]) -> Path:
     return target
 
 
+# the columns every stored row has a value in (an errored trial's only row has no epoch or metric)
+REQUIRED = ("trial_id", "round", "group", "lr", "status")
+
+
 def read_trials(folder: str | Path) -> list[dict[str, Any]]:
-    """Rows of ``folder/trials.parquet``. Raises ``ResultsError`` (one line) when absent or unreadable."""
+    """Rows of ``folder/trials.parquet``. Raises ``ResultsError`` (one line) when absent or unreadable, when
+    a column of ``SCHEMA`` holds another type (integers of another width, and integers where floats are
+    expected, are read as ``SCHEMA`` says), when a ``REQUIRED`` column holds a null, or when a ``config``
+    is not a JSON object."""
     path = Path(folder) / TRIALS
     if not Path(folder).is_dir():
         raise ResultsError(f"{folder}: no such sweep folder (expected STORAGE/NAME, e.g. runs/digits-lr)")
@@ -82,15 +98,63 @@ def read_trials(folder: str | Path) -> list[dict[str, Any]]:
         raise ResultsError(f"{path}: no results yet (expected a folder written by 'sweep run')")
     try:
         table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ResultsError(f"{path}: corrupt Parquet file ({str(exc).splitlines()[0]})") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise ResultsError(f"{path}: corrupt Parquet file ({_first_line(exc)})") from None
     missing = {"trial_id", "round", "group", "lr", "epoch", "val_loss", "status"} - set(table.column_names)
     if missing:
         raise ResultsError(f"{path}: missing columns {sorted(missing)}: not a sweep results file")
+    table = _as_schema(table, path)
+    for name in REQUIRED:
+        if table.column(name).null_count:
+            raise ResultsError(f"{path}: column {name} has {table.column(name).null_count} empty value(s); "
+                               f"every row needs one: not a sweep results file")
     rows = table.to_pylist()
     if not rows:
         raise ResultsError(f"{path}: holds no trial results")
+    for r in rows:
+        text = r.get("config")
+        try:
+            ok = text is None or isinstance(json.loads(text), dict)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ResultsError(f"{path}: trial {_cut(str(r['trial_id']))}: config is not a JSON object "
+                               f"(got {_cut(repr(text))})")
     return rows
+
+
+def _as_schema(table: pa.Table, path: Path) -> pa.Table:
+    """``table`` with each column ``SCHEMA`` names cast to its type when that loses nothing (int64 to
+    int32, int to float); any other type difference raises ``ResultsError`` naming the column."""
+    for name in table.column_names:
+        if name not in SCHEMA.names:
+            continue
+        want, have = SCHEMA.field(name).type, table.schema.field(name).type
+        if have == want or pa.types.is_null(have):
+            if pa.types.is_null(have):
+                table = table.set_column(table.column_names.index(name), name, pa.nulls(len(table), want))
+            continue
+        numeric = (pa.types.is_integer(want) or pa.types.is_floating(want)) and (
+            pa.types.is_integer(have) or (pa.types.is_floating(have) and pa.types.is_floating(want)))
+        text = pa.types.is_string(want) and pa.types.is_large_string(have)
+        try:
+            if not (numeric or text):
+                raise pa.ArrowInvalid("not castable")
+            column = table.column(name).cast(want, safe=True)
+        except pa.ArrowException:
+            raise ResultsError(f"{path}: column {name} holds {have}, expected {want}: not a sweep results file "
+                               f"(or one written by another program)") from None
+        table = table.set_column(table.column_names.index(name), name, column)
+    return table
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return _cut(text.splitlines()[0]) if text else type(exc).__name__
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -106,9 +170,66 @@ def _jsonable(value: Any) -> Any:
 
 
 def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or None when there is no such file. Raises ``ResultsError`` (one line naming
+    the file and what is wrong) when it cannot be read, is not JSON, or, for a file whose shape is known
+    (``rounds.json``, ``preflight.json``: ``SHAPES``), does not have that shape."""
+    path = Path(path)
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(path.read_bytes())
     except FileNotFoundError:
         return None
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}: corrupt JSON ({exc})") from None
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ResultsError(f"{path}: corrupt JSON ({_first_line(exc)})") from None
+    check = SHAPES.get(path.name)
+    if check is not None:
+        problem = check(data)
+        if problem:
+            raise ResultsError(f"{path}: {problem}: not a file written by 'sweep run'")
+    return data
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _rounds_problem(data: Any) -> str | None:
+    """What is wrong with a ``rounds.json`` document (as ``tuning.save`` writes it), or None."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object, got {type(data).__name__}"
+    fields = {
+        "metric": lambda v: v in ("val_loss", "val_error"), "param": lambda v: isinstance(v, str),
+        "max_epochs": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+        "stop_reason": lambda v: v is None or isinstance(v, str),
+        "cliff_margin": lambda v: v is None or (_number(v) and v >= 0),
+        "groups": lambda v: v is None or (isinstance(v, list) and all(isinstance(g, dict) for g in v)),
+        "rounds": lambda v: isinstance(v, list),
+    }
+    for key, ok in fields.items():
+        if key in data and not ok(data[key]):
+            return f"{key}: unexpected value {_cut(repr(data[key]))}"
+    for i, r in enumerate(data.get("rounds") or []):
+        if not isinstance(r, dict):
+            return f"rounds[{i}]: expected an object, got {_cut(repr(r))}"
+        for key, ok in (("index", lambda v: isinstance(v, int)), ("points", lambda v: isinstance(v, int)),
+                        ("reason", lambda v: isinstance(v, str)), ("brackets", lambda v: isinstance(v, dict))):
+            if key in r and not ok(r[key]):
+                return f"rounds[{i}].{key}: unexpected value {_cut(repr(r[key]))}"
+        for g, b in (r.get("brackets") or {}).items():
+            if not (str(g).lstrip("-").isdigit() and isinstance(b, list) and len(b) == 2 and all(map(_number, b))):
+                return f"rounds[{i}].brackets[{_cut(repr(g))}]: expected [centre, half-width] numbers, got {_cut(repr(b))}"
+    return None
+
+
+def _preflight_problem(data: Any) -> str | None:
+    """What is wrong with a ``preflight.json`` document (a list of checks), or None."""
+    if not isinstance(data, list):
+        return f"expected a list of checks, got {type(data).__name__}"
+    for i, c in enumerate(data):
+        if not (isinstance(c, dict) and {"name", "status", "measured", "advice"} <= set(c)):
+            return f"[{i}]: expected a check with name, status, measured and advice, got {_cut(repr(c))}"
+    return None
+
+
+SHAPES = {ROUNDS: _rounds_problem, "preflight.json": _preflight_problem}

@@ -1,6 +1,7 @@
 """The one place that builds Ray Tune's Tuner, TuneConfig, RunConfig and ASHAScheduler."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -16,6 +17,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from orchestrator import monitor, report, results, storage, zoom
+from orchestrator import config as configs
 from orchestrator.config import SweepConfig
 from orchestrator.searcher import SweepState, ZoomSearcher
 from orchestrator.trial import checkpoint_history, mend_checkpoint, train_trial
@@ -152,12 +154,16 @@ class Reconcile(tune.Callback):
         self.searcher = searcher
         self.quiet = quiet
         self.checked = False
+        self.grown: dict[str, Any] = {}  # zoom.Rules fields a resume with an extended config raises
 
     def on_step_begin(self, iteration, trials, **info) -> None:
         if self.checked:
             return
         self.checked = True
         state = self.searcher.state
+        grown = getattr(self, "grown", None)  # absent from a Reconcile pickled before it existed
+        if grown:
+            state.rules = dataclasses.replace(state.rules, **grown)
         open_ = [t for t in trials if t.trial_id not in state.trials or not state.trials[t.trial_id].done]
         for t in open_:
             source = mend_checkpoint(t.checkpoint)
@@ -175,15 +181,62 @@ class Reconcile(tune.Callback):
         return None  # nothing to carry over: each run checks once, at its start
 
 
-def claim_folder(folder: Path, config_text: str) -> None:
+def claim_folder(folder: Path, config_text: str) -> list[Path]:
     """Create the sweep folder, or fail if another sweep has it: ``sweep.yaml`` is created with O_EXCL,
-    so two sweeps started with the same name at the same moment never share a folder."""
-    folder.mkdir(parents=True, exist_ok=True)
+    so two sweeps started with the same name at the same moment never share a folder. Returns the
+    folders the claim created (innermost first; ``unclaim`` removes them).
+
+    Raises ``SweepExistsError`` if the folder is taken, ``storage.StorageError`` (one line: the path and
+    the cause) if it is a symbolic link or cannot be written (a full disk, no permission); a claim that
+    failed leaves nothing behind (no empty ``sweep.yaml`` keeping the name taken)."""
+    refuse_symlink(folder)
+    made = []
+    for p in (folder, *folder.parents):
+        if os.path.lexists(p):
+            break
+        made.append(p)
+    path = folder / "sweep.yaml"
     try:
-        with open(folder / "sweep.yaml", "x") as f:
-            f.write(config_text or "# config given through the Python API\n")
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
     except FileExistsError:
-        raise SweepExistsError(_taken(str(folder))) from None
+        if os.path.lexists(path):
+            raise SweepExistsError(_taken(str(folder))) from None
+        raise storage.StorageError(f"{folder}: cannot claim the sweep folder (a file is in the way)") from None
+    except OSError as exc:
+        unclaim(folder, made, path=None)
+        raise storage.StorageError(f"{folder}: cannot claim the sweep folder ({exc.strerror or exc}); "
+                                   f"nothing was left behind") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(config_text or "# config given through the Python API\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        unclaim(folder, made)
+        raise storage.StorageError(f"{path}: cannot claim the sweep folder ({exc.strerror or exc}); "
+                                   f"nothing was left behind") from None
+    return made
+
+
+def unclaim(folder: Path, made: list[Path], path: Path | None | str = "sweep.yaml") -> None:
+    """Undo a claim: remove ``folder/sweep.yaml`` and ``folder/preflight.json``, then the folders in
+    ``made`` that are empty (innermost first). Used when a new sweep fails before it started."""
+    for name in ([path, "preflight.json"] if path else []):
+        (folder / name).unlink(missing_ok=True)
+    for p in made:
+        try:
+            p.rmdir()
+        except OSError:
+            break
+
+
+def refuse_symlink(folder: Path) -> None:
+    """A sweep folder must be a real folder: ``STORAGE/NAME`` as a symbolic link is refused (its files
+    would land wherever the link points)."""
+    if folder.is_symlink():
+        raise storage.StorageError(f"{folder}: is a symbolic link (to {configs.shown(os.readlink(folder))}); a "
+                                   f"sweep folder must be a real folder: remove the link or choose another name")
 
 
 def _taken(where: str) -> str:
@@ -193,7 +246,9 @@ def _taken(where: str) -> str:
 def refuse_taken(cfg: SweepConfig) -> None:
     """Fail at once, before Ray starts, when a new sweep's folder is taken (``run`` claims it later)."""
     where = storage.target(cfg.storage, cfg.name)
-    if storage.exists(where.uri) if where.uri else (where.folder / "sweep.yaml").exists():
+    if where.uri is None:
+        refuse_symlink(where.folder)
+    if storage.exists(where.uri) if where.uri else os.path.lexists(where.folder / "sweep.yaml"):
         raise SweepExistsError(_taken(where.shown))
 
 
@@ -203,6 +258,7 @@ def claim_uri(folder: Path, uri: str, config_text: str) -> None:
     two sweeps started with one name at the same moment are not told apart (local folders are)."""
     if storage.exists(uri):
         raise SweepExistsError(_taken(storage.display(uri)))
+    refuse_symlink(folder)
     if folder.exists():
         shutil.rmtree(folder)  # a stale local copy (of a sweep since deleted from the storage)
     claim_folder(folder, config_text)
@@ -283,15 +339,88 @@ def run(cfg: SweepConfig, config_text: str = "", resume: bool = False, quiet: bo
 
 
 def _local_tuner(cfg, folder, config_text, resume, quiet, checks, verbose) -> tune.Tuner:
+    refuse_symlink(folder)
     if resume and folder.exists():
         if not tune.Tuner.can_restore(str(folder)):
             raise SweepExistsError(f"{folder}: cannot resume: no Ray Tune experiment state in it")
-        return tune.Tuner.restore(str(folder), trainable_with_resources(cfg), resume_unfinished=True,
-                                  resume_errored=True)
-    claim_folder(folder, config_text)
+        grown = check_resume(cfg, folder, str(folder), quiet)
+        tuner = tune.Tuner.restore(str(folder), trainable_with_resources(cfg), resume_unfinished=True,
+                                   resume_errored=True)
+        _extend(tuner, grown)
+        return tuner
+    made = claim_folder(folder, config_text or configs.dump(cfg))
     if checks:
-        results.write_json(folder / "preflight.json", [c.__dict__ for c in checks])
+        try:
+            results.write_json(folder / "preflight.json", [c.__dict__ for c in checks])
+        except results.ResultsError as exc:
+            unclaim(folder, made)
+            raise storage.StorageError(f"{exc}; the sweep was not started and nothing was left behind") from None
     return build_tuner(cfg, folder, quiet, verbose)
+
+
+def check_resume(cfg: SweepConfig, folder: Path, shown: str, quiet: bool = False) -> dict[str, Any]:
+    """Before a resume: compare ``cfg`` with the config the sweep was started with (``folder/sweep.yaml``).
+
+    A change that alters what was already trained raises ``ConfigError`` (one line naming each changed
+    key; nothing is touched). Allowed changes (``config.resume_changes``: more rounds, a larger budget,
+    resources) are printed, appended to ``folder/resume.log``, and returned as the ``zoom.Rules`` fields
+    to raise. A ``sweep.yaml`` written by the Python API before configs were stored cannot be compared:
+    said in one line, and the resume goes on."""
+    path = folder / "sweep.yaml"
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise configs.ConfigError(f"{path}: cannot read the config the sweep was started with "
+                                  f"({getattr(exc, 'strerror', None) or exc}); cannot resume") from None
+    if not text.strip() or text == "# config given through the Python API\n":
+        if not quiet:
+            print(f"[sweep] {path} holds no config (an older sweep started from Python): the config is not "
+                  f"compared", flush=True)
+        return {}
+    try:
+        stored = configs.loads(text, str(path))
+    except configs.ConfigError as exc:
+        raise configs.ConfigError(f"cannot resume {shown}: the config it was started with does not load "
+                                  f"({exc})") from None
+    refused, allowed = configs.resume_changes(stored, cfg)
+    if refused:
+        raise configs.ConfigError(
+            f"cannot resume {shown} with an edited config: {'; '.join(refused)} (these change what was already "
+            f"trained: put them back as in {path}, or start a new sweep under another name; only "
+            f"{', '.join(configs.RESUME_MAY_GROW)} may grow and resources change)")
+    if not allowed:
+        return {}
+    line = ", ".join(f"{k} {configs.shown(a)} -> {configs.shown(b)}" for k, (a, b) in allowed.items())
+    ended = (results.read_json(folder / results.ROUNDS) or {}).get("stop_reason")
+    if ended and set(allowed) & set(configs.RESUME_MAY_GROW):
+        raise configs.ConfigError(
+            f"cannot resume {shown} with {line}: its search had already ended ({configs.shown(ended)}), so no "
+            f"round can be added to it; resume it with the values in {path}, or start a new sweep")
+    results.atomic_write_bytes(folder / "resume.log", (_read_or_empty(folder / "resume.log") + time.strftime(
+        "%Y-%m-%dT%H:%M:%S%z") + f" resumed with {line}\n").encode())
+    if not quiet:
+        print(f"[sweep] resumed with {line} (recorded in {folder / 'resume.log'})", flush=True)
+    grown: dict[str, Any] = {}
+    if "zoom.max_rounds" in allowed:
+        grown["max_rounds"] = cfg.zoom.max_rounds
+    if "zoom.budget_fte" in allowed:
+        grown["budget_epochs"] = cfg.zoom.budget_fte * cfg.max_epochs if cfg.zoom.budget_fte else None
+    return grown
+
+
+def _read_or_empty(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def _extend(tuner: tune.Tuner, grown: dict[str, Any]) -> None:
+    """Hand the raised ``zoom.Rules`` fields to the restored ``Reconcile``: it applies them to the
+    searcher's state once Tune has restored it (at the run's first step)."""
+    for c in tuner._local_tuner.get_run_config().callbacks or []:
+        if isinstance(c, Reconcile):
+            c.grown = dict(grown)
 
 
 def _uri_tuner(cfg, folder, uri, config_text, resume, quiet, checks, verbose) -> tune.Tuner:
@@ -300,13 +429,15 @@ def _uri_tuner(cfg, folder, uri, config_text, resume, quiet, checks, verbose) ->
         if not tune.Tuner.can_restore(uri):
             raise SweepExistsError(f"{storage.display(uri)}: cannot resume: no Ray Tune experiment state in it")
         storage.download(uri, folder)  # sweep.yaml, preflight.json, results so far: not Tune's files
+        grown = check_resume(cfg, folder, storage.display(uri), quiet)
         tuner = tune.Tuner.restore(uri, trainable_with_resources(cfg), resume_unfinished=True,
                                    resume_errored=True)
         for c in tuner._local_tuner.get_run_config().callbacks or []:
             if isinstance(c, monitor.SweepBoard):
                 c.folder = folder  # the pickled path may be another machine's local copy
+        _extend(tuner, grown)
         return tuner
-    claim_uri(folder, uri, config_text)
+    claim_uri(folder, uri, config_text or configs.dump(cfg))
     if checks:
         results.write_json(folder / "preflight.json", [c.__dict__ for c in checks])
     return build_tuner(cfg, folder, quiet, verbose, storage_path=cfg.storage)

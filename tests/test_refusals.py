@@ -2,12 +2,20 @@
 edited resumes, full disks, damaged result files. Real files, real YAML, a real tmpfs."""
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 import time
+import types
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from orchestrator import cli, config
+from orchestrator import cli, config, storage, tuning
 from orchestrator.config import ConfigError
 
 GOOD = {
@@ -117,3 +125,163 @@ def test_the_cap_counts_exactly():
     assert config.parse({**GOOD, "space": space, "max_trials_per_round": 40})
     with pytest.raises(ConfigError, match="40 trials"):
         config.parse({**GOOD, "space": space, "max_trials_per_round": 39})
+
+
+# --- sweep folders: symbolic links, full disks -------------------------------------------------------
+def _config_file(tmp_path, storage, name="t", **extra) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "name": name, "storage": str(storage), **extra}))
+    return path
+
+
+def test_a_symlinked_sweep_folder_is_refused_for_a_new_run(tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "t").symlink_to(elsewhere)
+    cfg = _config_file(tmp_path, tmp_path / "runs")
+    assert cli.main(["run", str(cfg), "--no-check"]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a symbolic link" in err and str(elsewhere) in err
+    assert list(elsewhere.iterdir()) == []
+    with pytest.raises(storage.StorageError, match="symbolic link"):
+        tuning.claim_folder(tmp_path / "runs" / "t", "x")  # the claim itself checks too (a link made later)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_symlinked_sweep_folder_is_refused_on_resume(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "sweep.yaml").write_text("# planted\n")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "t").symlink_to(elsewhere)
+    cfg = config.load(_config_file(tmp_path, tmp_path / "runs"))
+    with pytest.raises(storage.StorageError, match="is a symbolic link"):
+        tuning.run(cfg, resume=True, quiet=True)  # refused before Tune or Ray is asked anything
+    assert [p.name for p in elsewhere.iterdir()] == ["sweep.yaml"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 2 MB tmpfs mounted for the test (root only), unmounted after."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def _fill(disk, leave: int = 0) -> None:
+    """Fill the disk, then free ``leave`` bytes (tmpfs counts whole 4 KiB pages)."""
+    with open(disk / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    try:
+        os.truncate(disk / "filler", max(0, os.path.getsize(disk / "filler") - leave))
+    except OSError:
+        pass
+    assert shutil.disk_usage(disk).free == leave
+
+
+def test_a_claim_on_a_full_disk_is_one_line_and_leaves_nothing(tiny_disk, tmp_path, capsys):
+    _fill(tiny_disk)
+    cfg = _config_file(tmp_path, tiny_disk / "runs")
+    folder = tiny_disk / "runs" / "t"
+    with pytest.raises(storage.StorageError) as info:
+        tuning.claim_folder(folder, cfg.read_text())
+    message = str(info.value)
+    assert "\n" not in message and str(folder) in message and "No space left on device" in message
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]  # no runs/t/sweep.yaml keeps the name
+    # the same through `sweep run` (Ray is never started: the claim fails first), then with space again
+    (tiny_disk / "filler").unlink()
+    tuning.claim_folder(folder, "first")  # the name was never taken
+    assert (folder / "sweep.yaml").read_text() == "first"
+
+
+def test_a_failed_preflight_write_undoes_the_claim(tiny_disk, tmp_path):
+    _fill(tiny_disk, leave=4096)  # room for sweep.yaml, none for preflight.json
+    cfg = config.load(_config_file(tmp_path, tiny_disk / "runs"))
+    checks = [types.SimpleNamespace(name="big", status="pass", measured="", advice="x" * 20000)]
+    with pytest.raises(storage.StorageError) as info:
+        tuning.run(cfg, config_text="name: t\n", checks=checks, quiet=True)  # fails before Tune starts
+    message = str(info.value)
+    assert "preflight.json" in message and "No space left on device" in message and "\n" not in message
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]
+
+
+def test_cli_run_on_a_full_disk_exits_2_in_one_line(tiny_disk, tmp_path, capsys, local_ray):
+    _fill(tiny_disk)
+    cfg = _config_file(tmp_path, tiny_disk / "runs")
+    assert cli.main(["run", str(cfg), "--no-check", "--quiet"]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "Traceback" not in err
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]
+
+
+# --- damaged result files: `sweep report` says what is wrong in one line -----------------------------
+def _retype(column, typ, convert):
+    def mutate(folder):
+        table = pq.read_table(folder / "trials.parquet")
+        values = [None if v is None else convert(v) for v in table.column(column).to_pylist()]
+        table = table.set_column(table.schema.get_field_index(column), column, pa.array(values, type=typ))
+        pq.write_table(table, folder / "trials.parquet")
+    return mutate
+
+
+def _write(name, content):
+    def mutate(folder):
+        (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    return mutate
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (_retype("val_loss", pa.string(), str), "column val_loss holds string, expected double"),
+    (_retype("lr", pa.string(), str), "column lr holds string, expected double"),
+    (_retype("round", pa.float64(), float), "column round holds double, expected int32"),
+    (_retype("group", pa.string(), str), "column group holds string, expected int32"),
+    (_retype("trial_id", pa.int64(), len), "column trial_id holds int64, expected string"),
+    (_retype("epoch_seconds", pa.string(), str), "column epoch_seconds holds string"),
+    (_retype("trial_id", pa.string(), lambda v: None), "column trial_id has"),
+    (_retype("config", pa.string(), lambda v: "[1]"), "config is not a JSON object"),
+    (_retype("config", pa.int64(), lambda v: 3), "column config holds int64"),
+    (_write("rounds.json", b"\xff\xfe\x00"), "rounds.json: corrupt JSON"),
+    (_write("rounds.json", "{bad"), "rounds.json: corrupt JSON"),
+    (_write("rounds.json", "[1, 2]"), "rounds.json: expected a JSON object, got list"),
+    (_write("rounds.json", '{"rounds": "abc"}'), "rounds.json: rounds: unexpected value 'abc'"),
+    (_write("rounds.json", '{"rounds": [1]}'), "rounds.json: rounds[0]: expected an object"),
+    (_write("rounds.json", '{"max_epochs": "x"}'), "rounds.json: max_epochs"),
+    (_write("rounds.json", '{"metric": "acc"}'), "rounds.json: metric"),
+    (_write("rounds.json", '{"groups": "abc"}'), "rounds.json: groups"),
+    (_write("rounds.json", '{"cliff_margin": "abc"}'), "rounds.json: cliff_margin"),
+    (_write("rounds.json", '{"rounds": [{"brackets": {"0": "ab"}}]}'), "rounds[0].brackets['0']"),
+    (_write("preflight.json", '{"a": 1}'), "preflight.json: expected a list of checks"),
+    (_write("preflight.json", "[1, 2]"), "preflight.json: [0]: expected a check"),
+])
+def test_a_damaged_result_file_is_one_line_exit_2(tmp_path, capsys, mutate, expected):
+    from .test_report import make_sweep
+
+    folder = make_sweep(tmp_path / "s")
+    mutate(folder)
+    assert cli.main(["report", str(folder)]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("sweep: error: ") and err.count("\n") == 1 and len(err) < 600, err
+    assert expected in err
+
+
+def test_a_malformed_best_json_is_rebuilt_and_integers_of_another_width_are_read(tmp_path, capsys):
+    from .test_report import make_sweep
+
+    folder = make_sweep(tmp_path / "s")
+    want = cli.main(["report", str(folder)]), json.loads((folder / "best.json").read_text())
+    (folder / "best.json").write_text("{bad")  # an output of the report, never read: rebuilt
+    _retype("epoch", pa.int64(), int)(folder)  # int64 for int32: lossless, read as the schema says
+    assert (cli.main(["report", str(folder)]), json.loads((folder / "best.json").read_text())) == want
