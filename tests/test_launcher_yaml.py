@@ -168,3 +168,50 @@ def test_local_has_placeholder_addresses():
         ipaddress.ip_address(ip)
     assert len(set(ips)) == len(ips), "head and workers are different machines"
     assert config["max_workers"] <= len(provider["worker_ips"])
+
+
+# --- no core dumps --------------------------------------------------------------------------------------
+_ULIMIT = re.compile(r"\bulimit\b([^;&|\n]*)")
+_DOCKER_ULIMIT = re.compile(r"--ulimit[ =]core=(\S+)")
+
+
+def core_dump_settings(config: dict[str, Any]) -> list[str]:
+    """Every place a launcher config raises the core-dump size limit above 0 (shell `ulimit -c`, or
+    docker `--ulimit core=`), as ``where: command`` lines. A crashing Ray process would write its
+    memory (the auth token, storage credentials, data) to disk."""
+    found = []
+    keys = [k for k in config if k.endswith("_commands")]
+    for key in keys:
+        for i, command in enumerate(config.get(key) or []):
+            for args in _ULIMIT.findall(str(command)):
+                words = args.split()
+                # `ulimit -c N`, `-cN`, `-Sc N`, `-Hc N`: the value follows the -c flag
+                for j, word in enumerate(words):
+                    if word.startswith("-") and "c" in word[1:]:
+                        value = word[word.index("c") + 1:] or (words[j + 1] if j + 1 < len(words) else "")
+                        if value not in ("0",):
+                            found.append(f"{key}[{i}]: {command.strip()}")
+    for option in (config.get("docker") or {}).get("run_options") or []:
+        for value in _DOCKER_ULIMIT.findall(str(option)):
+            if value.split(":")[0] != "0":
+                found.append(f"docker.run_options: {option}")
+    return found
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_no_core_dumps_turned_on(path: Path):
+    config = yaml.safe_load(path.read_text())
+    assert core_dump_settings(config) == []
+
+
+@pytest.mark.parametrize("command, expected", [
+    ("ulimit -c unlimited; ray start --head", 1),
+    ("ulimit -S -c 1000000 && ray start", 1),
+    ("ulimit -Hc unlimited", 1),
+    ("ulimit -c 0; ray start", 0),
+    ("ulimit -n 65536; ray start", 0),
+])
+def test_core_dump_check_sees_ulimit(command: str, expected: int):
+    assert len(core_dump_settings({"head_start_ray_commands": [command]})) == expected
+    docker = {"docker": {"run_options": ["--ulimit core=-1"]}}
+    assert len(core_dump_settings(docker)) == 1
