@@ -10,7 +10,8 @@ reproduces without a cluster:
 
 CEL rules (``x-kubernetes-validations``) and the operator's own Go checks are not in the schema; the ones
 that matter here are reimplemented in :func:`semantic_errors`, next to a few rules of this project
-(token auth on, images pinned, head Service not exposed, a GPU worker group).
+(token auth on, images pinned, head Service not exposed, a GPU worker group, every pod hardened:
+:func:`hardening_errors`). :func:`policy_admits` evaluates what a NetworkPolicy lets through.
 
 Imports nothing but PyYAML and jsonschema. Every public function returns a list of error strings
 (empty: valid), so a test can assert on the message.
@@ -375,6 +376,10 @@ def semantic_errors(obj: dict[str, Any]) -> list[str]:
         if problem:
             errors.append(f"spec.{path}.image: {problem}")
 
+    # Project rule: every pod hardened (see hardening_errors).
+    if kind in ("RayCluster", "RayJob"):
+        errors += hardening_errors(obj)
+
     spec = obj.get("spec") or {}
     if kind == "RayCluster":
         errors += cluster_spec_errors(spec, "spec")
@@ -405,6 +410,237 @@ def semantic_errors(obj: dict[str, Any]) -> list[str]:
                 if not isinstance(loaded, dict):
                     errors.append("spec.runtimeEnvYAML: expected a mapping")
     return errors
+
+
+# --- pod hardening (this project's rules) ---------------------------------------------------------------
+RAY_UID = 1000                      # `ray` in rayproject/ray images and in the project image (Dockerfile)
+SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+SECCOMP_CONFINED = {"RuntimeDefault", "Localhost"}
+# $HOME is on the read-only root file system: what would write under it must point into a writable mount.
+HOME_REDIRECTS = ("XDG_CACHE_HOME", "XDG_CONFIG_HOME")
+WRITABLE_VOLUME_KINDS = ("emptyDir", "ephemeral", "persistentVolumeClaim")
+
+
+def pod_templates(obj: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Every PodTemplateSpec of a RayCluster or RayJob, with its path: head, worker groups, then the RayJob's
+    submitter (when given). Containers KubeRay adds itself (autoscaler, init containers) are not in them."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("spec"), dict):
+        return []
+    spec = obj["spec"]
+    if obj.get("kind") == "RayCluster":
+        where, cluster = "spec", spec
+    elif obj.get("kind") == "RayJob":
+        where, cluster = "spec.rayClusterSpec", spec.get("rayClusterSpec")
+    else:
+        return []
+    out = []
+    if isinstance(cluster, dict):
+        head = cluster.get("headGroupSpec")
+        if isinstance(head, dict) and isinstance(head.get("template"), dict):
+            out.append((f"{where}.headGroupSpec.template", head["template"]))
+        for i, group in enumerate(cluster.get("workerGroupSpecs") or []):
+            if isinstance(group, dict) and isinstance(group.get("template"), dict):
+                out.append((f"{where}.workerGroupSpecs[{i}].template", group["template"]))
+    if obj.get("kind") == "RayJob" and isinstance(spec.get("submitterPodTemplate"), dict):
+        out.append(("spec.submitterPodTemplate", spec["submitterPodTemplate"]))
+    return out
+
+
+def _volume_kind(volume: dict[str, Any]) -> str | None:
+    return next((k for k in volume if k != "name"), None)
+
+
+def writable_mount_for(container: dict[str, Any], volumes: dict[str, dict[str, Any]], path: str) -> str | None:
+    """The mountPath of the writable volume (emptyDir, ephemeral, PVC; not readOnly) holding ``path`` in a
+    container, deepest mount first; None when ``path`` is on the root file system or a read-only mount."""
+    mounts = sorted(container.get("volumeMounts") or [], key=lambda m: -len(str(m.get("mountPath", ""))))
+    for m in mounts:
+        root = str(m.get("mountPath", "")).rstrip("/")
+        if path == root or path.startswith(root + "/"):
+            kind = _volume_kind(volumes.get(m.get("name"), {}))
+            return root if kind in WRITABLE_VOLUME_KINDS and not m.get("readOnly") else None
+    return None
+
+
+def container_hardening_errors(container: dict[str, Any], pod_context: dict[str, Any], where: str,
+                               volumes: dict[str, dict[str, Any]] | None) -> list[str]:
+    """Why a container is not hardened: root, privilege escalation, capabilities, a writable root file
+    system (and, with a read-only one, no writable /tmp or $HOME redirects), no seccomp confinement.
+    ``pod_context`` is the pod's securityContext (runAsNonRoot, runAsUser, seccompProfile are inherited);
+    ``volumes`` None skips the checks on mounts (the autoscaler's mounts are checked by the caller)."""
+    sc = container.get("securityContext") or {}
+    errors = []
+    if sc.get("privileged") is True:
+        errors.append(f"{where}.securityContext.privileged: expected false")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        errors.append(f"{where}.securityContext.allowPrivilegeEscalation: expected false, got "
+                      f"{sc.get('allowPrivilegeEscalation')!r}")
+    caps = sc.get("capabilities") or {}
+    if "ALL" not in (caps.get("drop") or []):
+        errors.append(f"{where}.securityContext.capabilities.drop: expected [ALL], got {caps.get('drop')!r}")
+    if caps.get("add"):
+        errors.append(f"{where}.securityContext.capabilities.add: expected none, got {caps['add']!r}")
+    if sc.get("readOnlyRootFilesystem") is not True:
+        errors.append(f"{where}.securityContext.readOnlyRootFilesystem: expected true, got "
+                      f"{sc.get('readOnlyRootFilesystem')!r}")
+    non_root = sc.get("runAsNonRoot", pod_context.get("runAsNonRoot"))
+    if non_root is not True:
+        errors.append(f"{where}: runAsNonRoot (container or pod securityContext): expected true, got {non_root!r}")
+    uid = sc.get("runAsUser", pod_context.get("runAsUser"))
+    if uid != RAY_UID:
+        errors.append(f"{where}: runAsUser (container or pod securityContext): expected {RAY_UID} (the image's "
+                      f"ray user), got {uid!r}")
+    seccomp = (sc.get("seccompProfile") or pod_context.get("seccompProfile") or {}).get("type")
+    if seccomp not in SECCOMP_CONFINED:
+        errors.append(f"{where}: seccompProfile.type: expected RuntimeDefault, got {seccomp!r}")
+    if volumes is not None and sc.get("readOnlyRootFilesystem") is True:
+        if writable_mount_for(container, volumes, "/tmp") != "/tmp":
+            errors.append(f"{where}.volumeMounts: the root file system is read-only but /tmp (Ray's /tmp/ray, "
+                          f"sockets, spill files) is not a writable emptyDir mount")
+        env = {e.get("name"): e.get("value") for e in container.get("env") or [] if isinstance(e, dict)}
+        for name in HOME_REDIRECTS:
+            value = env.get(name)
+            if not isinstance(value, str) or writable_mount_for(container, volumes, value) is None:
+                errors.append(f"{where}.env.{name}: expected a path in a writable mount ($HOME is read-only), "
+                              f"got {value!r}")
+    return errors
+
+
+def pod_template_hardening_errors(template: dict[str, Any], where: str) -> list[str]:
+    """Why a PodTemplateSpec is not hardened: the pod-level rules (non-root uid, seccomp, no API token,
+    no host namespaces) and :func:`container_hardening_errors` for each container and init container."""
+    spec = template.get("spec") if isinstance(template, dict) else None
+    if not isinstance(spec, dict):
+        return [f"{where}.spec: expected a pod spec"]
+    errors = []
+    if spec.get("automountServiceAccountToken") is not False:
+        errors.append(f"{where}.spec.automountServiceAccountToken: expected false (no Kubernetes API token in "
+                      f"pods that run user code), got {spec.get('automountServiceAccountToken')!r}")
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(key):
+            errors.append(f"{where}.spec.{key}: expected false")
+    psc = spec.get("securityContext") or {}
+    # Pod level too: the containers KubeRay injects (autoscaler, wait-gcs-ready) inherit these.
+    if psc.get("runAsNonRoot") is not True:
+        errors.append(f"{where}.spec.securityContext.runAsNonRoot: expected true, got {psc.get('runAsNonRoot')!r}")
+    if psc.get("runAsUser") != RAY_UID:
+        errors.append(f"{where}.spec.securityContext.runAsUser: expected {RAY_UID}, got {psc.get('runAsUser')!r}")
+    if (psc.get("seccompProfile") or {}).get("type") not in SECCOMP_CONFINED:
+        errors.append(f"{where}.spec.securityContext.seccompProfile.type: expected RuntimeDefault, got "
+                      f"{(psc.get('seccompProfile') or {}).get('type')!r}")
+    volumes = {v.get("name"): v for v in spec.get("volumes") or [] if isinstance(v, dict)}
+    for key in ("initContainers", "containers"):
+        for i, container in enumerate(spec.get(key) or []):
+            if isinstance(container, dict):
+                at = f"{where}.spec.{key}[{i}]"
+                errors += container_hardening_errors(container, psc, at, volumes)
+                for m in container.get("volumeMounts") or []:
+                    if m.get("mountPath", "").rstrip("/") == SERVICE_ACCOUNT_MOUNT:
+                        errors.append(f"{at}.volumeMounts: mounts a Kubernetes API token at {SERVICE_ACCOUNT_MOUNT}")
+    return errors
+
+
+def autoscaler_errors(cluster: dict[str, Any], where: str) -> list[str]:
+    """With in-tree autoscaling KubeRay adds an autoscaler container to the head pod, configured only by
+    ``autoscalerOptions``: it must be hardened like the rest, and, as the head pod mounts no API token,
+    it must mount one itself (a projected serviceAccountToken volume of the head pod) or it cannot scale."""
+    if not cluster.get("enableInTreeAutoscaling"):
+        return []
+    options = cluster.get("autoscalerOptions") or {}
+    head_spec = ((cluster.get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}
+    volumes = {v.get("name"): v for v in head_spec.get("volumes") or [] if isinstance(v, dict)}
+    at = f"{where}.autoscalerOptions"
+    sidecar = {"securityContext": options.get("securityContext"), "volumeMounts": options.get("volumeMounts")}
+    errors = container_hardening_errors(sidecar, head_spec.get("securityContext") or {}, at, None)
+    if (options.get("securityContext") or {}).get("readOnlyRootFilesystem") is True \
+            and writable_mount_for(sidecar, volumes, "/tmp") != "/tmp":
+        errors.append(f"{at}.volumeMounts: the root file system is read-only but /tmp is not a writable emptyDir")
+    if head_spec.get("automountServiceAccountToken") is False:
+        token = [m for m in options.get("volumeMounts") or []
+                 if m.get("mountPath", "").rstrip("/") == SERVICE_ACCOUNT_MOUNT]
+        sources = ((volumes.get(token[0].get("name")) or {}).get("projected") or {}).get("sources") if token else None
+        if not any("serviceAccountToken" in src for src in sources or []):
+            errors.append(f"{at}.volumeMounts: the head pod mounts no API token, so the autoscaler needs a "
+                          f"projected serviceAccountToken volume at {SERVICE_ACCOUNT_MOUNT} to scale")
+    return errors
+
+
+def hardening_errors(obj: dict[str, Any]) -> list[str]:
+    """Every hardening problem of a RayCluster or RayJob: its pod templates, the autoscaler sidecar, and
+    a RayJob in K8sJobMode without a (hardened) submitter pod template (KubeRay's default is not)."""
+    errors = []
+    for where, template in pod_templates(obj):
+        errors += pod_template_hardening_errors(template, where)
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "RayCluster":
+        errors += autoscaler_errors(spec, "spec")
+    elif obj.get("kind") == "RayJob":
+        if isinstance(spec.get("rayClusterSpec"), dict):
+            errors += autoscaler_errors(spec["rayClusterSpec"], "spec.rayClusterSpec")
+        if spec.get("submissionMode", "K8sJobMode") == "K8sJobMode" and not spec.get("submitterPodTemplate"):
+            errors.append("spec.submitterPodTemplate: K8sJobMode runs a submitter pod; KubeRay's default one "
+                          "runs as the image's user with every default (no securityContext): give a hardened one")
+    return errors
+
+
+# --- NetworkPolicy semantics (what a network plugin admits) -----------------------------------------------
+def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """A LabelSelector against labels: matchLabels and matchExpressions; an empty selector matches all."""
+    selector = selector or {}
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def policy_admits(policy: dict[str, Any], policy_namespace: str, target_labels: dict[str, str],
+                  source: dict[str, Any], port: int, protocol: str = "TCP") -> bool | None:
+    """Whether one NetworkPolicy admits a connection to a pod with ``target_labels`` in ``policy_namespace``
+    from ``source`` on ``port``: True/False, or None when the policy does not select the target (it then
+    has no say). ``source`` is ``{"namespace": name, "namespace_labels": {...}, "labels": {...}}`` for a pod
+    or ``{"ip": "203.0.113.9"}`` for anything else; named ports and endPort ranges are honoured only as
+    numbers."""
+    spec = policy.get("spec") or {}
+    if not selector_matches(spec.get("podSelector"), target_labels):
+        return None
+    if "Ingress" not in (spec.get("policyTypes") or ["Ingress"]):
+        return None
+    for rule in spec.get("ingress") or []:
+        if rule.get("ports"):
+            ok_port = any(p.get("protocol", "TCP") == protocol and (
+                p.get("port") is None or (isinstance(p.get("port"), int) and p["port"] <= port <= p.get("endPort", p["port"])))
+                for p in rule["ports"])
+            if not ok_port:
+                continue
+        peers = rule.get("from")
+        if not peers:
+            return True  # no `from`: every source
+        for peer in peers:
+            if "ipBlock" in peer:
+                if "ip" in source:
+                    return True  # (CIDRs not evaluated: any ipBlock admits an outside address)
+                continue
+            if "ip" in source:
+                continue
+            ns_selector, pod_selector = peer.get("namespaceSelector"), peer.get("podSelector")
+            if ns_selector is None:
+                ns_ok = source["namespace"] == policy_namespace
+            else:
+                ns_labels = {"kubernetes.io/metadata.name": source["namespace"], **source.get("namespace_labels", {})}
+                ns_ok = selector_matches(ns_selector, ns_labels)
+            if ns_ok and (pod_selector is None or selector_matches(pod_selector, source.get("labels") or {})):
+                return True
+    return False
 
 
 # --- the whole thing ------------------------------------------------------------------------------------
