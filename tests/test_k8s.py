@@ -574,7 +574,8 @@ def test_image_installs_every_module_from_its_build_context(tmp_path):
                     target = src / dest / (Path(path).name if path == base else path[len(base) + 1:])
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(REPO / path, target)
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                          "--disable-pip-version-check", "-q",
                           "--wheel-dir", str(tmp_path / "wheels"), str(src)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     (wheel,) = (tmp_path / "wheels").glob("*.whl")
