@@ -285,3 +285,134 @@ def test_a_malformed_best_json_is_rebuilt_and_integers_of_another_width_are_read
     (folder / "best.json").write_text("{bad")  # an output of the report, never read: rebuilt
     _retype("epoch", pa.int64(), int)(folder)  # int64 for int32: lossless, read as the schema says
     assert (cli.main(["report", str(folder)]), json.loads((folder / "best.json").read_text())) == want
+
+
+# --- resuming with an edited config ------------------------------------------------------------------
+RESUMED = {
+    "name": "edited", "workload": "digits_mlp", "max_epochs": 2,
+    "space": {"lr": {"log": [1e-3, 1e-1], "per_decade": 1}, "optimizer": "sgd", "momentum": 0.9, "width": 16},
+    "asha": {"enabled": False}, "zoom": {"max_rounds": 1},
+}
+
+
+def _edited(tmp_path, name: str, **changes) -> Path:
+    data = json.loads(json.dumps({**RESUMED, "storage": str(tmp_path / "runs")}))
+    for key, value in changes.items():
+        target = data
+        parts = key.split("__")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_resume_with_an_edited_config_is_refused_naming_each_key(local_ray, tmp_path, capsys):
+    from orchestrator import run_sweep
+
+    first = _edited(tmp_path, "first")
+    run_sweep(config.load(first), quiet=True, config_text=first.read_text())
+    folder = tmp_path / "runs" / "edited"
+    before = _snapshot(folder)
+
+    # what the issue saw: max_epochs, the lr range and the optimizer changed, --resume exited 0
+    edited = _edited(tmp_path, "edited", max_epochs=3, space__lr={"log": [1e-4, 1e-1], "per_decade": 1},
+                     space__optimizer="adam")
+    assert cli.main(["run", str(edited), "--resume", "--quiet"]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("sweep: error: cannot resume"), err
+    for change in ("max_epochs: 2 -> 3", "space.lr.log: [0.001, 0.1] -> [0.0001, 0.1]",
+                   "space.optimizer: 'sgd' -> 'adam'"):
+        assert change in err, err
+    assert "width" not in err and "zoom" not in err.split("(")[0]  # only what changed is named
+    assert _snapshot(folder) == before  # nothing in the folder was touched
+
+    # a key added to the space, or the seed or the metric: the same
+    for name, changes, key in [("added", {"space__dropout": 0.1}, "space.dropout: (absent) -> 0.1"),
+                               ("seed", {"seed": 1}, "seed: 0 -> 1"),
+                               ("asha", {"asha__enabled": True}, "asha.enabled: False -> True")]:
+        assert cli.main(["run", str(_edited(tmp_path, name, **changes)), "--resume", "--quiet"]) == 2
+        assert key in capsys.readouterr().err
+    assert _snapshot(folder) == before
+
+    # more rounds for a search that had ended: refused too (Tune would not plan them), saying why
+    assert cli.main(["run", str(_edited(tmp_path, "more", zoom__max_rounds=2)), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "zoom.max_rounds 1 -> 2" in err and "had already ended" in err
+    assert _snapshot(folder) == before
+
+    # resources may change: allowed, printed and recorded in resume.log
+    assert cli.main(["run", str(_edited(tmp_path, "cpus", resources__cpu=0.5)), "--resume"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "[sweep] resumed with resources.cpu 1.0 -> 0.5" in out
+    assert "resumed with resources.cpu 1.0 -> 0.5" in (folder / "resume.log").read_text()
+    assert _snapshot(folder)["trials.parquet"] == before["trials.parquet"]
+
+
+def test_resume_changes_tells_what_extends_from_what_alters():
+    stored = config.parse({**GOOD, "zoom": {"budget_fte": 10}})
+    grown = config.parse({**GOOD, "zoom": {"max_rounds": 5, "budget_fte": 20}, "resources": {"cpu": 2}})
+    assert config.resume_changes(stored, grown) == (
+        [], {"resources.cpu": (1.0, 2.0), "zoom.budget_fte": (10.0, 20.0), "zoom.max_rounds": (2, 5)})
+    refused, allowed = config.resume_changes(grown, stored)  # fewer rounds, a smaller budget: refused
+    assert refused == ["zoom.budget_fte: 20.0 -> 10.0", "zoom.max_rounds: 5 -> 2"]
+    assert allowed == {"resources.cpu": (2.0, 1.0)}
+    unlimited = config.parse(GOOD)  # budget_fte null: no limit, so lifting a budget extends, adding one not
+    assert config.resume_changes(stored, unlimited) == ([], {"zoom.budget_fte": (10.0, None)})
+    assert config.resume_changes(unlimited, stored)[0] == ["zoom.budget_fte: None -> 10.0"]
+    # name and storage say where the sweep is, not what it trains
+    assert config.resume_changes(stored, config.parse({**GOOD, "zoom": {"budget_fte": 10}, "name": "u",
+                                                       "storage": "/elsewhere"})) == ([], {})
+    # the Python API stores its config as YAML: read back, it is the same config
+    assert config.resume_changes(stored, config.loads(config.dump(stored))) == ([], {})
+
+
+@pytest.mark.slow
+def test_more_rounds_on_resume_of_an_interrupted_sweep_are_run_and_recorded(tmp_path):
+    """Ctrl-C during round 0 of a one-round sweep, then --resume with zoom.max_rounds 2: round 1 runs."""
+    import signal
+    import sys
+
+    from .conftest import ROOT
+
+    log = tmp_path / "builds.log"
+    extra = {"workload": "tests.faulty_workloads:logged", "max_epochs": 30, "space__log_path": str(log)}
+    first = _edited(tmp_path, "first", **extra)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    cmd = [sys.executable, "-m", "orchestrator.cli", "run", "--no-check"]
+    with open(tmp_path / "first.stderr", "w+") as err:
+        proc = subprocess.Popen(cmd + [str(first)], stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT,
+                                env=env, start_new_session=True)
+        try:
+            for line in proc.stdout:
+                if line.startswith("[sweep] round 0"):
+                    break
+            deadline = time.monotonic() + 300
+            while not (log.exists() and log.read_text().count("\n") >= 1):  # a trial of round 0 started
+                assert proc.poll() is None and time.monotonic() < deadline, "round 0 never started a trial"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state, round 0 unfinished (30 epochs)
+            proc.communicate(timeout=180)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        err.seek(0)
+        assert proc.returncode == 130, err.read()[-2000:]
+
+    more = _edited(tmp_path, "more", zoom__max_rounds=2, **extra)
+    done = subprocess.run(cmd + [str(more), "--resume"], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[sweep] resumed with zoom.max_rounds 1 -> 2" in done.stdout
+    folder = tmp_path / "runs" / "edited"
+    assert "zoom.max_rounds 1 -> 2" in (folder / "resume.log").read_text()
+    rounds = json.loads((folder / "rounds.json").read_text())
+    assert [r["index"] for r in rounds["rounds"]] == [0, 1], rounds  # the raised limit was applied
