@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fnmatch
 import os
 import secrets
@@ -309,11 +310,11 @@ class Cluster:
     def info(self, job_id: str) -> "JobInfo":
         with self._errors(job_id):
             d = self.client.get_job_info(job_id)
-        return JobInfo(job_id=d.submission_id or job_id, status=str(d.status),
-                       message=self._scrub(d.message or ""),
-                       entrypoint=d.entrypoint, metadata=dict(d.metadata or {}),
-                       start_time=d.start_time, end_time=d.end_time,
-                       stop_wait_s=_stop_wait_of(d.runtime_env))
+        return public_info(JobInfo(job_id=d.submission_id or job_id, status=str(d.status),
+                                   message=self._scrub(d.message or ""),
+                                   entrypoint=d.entrypoint, metadata=dict(d.metadata or {}),
+                                   start_time=d.start_time, end_time=d.end_time,
+                                   stop_wait_s=_stop_wait_of(d.runtime_env)))
 
     def logs(self, job_id: str) -> str:
         with self._errors(job_id):
@@ -397,6 +398,16 @@ class JobInfo:
         folder = f" (its state is in {where})" if where else ""
         return (f"resume with: sweep run {config} --resume on a machine that sees the same storage{folder}, "
                 f"or: sweep submit {config} --resume")
+
+
+def public_info(info: JobInfo) -> JobInfo:
+    """``info`` with URI credentials masked in its message and metadata (``storage.redact``): what
+    ``sweep status`` and ``sweep stop`` print. Jobs this version submits carry none (their metadata holds
+    ``storage.display`` of the URI); a job submitted by an older one, or a message quoting a URI, may."""
+    from orchestrator.storage import redact
+
+    return dataclasses.replace(info, message=redact(info.message), entrypoint=redact(info.entrypoint),
+                               metadata={k: redact(str(v)) for k, v in info.metadata.items()})
 
 
 # --- the package ------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from orchestrator import monitor, report, results, storage, zoom
+from orchestrator import credfs, monitor, report, results, storage, zoom
 from orchestrator import config as configs
 from orchestrator.config import SweepConfig
 from orchestrator.searcher import SweepState, ZoomSearcher
@@ -261,15 +261,17 @@ def claim_uri(folder: Path, uri: str, config_text: str) -> None:
     refuse_symlink(folder)
     if folder.exists():
         shutil.rmtree(folder)  # a stale local copy (of a sweep since deleted from the storage)
-    claim_folder(folder, config_text)
+    claim_folder(folder, storage.scrub(config_text, uri))  # stored without the URI's credentials
     storage.upload(folder, uri)
 
 
 def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bool = False,
                 storage_path: str | None = None) -> tune.Tuner:
     """``storage_path``: where Tune writes the experiment (default: ``folder``'s parent, ``folder`` then
-    being the experiment folder); a URI for a sweep stored at a URI."""
+    being the experiment folder); a URI for a sweep stored at a URI (its credentials kept out of Tune's
+    pickles: ``credfs.for_tune``)."""
     searcher = ZoomSearcher(make_state(cfg), RoundPrinter(quiet))
+    path, filesystem = credfs.for_tune(storage_path) if storage_path else (str(folder.parent), None)
     return tune.Tuner(
         trainable_with_resources(cfg),
         tune_config=tune.TuneConfig(
@@ -278,7 +280,7 @@ def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bo
             trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=cfg.name, storage_path=storage_path or str(folder.parent), verbose=0,
+            name=cfg.name, storage_path=path, storage_filesystem=filesystem, verbose=0,
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[FailureCounter(), Reconcile(searcher, quiet), *monitor.callbacks(folder, quiet=quiet, verbose=verbose, metric=cfg.metric)],
@@ -426,12 +428,13 @@ def _extend(tuner: tune.Tuner, grown: dict[str, Any]) -> None:
 def _uri_tuner(cfg, folder, uri, config_text, resume, quiet, checks, verbose) -> tune.Tuner:
     """Tune's experiment goes straight to ``uri``; the sweep's own files to the local copy ``folder``."""
     if resume and storage.exists(uri):
-        if not tune.Tuner.can_restore(uri):
+        path, filesystem = credfs.for_tune(uri)
+        if not tune.Tuner.can_restore(path, storage_filesystem=filesystem):
             raise SweepExistsError(f"{storage.display(uri)}: cannot resume: no Ray Tune experiment state in it")
         storage.download(uri, folder)  # sweep.yaml, preflight.json, results so far: not Tune's files
         grown = check_resume(cfg, folder, storage.display(uri), quiet)
-        tuner = tune.Tuner.restore(uri, trainable_with_resources(cfg), resume_unfinished=True,
-                                   resume_errored=True)
+        tuner = tune.Tuner.restore(path, trainable_with_resources(cfg), resume_unfinished=True,
+                                   resume_errored=True, storage_filesystem=filesystem)
         for c in tuner._local_tuner.get_run_config().callbacks or []:
             if isinstance(c, monitor.SweepBoard):
                 c.folder = folder  # the pickled path may be another machine's local copy
