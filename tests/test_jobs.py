@@ -417,6 +417,33 @@ def _kill_marked(marker: str, grace: float = 5.0) -> list[int]:
     return _marked_pids(marker)
 
 
+def _wait_until_jobs_run(url: str, token_path: Path, probe_id: str, timeout: float = 240) -> None:
+    """Return once the cluster runs jobs: its Jobs API answers with our token, its head node's job agent
+    takes a submission (Ray answers "No available agent to submit job" until the agent registers, a
+    while after `ray start` returns) and that no-op job SUCCEEDED. Polls state, fails at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_TOKEN_PATH", str(token_path))
+        while True:  # the dashboard is up and takes the token
+            try:
+                client = jobs.Cluster(url).client
+                break
+            except (jobs.JobsError, jobs.AuthError):
+                assert time.monotonic() < deadline, "the Jobs API never answered"
+                time.sleep(0.5)
+        while True:  # the head node's job agent is registered
+            try:
+                client.submit_job(entrypoint="true", submission_id=probe_id)
+                break
+            except RuntimeError as exc:
+                assert jobs.NO_AGENT in str(exc) and time.monotonic() < deadline, str(exc)
+                time.sleep(0.5)
+        while (status := str(client.get_job_status(probe_id))) not in jobs.TERMINAL:
+            assert time.monotonic() < deadline, f"the probe job is still {status}"
+            time.sleep(0.5)
+        assert status == "SUCCEEDED", client.get_job_logs(probe_id)[-2000:]
+
+
 class RayCluster:
     def __init__(self, url: str, token_path: Path, token: str, tmp: Path):
         self.url, self.token_path, self.token, self.tmp = url, token_path, token, tmp
@@ -458,18 +485,7 @@ def ray_cluster():
             assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
             assert token not in r.stdout + r.stderr
         url = f"http://127.0.0.1:{dash}"
-        # The Jobs API answers a little after `ray start` returns; wait until it takes our token.
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with pytest.MonkeyPatch.context() as mp:
-                    mp.setenv("RAY_AUTH_TOKEN_PATH", str(token_path))
-                    jobs.Cluster(url).client.list_jobs()
-                break
-            except (jobs.JobsError, jobs.AuthError, RuntimeError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
+        _wait_until_jobs_run(url, token_path, f"ready-{marker[:8]}")
         yield RayCluster(url, token_path, token, tmp)
     finally:
         left = _kill_marked(marker)
@@ -490,7 +506,7 @@ def with_token(ray_cluster, monkeypatch, tmp_path):
 
 SWEEP = """\
 name: {name}
-workload: digits_mlp
+workload: {workload}
 max_epochs: {epochs}
 storage: {storage}
 checkpoint_every: {every}
@@ -505,11 +521,47 @@ zoom: {{max_rounds: 1}}
 
 
 def _sweep_yaml(tmp_path: Path, name: str, epochs: int = 2, low: str = "1e-3", asha: str = "true",
-                every: int = 0) -> Path:
+                every: int = 0, workload: str = "digits_mlp") -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(SWEEP.format(name=name, epochs=epochs, storage=tmp_path / "runs", low=low, asha=asha,
-                                 every=every))
+                                 every=every, workload=workload))
     return path
+
+
+def token_printing_workload(config: dict):
+    """A plugin workload that prints the cluster's auth token, found as Ray finds it (as one that dumps
+    its environment would), then fails: the job's logs and its failure message hold the token."""
+    from orchestrator.workloads import WorkloadError
+
+    token = os.environ.get("RAY_AUTH_TOKEN") or Path(
+        os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").read_text().strip()
+    print(f"debug: auth token {token}", flush=True)
+    raise WorkloadError(f"this workload refuses to train (token {token})")
+
+
+@pytest.mark.slow
+def test_token_printed_by_a_job_is_masked_and_a_failed_job_exits_1(with_token, capsys, tmp_path):
+    cluster = with_token
+    cfg = _sweep_yaml(tmp_path, "jobleak", workload="tests.test_jobs:token_printing_workload")
+    assert sweep("submit", str(cfg), "--address", cluster.url, "--follow") == 1
+    outputs = {"submit --follow": capsys.readouterr()}
+    job_id = outputs["submit --follow"].out.splitlines()[0].strip()
+    assert f"job {job_id} FAILED" in outputs["submit --follow"].err
+    assert sweep("status", job_id, "--address", cluster.url) == 1
+    outputs["status"] = capsys.readouterr()
+    assert outputs["status"].out.startswith(f"{job_id} FAILED")
+    assert sweep("logs", job_id, "--address", cluster.url) == 0
+    outputs["logs"] = capsys.readouterr()
+    assert sweep("logs", job_id, "--address", cluster.url, "--follow") == 1
+    outputs["logs --follow"] = capsys.readouterr()
+
+    raw = jobs.Cluster(cluster.url).client.get_job_logs(job_id)  # Ray's own client: what the job printed
+    assert f"debug: auth token {cluster.token}" in raw
+    for command, out in outputs.items():
+        assert cluster.token not in out.out + out.err, command
+        assert "debug: auth token ***" in out.out, command  # the job's line, masked
+    for command in ("submit --follow", "logs --follow"):  # the final line quotes the job's message
+        assert "auth token ***" in outputs[command].err.splitlines()[-1], command
 
 
 @pytest.mark.slow
@@ -586,7 +638,11 @@ def test_stop_lets_tune_save_its_state(with_token, capsys, tmp_path):
     out = capsys.readouterr()
     assert out.out.strip() == f"{job_id} STOPPED"
     assert f"sweep run {cfg} --resume" in out.err
-    assert jobs.status(job_id, cluster.url).status == "STOPPED"
+    assert sweep("status", job_id, "--address", cluster.url) == 1  # a stopped sweep is not a finished one
+    status = capsys.readouterr()
+    assert status.out.startswith(f"{job_id} STOPPED") and f"sweep run {cfg} --resume" in status.err
+    assert sweep("logs", job_id, "--address", cluster.url, "--follow") == 1
+    assert f"job {job_id} STOPPED" in capsys.readouterr().err
     logs = jobs.logs(job_id, cluster.url)
     assert tune.Tuner.can_restore(str(folder)), logs[-3000:]  # SIGINT: Tune saved the experiment state
     assert (folder / "trials.parquet").exists(), logs[-3000:]  # and the sweep wrote what it had
