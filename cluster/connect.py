@@ -1,20 +1,47 @@
 """Connect to Ray: an existing cluster when an address is given, else an embedded local Ray of our own.
 
-The embedded Ray uses ``address="local"`` and a temporary folder of its own, so it never attaches to
-another Ray already running on the machine; token authentication stays as Ray sets it (on).
+The embedded Ray uses ``address="local"``, a temporary folder of its own and the loopback address: it
+never attaches to another Ray already running on the machine, and every socket it opens listens on
+127.0.0.1 only; token authentication stays as Ray sets it (on).
+
+An existing cluster (``--address``, else ``RAY_ADDRESS``) is first asked, with one unauthenticated gRPC
+call bounded by ``connect_timeout`` seconds, whether it requires a token. The rules are ``sweep submit``'s
+(``cluster.jobs``): an open cluster is refused unless ``insecure``; a token cluster gets the token Ray's
+loader finds (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``), checked before Ray
+connects, with a warning when it travels unencrypted (no ``RAY_USE_TLS``); an open cluster never gets it.
+A ``sweep run`` started by ``sweep submit`` (a Ray Job's driver, on the cluster it was submitted to
+after that check) connects through ``RAY_ADDRESS`` without asking again.
 """
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
+
+from cluster.jobs import (
+    AuthError,
+    InsecureClusterError,
+    Token,
+    _missing_token_message,
+    find_token,
+)
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_CONNECT_TIMEOUT_S = 30.0
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+JOB_DRIVER_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor in a Ray Job's driver
 
 
 class AddressError(ValueError):
     """An address that ``sweep run`` cannot drive a sweep through."""
+
+
+class ClusterUnreachableError(RuntimeError):
+    """The cluster did not answer within the connect timeout (a run-time failure, exit 1)."""
 
 
 def resolve_address(address: str | None) -> str | None:
@@ -31,27 +58,197 @@ def resolve_address(address: str | None) -> str | None:
     return address
 
 
+def _grpc_target(address: str) -> tuple[str, bool]:
+    """``HOST:PORT`` to dial and whether it is a Ray Client server (``ray://``) rather than the GCS."""
+    client = address.startswith("ray://")
+    rest = address[len("ray://"):] if client else address
+    if rest == "auto":  # a cluster started on this machine with `ray start`: Ray knows where its GCS is
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+
+        return canonicalize_bootstrap_address_or_die("auto"), False
+    host, sep, port = rest.rstrip("/").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise AddressError(f"address={address!r}: expected ray://HEAD:10001 (Ray Client) or HEAD:6379 (GCS)")
+    return f"{host}:{port}", client
+
+
+def _ping(target: str, client: bool, timeout: float, metadata: tuple = ()) -> None:
+    """One cheap call that needs no session: the GCS's GetClusterId, or the Ray Client server's PING."""
+    import grpc
+    from ray.core.generated import (
+        gcs_service_pb2,
+        gcs_service_pb2_grpc,
+        ray_client_pb2,
+        ray_client_pb2_grpc,
+    )
+
+    with grpc.insecure_channel(target) as channel:
+        if client:
+            ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
+                ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING),
+                timeout=timeout, metadata=metadata, wait_for_ready=True)
+        else:
+            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(), timeout=timeout, metadata=metadata, wait_for_ready=True)
+
+
+def cluster_auth_mode(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> str:
+    """``"token"`` or ``"disabled"``: the cluster's answer to one call without a token. Raises
+    ``ClusterUnreachableError`` when nothing answers within ``timeout`` seconds."""
+    import grpc
+
+    target, client = _grpc_target(address)
+    try:
+        _ping(target, client, timeout)
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+            return "token"
+        raise ClusterUnreachableError(
+            f"cannot reach the Ray cluster at {address} within {timeout:g} s ({exc.code().name}): check the "
+            f"address (ray://HEAD:10001 or HEAD:6379) and that the port is open; --connect-timeout sets the wait"
+        ) from None
+    return "disabled"
+
+
+def require_auth(address: str, mode: str, insecure: bool, what: str = "it") -> Token | None:
+    """The token to send to a cluster in authentication ``mode``; None for an open cluster (which never
+    gets one). Raises ``InsecureClusterError`` for an open cluster unless ``insecure``, ``AuthError``
+    when the cluster wants a token and none is found."""
+    if mode != "token":
+        if not insecure:
+            raise InsecureClusterError(
+                f"{address} does not require a token (authentication_mode={mode}): {what} runs anyone's code "
+                f"(CVE-2023-48022); turn token authentication on (RAY_AUTH_MODE=token, `ray get-auth-token "
+                f"--generate` on the head node) or pass --insecure")
+        return None
+    token = find_token()
+    if token is None:
+        raise AuthError(_missing_token_message(address))
+    return token
+
+
+def _tls_on() -> bool:
+    return os.environ.get("RAY_USE_TLS", "0").strip().lower() in ("1", "true", "yes")
+
+
+def check_cluster(address: str, insecure: bool = False,
+                  timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> tuple[str, Token | None, list[str]]:
+    """Ask the cluster at ``address`` how it authenticates and apply ``sweep submit``'s rules; return the
+    mode, the token to send (None: send none) and one-line warnings. The token is tried once before Ray
+    connects: a rejected one is an ``AuthError`` naming where it came from, never its value."""
+    import grpc
+
+    if not (isinstance(timeout, (int, float)) and 0 < timeout <= 3600):
+        raise AddressError(f"connect_timeout={timeout!r}: expected seconds in (0, 3600]")
+    mode = cluster_auth_mode(address, timeout)
+    token = require_auth(address, mode, insecure)
+    warnings = []
+    if token is not None:
+        target, client = _grpc_target(address)
+        try:
+            _ping(target, client, timeout, metadata=(("authorization", f"Bearer {token.value}"),))
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                raise AuthError(f"{address} rejected the Ray auth token from {token.source}: get the cluster's "
+                                f"token with `ray get-auth-token` on the head node and set RAY_AUTH_TOKEN_PATH "
+                                f"to a file (mode 600) holding it") from None
+            raise ClusterUnreachableError(f"cannot reach the Ray cluster at {address} within {timeout:g} s "
+                                          f"({exc.code().name})") from None
+        if not _tls_on():
+            warnings.append(f"the Ray auth token goes to {address} unencrypted (gRPC without TLS; "
+                            f"RAY_USE_TLS is off): anyone who can watch that network path can take it")
+        if token.loose_permissions:
+            warnings.append(f"token file {token.source} is readable by others: chmod 600 {token.source}")
+    return mode, token, warnings
+
+
 @contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[str]:
-    """Yield a description of where Ray runs; shut down only what this call started."""
+def _auth_mode(mode: str) -> Iterator[None]:
+    """This process talks to the cluster in ``mode`` (``token``: Ray's client sends the token; else it
+    sends none, even when ``RAY_AUTH_MODE=token`` was set for another cluster); restored afterwards.
+    Ray reads the mode from the environment into a cached config: it is refreshed both ways."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    old = os.environ.get(AUTH_MODE_ENV)
+    os.environ[AUTH_MODE_ENV] = "token" if mode == "token" else "disabled"
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(AUTH_MODE_ENV, None)
+        else:
+            os.environ[AUTH_MODE_ENV] = old
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+
+
+@contextmanager
+def _loopback_node() -> Iterator[None]:
+    """While the block runs, Ray takes ``_node_ip_address="127.0.0.1"`` as given.
+
+    ``ray.init`` replaces a loopback node address with the machine's routable one unless Ray clusters
+    are off (``ray._private.ray_constants.ENABLE_RAY_CLUSTER``, read when Ray asks); with it off the
+    GCS, raylet, object manager, agents, workers and this driver all listen on 127.0.0.1 (measured in
+    ``tests/test_connect.py``). This private constant is the only switch Ray 2.60 has for it."""
+    from ray._private import ray_constants
+
+    old = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = old
+
+
+def _warn(message: str) -> None:
+    print(f"sweep: warning: {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None, *, insecure: bool = False,
+                connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> Iterator[str]:
+    """Yield a description of where Ray runs; shut down only what this call started.
+
+    With an address (or ``RAY_ADDRESS``), the cluster's auth is checked first (``check_cluster``:
+    ``InsecureClusterError``/``AuthError`` are bad input, ``ClusterUnreachableError`` a run-time
+    failure, after at most ``connect_timeout`` seconds)."""
     import ray
 
     if ray.is_initialized():  # the caller (a test, a notebook) already connected: use it, leave it up
         yield "existing ray session"
         return
+    flag = address
     address = resolve_address(address)
     if address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-        try:
-            yield address
-        finally:
-            ray.shutdown()
+        if not flag and os.environ.get(JOB_DRIVER_ENV):  # a Ray Job's driver, on its own cluster
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            try:
+                yield address
+            finally:
+                ray.shutdown()
+            return
+        mode, _, warnings = check_cluster(address, insecure=insecure, timeout=connect_timeout)
+        for w in warnings:
+            _warn(w)
+        with _auth_mode(mode):
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            try:
+                yield address
+            finally:
+                ray.shutdown()
         return
-    temp = tempfile.mkdtemp(prefix="sweep-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    temp = tempfile.mkdtemp(prefix="sweep-ray-", dir=ray._common.utils.get_default_system_temp_dir())  # Ray's own rule
     try:
-        ray.init(address="local", _temp_dir=temp, num_cpus=num_cpus, include_dashboard=False,
-                 logging_level=logging.WARNING, log_to_driver=False, configure_logging=True)
+        with _loopback_node():
+            ray.init(address="local", _temp_dir=temp, num_cpus=num_cpus, include_dashboard=False,
+                     _node_ip_address=LOOPBACK, logging_level=logging.WARNING, log_to_driver=False,
+                     configure_logging=True)
         try:
+            node_ip = ray.util.get_node_ip_address()
+            if node_ip != LOOPBACK:
+                _warn(f"the embedded Ray runs on {node_ip}, not {LOOPBACK}: its ports are open to the network")
             yield "embedded local ray"
         finally:
             ray.shutdown()

@@ -24,14 +24,17 @@ __all__ = ["ConfigError", "SweepConfig", "Workload", "WorkloadError", "load_conf
 
 def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False, quiet: bool = False,
               config_text: str = "", num_cpus: int | None = None, checks: list | None = None,
-              verbose: bool = False):
-    """Run a sweep on an embedded local Ray (no address) or an existing cluster; returns the report summary."""
+              verbose: bool = False, insecure: bool = False, connect_timeout: float = 30.0):
+    """Run a sweep on an embedded local Ray (no address) or an existing cluster; returns the report summary.
+
+    An existing cluster must require a token unless ``insecure``; it must answer within ``connect_timeout``
+    seconds (``cluster.connect.ray_session``)."""
     from cluster.connect import ray_session
     from orchestrator import tuning
 
     if not resume:
         tuning.refuse_taken(cfg)
-    with ray_session(address, num_cpus=num_cpus):
+    with ray_session(address, num_cpus=num_cpus, insecure=insecure, connect_timeout=connect_timeout):
         return tuning.run(cfg, config_text=config_text, resume=resume, quiet=quiet, checks=checks,
                           verbose=verbose)
 

@@ -48,6 +48,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         from orchestrator.tuning import refuse_taken
 
         refuse_taken(cfg)  # so does a sweep folder that is taken
+    else:
+        from orchestrator import lease, storage
+
+        where = storage.target(cfg.storage, cfg.name)
+        if where.uri or where.folder.is_dir():
+            lease.check(lease.store_for(where.folder, where.uri))  # and a sweep another driver is running
     results = []
     if not args.no_check and not args.resume:
         results = preflight(cfg)
@@ -62,7 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"[sweep] pre-flight: {len(results) - len(warned)} passed"
                   + (f", warnings: {', '.join(warned)}" if warned else ""), flush=True)
     summary = run_sweep(cfg, address=args.address, resume=args.resume, quiet=args.quiet,
-                        config_text=Path(args.config).read_text(), checks=results, verbose=args.verbose)
+                        config_text=Path(args.config).read_text(), checks=results, verbose=args.verbose,
+                        insecure=args.insecure, connect_timeout=args.connect_timeout)
     print(summary.line())
     return EXIT_OK
 
@@ -95,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="sweep YAML, e.g. examples/digits.yaml")
     r.add_argument("--address", help="existing Ray cluster, e.g. ray://HEAD:10001 (default: RAY_ADDRESS, else embedded)")
     r.add_argument("--resume", action="store_true", help="continue the sweep in an existing folder")
+    r.add_argument("--insecure", action="store_true",
+                   help="drive a cluster that does not require a token (its ports run anyone's code)")
+    r.add_argument("--connect-timeout", type=_seconds, default=30.0, metavar="SECONDS",
+                   help="give up on a cluster that does not answer within this many seconds (default 30)")
     r.add_argument("--quiet", action="store_true", help="print only the final line")
     r.add_argument("--verbose", action="store_true", help="also print each trial as it ends")
     r.add_argument("--no-check", action="store_true", help="skip the pre-flight checks")
@@ -125,8 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds in (0, 3600]")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
+    from cluster.connect import ClusterUnreachableError
+    from cluster.jobs import JobsInputError
     from orchestrator.config import ConfigError
+    from orchestrator.lease import LeaseHeldError
     from orchestrator.results import ResultsError
     from orchestrator.storage import StorageError
     from cluster.connect import AddressError
@@ -140,9 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return args.func(args)
-    except (AddressError, ConfigError, ResultsError, StorageError, SweepExistsError, WorkloadError) as exc:
+    except (AddressError, ConfigError, ResultsError, StorageError, SweepExistsError, WorkloadError,
+            JobsInputError, LeaseHeldError) as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
+    except ClusterUnreachableError as exc:
+        _err(str(exc))
+        return EXIT_FAILED
     except SweepInterrupted as exc:
         _err(str(exc).replace("CONFIG", getattr(args, "config", "CONFIG")))
         return 130

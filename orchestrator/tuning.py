@@ -324,19 +324,24 @@ def run(cfg: SweepConfig, config_text: str = "", resume: bool = False, quiet: bo
 
     Raises ``SweepExistsError`` if the folder is taken (without ``resume``), ``SweepInterrupted`` if the
     run was stopped before the search finished (results so far are saved; ``resume`` continues it).
-    With a URI ``storage``, the results are uploaded to ``storage/name`` when the run ends, however it ends."""
+    With a URI ``storage``, the results are uploaded to ``storage/name`` when the run ends, however it ends.
+    Raises ``lease.LeaseHeldError`` while another driver runs the same sweep (``orchestrator.lease``)."""
+    from orchestrator import lease  # one driver at a time: held from before Tune trains until the end
+
     where = storage.target(cfg.storage, cfg.name)
     folder, uri = where.folder, where.uri
     if uri is None:
         tuner = _local_tuner(cfg, folder, config_text, resume, quiet, checks, verbose)
-        return _fit(cfg, tuner, where, quiet)
+        with lease.held(lease.store_for(folder, None), quiet=quiet):
+            return _fit(cfg, tuner, where, quiet)
     tuner = _uri_tuner(cfg, folder, uri, config_text, resume, quiet, checks, verbose)
-    try:
-        summary = _fit(cfg, tuner, where, quiet)
-    except BaseException as exc:
-        _publish(folder, uri, strict=isinstance(exc, SweepInterrupted))
-        raise
-    storage.upload(folder, uri)
+    with lease.held(lease.store_for(folder, uri), quiet=quiet):
+        try:
+            summary = _fit(cfg, tuner, where, quiet)
+        except BaseException as exc:
+            _publish(folder, uri, strict=isinstance(exc, SweepInterrupted))
+            raise
+        storage.upload(folder, uri)
     return summary
 
 

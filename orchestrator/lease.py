@@ -1,0 +1,305 @@
+"""One driver per sweep: a lease file in the sweep folder names the driver (host, pid, heartbeat).
+
+A driver takes the lease before it trains and renews its heartbeat from a thread every
+``HEARTBEAT_S`` seconds while it runs; it gives the lease back when it ends, however it ends (a
+SIGKILL leaves it behind: that is what staleness is for). Another driver of the same sweep is refused
+(``LeaseHeldError``, one line) while the lease is live. A lease is stale, and is taken over with a
+one-line message, when its driver's process is gone (same host: the pid is dead or now belongs to a
+process started later) or its heartbeat is older than ``stale_after`` seconds (any host).
+
+Where: ``FOLDER/.driver-lease.json`` for a local sweep folder (created with O_EXCL; a stale lease is
+moved aside with an atomic rename before a new one is created, so two drivers taking over the same
+stale lease at once cannot both win); ``URI/.driver-lease.json`` for a sweep stored at a URI (object
+stores have no create-if-absent: the lease is written, then read back, so two drivers starting within
+the same second are not told apart). The ``.`` name keeps it out of uploads and reports.
+
+Pure: no Ray, no torch.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+LEASE_FILE = ".driver-lease.json"
+HEARTBEAT_S = 10.0
+STALE_AFTER_S = 60.0  # six missed heartbeats
+
+
+class LeaseHeldError(ValueError):
+    """Another driver holds the sweep's lease and its heartbeat is live (bad input: exit 2)."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    host: str
+    pid: int
+    started: float | None  # the process's start time (Linux: from /proc), to tell a reused pid
+    heartbeat: float  # seconds since the epoch
+    token: str  # this holder, to tell its own lease from a successor's
+
+    def describe(self, now: float) -> str:
+        return f"pid {self.pid} on {self.host}, heartbeat {max(0.0, now - self.heartbeat):.0f} s ago"
+
+
+def _start_time(pid: int) -> float | None:
+    """When ``pid`` started (clock ticks since boot, Linux), or None where /proc cannot tell."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return float(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def mine(now: float | None = None) -> Lease:
+    """A lease for this process."""
+    pid = os.getpid()
+    return Lease(host=socket.gethostname(), pid=pid, started=_start_time(pid),
+                 heartbeat=time.time() if now is None else now, token=uuid.uuid4().hex)
+
+
+def stale_reason(lease: Lease, now: float, stale_after: float = STALE_AFTER_S,
+                 host: str | None = None) -> str | None:
+    """Why ``lease`` is stale (its driver is gone), or None while it is live."""
+    host = socket.gethostname() if host is None else host
+    if lease.host == host:
+        if not _alive(lease.pid):
+            return f"its driver (pid {lease.pid} on {lease.host}) is gone"
+        started = _start_time(lease.pid)
+        if lease.started is not None and started is not None and started != lease.started:
+            return f"its driver (pid {lease.pid} on {lease.host}) is gone (the pid now belongs to another process)"
+    age = now - lease.heartbeat
+    if age > stale_after:
+        return f"its driver's heartbeat ({lease.describe(now)}) is older than {stale_after:g} s"
+    return None
+
+
+def parse(data: bytes, where: str) -> Lease | None:
+    """A lease from the file's bytes; None for a file that is not a lease (empty, half written)."""
+    try:
+        d = json.loads(data)
+        return Lease(host=str(d["host"]), pid=int(d["pid"]),
+                     started=None if d.get("started") is None else float(d["started"]),
+                     heartbeat=float(d["heartbeat"]), token=str(d["token"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def dump(lease: Lease) -> bytes:
+    return json.dumps(asdict(lease), sort_keys=True).encode()
+
+
+# --- where the lease lives ----------------------------------------------------------------------------
+
+
+class LocalStore:
+    """The lease file in a local folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / LEASE_FILE
+        self.shown = str(folder)
+
+    def read(self) -> bytes | None:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def create(self, data: bytes) -> bool:
+        """Create the file if absent (atomically); False if it exists."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
+
+    def set_aside(self, expected: bytes) -> bool:
+        """Move the file aside if it still holds ``expected``; False if another driver got there first."""
+        aside = self.path.with_name(f"{LEASE_FILE}.{uuid.uuid4().hex}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return False
+        moved = aside.read_bytes()
+        if moved != expected:  # we moved a successor's fresh lease: put it back unless yet another came
+            try:
+                os.link(aside, self.path)
+            except FileExistsError:
+                pass
+            aside.unlink()
+            return False
+        aside.unlink()
+        return True
+
+    def replace(self, data: bytes) -> None:
+        tmp = self.path.with_name(f"{LEASE_FILE}.tmp-{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class UriStore:
+    """The lease file at a URI (any pyarrow filesystem): best effort, no create-if-absent."""
+
+    def __init__(self, uri: str) -> None:
+        from orchestrator import storage
+
+        self.fs, root = storage.open_uri(uri)
+        self.path = f"{root.rstrip('/')}/{LEASE_FILE}"
+        self.shown = storage.display(uri)
+
+    def read(self) -> bytes | None:
+        try:
+            with self.fs.open_input_stream(self.path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def create(self, data: bytes) -> bool:
+        if self.read() is not None:
+            return False
+        self.replace(data)
+        return self.read() == data
+
+    def set_aside(self, expected: bytes) -> bool:
+        if self.read() != expected:
+            return False
+        self.remove()
+        return True
+
+    def replace(self, data: bytes) -> None:
+        self.fs.create_dir(self.path.rpartition("/")[0], recursive=True)
+        with self.fs.open_output_stream(self.path) as f:
+            f.write(data)
+
+    def remove(self) -> None:
+        try:
+            self.fs.delete_file(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def store_for(folder: Path, uri: str | None):
+    return UriStore(uri) if uri else LocalStore(folder)
+
+
+# --- taking, checking, renewing, giving back ----------------------------------------------------------
+
+
+def _held_message(shown: str, lease: Lease, now: float, stale_after: float) -> str:
+    return (f"{shown}: another driver is running this sweep ({lease.describe(now)}); wait for it to end or "
+            f"stop it (a driver that died is taken over once its process is gone or its heartbeat is older "
+            f"than {stale_after:g} s)")
+
+
+def check(store, stale_after: float = STALE_AFTER_S, now: float | None = None) -> None:
+    """Raise ``LeaseHeldError`` if a live lease is there (read only: nothing is taken)."""
+    now = time.time() if now is None else now
+    data = store.read()
+    lease = parse(data, store.shown) if data else None
+    if lease is not None and stale_reason(lease, now, stale_after) is None:
+        raise LeaseHeldError(_held_message(store.shown, lease, now, stale_after))
+
+
+def acquire(store, stale_after: float = STALE_AFTER_S, now: float | None = None,
+            me: Lease | None = None) -> tuple[Lease, str | None]:
+    """Take the lease: return it and, when a stale one was taken over, a one-line message saying whose.
+    Raises ``LeaseHeldError`` while another driver's lease is live."""
+    me = me or mine(now)
+    for _ in range(5):  # each pass either wins, refuses, or lost a race to another driver and looks again
+        if store.create(dump(me)):
+            return me, None
+        data = store.read()
+        if data is None:
+            continue
+        t = time.time() if now is None else now
+        lease = parse(data, store.shown)
+        reason = "its lease file is unreadable" if lease is None else stale_reason(lease, t, stale_after)
+        if reason is None and lease is not None:
+            raise LeaseHeldError(_held_message(store.shown, lease, t, stale_after))
+        if store.set_aside(data) and store.create(dump(me)):
+            return me, f"{store.shown}: took over the sweep: {reason}"
+    raise LeaseHeldError(f"{store.shown}: other drivers keep taking this sweep's lease; try again")
+
+
+def renew(store, lease: Lease, now: float | None = None) -> Lease | None:
+    """Write a fresh heartbeat; None (nothing written) if the lease is no longer ours."""
+    current = store.read()
+    held = parse(current, store.shown) if current else None
+    if held is None or held.token != lease.token:
+        return None
+    fresh = Lease(lease.host, lease.pid, lease.started, time.time() if now is None else now, lease.token)
+    store.replace(dump(fresh))
+    return fresh
+
+
+def release(store, lease: Lease) -> None:
+    """Give the lease back if it is still ours."""
+    current = store.read()
+    held = parse(current, store.shown) if current else None
+    if held is not None and held.token == lease.token:
+        store.remove()
+
+
+@contextmanager
+def held(store, stale_after: float = STALE_AFTER_S, heartbeat_s: float = HEARTBEAT_S,
+         quiet: bool = False) -> Iterator[Lease]:
+    """Hold the lease while the block runs: taken at entry (``LeaseHeldError`` if live elsewhere), its
+    heartbeat renewed from a daemon thread, given back at exit. If another driver takes it over meanwhile
+    (this one stalled past ``stale_after``), one line says so and the heartbeat stops."""
+    if not (0 < heartbeat_s < stale_after):
+        raise ValueError(f"heartbeat_s={heartbeat_s!r}: expected 0 < heartbeat_s < stale_after={stale_after!r}")
+    lease, message = acquire(store, stale_after)
+    if message and not quiet:
+        print(f"[sweep] {message}", file=sys.stderr, flush=True)
+    stop = threading.Event()
+
+    def beat() -> None:
+        current = lease
+        while not stop.wait(heartbeat_s):
+            try:
+                renewed = renew(store, current)
+            except Exception as exc:  # noqa: BLE001 - a storage hiccup: try again at the next beat
+                print(f"[sweep] lease heartbeat failed ({exc.__class__.__name__}); retrying", file=sys.stderr,
+                      flush=True)
+                continue
+            if renewed is None:
+                print(f"[sweep] {store.shown}: another driver took over this sweep's lease; this driver's "
+                      f"results may be overwritten", file=sys.stderr, flush=True)
+                return
+            current = renewed
+
+    thread = threading.Thread(target=beat, name="sweep-lease-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield lease
+    finally:
+        stop.set()
+        thread.join(timeout=heartbeat_s + 5)
+        try:
+            release(store, lease)
+        except Exception as exc:  # noqa: BLE001 - a lease left behind goes stale; never mask the run's own error
+            print(f"[sweep] {store.shown}: could not give the driver lease back ({exc.__class__.__name__}); "
+                  f"the next driver takes it over once it is stale", file=sys.stderr, flush=True)

@@ -1,0 +1,170 @@
+"""One driver per sweep (``orchestrator.lease``): the lease logic on a real folder with real processes,
+and end to end: a sweep driven by one ``sweep run`` refuses a second ``--resume`` (exit 2, one line);
+after the first driver is SIGKILLed, ``--resume`` takes the sweep over and finishes it."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator import lease
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _write(store: lease.LocalStore, **fields) -> lease.Lease:
+    held = lease.Lease(**{**lease.mine().__dict__, **fields})
+    store.path.write_bytes(lease.dump(held))
+    return held
+
+
+def test_first_driver_takes_the_lease_and_gives_it_back(tmp_path):
+    store = lease.LocalStore(tmp_path)
+    with lease.held(store, heartbeat_s=0.05, stale_after=1.0) as mine:
+        on_disk = lease.parse(store.path.read_bytes(), "")
+        assert (on_disk.host, on_disk.pid, on_disk.token) == (socket.gethostname(), os.getpid(), mine.token)
+        first = on_disk.heartbeat
+        deadline = time.monotonic() + 10
+        while lease.parse(store.path.read_bytes(), "").heartbeat == first:  # the thread renews it
+            assert time.monotonic() < deadline, "no heartbeat was written"
+            time.sleep(0.02)
+    assert not store.path.exists()
+
+
+def test_live_lease_of_a_running_process_is_refused_in_one_line(tmp_path):
+    store = lease.LocalStore(tmp_path)
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other:
+        try:
+            _write(store, pid=other.pid, started=lease._start_time(other.pid), token="other")
+            with pytest.raises(lease.LeaseHeldError) as err:
+                lease.acquire(store)
+            assert f"pid {other.pid} on {socket.gethostname()}" in str(err.value)
+            assert "\n" not in str(err.value)
+            with pytest.raises(lease.LeaseHeldError):
+                lease.check(store)
+            assert json.loads(store.path.read_bytes())["token"] == "other"  # untouched
+        finally:
+            other.kill()
+
+
+def test_lease_of_a_dead_pid_on_this_host_is_taken_over_at_once(tmp_path):
+    store = lease.LocalStore(tmp_path)
+    dead = _dead_pid()
+    _write(store, pid=dead, token="dead")  # heartbeat: now
+    lease.check(store)  # not live: no error
+    mine, message = lease.acquire(store)
+    assert message and f"pid {dead}" in message and "gone" in message
+    assert lease.parse(store.path.read_bytes(), "").token == mine.token
+
+
+def test_a_reused_pid_is_not_mistaken_for_the_driver(tmp_path):
+    store = lease.LocalStore(tmp_path)
+    me = lease.mine()
+    _write(store, pid=os.getpid(), started=(me.started or 0) - 1, token="older process with my pid")
+    _, message = lease.acquire(store)
+    assert message and "another process" in message
+
+
+def test_lease_with_an_old_heartbeat_is_taken_over_even_from_another_host(tmp_path):
+    store = lease.LocalStore(tmp_path)
+    now = time.time()
+    _write(store, host="elsewhere", pid=1, heartbeat=now - 30, token="far")
+    with pytest.raises(lease.LeaseHeldError):  # another host: only the heartbeat tells, and it is fresh
+        lease.acquire(store, stale_after=60, now=now)
+    mine, message = lease.acquire(store, stale_after=20, now=now)
+    assert message and "older than 20 s" in message and "elsewhere" in message
+    assert lease.parse(store.path.read_bytes(), "").token == mine.token
+
+
+def test_two_drivers_taking_over_one_stale_lease_at_once_one_wins(tmp_path):
+    store = lease.LocalStore(tmp_path)
+    _write(store, pid=_dead_pid(), token="dead")
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def take() -> None:
+        barrier.wait()
+        try:
+            lease.acquire(lease.LocalStore(tmp_path))
+            outcomes.append("won")
+        except lease.LeaseHeldError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # threads share this pid: each later one sees a live lease (this process) and is refused
+    assert sorted(outcomes) == ["refused"] * 7 + ["won"]
+
+
+def test_a_driver_whose_lease_was_taken_over_stops_renewing_it(tmp_path, capsys):
+    store = lease.LocalStore(tmp_path)
+    with lease.held(store, heartbeat_s=0.05, stale_after=1.0):
+        successor = _write(store, host="elsewhere", token="successor")
+        time.sleep(0.3)  # several heartbeats: none may overwrite the successor's lease
+        assert lease.parse(store.path.read_bytes(), "").token == successor.token
+    assert lease.parse(store.path.read_bytes(), "").token == successor.token  # not released: not ours
+    assert "another driver took over" in capsys.readouterr().err
+
+
+def test_bad_heartbeat_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="heartbeat_s"), lease.held(lease.LocalStore(tmp_path), heartbeat_s=5,
+                                                                     stale_after=1):
+        pass
+
+
+# --- end to end: two `sweep run` processes on one sweep -------------------------------------------------
+
+
+def _sweep(*args: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def test_second_driver_refused_while_first_runs_then_takes_over_after_sigkill(small_config, tmp_path):
+    cfg = small_config("lease", extra="checkpoint_every: 1\n")
+    folder = tmp_path / "runs" / "lease"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home")}
+    first = _sweep(str(cfg), "--no-check", "--quiet", env=env)
+    try:
+        # wait on state: Tune has saved its experiment state (the sweep is resumable, so driven)
+        deadline = time.monotonic() + 240
+        while not list(folder.glob("experiment_state-*.json")):
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first driver never saved Tune's state"
+            time.sleep(0.2)
+
+        second = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(cfg), "--resume", "--quiet"],
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.count("\n") == 1 and "another driver is running this sweep" in second.stderr
+        assert f"pid {first.pid}" in second.stderr
+        assert first.poll() is None  # untouched by the refusal
+        assert lease.parse((folder / lease.LEASE_FILE).read_bytes(), "").pid == first.pid
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the driver and the embedded Ray it started
+        first.wait()
+
+    third = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(cfg), "--resume"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert f"took over the sweep: its driver (pid {first.pid} on {socket.gethostname()}) is gone" in third.stderr
+    assert (folder / "best.json").exists()
+    assert not (folder / lease.LEASE_FILE).exists()  # given back at the end
