@@ -170,7 +170,7 @@ def _summarise(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -
     by_trial = trial_table(rows)
     obs = observations(by_trial, metric)
     if not obs:
-        raise results.ResultsError(f"{folder}: no trial reported a metric")
+        raise results.ResultsError(_no_metric(folder, by_trial, meta))
     # sweeps written before the cliff guard existed keep the pick they made
     margin = meta.get("cliff_margin")
     group, x, value, epoch = zoom.choose(obs, margin=margin)
@@ -202,6 +202,20 @@ def _summarise(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -
     if gap is not None and gap[1] != "normal":
         s.warnings.append(f"train/validation gap of the winner {gap[0]:+.4f}: {gap[1]}")
     return s
+
+
+def _no_metric(folder: Path, by_trial: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> str:
+    """One line for a folder where no trial reported a metric: why the search stopped (rounds.json) and
+    the first error recorded, so that a workload that crashes at every rate is named, not waited for."""
+    message = f"{folder}: no trial reported a metric"
+    if meta.get("stop_reason"):
+        message += f" (the search stopped: {meta['stop_reason']})"
+    errored = [(tid, rs[-1]) for tid, rs in _ordered(by_trial) if rs[-1].get("error")]
+    if errored:
+        tid, row = errored[0]
+        error = " ".join(str(row["error"]).split())[:300]
+        message += f"; {len(errored)} of {len(by_trial)} trials errored, first `{tid}` at lr {row['lr']:.4g}: {error}"
+    return message
 
 
 def train_val_gap(s: Summary) -> tuple[float, str] | None:
