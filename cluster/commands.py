@@ -30,9 +30,10 @@ def _note(message: str) -> None:
 def _quiet_ray_client_logs() -> None:
     # Ray's job SDK logs "Uploading package ..." at INFO through a handler of its own, and its modules
     # set their loggers to INFO when imported: import them first.
-    import ray.dashboard.modules.dashboard_sdk  # noqa: F401
-    import ray.dashboard.modules.job.sdk  # noqa: F401
+    import importlib
 
+    for module in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
+        importlib.import_module(module)
     for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
                  "ray._private.runtime_env.packaging", "ray._private.authentication.http_token_authentication"):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -26,7 +26,6 @@ import pytest
 
 from cluster import jobs
 
-
 VENV_BIN = Path(sys.executable).parent
 RAY = VENV_BIN / "ray"
 SWEEP_BIN = VENV_BIN / "sweep"  # the installed console script (orchestrator.cli:main)
@@ -138,7 +137,7 @@ def test_bad_config_is_refused_before_the_cluster(clean_env, capsys, tmp_path):
 class _FakeHandler(http.server.BaseHTTPRequestHandler):
     """The requests of Ray's job client, answered as a Ray dashboard would (see ``FakeJobsAPI``)."""
 
-    server: "FakeJobsAPI"
+    server: FakeJobsAPI
 
     def _answer(self, code: int, body: dict | None = None, text: str | None = None) -> None:
         data = text.encode() if text is not None else json.dumps(body or {}).encode()
@@ -181,7 +180,7 @@ class _FakeHandler(http.server.BaseHTTPRequestHandler):
                                       "metadata": {"sweep_folder": "/shared/runs/x"}})
         return self._answer(404)
 
-    do_GET = do_PUT = do_POST = _handle  # noqa: N815
+    do_GET = do_PUT = do_POST = _handle
 
     def log_message(self, *args):
         pass
@@ -229,7 +228,8 @@ def _sweep_process(home: Path, *argv: str, **env_vars: str) -> subprocess.Comple
     ``env_vars`` (so Ray's client reads RAY_AUTH_MODE from them, not from this test process)."""
     env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARS}
     env.update(HOME=str(home), **env_vars)
-    return subprocess.run([str(SWEEP_BIN), *argv], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([str(SWEEP_BIN), *argv], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
 
 
 def test_open_cluster_refused_unless_insecure_and_never_gets_the_token(clean_env, small_config, fake_api):
@@ -255,7 +255,7 @@ def test_open_cluster_refused_unless_insecure_and_never_gets_the_token(clean_env
     # The same environment does make Ray's client send the token: the guard above is what kept it back.
     probe = ("import sys; from ray.job_submission import JobSubmissionClient as C; "
              "C(sys.argv[1]).list_jobs()")
-    subprocess.run([sys.executable, "-c", probe, api.url], capture_output=True, timeout=120,
+    subprocess.run([sys.executable, "-c", probe, api.url], capture_output=True, timeout=120, check=False,
                    env={**{k: v for k, v in os.environ.items() if k not in TOKEN_VARS}, "HOME": str(clean_env), **env})
     assert ("GET", "/api/version", f"Bearer {secret}") in api.seen
 
