@@ -16,8 +16,11 @@ import pytest
 
 from orchestrator import cli, credfs, storage
 
+from . import test_storage
 from .conftest import ROOT
-from .test_storage import SWEEP, moto_endpoint, s3  # noqa: F401  (fixtures)
+
+SWEEP = test_storage.SWEEP
+moto_endpoint, s3 = test_storage.moto_endpoint, test_storage.s3  # fixtures
 
 KEY_ID = "AKIASWEEPKEYID0042"
 SECRET = "sw33p/SeCrEt+Key=0042xyz"  # '/', '+', '=' : percent-encoded in the URI

@@ -13,8 +13,10 @@ import pytest
 
 from orchestrator import cli, results, storage, tuning
 
+from . import test_storage
 from .test_report import make_sweep
-from .test_storage import moto_endpoint, s3  # noqa: F401  (fixtures)
+
+moto_endpoint, s3 = test_storage.moto_endpoint, test_storage.s3  # fixtures
 
 KEY_ID = "AKIAFAULTSKEYID0042"
 SECRET = "f4ults/SeCrEt+Key=0042"
