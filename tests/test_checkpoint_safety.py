@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from orchestrator.trial import CHECKPOINT_FILE, CheckpointError, checkpoint_history, load_state, run_epochs
+from orchestrator.trial import (
+    CHECKPOINT_FILE,
+    CheckpointError,
+    checkpoint_history,
+    load_state,
+    run_epochs,
+)
 
 
 class Planted:
