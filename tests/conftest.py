@@ -1,14 +1,84 @@
-"""Shared fixtures: one real local Ray for the in-process integration tests (its own temp folder,
-``address="local"``: never another Ray on the machine), and small sweep configs."""
+"""Shared set-up: a test session of its own, one real local Ray for the in-process integration tests (its
+own temp folder, ``address="local"``: never another Ray on the machine), and small sweep configs.
+
+A session of its own: ``HOME`` and the XDG and matplotlib folders point into a fresh folder under the temp
+dir (removed at the end), so nothing a test, Ray (``~/.ray/auth_token``) or matplotlib writes lands in the
+user's home; after each test the environment is put back as the session began it, so a variable a test
+(or the code under test: ``RAY_AUTH_MODE=token``, ``RAY_AIR_NEW_OUTPUT=0``) sets never reaches a later
+test or its subprocesses; at the end the user's environment is restored. The repository root is on
+``sys.path`` and ``PYTHONPATH`` whatever the working folder, so this process, its subprocesses and Ray's
+workers (which get the driver's working folder, not its ``sys.path``) all import the ``tests.*`` workloads.
+"""
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+_REAL_ENV: dict[str, str] = {}
+_SESSION_ENV: dict[str, str] = {}
+_SESSION_DIRS: list[str] = []
+
+
+def pytest_configure(config):
+    """Before collection (test modules import matplotlib and Ray): the session's own home and paths."""
+    if _SESSION_DIRS:  # configured once per process
+        return
+    _REAL_ENV.update(os.environ)
+    home = Path(tempfile.mkdtemp(prefix="sweep-test-home-"))
+    _SESSION_DIRS.append(str(home))
+    os.environ.update(
+        HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local" / "share"), XDG_STATE_HOME=str(home / ".local" / "state"),
+        MPLCONFIGDIR=str(home / ".config" / "matplotlib"),
+        PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    )
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    _SESSION_ENV.update(os.environ)
+
+
+def pytest_unconfigure(config):
+    if not _SESSION_DIRS:
+        return
+    _restore(_REAL_ENV)
+    for folder in _SESSION_DIRS:
+        shutil.rmtree(folder, ignore_errors=True)
+    _SESSION_DIRS.clear()
+
+
+@pytest.fixture(autouse=True)
+def _session_environment():
+    """Whatever a test (or the code it runs) sets in the environment is undone after it: the next test
+    starts with the session's environment. (A module-scoped fixture must not change the environment.)"""
+    yield
+    _restore(_SESSION_ENV, keep=("PYTEST_CURRENT_TEST",))
+
+
+def _restore(env: dict[str, str], keep: tuple[str, ...] = ()) -> None:
+    for key in [k for k in os.environ if k not in env and k not in keep]:
+        del os.environ[key]
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def ray_temp(monkeypatch):
+    """A short, empty folder of this test's own for a ``ray.cluster_utils.Cluster`` (Ray's socket paths live
+    under it); ``RAY_TMPDIR`` points at it for the test, so the ``ray/ray_current_cluster`` file Cluster
+    writes into Ray's default temp dir lands here too, never in ``/tmp/ray``. Removed after."""
+    temp = tempfile.mkdtemp(prefix="rt")
+    os.mkdir(os.path.join(temp, "ray"))
+    monkeypatch.setenv("RAY_TMPDIR", temp)
+    yield temp
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 _TEMPS: list[str] = []
@@ -21,7 +91,7 @@ def local_ray():
     import ray
 
     if not ray.is_initialized():
-        temp = tempfile.mkdtemp(prefix="sweep-test-ray-", dir="/tmp")
+        temp = tempfile.mkdtemp(prefix="sr")  # under TMPDIR, short: Ray's socket paths live under it
         _TEMPS.append(temp)
         ray.init(address="local", num_cpus=2, _temp_dir=temp, include_dashboard=False, log_to_driver=False)
     yield ray
@@ -30,8 +100,6 @@ def local_ray():
 @pytest.fixture(scope="session", autouse=True)
 def _stop_local_ray():
     yield
-    import sys
-
     if "ray" in sys.modules:
         import ray
 
