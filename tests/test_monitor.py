@@ -94,8 +94,22 @@ def events(path: Path) -> dict[str, list]:
     return out
 
 
-def drive(cbs, folder: Path) -> list[FakeTrial]:
-    """A tiny two-round sweep of stand-in trials through the callbacks, the way Tune calls them."""
+class Clock:
+    """Stands in for the ``time`` module: ``time()`` is ``now``, which only ``advance`` moves."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def drive(cbs, folder: Path, between_rounds=lambda: None) -> list[FakeTrial]:
+    """A tiny two-round sweep of stand-in trials through the callbacks, the way Tune calls them;
+    ``between_rounds()`` is called after round 0 ended, before round 1 starts."""
     cfg = {"max_epochs": 3, "optimizer": "sgd", "_cpus": 1.0}
     trials = [FakeTrial(folder, "t1", {**cfg, "round": 0, "lr": 0.01}),
               FakeTrial(folder, "t2", {**cfg, "round": 0, "lr": 1.0}),
@@ -122,6 +136,7 @@ def drive(cbs, folder: Path) -> list[FakeTrial]:
     result(trials[1], 1, math.inf, diverged=True)
     call("on_trial_complete", trials[1])
     call("on_trial_complete", trials[0])
+    between_rounds()
     call("on_trial_start", trials[2])
     result(trials[2], 1, 0.9)
     call("on_trial_error", trials[2])
@@ -137,9 +152,11 @@ def test_callbacks_pickle_and_replace_the_default_tbx_logger(tmp_path):
     assert [type(c) for c in again] == [type(c) for c in cbs] and again[2].verbose
 
 
-def test_callbacks_write_trial_hparams_and_the_sweep_run(tmp_path, capsys):
+def test_callbacks_write_trial_hparams_and_the_sweep_run(tmp_path, capsys, monkeypatch):
+    clock = Clock(1_700_000_000.0)  # the progress clock is the test's: it moves only when told
+    monkeypatch.setattr(monitor, "time", clock)
     cbs = monitor.callbacks(tmp_path, verbose=True, interval=3600)
-    drive(cbs, tmp_path)
+    drive(cbs, tmp_path, between_rounds=lambda: clock.advance(75))
     t1, t2, t3 = (events(tmp_path / t) for t in ("t1", "t2", "t3"))
     assert [v for _, v in t1["ray/tune/val_loss"]] == pytest.approx([1.0, 0.5, 1 / 3])
     assert "ray/tune/lr_epoch" in t1 and "ray/tune/train_loss" in t1 and "ray/tune/val_error" in t1
@@ -167,8 +184,8 @@ def test_callbacks_write_trial_hparams_and_the_sweep_run(tmp_path, capsys):
     assert out[0].startswith("[sweep 0:00:00] round 0 started | trials 1 running, 2 waiting, 0 ended")
     assert any("trial t2 (round 0, lr 1) diverged after 1 epochs" in line for line in out)
     assert any("trial t1 (round 0, lr 0.01) completed after 3 epochs: best val_loss 0.3333" in line for line in out)
-    assert any(line.startswith("[sweep 0:00:00] round 1 started") for line in out)
-    assert out[-1].startswith("[sweep 0:00:00] round 1 (lr 0.003..0.003)")
+    assert any(line.startswith("[sweep 0:01:15] round 1 started") for line in out)
+    assert out[-1].startswith("[sweep 0:01:15] round 1 (lr 0.003..0.003)")
     assert "1 completed, 0 stopped early, 1 diverged, 1 errored" in out[-1] and "5 epochs" in out[-1]
 
 
