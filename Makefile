@@ -6,6 +6,8 @@ PIP    := $(BIN)/python -m pip
 # CPU machines: torch pinned to the 2.13.0 CPU wheel (an unpinned torch pulls a multi-GB CUDA build).
 # GPU users: install your CUDA torch into .venv first and run with CONSTRAINTS= (see README).
 CONSTRAINTS ?= -c constraints.txt
+# The library versions whose messages and behaviour the tests match (see the file).
+TEST_CONSTRAINTS ?= -c constraints-test.txt
 
 .PHONY: demo test test-fast bench clean
 
@@ -13,8 +15,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) install -q $(CONSTRAINTS) -e ".[test]"
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt constraints-test.txt
+	$(PIP) install -q $(CONSTRAINTS) $(TEST_CONSTRAINTS) -e ".[test]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -29,7 +31,7 @@ test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(VENV)/.installed
-	$(PIP) install -q $(CONSTRAINTS) -e ".[test,bench]"
+	$(PIP) install -q $(CONSTRAINTS) $(TEST_CONSTRAINTS) -e ".[test,bench]"
 	$(BIN)/python bench/regret.py
 
 clean:
