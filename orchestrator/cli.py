@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     from cluster.jobs import JobsInputError
     from orchestrator.config import ConfigError
     from orchestrator.lease import LeaseHeldError
-    from orchestrator.results import ResultsError
+    from orchestrator.results import NoMetricError, ResultsError
     from orchestrator.storage import StorageError
     from cluster.connect import AddressError
     from orchestrator.tuning import SweepExistsError, SweepInterrupted
@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return args.func(args)
+    except NoMetricError as exc:  # the sweep ran; the workload failed at every rate
+        _err(str(exc))
+        return EXIT_FAILED
     except (AddressError, ConfigError, ResultsError, StorageError, SweepExistsError, WorkloadError,
             JobsInputError, LeaseHeldError) as exc:
         _err(str(exc))

@@ -170,7 +170,7 @@ def _summarise(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -
     by_trial = trial_table(rows)
     obs = observations(by_trial, metric)
     if not obs:
-        raise results.ResultsError(_no_metric(folder, by_trial, meta))
+        raise results.NoMetricError(_no_metric(folder, by_trial, meta))
     # sweeps written before the cliff guard existed keep the pick they made
     margin = meta.get("cliff_margin")
     group, x, value, epoch = zoom.choose(obs, margin=margin)

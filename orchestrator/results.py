@@ -47,6 +47,11 @@ class ResultsError(ValueError):
     """A results folder is missing, empty or corrupt."""
 
 
+class NoMetricError(ResultsError):
+    """A sweep ran but no trial reported its metric (every trial errored or diverged before its first
+    report): a run-time failure of the user's workload, not bad input (exit 1)."""
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` all at once (a temporary file in the same folder, then ``os.replace``).
     Raises ``ResultsError`` (one line: the path and the cause, e.g. no space left) when it cannot be

@@ -147,7 +147,7 @@ def test_a_sweep_whose_every_trial_errors_ends_with_the_error_not_a_hang(local_r
         "storage": str(tmp_path / "runs"), "max_failures": 0,
         "space": {"lr": {"log": [1e-3, 1e-2], "per_decade": 1}}, "zoom": {"max_rounds": 3},
     }))
-    assert cli.main(["run", str(path), "--no-check", "--quiet"]) != 0  # (2 today: the CLI's code for ResultsError)
+    assert cli.main(["run", str(path), "--no-check", "--quiet"]) == 1  # a run-time failure, not bad input
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("sweep: error: "), err
     assert "the search stopped: no trial of round 0 reported a result (all errored)" in err[0]
