@@ -22,13 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from cluster.jobs import (
-    AuthError,
-    InsecureClusterError,
-    Token,
-    _missing_token_message,
-    find_token,
-)
+from cluster.jobs import AuthError, Token, require_auth
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_CONNECT_TIMEOUT_S = 30.0
@@ -108,23 +102,6 @@ def cluster_auth_mode(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) 
             f"address (ray://HEAD:10001 or HEAD:6379) and that the port is open; --connect-timeout sets the wait"
         ) from None
     return "disabled"
-
-
-def require_auth(address: str, mode: str, insecure: bool, what: str = "it") -> Token | None:
-    """The token to send to a cluster in authentication ``mode``; None for an open cluster (which never
-    gets one). Raises ``InsecureClusterError`` for an open cluster unless ``insecure``, ``AuthError``
-    when the cluster wants a token and none is found."""
-    if mode != "token":
-        if not insecure:
-            raise InsecureClusterError(
-                f"{address} does not require a token (authentication_mode={mode}): {what} runs anyone's code "
-                f"(CVE-2023-48022); turn token authentication on (RAY_AUTH_MODE=token, `ray get-auth-token "
-                f"--generate` on the head node) or pass --insecure")
-        return None
-    token = find_token()
-    if token is None:
-        raise AuthError(_missing_token_message(address))
-    return token
 
 
 def _tls_on() -> bool:

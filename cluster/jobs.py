@@ -184,6 +184,23 @@ def _rejected_token_message(address: str, token: Token | None, status: int) -> s
             f"holding it")
 
 
+def require_auth(address: str, mode: str, insecure: bool, what: str = "it") -> Token | None:
+    """The token to send to a cluster in authentication ``mode``; None for an open cluster (which never
+    gets one). Raises ``InsecureClusterError`` for an open cluster unless ``insecure``, ``AuthError`` when
+    the cluster wants a token and none is found. ``sweep submit`` and ``sweep run --address`` share it."""
+    if mode != "token":
+        if not insecure:
+            raise InsecureClusterError(
+                f"{address} does not require a token (authentication_mode={mode}): {what} runs anyone's code "
+                f"(CVE-2023-48022); turn token authentication on (RAY_AUTH_MODE=token, `ray get-auth-token "
+                f"--generate` on the head node) or pass --insecure")
+        return None
+    token = find_token()
+    if token is None:
+        raise AuthError(_missing_token_message(address))
+    return token
+
+
 # --- talking to the cluster -------------------------------------------------------------------------
 
 
@@ -231,16 +248,9 @@ class Cluster:
         self.address = resolve_address(address)
         self.mode = authentication_mode(self.address, timeout=timeout, verify=verify)
         self.insecure = insecure
-        if self.mode != "token" and refuse_open and not insecure:
-            raise InsecureClusterError(
-                f"{self.address} does not require a token (authentication_mode={self.mode}): its Jobs API runs "
-                f"anyone's code (CVE-2023-48022); turn token authentication on (RAY_AUTH_MODE=token, "
-                f"`ray get-auth-token --generate` on the head node) or pass --insecure")
         self.token: Token | None = None
-        if self.mode == "token":
-            self.token = find_token()
-            if self.token is None:
-                raise AuthError(_missing_token_message(self.address))
+        self.token = require_auth(self.address, self.mode, insecure or not refuse_open, what="its Jobs API")
+        if self.token is not None:
             headers: dict[str, Any] = self.token.header()
         else:
             # An open cluster gets no token, even when this process runs with RAY_AUTH_MODE=token (Ray's
