@@ -168,3 +168,44 @@ def test_second_driver_refused_while_first_runs_then_takes_over_after_sigkill(sm
     assert f"took over the sweep: its driver (pid {first.pid} on {socket.gethostname()}) is gone" in third.stderr
     assert (folder / "best.json").exists()
     assert not (folder / lease.LEASE_FILE).exists()  # given back at the end
+
+
+# --- a sweep stored at a URI: the lease lives there (a real S3: moto's server) ------------------------
+
+
+@pytest.fixture
+def s3_sweep_uri(monkeypatch):
+    import logging
+    import uuid
+
+    import pyarrow.fs as pafs
+    from moto.server import ThreadedMotoServer
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(key, value)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        bucket = f"sweeps-{uuid.uuid4().hex[:8]}"
+        pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", allow_bucket_creation=True).create_dir(bucket)
+        yield f"s3://{bucket}/runs/name?endpoint_override={host}:{port}&scheme=http"
+    finally:
+        server.stop()
+
+
+def test_lease_at_a_uri_refuses_a_live_driver_and_is_taken_over_from_a_dead_one(s3_sweep_uri, tmp_path):
+    store = lease.store_for(tmp_path / "local-copy", s3_sweep_uri)
+    assert isinstance(store, lease.UriStore) and "endpoint_override" in store.shown
+    with lease.held(store, heartbeat_s=0.05, stale_after=1.0) as mine:
+        assert lease.parse(store.read(), "").token == mine.token
+        with pytest.raises(lease.LeaseHeldError, match=f"pid {os.getpid()}"):
+            lease.acquire(lease.store_for(tmp_path / "other-copy", s3_sweep_uri))
+    assert store.read() is None  # given back
+    dead = _dead_pid()
+    store.replace(lease.dump(lease.Lease(socket.gethostname(), dead, None, time.time(), "dead")))
+    taken, message = lease.acquire(store)
+    assert message and f"pid {dead}" in message and lease.parse(store.read(), "").token == taken.token
+    assert not (tmp_path / "local-copy").exists()  # nothing written to the local copy
