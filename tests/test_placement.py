@@ -12,8 +12,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -61,23 +59,26 @@ def recording_workload(config: dict):
     path = Path(config["record_dir"]) / f"{trial_id}.json"
     loss = _TimedLoss(wl.loss, path, record)
     loss(*[t[:2] for t in wl.val.tensors])  # write the record now
-    # A barrier: wait until `barrier` trials have started (or a timeout). Trials this small end before
-    # Ray has started the other nodes' actors, so without it one reused actor could run them all.
-    deadline = time.time() + 120
-    while len(list(path.parent.glob("*.json"))) < int(config.get("barrier", 0)) and time.time() < deadline:
+    # A barrier: wait until `barrier` trials have started. Trials this small end before Ray has started
+    # the other nodes' actors, so without it one reused actor could run them all. Never reached within
+    # the deadline: the trial fails (and with it the test), it does not go on without the others.
+    barrier, deadline = int(config.get("barrier", 0)), time.monotonic() + 120
+    while (started := len(list(path.parent.glob("*.json")))) < barrier:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"barrier: {started} of {barrier} trials started within 120 s")
         time.sleep(0.2)
     return dataclasses.replace(wl, loss=loss)
 
 
 @pytest.fixture
-def gpu_cluster():
+def gpu_cluster(ray_temp):
     """A head (1 CPU, no GPU) and two worker nodes with 1 CPU and 2 fake GPUs each; torn down after."""
     import ray
     from ray.cluster_utils import Cluster
 
     if ray.is_initialized():  # a session-wide local Ray of another test: this test needs its own cluster
         ray.shutdown()
-    temp = tempfile.mkdtemp(prefix="sp", dir="/tmp")  # short: Ray's socket paths live under it
+    temp = ray_temp
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0, "temp_dir": temp,
                                                             "include_dashboard": False})
     try:
@@ -92,7 +93,6 @@ def gpu_cluster():
         ray.shutdown()
         cluster.shutdown()
         left = _pids_using(temp)
-        shutil.rmtree(temp, ignore_errors=True)
         assert not left, f"processes of the test cluster survived its shutdown: {left}"
 
 
@@ -125,6 +125,7 @@ space:
   barrier: {barrier}
 asha: {{enabled: false}}
 zoom: {{max_rounds: 1}}
+max_failures: 0
 resources: {{cpu: {cpu}, gpu: {gpu}}}
 """
 
@@ -162,7 +163,8 @@ def test_trials_run_on_fake_gpu_nodes_within_their_capacity(gpu_cluster, tmp_pat
 
     rows = pq.read_table(summary.folder / "trials.parquet").to_pylist()
     trial_ids = {r["trial_id"] for r in rows}
-    assert len(trial_ids) == 5 and all(r["status"] == "completed" for r in rows)
+    assert len(trial_ids) == 5 and all(r["status"] == "completed" for r in rows), \
+        [(r["trial_id"], r["status"], r.get("error")) for r in rows if r["status"] != "completed"]
     recs = {p.stem: json.loads(p.read_text()) for p in records.glob("*.json")}
     assert set(recs) == trial_ids, "one record per trial, from inside the trial"
 

@@ -5,13 +5,12 @@ import collections
 import json
 import os
 import pickle
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -51,6 +50,32 @@ def run_ok(cmd: list[str]) -> subprocess.CompletedProcess:
     return done
 
 
+def wait_for(what: str, ready: Callable[[], object], timeout: float = 300.0,
+             proc: subprocess.Popen | None = None):
+    """Poll ``ready()`` until it returns something true and return that; fail the test, naming ``what``,
+    when ``timeout`` seconds pass first or ``proc`` ends first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = ready()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the sweep ended (exit {proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def checkpointed(folder: Path) -> dict[str, int]:
+    """Trial id -> epochs in its newest checkpoint saved in the sweep folder (``checkpoint_every: 1``: Tune's
+    ``checkpoint_00000K`` holds epoch K + 1). The worker writes it there as the trial reports the epoch."""
+    out: dict[str, int] = {}
+    for state in folder.glob("*/checkpoint_*/state.pt"):
+        trial_id, epochs = state.parent.parent.name, int(state.parent.name.rsplit("_", 1)[1]) + 1
+        out[trial_id] = max(out.get(trial_id, 0), epochs)
+    return out
+
+
 def trials_by_lr(folder: Path) -> dict[float, list[dict]]:
     out = collections.defaultdict(list)
     for row in pq.read_table(folder / "trials.parquet").to_pylist():
@@ -65,16 +90,19 @@ def test_driver_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
     ref_cfg = write_config(tmp_path / "ref.yaml", "ref", storage, ref_log)
     crash_cfg = write_config(tmp_path / "crash.yaml", "crash", storage, crash_log)
     run_ok(sweep_cmd(str(ref_cfg), "--quiet"))
+    n_round0 = sum(rows[0]["round"] == 0 for rows in trials_by_lr(storage / "ref").values())
 
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen(sweep_cmd(str(crash_cfg)), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True, cwd=ROOT, env=env, start_new_session=True)
+    folder = storage / "crash"
     try:
-        for line in proc.stdout:  # wait until the later round has started, then let it train a little
+        for line in proc.stdout:  # wait until the later round has started
             if line.startswith("[sweep] round 1"):
                 break
-        time.sleep(0.3)
-        assert proc.poll() is None, "the sweep ended before it could be killed"
+        # then until one of its trials has trained and saved an epoch (round 0 had 3 trials)
+        wait_for("a round-1 trial's first checkpoint", lambda: len(checkpointed(folder)) > n_round0, proc=proc)
+        saved, killed_at = checkpointed(folder), time.time()
         os.kill(proc.pid, signal.SIGKILL)  # the driver only: a crash, not a clean stop
         proc.wait(timeout=30)
     finally:
@@ -82,7 +110,6 @@ def test_driver_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)  # the embedded Ray it left behind
         except ProcessLookupError:
             pass
-    folder = storage / "crash"
     assert not (folder / "best.json").exists()
 
     again = subprocess.run(sweep_cmd(str(crash_cfg)), capture_output=True, text=True, cwd=ROOT, env=env)
@@ -101,16 +128,25 @@ def test_driver_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
     assert {**best_crash["config"], "log_path": ""} == {**best_ref["config"], "log_path": ""}
     rounds_ref = json.loads((storage / "ref" / "rounds.json").read_text())["rounds"]
     assert json.loads((folder / "rounds.json").read_text())["rounds"] == rounds_ref
-    # no finished trial ran again: only the (at most 2) trials running at the kill were built twice
+    # No finished epoch trained again (an epoch trained again replaces its row, and ends after the kill):
+    # round 0 had ended before the kill; a round-1 trial resumed from its newest checkpoint (or the one
+    # before, when the driver had not yet taken that). A trial that ended after Tune's last save of its
+    # own state (every >= 10 s) is built again on resume, and trains nothing: builds are at most 2.
+    for lr, rows in crash.items():
+        before = [r["epoch"] for r in rows if r["ended_at"] < killed_at]
+        assert before == list(range(1, len(before) + 1)), f"lr {lr}: {before}"
+        if rows[0]["round"] == 0:
+            assert len(before) == EPOCHS, f"lr {lr} (round 0) trained epochs {len(before) + 1}.. again"
+        else:
+            at_kill = saved.get(rows[0]["trial_id"], 0)
+            assert len(before) >= at_kill - 1, f"lr {lr} restarted at epoch {len(before) + 1}; saved {at_kill}"
+    assert any(saved.get(rows[0]["trial_id"], 0) >= 1 and rows[0]["round"] == 1 for rows in crash.values())
     builds = collections.Counter(float(x) for x in crash_log.read_text().split())
     assert set(builds) == set(ref) and all(n <= 2 for n in builds.values())
-    assert sum(builds.values()) <= len(ref) + 2
-    round0 = [lr for lr, rows in crash.items() if rows[0]["round"] == 0]
-    assert all(builds[lr] == 1 for lr in round0), "round 0 had finished before the kill"
 
 
 @pytest.mark.slow
-def test_node_loss_restarts_trials_from_checkpoints(tmp_path):
+def test_node_loss_restarts_trials_from_checkpoints(tmp_path, ray_temp):
     import ray
     from ray.cluster_utils import Cluster
 
@@ -124,24 +160,26 @@ def test_node_loss_restarts_trials_from_checkpoints(tmp_path):
     data["max_epochs"] = 30
     data["zoom"] = {"max_rounds": 1}
     cfg_path.write_text(yaml.safe_dump(data))
-    temp = tempfile.mkdtemp(prefix="sn", dir="/tmp")  # our own: never another Ray's /tmp/ray
+    temp = ray_temp  # our own: never another Ray's /tmp/ray
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "temp_dir": temp})
     workers = [cluster.add_node(num_cpus=1, temp_dir=temp) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
-    removed = threading.Event()
+    folder = tmp_path / "runs" / "node-loss"
+    removed, at_loss, gave_up = threading.Event(), {}, []
 
     def kill_a_node_once_training() -> None:
-        # the build log gets a line as each trial starts (Tune's own files reach the folder ~10 s late);
-        # once both nodes train, one of them goes
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            if log.exists() and len(log.read_text().split()) >= 2:
-                time.sleep(1.0)
+        # once both nodes' trials have saved 2 epochs (one trial per node: 1 CPU each), one node goes
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            saved = checkpointed(folder)
+            if sum(n >= 2 for n in saved.values()) >= 2:
+                at_loss.update(saved=saved, time=time.time())
                 cluster.remove_node(workers[1], allow_graceful=False)
                 removed.set()
                 return
             time.sleep(0.05)
+        gave_up.append(f"no two trials had checkpointed 2 epochs within 300 s: {checkpointed(folder)}")
 
     killer = threading.Thread(target=kill_a_node_once_training, daemon=True)
     try:
@@ -151,40 +189,47 @@ def test_node_loss_restarts_trials_from_checkpoints(tmp_path):
         killer.join(timeout=5)
         ray.shutdown()
         cluster.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
-    assert removed.is_set()
+    assert removed.is_set(), gave_up or "the sweep ended before a node could be removed"
     rows = trials_by_lr(summary.folder)
     assert len(rows) == 3  # every planned trial accounted for
     for lr, trial_rows in rows.items():
         assert trial_rows[-1]["status"] == "completed" and [r["epoch"] for r in trial_rows] == list(range(1, 31))
-    failures = {lr: trial_rows[0]["failures"] for lr, trial_rows in rows.items()}
-    assert sum(failures.values()) >= 1, "a trial on the lost node was retried"
+    retried = {lr: trial_rows for lr, trial_rows in rows.items() if trial_rows[0]["failures"] >= 1}
+    assert retried, "a trial on the lost node was retried"
+    for lr, trial_rows in retried.items():
+        # Resumed, not restarted: the epochs it trained before the loss are kept (an epoch trained again
+        # replaces its row), the ones after it ended after the loss, and the first of those follows the
+        # newest checkpoint seen at the loss (or the one before, when the driver had not yet taken that).
+        before = [r["epoch"] for r in trial_rows if r["ended_at"] < at_loss["time"]]
+        assert before == list(range(1, len(before) + 1)), f"lr {lr}: {before}"
+        saved = at_loss["saved"][trial_rows[0]["trial_id"]]
+        assert len(before) >= saved - 1 >= 1, f"lr {lr} restarted from epoch {len(before) + 1}; checkpointed {saved}"
     builds = collections.Counter(float(x) for x in log.read_text().split())
     assert sum(builds.values()) > 3  # the retried trial was built again (restored from its checkpoint)
 
 
-def interrupt_in_round_0(cfg: Path, after: float = 1.0, builds: Path | None = None) -> tuple[int, str]:
-    """Start ``sweep run``, send Ctrl-C's SIGINT ``after`` seconds into round 0 (or, with ``builds``,
-    after two trials have started); returns (exit code, stderr)."""
+def interrupt_in_round_0(cfg: Path, folder: Path, trials: int = 1, epochs: int = 1) -> tuple[int, str]:
+    """Start ``sweep run``; once round 0 has begun and ``trials`` of its trials have saved ``epochs`` epochs
+    in ``folder``, send Ctrl-C's SIGINT; returns (exit code, stderr)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen(sweep_cmd(str(cfg)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT, env=env, start_new_session=True)
-    try:
-        for line in proc.stdout:
-            if line.startswith("[sweep] round 0"):
-                break
-        deadline = time.time() + 120
-        while builds and time.time() < deadline and not (builds.exists() and len(builds.read_text().split()) >= 2):
-            time.sleep(0.1)
-        time.sleep(after)
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
-        _, err = proc.communicate(timeout=180)
-    finally:
+    with open(cfg.with_suffix(".stderr"), "w+") as err_file:  # a file: a full pipe would stall the driver
+        proc = subprocess.Popen(sweep_cmd(str(cfg)), stdout=subprocess.PIPE, stderr=err_file, text=True,
+                                cwd=ROOT, env=env, start_new_session=True)
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return proc.returncode, err
+            for line in proc.stdout:
+                if line.startswith("[sweep] round 0"):
+                    break
+            wait_for(f"{trials} trial(s) with {epochs} epoch(s) saved",
+                     lambda: sum(n >= epochs for n in checkpointed(folder).values()) >= trials, proc=proc)
+            proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
+            proc.communicate(timeout=180)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        err_file.seek(0)
+        return proc.returncode, err_file.read()
 
 
 @pytest.mark.slow
@@ -198,9 +243,9 @@ def test_resume_repairs_a_searcher_state_saved_a_step_apart_from_tunes(tmp_path)
     epochs = 100  # trials long enough to be stopped halfway
     cfg = write_config(tmp_path / "apart.yaml", "apart", tmp_path / "runs", log, max_epochs=epochs,
                        zoom={"max_rounds": 1})
-    code, err = interrupt_in_round_0(cfg, after=3.0, builds=log)
-    assert code == 130, err[-2000:]
     folder = tmp_path / "runs" / "apart"
+    code, err = interrupt_in_round_0(cfg, folder, trials=2, epochs=2)
+    assert code == 130, err[-2000:]
     pkl = max(folder.glob("searcher-state-*.pkl"), key=lambda p: p.stat().st_mtime)
     state = pickle.loads(pkl.read_bytes())
     running = sorted((t for t in state.trials.values() if not t.done), key=lambda t: -len(t.curve))
@@ -232,8 +277,8 @@ def test_resume_repairs_a_searcher_state_saved_a_step_apart_from_tunes(tmp_path)
 @pytest.mark.slow
 def test_ctrl_c_saves_state_says_how_to_resume_and_resume_finishes(tmp_path):
     cfg = write_config(tmp_path / "int.yaml", "interrupted", tmp_path / "runs", tmp_path / "int.log")
-    code, err = interrupt_in_round_0(cfg)
     folder = tmp_path / "runs" / "interrupted"
+    code, err = interrupt_in_round_0(cfg, folder)
     assert code == 130, err[-2000:]
     last = err.strip().splitlines()[-1]
     assert last.startswith("sweep: error:") and f"sweep run {cfg} --resume" in last

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -68,13 +67,11 @@ def test_bad_storage_uri_is_exit_2_one_line_naming_file_and_key(tmp_path, capsys
 def moto_endpoint():
     from moto.server import ThreadedMotoServer
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)  # the OS picks a free port
     server.start()
-    yield f"127.0.0.1:{port}"
+    host, port = server.get_host_and_port()  # the one it bound (no bind-close-reuse race)
+    yield f"{host}:{port}"
     server.stop()
 
 
@@ -223,7 +220,8 @@ def test_sweep_to_s3_then_report_from_it_then_refuse_a_second_run(s3, tmp_path, 
 @pytest.mark.slow
 def test_ctrl_c_uploads_results_so_far_and_resume_from_the_uri_on_a_fresh_machine_finishes(s3, tmp_path, monkeypatch):
     path = tmp_path / "int.yaml"
-    path.write_text(SWEEP.format(name="int", storage=s3.uri("runs")).replace("max_epochs: 3", "max_epochs: 20"))
+    path.write_text(SWEEP.format(name="int", storage=s3.uri("runs")).replace("max_epochs: 3", "max_epochs: 20")
+                    + "checkpoint_every: 1\n")  # a checkpoint in the bucket: the sign that round 0 is training
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(path), "--no-check"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env=dict(os.environ), start_new_session=True)
@@ -231,7 +229,12 @@ def test_ctrl_c_uploads_results_so_far_and_resume_from_the_uri_on_a_fresh_machin
         for line in proc.stdout:
             if line.startswith("[sweep] round 0"):
                 break
-        time.sleep(3.0)
+        deadline = time.monotonic() + 300  # until a trial has saved an epoch in the bucket
+        while not any(p.endswith("/state.pt") for p in s3.files("runs/int")):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"no trial checkpoint in s3://{s3.bucket}/runs/int before the sweep ended or 300 s "
+                            f"passed (exit {proc.poll()})")
+            time.sleep(0.2)
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         _, err = proc.communicate(timeout=180)
     finally:
