@@ -41,49 +41,45 @@ class ClusterUnreachableError(RuntimeError):
 def resolve_address(address: str | None) -> str | None:
     """The flag, else ``RAY_ADDRESS`` (read now, at call time), else None (embedded).
 
-    ``http(s)://HEAD:8265`` is the Jobs API (for ``sweep submit``), not a cluster to run a driver on."""
+    ``sweep run`` drives Ray Tune from this process, so it joins the cluster at its GCS (``HEAD:6379``).
+    ``http(s)://HEAD:8265`` is the Jobs API and ``ray://HEAD:10001`` is Ray Client, which would run Tune
+    on the cluster instead: both are refused, pointing at ``sweep submit``."""
     source = "--address" if address else "RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address.startswith(("http://", "https://")):
         raise AddressError(
-            f"{source}={address}: 'sweep run' needs a Ray cluster address (ray://HEAD:10001 or HEAD:6379); "
+            f"{source}={address}: 'sweep run' needs a Ray cluster's GCS address (HEAD:6379); "
             f"http(s):// is the Jobs API: use 'sweep submit CONFIG --address {address}'"
+        )
+    if address and address.startswith("ray://"):
+        raise AddressError(
+            f"{source}={address}: Ray Client (ray://) would run Ray Tune on the cluster, not in this driver; "
+            f"give the GCS address (HEAD:6379) from a machine on the cluster's network, or hand the sweep "
+            f"to the cluster with 'sweep submit CONFIG --address http://HEAD:8265'"
         )
     return address
 
 
-def _grpc_target(address: str) -> tuple[str, bool]:
-    """``HOST:PORT`` to dial and whether it is a Ray Client server (``ray://``) rather than the GCS."""
-    client = address.startswith("ray://")
-    rest = address[len("ray://"):] if client else address
-    if rest == "auto":  # a cluster started on this machine with `ray start`: Ray knows where its GCS is
+def _grpc_target(address: str) -> str:
+    """``HOST:PORT`` of the cluster's GCS to dial."""
+    if address == "auto":  # a cluster started on this machine with `ray start`: Ray knows where its GCS is
         from ray._private.services import canonicalize_bootstrap_address_or_die
 
-        return canonicalize_bootstrap_address_or_die("auto"), False
-    host, sep, port = rest.rstrip("/").rpartition(":")
+        return canonicalize_bootstrap_address_or_die("auto")
+    host, sep, port = address.rstrip("/").rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise AddressError(f"address={address!r}: expected ray://HEAD:10001 (Ray Client) or HEAD:6379 (GCS)")
-    return f"{host}:{port}", client
+        raise AddressError(f"address={address!r}: expected HEAD:6379 (the cluster's GCS)")
+    return f"{host}:{port}"
 
 
-def _ping(target: str, client: bool, timeout: float, metadata: tuple = ()) -> None:
-    """One cheap call that needs no session: the GCS's GetClusterId, or the Ray Client server's PING."""
+def _ping(target: str, timeout: float, metadata: tuple = ()) -> None:
+    """One cheap call that needs no session: the GCS's GetClusterId."""
     import grpc
-    from ray.core.generated import (
-        gcs_service_pb2,
-        gcs_service_pb2_grpc,
-        ray_client_pb2,
-        ray_client_pb2_grpc,
-    )
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
     with grpc.insecure_channel(target) as channel:
-        if client:
-            ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
-                ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING),
-                timeout=timeout, metadata=metadata, wait_for_ready=True)
-        else:
-            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
-                gcs_service_pb2.GetClusterIdRequest(), timeout=timeout, metadata=metadata, wait_for_ready=True)
+        gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+            gcs_service_pb2.GetClusterIdRequest(), timeout=timeout, metadata=metadata, wait_for_ready=True)
 
 
 def cluster_auth_mode(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> str:
@@ -91,15 +87,15 @@ def cluster_auth_mode(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) 
     ``ClusterUnreachableError`` when nothing answers within ``timeout`` seconds."""
     import grpc
 
-    target, client = _grpc_target(address)
+    target = _grpc_target(address)
     try:
-        _ping(target, client, timeout)
+        _ping(target, timeout)
     except grpc.RpcError as exc:
         if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
             return "token"
         raise ClusterUnreachableError(
             f"cannot reach the Ray cluster at {address} within {timeout:g} s ({exc.code().name}): check the "
-            f"address (ray://HEAD:10001 or HEAD:6379) and that the port is open; --connect-timeout sets the wait"
+            f"address (HEAD:6379) and that the port is open; --connect-timeout sets the wait"
         ) from None
     return "disabled"
 
@@ -121,9 +117,9 @@ def check_cluster(address: str, insecure: bool = False,
     token = require_auth(address, mode, insecure)
     warnings = []
     if token is not None:
-        target, client = _grpc_target(address)
+        target = _grpc_target(address)
         try:
-            _ping(target, client, timeout, metadata=(("authorization", f"Bearer {token.value}"),))
+            _ping(target, timeout, metadata=(("authorization", f"Bearer {token.value}"),))
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                 raise AuthError(f"{address} rejected the Ray auth token from {token.source}: get the cluster's "

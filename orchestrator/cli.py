@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a sweep (embedded local Ray unless --address or RAY_ADDRESS)")
     r.add_argument("config", help="sweep YAML, e.g. examples/digits.yaml")
-    r.add_argument("--address", help="existing Ray cluster, e.g. ray://HEAD:10001 (default: RAY_ADDRESS, else embedded)")
+    r.add_argument("--address", help="existing Ray cluster's GCS, e.g. HEAD:6379 (default: RAY_ADDRESS, else embedded)")
     r.add_argument("--resume", action="store_true", help="continue the sweep in an existing folder")
     r.add_argument("--insecure", action="store_true",
                    help="drive a cluster that does not require a token (its ports run anyone's code)")
@@ -164,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return args.func(args)
-    except NoMetricError as exc:  # the sweep ran; the workload failed at every rate
+    except NoMetricError as exc:  # `run`: the workload failed at every rate; `report`: nothing to report on
         _err(str(exc))
-        return EXIT_FAILED
+        return EXIT_FAILED if args.func is cmd_run else EXIT_BAD_INPUT
     except (AddressError, ConfigError, ResultsError, StorageError, SweepExistsError, WorkloadError,
             JobsInputError, LeaseHeldError) as exc:
         _err(str(exc))

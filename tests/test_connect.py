@@ -44,9 +44,9 @@ LOOPBACK_IPS = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
 
 def test_flag_wins_over_ray_address(monkeypatch):
-    monkeypatch.setenv("RAY_ADDRESS", "ray://from-env:10001")
-    assert connect.resolve_address("ray://from-flag:10001") == "ray://from-flag:10001"
-    assert connect.resolve_address(None) == "ray://from-env:10001"
+    monkeypatch.setenv("RAY_ADDRESS", "from-env:6379")
+    assert connect.resolve_address("from-flag:6379") == "from-flag:6379"
+    assert connect.resolve_address(None) == "from-env:6379"
     monkeypatch.delenv("RAY_ADDRESS")
     assert connect.resolve_address(None) is None  # embedded
 
@@ -61,9 +61,19 @@ def test_jobs_api_address_is_refused_naming_where_it_came_from(monkeypatch, url)
         connect.resolve_address(None)
 
 
-@pytest.mark.parametrize("address", ["ray://head", "head", "ray://:10001", "head:port"])
+def test_ray_client_address_is_refused_pointing_at_submit(monkeypatch):
+    """Ray Client would run Tune on the cluster, where this driver cannot read its searcher back."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(connect.AddressError, match=r"--address=ray://head:10001: Ray Client .*HEAD:6379.*sweep submit"):
+        connect.resolve_address("ray://head:10001")
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    with pytest.raises(connect.AddressError, match="RAY_ADDRESS=ray://head:10001: "):
+        connect.resolve_address(None)
+
+
+@pytest.mark.parametrize("address", ["head", ":6379", "head:port"])
 def test_malformed_cluster_address_is_refused_in_one_line(address):
-    with pytest.raises(connect.AddressError, match="expected ray://HEAD:10001"):
+    with pytest.raises(connect.AddressError, match="expected HEAD:6379"):
         connect.cluster_auth_mode(address, timeout=1)
 
 
@@ -236,17 +246,12 @@ def test_token_cluster_without_a_token_or_with_a_wrong_one_is_refused_in_one_lin
     r = _run([str(cfg), "--address", token_head.gcs, "--no-check"], _driver_env(tmp_path), timeout=120)
     assert r.returncode == 2, r.stderr[-3000:]
     assert _errors(r.stderr) == [r.stderr.strip()] and "requires a Ray auth token" in r.stderr, r.stderr
-    r = _run([str(cfg), "--address", token_head.client, "--no-check"],  # Ray Client: the same rules
+    r = _run([str(cfg), "--address", token_head.gcs, "--no-check"],
              _driver_env(tmp_path, RAY_AUTH_TOKEN="not-the-token"), timeout=120)
     assert r.returncode == 2, r.stderr[-3000:]
     assert _errors(r.stderr) == [r.stderr.strip()] and "rejected the Ray auth token from RAY_AUTH_TOKEN" in r.stderr
     assert "not-the-token" not in r.stderr
     assert not (tmp_path / "runs" / "no-token").exists()
-
-
-def test_ray_client_address_is_asked_the_same_way(token_head, open_head):
-    assert connect.cluster_auth_mode(token_head.client, timeout=10) == "token"
-    assert connect.cluster_auth_mode(open_head.client, timeout=10) == "disabled"
 
 
 def test_open_cluster_is_refused_unless_insecure(open_head, small_config, tmp_path):
@@ -264,11 +269,10 @@ def test_open_cluster_is_refused_unless_insecure(open_head, small_config, tmp_pa
     assert (tmp_path / "runs" / "on-open-cluster" / "best.json").exists()
 
 
-@pytest.mark.parametrize("scheme", ["", "ray://"])
-def test_unreachable_address_fails_within_the_connect_timeout(scheme, small_config, tmp_path):
+def test_unreachable_address_fails_within_the_connect_timeout(small_config, tmp_path):
     with socket.socket() as held:  # bound, never listening: a closed port nobody else can take meanwhile
         held.bind(("127.0.0.1", 0))
-        address = f"{scheme}127.0.0.1:{held.getsockname()[1]}"
+        address = f"127.0.0.1:{held.getsockname()[1]}"
         cfg = small_config("unreachable")
         start = time.monotonic()
         r = _run([str(cfg), "--address", address, "--no-check", "--connect-timeout", "4"], _driver_env(tmp_path),
