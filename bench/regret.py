@@ -39,8 +39,8 @@ def pick_lr(folder: Path, pick: str) -> float:
     meta = results.read_json(folder / results.ROUNDS)
     obs = report.observations(report.trial_table(results.read_trials(folder)), meta.get("metric", "val_loss"))
     name, _, bw = pick.partition(":")
-    _, x, _, _ = zoom.choose(obs, pick=name, bandwidth=float(bw) if bw else 0.15, margin=meta.get("cliff_margin"))
-    return nice(10**x)
+    chosen = zoom.choose(obs, pick=name, bandwidth=float(bw) if bw else 0.15, margin=meta.get("cliff_margin"))
+    return nice(10**chosen.x)
 
 
 def robust_reference(optimizer: str):

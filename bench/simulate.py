@@ -100,9 +100,9 @@ def asha_round0(obs: list[zoom.Observation], grace: int, rf: float, max_epochs: 
 
 def replay(land: Landscape, v: Variant, low: float, high: float, max_epochs: int, rng) -> tuple[float, int]:
     """One sweep: (picked x, epochs spent)."""
-    zoom.HIGH_EDGE_STEP = v.high_edge_step  # bench only: replays the rule as it was before
     rules = zoom.Rules(low=low, high=high, spacing=1.0, max_epochs=max_epochs, max_rounds=v.max_rounds,
-                       points_per_round=v.points_per_round, resolution=0.1, cliff_margin=v.margin)
+                       points_per_round=v.points_per_round, resolution=0.1, cliff_margin=v.margin,
+                       high_edge_step=v.high_edge_step)
     common = int(rng.choice(land.search))
     rounds: list[zoom.Round] = []
     obs: list[zoom.Observation] = []
@@ -119,7 +119,7 @@ def replay(land: Landscape, v: Variant, low: float, high: float, max_epochs: int
         seen = [replace(o, curve=o.curve[: v.grace], done=len(o.curve) <= v.grace) if o.round == plan.index else o
                 for o in obs]
         plan = zoom.next_round(rules, rounds, seen)
-    _, x, _, _ = zoom.choose(obs, pick=v.pick, bandwidth=v.bandwidth, margin=v.margin)
+    x = zoom.choose(obs, pick=v.pick, bandwidth=v.bandwidth, margin=v.margin).x
     return x, zoom.epochs_spent(obs)
 
 

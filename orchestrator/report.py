@@ -173,11 +173,12 @@ def _summarise(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -
         raise results.NoMetricError(_no_metric(folder, by_trial, meta))
     # sweeps written before the cliff guard existed keep the pick they made
     margin = meta.get("cliff_margin")
-    group, x, value, epoch = zoom.choose(obs, margin=margin)
+    pick = zoom.choose(obs, margin=margin)
+    group, x, value, epoch = pick.group, pick.x, pick.value, pick.epoch
     lr = nice(10**x)
     notes = []
     if margin is not None:
-        free = zoom.choose(obs, margin=None)[1]
+        free = zoom.choose(obs, margin=None).x
         if free > x + 1e-9:
             notes.append(f"kept {margin:g} decade(s) below {param} {nice(10 ** (x + margin)):.4g}, the first rate above "
                          f"the best that did {zoom.CLIFF_RATIO:g}x worse or diverged (the fit alone gave "

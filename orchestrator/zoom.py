@@ -9,7 +9,7 @@ Rules, each a small function tested on analytic curves (tests/test_zoom.py):
 - the region is centred on a smooth fit (a parabola in log space through the best point and its
   neighbours), not on the single best point, because one seed's noise is 20-33% of the loss;
 - a best point on the edge of what was tried grows the range past that edge (in half steps past the
-  high edge, where the divergence cliff lies), but never past LOG_FLOOR .. LOG_CEIL: a best point on
+  high edge, where the divergence cliff lies), but never past ``log_floor .. log_ceil``: a best point on
   one of those is refined inside the range like an interior one;
 - the centre and the pick keep ``cliff_margin`` decades below the cliff: the first rate above the best
   that did 3x worse or diverged (``cliff_cap``), since one lucky seed next to it can look best;
@@ -19,10 +19,12 @@ Rules, each a small function tested on analytic curves (tests/test_zoom.py):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+# Defaults of the ``Rules`` fields of the same names (lower case); set them per ``Rules``, not here.
 LOG_FLOOR, LOG_CEIL = -10.0, 1.0  # never search learning rates outside 1e-10 .. 10
 CLIFF_RATIO = 3.0  # a point this many times worse than the best (or diverged) is over the cliff
 CLIFF_MARGIN = 1.0  # decades the refined centre and the pick keep below the cliff (see cliff_cap)
@@ -38,6 +40,14 @@ class Observation:
     round: int
     curve: tuple[float, ...] = ()
     done: bool = False
+
+    @classmethod
+    def of(cls, group: int, x: float, round: int, values: Iterable[float | None], done: bool = False
+           ) -> Observation:
+        """The one way to build an Observation from reported metric values: each value that is not a
+        finite number (None, NaN, +-inf: the trial diverged) becomes ``inf``."""
+        curve = tuple(float(v) if v is not None and math.isfinite(v) else math.inf for v in values)
+        return cls(group, x, round, curve, done)
 
     def at(self, epoch: int) -> float:
         """Metric after ``epoch`` epochs (1-based); inf once diverged."""
@@ -66,6 +76,10 @@ class Rules:
     budget_epochs: float | None = None
     groups: int = 1
     cliff_margin: float | None = CLIFF_MARGIN  # None: no cliff guard
+    cliff_ratio: float = CLIFF_RATIO  # this many times worse than the best (or diverged): over the cliff
+    high_edge_step: float = HIGH_EDGE_STEP  # spacings between new points grown past the high edge
+    log_floor: float = LOG_FLOOR  # the range never grows below / above these (log10)
+    log_ceil: float = LOG_CEIL
 
     def __post_init__(self) -> None:
         if not self.high >= self.low:
@@ -76,6 +90,32 @@ class Rules:
             raise ValueError(f"points_per_round={self.points_per_round}: expected >= 1")
         if self.cliff_margin is not None and not self.cliff_margin >= 0:
             raise ValueError(f"cliff_margin={self.cliff_margin}: expected >= 0 or None")
+        if not self.cliff_ratio > 1:
+            raise ValueError(f"cliff_ratio={self.cliff_ratio}: expected > 1")
+        if not self.high_edge_step > 0:
+            raise ValueError(f"high_edge_step={self.high_edge_step}: expected > 0 (spacings)")
+        if not self.log_floor < self.log_ceil:
+            raise ValueError(f"log_floor={self.log_floor}: expected < log_ceil={self.log_ceil}")
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """One group's next bracket and points (``refine``)."""
+
+    bracket: tuple[float, float]  # (centre, half-width) in decades
+    points: tuple[float, ...]  # new x values, none within a tenth of the spacing of a tried one
+    reason: str
+    grows: bool  # the best point is on an edge of what was tried: the range grows past it
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A group's smooth minimum (``best_of_group``) or the final pick (``choose``)."""
+
+    group: int
+    x: float  # log10 of the picked value
+    value: float  # the best score measured at ``epoch`` (a trial's, not the fit's); inf when none
+    epoch: int  # the comparison epoch; 0 when nothing was reported
 
 
 @dataclass(frozen=True)
@@ -203,24 +243,25 @@ def cliff_cap(points: list[tuple[float, float]], ratio: float = CLIFF_RATIO,
 
 
 def best_of_group(obs: list[Observation], reach: float = 1.0, pick: str = "parabola",
-                  bandwidth: float = 0.15, margin: float | None = CLIFF_MARGIN) -> tuple[float, float, int]:
-    """(x, value, epoch): the smooth minimum of one group's trials at their comparison epoch, kept
-    ``margin`` decades below the divergence cliff (``cliff_cap``; None: not kept)."""
+                  bandwidth: float = 0.15, margin: float | None = CLIFF_MARGIN, ratio: float = CLIFF_RATIO) -> Pick:
+    """The smooth minimum of one group's trials at their comparison epoch, kept ``margin`` decades below
+    the divergence cliff (``cliff_cap`` with ``ratio``; None: not kept)."""
     if pick not in PICKS:
         raise ValueError(f"pick={pick!r}: expected one of {PICKS}")
     epoch = comparison_epoch(obs)
     if not epoch:
-        return obs[0].x, math.inf, epoch
+        return Pick(obs[0].group, obs[0].x, math.inf, epoch)
     pts = points_at(obs, epoch)
     x, value = smooth_minimum(pts, bandwidth) if pick == "kernel" else fit_minimum(pts, reach=reach)
-    cap = cliff_cap(pts + _stopped_over_cliff(obs, epoch), margin=margin) if margin is not None else None
+    cap = (cliff_cap(pts + _stopped_over_cliff(obs, epoch, ratio), ratio=ratio, margin=margin)
+           if margin is not None else None)
     if cap is not None and x > cap:
         x = max(cap, min(p[0] for p in pts))
-    return x, value, epoch
+    return Pick(obs[0].group, x, value, epoch)
 
 
-def _stopped_over_cliff(obs: list[Observation], epoch: int) -> list[tuple[float, float]]:
-    """Trials stopped before ``epoch`` (by ASHA) are not compared there, but one that was CLIFF_RATIO
+def _stopped_over_cliff(obs: list[Observation], epoch: int, ratio: float = CLIFF_RATIO) -> list[tuple[float, float]]:
+    """Trials stopped before ``epoch`` (by ASHA) are not compared there, but one that was ``ratio``
     times worse than the best trial at its own last epoch marks the cliff all the same: (x, inf) each."""
     ranked = [o for o in obs if o.reached(epoch) and math.isfinite(score(o, epoch))]
     if not ranked:
@@ -230,7 +271,7 @@ def _stopped_over_cliff(obs: list[Observation], epoch: int) -> list[tuple[float,
     for o in obs:
         e = len(o.curve)
         if o.done and not o.diverged and 0 < e < epoch:
-            if score(o, e) >= CLIFF_RATIO * score(best, e):
+            if score(o, e) >= ratio * score(best, e):
                 out.append((o.x, math.inf))
     return out
 
@@ -278,23 +319,23 @@ def _spacing_of(rounds: list[Round], rules: Rules, group: int) -> float:
     return spacing
 
 
-def refine(group: int, obs: list[Observation], spacing: float, rules: Rules
-           ) -> tuple[tuple[float, float], list[float], str, bool]:
-    """Bracket and new points for one group. Returns ((centre, half-width), xs, why, grows past an edge)."""
-    centre, _, epoch = best_of_group(obs, margin=rules.cliff_margin)
+def refine(group: int, obs: list[Observation], spacing: float, rules: Rules) -> Refinement:
+    """Bracket and new points for one group (``obs``: that group's trials)."""
+    best = best_of_group(obs, margin=rules.cliff_margin, ratio=rules.cliff_ratio)
+    centre, epoch = best.x, best.epoch
     pts = [(x, y) for x, y in points_at(obs, epoch) if math.isfinite(y)]
     tried = sorted({round(o.x, 9) for o in obs})
     p = rules.points_per_round
     best_x = min(pts, key=lambda q: q[1])[0] if pts else centre
     at_low, at_high = best_x <= tried[0] + 1e-9, best_x >= tried[-1] - 1e-9
-    # a best point on LOG_FLOOR / LOG_CEIL cannot grow the range: it is refined inside, like any other
-    at_limit = (at_low and best_x <= LOG_FLOOR + 1e-9) or (at_high and best_x >= LOG_CEIL - 1e-9)
+    # a best point on log_floor / log_ceil cannot grow the range: it is refined inside, like any other
+    at_limit = (at_low and best_x <= rules.log_floor + 1e-9) or (at_high and best_x >= rules.log_ceil - 1e-9)
     grows = len(tried) > 1 and (at_low or at_high) and not at_limit
     if grows:
         d = -1.0 if at_low else 1.0
         # past the high edge lies the divergence cliff: half steps locate it closely enough for the
         # cliff guard (a whole decade found it at 10x the optimum, too far above to cap the pick)
-        step = spacing * HIGH_EDGE_STEP if d > 0 else spacing
+        step = spacing * rules.high_edge_step if d > 0 else spacing
         outward = [best_x + d * step * i for i in range(1, (p + 1) // 2 + 1)]
         inward = [best_x - d * spacing / 2 * i for i in range(1, p // 2 + 1)]
         xs = outward + inward
@@ -312,10 +353,10 @@ def refine(group: int, obs: list[Observation], spacing: float, rules: Rules
         bracket = (centre, half)
     fresh = []
     for x in xs:
-        x = min(max(x, LOG_FLOOR), LOG_CEIL)
+        x = min(max(x, rules.log_floor), rules.log_ceil)
         if all(abs(x - t) > spacing / 10 for t in tried) and all(abs(x - f) > 1e-9 for f in fresh):
             fresh.append(x)
-    return bracket, fresh, why, grows
+    return Refinement(bracket, tuple(fresh), why, grows)
 
 
 def epochs_spent(obs: list[Observation]) -> int:
@@ -343,27 +384,25 @@ def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Rou
     for g, _ in ranked[: rules.groups]:
         spacing = _spacing_of(rounds, rules, g)
         members = [o for o in obs if o.group == g]
-        bracket, xs, why, at_edge = refine(g, members, spacing, rules)
-        next_spacing = 2 * bracket[1] / (rules.points_per_round + 1)
-        if next_spacing < rules.resolution and not at_edge:
+        r = refine(g, members, spacing, rules)
+        next_spacing = 2 * r.bracket[1] / (rules.points_per_round + 1)
+        if next_spacing < rules.resolution and not r.grows:
             continue
-        brackets[g] = bracket
-        points += [(g, x) for x in xs]
-        whys.append(f"group {g}: {why}")
+        brackets[g] = r.bracket
+        points += [(g, x) for x in r.points]
+        whys.append(f"group {g}: {r.reason}")
     if not points:
         return Stop(f"bracket narrower than the resolution ({rules.resolution:g} decades)")
     return Round(k, tuple(points), brackets, "; ".join(whys))
 
 
 def choose(obs: list[Observation], pick: str = "parabola", bandwidth: float = 0.15,
-           margin: float | None = CLIFF_MARGIN) -> tuple[int, float, float, int]:
-    """The final pick: (group, x, value, epoch): the best group's smooth minimum at the deepest
-    epoch its trials reached together."""
+           margin: float | None = CLIFF_MARGIN, ratio: float = CLIFF_RATIO) -> Pick:
+    """The final pick: the best group's smooth minimum at the deepest epoch its trials reached together."""
     ranked = rank_groups(obs)
     # rank at the deepest common epoch of each group among the top groups, using finished trials
     g = ranked[0][0]
     members = [o for o in obs if o.group == g]
     # the final fit is local (+-0.5 decade): the valley is skewed (gradual below the optimum, steep
     # above it) and a wide parabola puts its vertex too low (measured: 0.2 decade on digits/SGD)
-    x, value, epoch = best_of_group(members, reach=FINAL_REACH, pick=pick, bandwidth=bandwidth, margin=margin)
-    return g, x, value, epoch
+    return best_of_group(members, reach=FINAL_REACH, pick=pick, bandwidth=bandwidth, margin=margin, ratio=ratio)

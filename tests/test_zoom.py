@@ -34,9 +34,9 @@ def rules(**kw):
 @pytest.mark.parametrize("x_star", [-3.0, -2.5, -4.37])
 def test_finds_optimum_between_grid_points(x_star):
     rounds, obs, stop = simulate(analytic(x_star), rules())
-    g, x, value, epoch = zoom.choose(obs)
-    assert abs(x - x_star) < 0.1
-    assert epoch == 5
+    pick = zoom.choose(obs)
+    assert abs(pick.x - x_star) < 0.1
+    assert pick.epoch == 5
     assert len(rounds) >= 2
     assert isinstance(stop, zoom.Stop)
 
@@ -53,7 +53,7 @@ def test_range_grows_past_the_edge_when_the_best_is_on_it():
     rounds, obs, _ = simulate(analytic(-0.3), rules(max_rounds=5))
     assert max(o.x for o in obs) > -1.0  # searched beyond the configured high end
     assert "edge" in rounds[1].reason
-    _, x, _, _ = zoom.choose(obs)
+    x = zoom.choose(obs).x
     assert abs(x - (-0.3)) < 0.25
 
 
@@ -100,15 +100,15 @@ def test_trial_stopped_early_is_not_compared_as_finished():
     obs += [zoom.Observation(0, x, 0, tuple(1.0 - 0.1 * e + abs(x + 3) * 0.1 for e in range(1, 6)), True)
             for x in (-2.0, -3.0, -4.0)]
     assert zoom.comparison_epoch(obs) == 5
-    g, x, _, epoch = zoom.choose(obs)
-    assert epoch == 5 and abs(x - (-3.0)) < 0.3
+    pick = zoom.choose(obs)
+    assert pick.epoch == 5 and abs(pick.x - (-3.0)) < 0.3
 
 
 def test_diverged_trials_count_as_worst_and_do_not_poison_the_fit():
     obs = [zoom.Observation(0, -1.0, 0, (math.inf,), True)]
     obs += [zoom.Observation(0, x, 0, analytic(-3.0)(x, 4), True) for x in (-2.0, -3.0, -4.0, -5.0)]
-    g, x, value, epoch = zoom.choose(obs)
-    assert math.isfinite(value) and epoch == 4 and abs(x + 3.0) < 0.1
+    pick = zoom.choose(obs)
+    assert math.isfinite(pick.value) and pick.epoch == 4 and abs(pick.x + 3.0) < 0.1
     assert zoom.points_at(obs, 4)[-1] == (-1.0, math.inf)
 
 
@@ -163,8 +163,8 @@ def test_finished_trials_and_running_ones_are_compared_at_the_running_ones_depth
     obs = [zoom.Observation(0, x, 0, c(x, 27), True) for x in (-6.0, -4.0, -3.0)]
     obs += [zoom.Observation(0, x, 0, c(x, 12), False) for x in (-2.0, -1.0)]
     assert zoom.comparison_epoch(obs) == 12
-    x, _, epoch = zoom.best_of_group(obs)
-    assert epoch == 12 and abs(x + 2.0) < 0.3
+    best = zoom.best_of_group(obs)
+    assert best.epoch == 12 and abs(best.x + 2.0) < 0.3
 
 
 def test_a_point_that_errored_is_never_suggested_again():
@@ -224,7 +224,7 @@ def test_kernel_pick_averages_noise_and_skips_diverged_points():
 def test_choose_takes_the_pick_rule_by_name():
     f = skewed(-1.87)
     obs = [zoom.Observation(0, x, 0, (f(x),) * 3, True) for x in [-3.0 + 0.25 * i for i in range(9)]]
-    assert abs(zoom.choose(obs, pick="kernel", margin=None)[1] - (-1.87)) < 0.15
+    assert abs(zoom.choose(obs, pick="kernel", margin=None).x - (-1.87)) < 0.15
     with pytest.raises(ValueError, match="pick"):
         zoom.choose(obs, pick="median")
 
@@ -246,18 +246,17 @@ def test_the_pick_backs_off_from_a_lucky_point_by_the_cliff():
     curve = {x: 0.15 * (1 + (x + 2.3) ** 2) for x in xs}
     curve[-1.2], curve[-0.7], curve[-0.2] = 0.12, 0.6, math.inf
     obs = [zoom.Observation(0, x, 0, (v,) * 3, True) for x, v in curve.items()]
-    assert zoom.choose(obs, margin=None)[1] == pytest.approx(-1.2)  # fooled: the lucky point wins
-    assert zoom.choose(obs, margin=1.0)[1] == pytest.approx(-1.7)  # cliff -0.7, minus the margin
-    assert zoom.choose(obs, margin=0.2)[1] == pytest.approx(-1.2)  # a cap above the pick changes nothing
+    assert zoom.choose(obs, margin=None).x == pytest.approx(-1.2)  # fooled: the lucky point wins
+    assert zoom.choose(obs, margin=1.0).x == pytest.approx(-1.7)  # cliff -0.7, minus the margin
+    assert zoom.choose(obs, margin=0.2).x == pytest.approx(-1.2)  # a cap above the pick changes nothing
     # a trial ASHA stopped early is not compared at the final epoch, but still marks the cliff
     stopped = [o if o.x != -0.7 else zoom.Observation(0, -0.7, 0, (0.6,), True) for o in obs]
     stopped = [zoom.Observation(0, o.x, 0, o.curve * 2, True) if o.x != -0.7 else o for o in stopped]
     assert zoom.comparison_epoch(stopped) == 6
-    assert zoom.choose(stopped, margin=1.0)[1] == pytest.approx(-1.7)
+    assert zoom.choose(stopped, margin=1.0).x == pytest.approx(-1.7)
     # the refinement round centres below the cap too
     rules = zoom.Rules(low=-6, high=-1, spacing=1.0, max_epochs=3, cliff_margin=1.0)
-    bracket, _, _, _ = zoom.refine(0, obs, 1.0, rules)
-    assert bracket[0] == pytest.approx(-1.7)
+    assert zoom.refine(0, obs, 1.0, rules).bracket[0] == pytest.approx(-1.7)
     with pytest.raises(ValueError, match="cliff_margin"):
         zoom.Rules(low=-6, high=-1, spacing=1.0, max_epochs=3, cliff_margin=-1)
 
@@ -283,8 +282,8 @@ def test_several_groups_are_refined_at_once_each_around_its_own_minimum():
         assert len(xs) == 4 and all(abs(x - centre[g]) <= 1.0 for x in xs)
     assert "group 0:" in nxt.reason and "group 1:" in nxt.reason and "group 2" not in nxt.reason
     obs += [zoom.Observation(g, x, 1, curve(g, x, 5), True) for g, x in nxt.points]
-    g, x, value, _ = zoom.choose(obs)
-    assert g == 0 and abs(x - centre[0]) < 0.1  # the best group wins; its pick is its own minimum
+    pick = zoom.choose(obs)
+    assert pick.group == 0 and abs(pick.x - centre[0]) < 0.1  # the best group wins; its pick is its own minimum
 
 
 def test_the_range_grows_no_further_than_the_zooms_limits():
@@ -297,4 +296,47 @@ def test_the_range_grows_no_further_than_the_zooms_limits():
         assert len({round(o.x, 9) for o in obs}) == len(obs)  # no point tried twice (clamped duplicates dropped)
         assert "resolution" in stop.reason and len(rounds) < 10
         assert all("grows past" not in r.reason and "limit" in r.reason for r in rounds[1:])
-        assert zoom.choose(obs)[1] == limit
+        assert zoom.choose(obs).x == limit
+
+
+@pytest.mark.parametrize("name, value", [("cliff_ratio", 1.0), ("cliff_ratio", math.nan), ("high_edge_step", 0.0),
+                                         ("high_edge_step", -0.5), ("log_floor", 1.0), ("log_ceil", -10.0)])
+def test_every_tunable_is_a_checked_field_of_the_rules(name, value):
+    with pytest.raises(ValueError, match="expected") as raised:
+        rules(**{name: value})
+    assert f"{name}={value}" in str(raised.value)  # names the field and the value
+
+
+def test_the_rules_fields_steer_the_refinement():
+    # best at the high edge of what was tried (-1.0): the range grows in high_edge_step spacings past it
+    obs = [zoom.Observation(0, x, 0, analytic(0.0)(x, 3), True) for x in (-4.0, -3.0, -2.0, -1.0)]
+    half = zoom.refine(0, obs, 1.0, rules())
+    whole = zoom.refine(0, obs, 1.0, rules(high_edge_step=1.0))
+    assert half.grows and whole.grows and "grows past" in half.reason
+    assert [x for x in half.points if x > -1.0] == pytest.approx([-0.5, 0.0])
+    assert [x for x in whole.points if x > -1.0] == pytest.approx([0.0, 1.0])
+    # a ceiling of its own: the best point on it is refined inside, no point above it
+    capped = zoom.refine(0, obs, 1.0, rules(log_ceil=-1.0))
+    assert not capped.grows and "limit" in capped.reason and max(capped.points) <= -1.0
+    # cliff_ratio decides which point marks the cliff: -1.0 did 2.2x worse than the best at -1.5
+    curve = {-4.0: 0.6, -3.0: 0.4, -2.0: 0.2, -1.5: 0.19, -1.0: 0.42}
+    obs = [zoom.Observation(0, x, 0, (v,) * 3, True) for x, v in curve.items()]
+    free = zoom.refine(0, obs, 1.0, rules(cliff_margin=1.0)).bracket[0]
+    guarded = zoom.refine(0, obs, 1.0, rules(cliff_margin=1.0, cliff_ratio=2.0)).bracket[0]
+    assert guarded == pytest.approx(-2.0) and free > -2.0 + 1e-6  # -1.0 is over a 2x cliff: 1 decade below it
+
+
+def test_observation_of_turns_every_non_finite_value_into_inf():
+    o = zoom.Observation.of(1, -2.0, 3, [0.5, None, math.nan, -math.inf, math.inf, 0.25], done=True)
+    assert o == zoom.Observation(1, -2.0, 3, (0.5, math.inf, math.inf, math.inf, math.inf, 0.25), True)
+    assert zoom.Observation.of(0, 0.0, 0, []).curve == () and not zoom.Observation.of(0, 0.0, 0, []).done
+
+
+def test_picks_and_refinements_are_frozen_records():
+    obs = [zoom.Observation(0, x, 0, analytic(-2.5)(x, 3), True) for x in (-4.0, -3.0, -2.0, -1.0)]
+    pick = zoom.choose(obs)
+    assert isinstance(pick, zoom.Pick) and pick.group == 0 and pick.epoch == 3
+    refinement = zoom.refine(0, obs, 1.0, rules())
+    assert isinstance(refinement, zoom.Refinement) and isinstance(refinement.points, tuple)
+    with pytest.raises(AttributeError):
+        pick.x = 0.0
