@@ -46,6 +46,8 @@ from typing import Any
 from ray import tune
 from ray.tune.logger import TBXLoggerCallback
 
+from orchestrator.results import TrialStatus
+
 SWEEP_RUN = "_sweep"  # the sweep-level TensorBoard run, beside Tune's trial folders
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -122,14 +124,8 @@ class Tally:
         if t is None:
             return None
         last = last_result or {}
-        if errored:
-            t.status = "errored"
-        elif last.get("diverged") or (t.epochs and not math.isfinite(t.last)):
-            t.status = "diverged"
-        elif t.max_epochs and t.epochs >= t.max_epochs:
-            t.status = "completed"
-        else:
-            t.status = "stopped"
+        diverged = bool(last.get("diverged") or (t.epochs and not math.isfinite(t.last)))
+        t.status = TrialStatus.ended(diverged=diverged, errored=errored, epochs=t.epochs, max_epochs=t.max_epochs)
         return t
 
     # views

@@ -8,6 +8,7 @@ Writes are atomic: a temporary file in the same folder, then ``os.replace``.
 """
 from __future__ import annotations
 
+import enum
 import json
 import math
 import os
@@ -18,8 +19,35 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from orchestrator.errors import NoMetricError, ResultsError  # noqa: F401  (re-exported: one home in errors.py)
+
 TRIALS = "trials.parquet"
 ROUNDS = "rounds.json"
+
+
+class TrialStatus(enum.StrEnum):
+    """A trial's status. An ended trial is stored with one of the last four (the ``status`` column);
+    ``pending`` and ``running`` are only seen while a sweep runs."""
+
+    PENDING = "pending"  # created, waiting for resources
+    RUNNING = "running"
+    COMPLETED = "completed"  # trained every epoch
+    STOPPED = "stopped"  # stopped early by the scheduler (ASHA)
+    DIVERGED = "diverged"  # its last reported metric is not finite
+    ERRORED = "errored"  # raised, or lost and out of retries
+
+    @classmethod
+    def ended(cls, *, diverged: bool, errored: bool, epochs: int, max_epochs: int) -> TrialStatus:
+        """The status of a trial that ended: diverged (last metric not finite) before errored, then
+        completed when it reached ``max_epochs`` (0: unknown, never reached), else stopped."""
+        if diverged:
+            return cls.DIVERGED
+        if errored:
+            return cls.ERRORED
+        if max_epochs and epochs >= max_epochs:
+            return cls.COMPLETED
+        return cls.STOPPED
+
 
 SCHEMA = pa.schema([
     ("trial_id", pa.string()),
@@ -32,7 +60,7 @@ SCHEMA = pa.schema([
     ("val_error", pa.float64()),
     ("lr_epoch", pa.float64()),  # the learning rate used during this epoch (after decay)
     ("diverged", pa.bool_()),
-    ("status", pa.string()),  # of the trial: completed | stopped | diverged | errored
+    ("status", pa.string()),  # of the trial: a TrialStatus that ended (completed | stopped | diverged | errored)
     ("error", pa.string()),
     ("failures", pa.int32()),  # times the trial crashed or lost its node and was retried
     ("device", pa.string()),
@@ -41,15 +69,10 @@ SCHEMA = pa.schema([
     ("ended_at", pa.float64()),  # unix time the epoch ended (utilization, throughput)
     ("config", pa.string()),  # the trial's whole config, JSON
 ])
-
-
-class ResultsError(ValueError):
-    """A results folder is missing, empty or corrupt."""
-
-
-class NoMetricError(ResultsError):
-    """A sweep ran but no trial reported its metric (every trial errored or diverged before its first
-    report): a run-time failure of the user's workload, not bad input (exit 1)."""
+# the columns the driver fills per trial; every other column of SCHEMA is a key of what a trial reports
+# each epoch, kept from its result as it comes (``EPOCH_KEYS``), anything else in the result dropped
+TRIAL_KEYS = ("trial_id", "round", "group", "lr", "status", "error", "failures", "config")
+EPOCH_KEYS = tuple(name for name in SCHEMA.names if name not in TRIAL_KEYS)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ray.tune.search import Searcher
 
-from orchestrator import zoom
+from orchestrator import results, zoom
 from orchestrator.space import nice
 
 
@@ -27,6 +27,15 @@ class TrialRecord:
     curve: list[float] = field(default_factory=list)
     done: bool = False
     errored: bool = False
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The search's answer to a request for a trial: run ``config``; or no config: wait and ask again
+    later, unless ``finished`` (the search is over)."""
+
+    config: dict[str, Any] | None = None
+    finished: bool = False
 
 
 @dataclass
@@ -46,7 +55,7 @@ class SweepState:
     stop_reason: str | None = None
 
     def observations(self) -> list[zoom.Observation]:
-        return [zoom.Observation(t.group, t.x, t.round, tuple(t.curve), t.done) for t in self.trials.values()]
+        return [zoom.Observation.of(t.group, t.x, t.round, t.curve, t.done) for t in self.trials.values()]
 
     def config_for(self, group: int, x: float, round_index: int) -> dict[str, Any]:
         # Each point its own seed: the zoom's fit over many nearby learning rates then averages seed
@@ -67,8 +76,8 @@ class SweepState:
             return zoom.Stop(f"no trial of round {current} reported a result (all errored)")
         return zoom.next_round(self.rules, self.rounds, obs)  # errored trials too: never re-suggested
 
-    def next_config(self, trial_id: str) -> dict[str, Any] | None | str:
-        """A config, ``None`` (ask again later) or ``"FINISHED"``."""
+    def next_config(self, trial_id: str) -> Suggestion:
+        """A config for ``trial_id`` (its point is then taken off the queue), or wait, or finished."""
         if not self.queue and self.stop_reason is None:
             plan = self.plan()
             if isinstance(plan, zoom.Stop):
@@ -81,10 +90,8 @@ class SweepState:
             round_index = self.rounds[-1].index
             config = self.config_for(group, x, round_index)
             self.trials[trial_id] = TrialRecord(trial_id, group, x, round_index, config)
-            return config
-        if self.stop_reason is not None:
-            return "FINISHED"
-        return None
+            return Suggestion(config)
+        return Suggestion(finished=self.stop_reason is not None)
 
     def record(self, trial_id: str, result: dict[str, Any] | None) -> None:
         """Add one epoch's result. A repeated or replayed epoch (Tune re-sends the last result when a
@@ -100,7 +107,7 @@ class SweepState:
         value = float(value) if value is not None else math.nan
         t.curve.append(value if math.isfinite(value) else math.inf)
         self.rows.append({"trial_id": trial_id, "round": t.round, "group": t.group,
-                          **{k: result[k] for k in ROW_KEYS if k in result}})
+                          **{k: result[k] for k in results.EPOCH_KEYS if k in result}})
 
     def reconcile(self, tune_trials: dict[str, dict[str, Any]],
                   histories: dict[str, list[dict[str, Any]]] | None = None,
@@ -162,10 +169,6 @@ class SweepState:
         t.errored = errored
 
 
-ROW_KEYS = ("epoch", "train_loss", "val_loss", "val_error", "lr_epoch", "diverged", "device",
-            "epoch_seconds", "ended_at", "node_ip", "hostname", "time_total_s")
-
-
 class ZoomSearcher(Searcher):
     """Coarse-then-fine over one log-scaled parameter, crossed with the other grid dimensions."""
 
@@ -179,12 +182,12 @@ class ZoomSearcher(Searcher):
 
     def suggest(self, trial_id: str):
         n_rounds, had_reason = len(self.state.rounds), self.state.stop_reason
-        config = self.state.next_config(trial_id)
+        suggestion = self.state.next_config(trial_id)
         if self.on_round and len(self.state.rounds) > n_rounds:
             self.on_round(self.state.rounds[-1])
         if self.on_round and self.state.stop_reason and not had_reason:
             self.on_round(zoom.Stop(self.state.stop_reason))
-        return Searcher.FINISHED if config == "FINISHED" else config
+        return Searcher.FINISHED if suggestion.finished else suggestion.config  # None: Tune asks again later
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.state.record(trial_id, result)

@@ -506,7 +506,7 @@ def save(folder: Path, cfg: SweepConfig, state: SweepState, errors: dict[str, st
     for t in state.trials.values():  # trials that errored before any result still get a row
         if not t.curve:
             rows.append({"trial_id": t.trial_id, "round": t.round, "group": t.group, "lr": t.config[state.param],
-                         "status": "errored", "error": errors.get(t.trial_id, "no result reported"),
+                         "status": results.TrialStatus.ERRORED, "error": errors.get(t.trial_id, "no result reported"),
                          "failures": (failures or {}).get(t.trial_id, 0),
                          "config": json.dumps(t.config, sort_keys=True, default=str)})
     results.write_trials(folder, rows)
@@ -518,11 +518,6 @@ def save(folder: Path, cfg: SweepConfig, state: SweepState, errors: dict[str, st
     })
 
 
-def _status(t, max_epochs: int) -> str:
-    if t.curve and not math.isfinite(t.curve[-1]):
-        return "diverged"
-    if t.errored:
-        return "errored"
-    if len(t.curve) >= max_epochs:
-        return "completed"
-    return "stopped"
+def _status(t, max_epochs: int) -> results.TrialStatus:
+    return results.TrialStatus.ended(diverged=bool(t.curve) and not math.isfinite(t.curve[-1]), errored=t.errored,
+                                     epochs=len(t.curve), max_epochs=max_epochs)

@@ -12,7 +12,7 @@ from torch import nn
 
 from orchestrator import Workload, parse_config, zoom
 from orchestrator.preflight import run_checks
-from orchestrator.searcher import SweepState
+from orchestrator.searcher import Suggestion, SweepState
 from orchestrator.workloads.digits import digits_arrays, digits_mlp, mlp
 
 PREFLIGHT = {"width": 64, "depth": 2, "dropout": 0.0, "weight_decay": 0.0, "batch_size": 32, "lr": 0.01, "seed": 0}
@@ -116,10 +116,10 @@ def test_a_round_whose_trials_all_error_ends_the_search_with_the_reason():
     s = searcher_state()
     for i in range(3):
         s.next_config(f"t{i}")
-    assert s.next_config("t3") is None  # round 0 running: ask again later
+    assert s.next_config("t3") == Suggestion(None, finished=False)  # round 0 running: ask again later
     for i in range(3):
         s.complete(f"t{i}", None, errored=True)  # each crashed before reporting an epoch
-    assert s.next_config("t4") == "FINISHED"  # not None: Tune would otherwise ask forever
+    assert s.next_config("t4").finished  # not a wait: Tune would otherwise ask forever
     assert s.stop_reason == "no trial of round 0 reported a result (all errored)"
     # a later round: round 0 trained, every round-1 trial crashed
     s = searcher_state()
@@ -129,12 +129,12 @@ def test_a_round_whose_trials_all_error_ends_the_search_with_the_reason():
             s.record(f"t{i}", {"epoch": e, "val_loss": 1.0 + abs(i - 1) / e})
         s.complete(f"t{i}", None, errored=False)
     round1 = []
-    while (c := s.next_config(f"u{len(round1)}")) not in (None, "FINISHED"):
+    while (c := s.next_config(f"u{len(round1)}")).config is not None:
         round1.append(f"u{len(round1)}")
     assert round1 and {s.trials[t].round for t in round1} == {1}
     for tid in round1:
         s.complete(tid, None, errored=True)
-    assert s.next_config("v") == "FINISHED" and s.stop_reason == "no trial of round 1 reported a result (all errored)"
+    assert s.next_config("v").finished and s.stop_reason == "no trial of round 1 reported a result (all errored)"
 
 
 @pytest.mark.slow

@@ -11,19 +11,19 @@ def state() -> SweepState:
 
 def test_hands_out_the_coarse_round_then_waits_for_it():
     s = state()
-    configs = [s.next_config(f"t{i}") for i in range(3)]
+    configs = [s.next_config(f"t{i}").config for i in range(3)]
     assert sorted(c["lr"] for c in configs) == [0.001, 0.01, 0.1]
-    assert s.next_config("t3") is None  # round 0 still running
+    assert s.next_config("t3").config is None  # round 0 still running
 
 
 def test_reconcile_requeues_a_planned_trial_tune_never_saved():
     s = state()
-    configs = {f"t{i}": s.next_config(f"t{i}") for i in range(3)}
+    configs = {f"t{i}": s.next_config(f"t{i}").config for i in range(3)}
     s.record("t0", {"epoch": 1, "val_loss": 1.0})
     lost = configs.pop("t2")  # the crash came after the searcher planned t2, before Tune saved it
     changes = s.reconcile(configs)
     assert changes == {"requeued": ["t2"], "adopted": [], "filled": [], "completed": []}
-    again = s.next_config("t9")
+    again = s.next_config("t9").config
     assert again["lr"] == lost["lr"] and again["seed_offset"] == lost["seed_offset"]  # the same point, retrained
     assert "t2" not in s.trials and len(s.trials["t0"].curve) == 1  # nothing else touched
 
@@ -31,23 +31,23 @@ def test_reconcile_requeues_a_planned_trial_tune_never_saved():
 def test_reconcile_adopts_a_trial_tune_saved_ahead_of_the_searcher():
     s = state()
     ahead = state()
-    configs = {f"t{i}": ahead.next_config(f"t{i}") for i in range(3)}
+    configs = {f"t{i}": ahead.next_config(f"t{i}").config for i in range(3)}
     for tid in ("t0", "t1"):
         s.next_config(tid)  # the searcher's saved state knew only t0 and t1; Tune's knew t2 as well
     changes = s.reconcile(configs)
     assert changes["adopted"] == ["t2"] and not changes["requeued"]
     assert s.queue == [] and s.trials["t2"].config == configs["t2"]
-    assert s.next_config("t3") is None  # the adopted point is not handed out a second time
+    assert s.next_config("t3").config is None  # the adopted point is not handed out a second time
     for tid in ("t0", "t1", "t2"):
         for e in (1, 2, 3):
             s.record(tid, {"epoch": e, "val_loss": 1.0 / e})
         s.complete(tid, None, False)
-    assert s.next_config("t4")["round"] == 1  # round 0 complete: the zoom moves on
+    assert s.next_config("t4").config["round"] == 1  # round 0 complete: the zoom moves on
 
 
 def test_reconcile_of_agreeing_states_changes_nothing():
     s = state()
-    configs = {f"t{i}": s.next_config(f"t{i}") for i in range(3)}
+    configs = {f"t{i}": s.next_config(f"t{i}").config for i in range(3)}
     before = (dict(s.trials), list(s.queue))
     assert not any(s.reconcile(configs).values())
     assert (dict(s.trials), list(s.queue)) == before
@@ -55,7 +55,7 @@ def test_reconcile_of_agreeing_states_changes_nothing():
 
 def test_reconcile_fills_epochs_the_searcher_lost_from_the_checkpoint_and_completes_finished_trials():
     s = state()
-    configs = {f"t{i}": s.next_config(f"t{i}") for i in range(3)}
+    configs = {f"t{i}": s.next_config(f"t{i}").config for i in range(3)}
     s.record("t0", {"epoch": 1, "val_loss": 0.9})  # the searcher saved t0 at epoch 1, t1 at none
     saved = [{"epoch": e, "val_loss": 1.0 / e} for e in (1, 2)]  # Tune's checkpoints are at epoch 2
     changes = s.reconcile(configs, {"t0": saved, "t1": saved, "t2": saved + [{"epoch": 3, "val_loss": 0.3}]},
