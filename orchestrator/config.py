@@ -12,26 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrator import space as grids
 from orchestrator import storage as stores
+from orchestrator.errors import MAX_MESSAGE, ConfigError  # noqa: F401  (re-exported: one home in errors.py)
 
 Scalar = Union[bool, int, float, str]
 
 
 MAX_NODES = 10_000  # a sweep config is a few dozen nodes; more than this after alias expansion is refused
 SHOWN = 200  # characters of a value an error message shows
-MAX_MESSAGE = 1000  # characters of a ConfigError message, whatever it holds
-
-
-class ConfigError(ValueError):
-    """A sweep config is missing, malformed or invalid. The message is one line (file, key, expectation)
-    of at most ``MAX_MESSAGE`` characters: newlines become spaces and a longer text is cut."""
-
-    def __init__(self, message: object) -> None:
-        text = " ".join(str(message).splitlines())
-        if len(text) > MAX_MESSAGE:
-            text = text[: MAX_MESSAGE - 12] + " ... (cut)"
-        super().__init__(text)
-
-
 _repr = reprlib.Repr()
 _repr.maxlevel, _repr.maxlist, _repr.maxtuple, _repr.maxdict = 3, 6, 6, 6
 _repr.maxstring, _repr.maxother, _repr.maxlong = SHOWN // 2, SHOWN // 2, SHOWN // 2

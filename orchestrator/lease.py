@@ -29,13 +29,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from orchestrator.errors import LeaseHeldError  # noqa: F401  (re-exported: one home in errors.py)
+
 LEASE_FILE = ".driver-lease.json"
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0  # six missed heartbeats
-
-
-class LeaseHeldError(ValueError):
-    """Another driver holds the sweep's lease and its heartbeat is live (bad input: exit 2)."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.errors import StorageError  # noqa: F401  (re-exported: one home in errors.py)
+
 # the schemes pyarrow.fs.FileSystem.from_uri opens (besides file:// and local://, read as local folders)
 SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs")
 LOCAL_SCHEMES = ("file", "local")
@@ -32,10 +34,6 @@ LOCAL_SCHEMES = ("file", "local")
 INPUTS = ("sweep.yaml", "preflight.json", "trials.parquet", "rounds.json")  # results.TRIALS, results.ROUNDS
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-class StorageError(ValueError):
-    """The storage URI cannot be opened, read or written. The message is one line and names the URI."""
 
 
 def scheme(text: str) -> str | None:

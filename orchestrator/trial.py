@@ -20,6 +20,7 @@ import torch
 
 import schedules
 from orchestrator import workloads
+from orchestrator.errors import CheckpointError  # noqa: F401  (re-exported: one home in errors.py)
 from orchestrator.config import OPTIMIZERS  # one list of names, also checked at config load
 
 
@@ -165,11 +166,6 @@ def load_state(directory: str) -> dict | None:
         if path is None:
             return None
     return _load_plain(path)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint's ``state.pt`` holds something other than tensors and plain data (dicts, lists,
-    numbers, strings): it is refused, never unpickled. The message is one line and names the file."""
 
 
 def _load_plain(path: str) -> dict:

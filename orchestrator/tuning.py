@@ -19,12 +19,9 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from orchestrator import credfs, monitor, report, results, storage, zoom
 from orchestrator import config as configs
 from orchestrator.config import SweepConfig
+from orchestrator.errors import SweepExistsError, SweepInterrupted  # noqa: F401  (re-exported: one home in errors.py)
 from orchestrator.searcher import SweepState, ZoomSearcher
 from orchestrator.trial import checkpoint_history, mend_checkpoint, train_trial
-
-
-class SweepExistsError(ValueError):
-    """The sweep folder exists and --resume was not given."""
 
 
 def trial_dirname(trial) -> str:  # module-level: Tune pickles it
@@ -124,10 +121,6 @@ def sweep_folder(cfg: SweepConfig) -> Path:
     """The local folder the sweep's own files are written to: ``storage/name``, or for a URI ``storage``
     the local copy that is uploaded to ``storage/name`` (see ``orchestrator.storage``)."""
     return storage.target(cfg.storage, cfg.name).folder
-
-
-class SweepInterrupted(RuntimeError):
-    """The sweep stopped before its search was done (Ctrl-C, ``sweep stop``); its state is saved."""
 
 
 class FailureCounter(tune.Callback):

@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import torch
 
+from orchestrator.errors import WorkloadError  # noqa: F401  (re-exported: one home in errors.py)
+
 
 @dataclass
 class Workload:
@@ -39,10 +41,6 @@ class Workload:
             raise TypeError(f"Workload.loss={self.loss!r}: expected a callable")
         if self.num_classes is not None and self.num_classes < 2:
             raise ValueError(f"Workload.num_classes={self.num_classes}: expected an int >= 2 or None")
-
-
-class WorkloadError(ValueError):
-    """The workload named in a config cannot be loaded or returned something else than a Workload."""
 
 
 BUILTINS = {
