@@ -33,11 +33,11 @@ WORKLOADS = {
 
 def pick_lr(folder: Path, pick: str) -> float:
     """The lr a final-pick rule ("parabola", "kernel:BANDWIDTH") takes from a finished sweep's trials."""
-    from orchestrator import report, results, zoom
+    from orchestrator import analysis, results, zoom
     from orchestrator.space import nice
 
     meta = results.read_json(folder / results.ROUNDS)
-    obs = report.observations(report.trial_table(results.read_trials(folder)), meta.get("metric", "val_loss"))
+    obs = analysis.observations(analysis.trial_curves(results.read_trials(folder), meta.get("metric", "val_loss")))
     name, _, bw = pick.partition(":")
     chosen = zoom.choose(obs, pick=name, bandwidth=float(bw) if bw else 0.15, margin=meta.get("cliff_margin"))
     return nice(10**chosen.x)

@@ -78,7 +78,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from orchestrator import build_report, report
 
     s = build_report(args.folder, out=args.out)
-    print(report.terminal_table(s.folder))
+    print(report.terminal_table(s))  # the summary carries the trial table: summarised once
     print(s.line())
     print(f"report: {s.folder / 'report.md'}" + (" (built from a downloaded copy)" if s.where else ""))
     return EXIT_OK

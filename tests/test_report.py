@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator import cli, report, results, zoom
+from orchestrator import analysis, cli, report, results, zoom
 
 MAX_EPOCHS = 8
 # group 0: sgd with the default (constant) law, best near 1e-2; group 1: adam + cosine, best near 1e-3, lower
@@ -133,8 +133,8 @@ def test_best_per_law_and_per_optimizer(tmp_path):
     assert optimizers["sgd"][1] == "0.01" and optimizers["adam"][1] == "0.001"
     assert list(optimizers) == ["adam", "sgd"]  # best first
 
-    bests = {b.key: b for b in report.best_by(report.trial_table(results.read_trials(folder)), "val_loss",
-                                              report.law_of)}
+    bests = {b.key: b for b in analysis.best_by(analysis.trial_curves(results.read_trials(folder), "val_loss"),
+                                                analysis.law_of)}
     assert bests["constant"].epoch == MAX_EPOCHS and bests["constant"].trials == 6
 
 
@@ -163,7 +163,7 @@ def test_plot_vs_lr_draws_every_trial_the_chosen_rate_and_the_bracket(tmp_path):
     folder = make_sweep(tmp_path / "sweep")
     s = report.build(folder)
     best = json.loads((folder / "best.json").read_text())
-    fig = report.figure_vs_lr(s, results.read_trials(folder), results.read_json(folder / results.ROUNDS))
+    fig = report.figure_vs_lr(s)
     (ax,) = fig.axes
     assert ax.get_xscale() == "log"
     # one marker per trial that reported a result (the errored one reported none): 13 of the 14
@@ -196,7 +196,7 @@ def test_plot_vs_lr_draws_every_trial_the_chosen_rate_and_the_bracket(tmp_path):
 def test_plot_curves_draws_the_finalists_and_the_winner_thickest(tmp_path):
     folder = make_sweep(tmp_path / "sweep")
     s = report.build(folder)
-    fig = report.figure_curves(s, results.read_trials(folder))
+    fig = report.figure_curves(s)
     (ax,) = fig.axes
     solid = [line for line in ax.lines if line.get_linestyle() == "-"]
     dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
@@ -358,7 +358,7 @@ def test_a_pick_between_trials_is_reported_as_a_fit_everywhere(tmp_path):
     assert line.startswith("chosen lr=0.00501  (fitted between trials, not trained; best trial: lr=0.00316 "
                            f"val_loss={best_score:.4f} (mean of epochs 6-8))")
 
-    fig = report.figure_vs_lr(s, results.read_trials(folder), results.read_json(folder / results.ROUNDS))
+    fig = report.figure_vs_lr(s)
     (dashed,) = [ln for ln in fig.axes[0].lines if ln.get_linestyle() == "--"]
     assert list(dashed.get_xdata()) == [chosen, chosen]
 
@@ -369,3 +369,42 @@ def test_a_pick_on_a_trial_is_not_called_a_fit(tmp_path):
     assert s.lr == 0.001 and not s.interpolated and json.loads((folder / "best.json").read_text())["interpolated"] is False
     assert "is a fit, not a trial" not in (folder / "report.md").read_text()
     assert "fitted between trials" not in s.line() + report.terminal_table(folder)
+
+
+def test_the_trial_table_is_built_once_from_the_rows(tmp_path):
+    folder = make_sweep(tmp_path / "sweep")
+    rows = results.read_trials(folder)
+    table = analysis.trial_curves(rows, "val_loss")
+    assert [c.trial for c in table] == list(dict.fromkeys(r["trial_id"] for r in rows))  # first-seen order
+    div = next(c for c in table if c.trial == "r0g1_div")
+    assert div.status is results.TrialStatus.DIVERGED and div.epochs == (1, 2) and div.values[-1] == math.inf
+    assert div.observation().diverged and div.score_at(2) == math.inf and div.best == div.values[0]
+    err = next(c for c in table if c.trial == "r0g0_err")
+    assert err.status is results.TrialStatus.ERRORED and err.epochs == () and err.error == "RuntimeError: boom"
+    assert err.final("val_loss") is None and err.best == math.inf and err.law == "constant"
+    win = next(c for c in table if c.trial == "r1g1_12")
+    assert win.optimizer == "adam" and win.law == "cosine" and win.at(8, "val_loss") == val_loss(1, win.lr, 8)
+    assert win.score_at(MAX_EPOCHS) == pytest.approx(score(1, win.lr))
+    with pytest.raises(ValueError, match="metric='loss'"):
+        analysis.trial_curves(rows, "loss")
+    s = report.build(folder)
+    assert s.table == table and s.group == 1 and s.max_epochs == MAX_EPOCHS  # the summary carries the same table
+
+
+def test_sweep_report_summarises_the_sweep_once(tmp_path, monkeypatch, capsys):
+    folder = make_sweep(tmp_path / "sweep")
+    calls = []
+    real = analysis.summarise
+    monkeypatch.setattr(analysis, "summarise", lambda f: calls.append(f) or real(f))
+    assert cli.main(["report", str(folder)]) == 0
+    assert len(calls) == 1 and "* best trial run; chosen lr 0.001" in capsys.readouterr().out
+
+
+def test_analysis_and_report_import_neither_ray_torch_nor_matplotlib():
+    import subprocess
+    import sys
+
+    code = ("import sys; import orchestrator.analysis, orchestrator.report; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'torch', 'matplotlib'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
