@@ -14,7 +14,9 @@ import sys
 from functools import wraps
 from typing import Callable
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from orchestrator.errors import ExitCode
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = ExitCode.OK, ExitCode.FAILED, ExitCode.BAD_INPUT
 
 _ADDRESS_HELP = "the cluster's Jobs API, e.g. http://HEAD:8265 (default: RAY_ADDRESS, read now)"
 
@@ -59,7 +61,7 @@ def _mapped(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
         except KeyboardInterrupt:
             job = getattr(args, "job", None) or "JOB"
             _err(f"interrupted; the job keeps running on the cluster: sweep stop {job}")
-            return 130
+            return ExitCode.INTERRUPTED
 
     return run
 
@@ -105,7 +107,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _err(f"stopped following; job {sub.job_id} keeps running: sweep logs {sub.job_id} --follow, "
              f"or sweep stop {sub.job_id}")
-        return 130
+        return ExitCode.INTERRUPTED
     code = _final(info)
     if code == EXIT_OK:
         _note(f"results: {sub.folder} (sweep report {sub.folder})")

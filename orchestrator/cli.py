@@ -1,7 +1,9 @@
 """``sweep``: a thin command line over the library. Each subcommand is a small function; ``main() -> int``.
 
-Exit codes: 0 ok, 1 the sweep failed at run time, 2 bad input (config, folder, arguments; storage that
-cannot be read or written), 3 a pre-flight check failed.
+Exit codes (``errors.ExitCode``): 0 ok, 1 the sweep failed at run time, 2 bad input (config, folder,
+arguments; storage that cannot be read or written), 3 a pre-flight check failed, 130 interrupted.
+Importing this module, building the parser and the commands ``schedules``, ``report`` and ``tensorboard``
+need no Ray.
 """
 from __future__ import annotations
 
@@ -9,7 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CHECK_FAILED = 0, 1, 2, 3
+from orchestrator.errors import ExitCode
+
+# the names tests and callers know; the values are ExitCode's
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CHECK_FAILED = (ExitCode.OK, ExitCode.FAILED, ExitCode.BAD_INPUT,
+                                                           ExitCode.CHECK_FAILED)
 
 
 def _err(message: str) -> None:
@@ -119,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_jobs(sub)  # submit, status, logs, stop (Ray Jobs API)
 
-    from orchestrator.monitor import register as register_tensorboard
+    from orchestrator.tbserver import register as register_tensorboard
 
     register_tensorboard(sub)  # tensorboard RUN
 
@@ -147,15 +153,10 @@ def _seconds(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cluster.connect import ClusterUnreachableError
+    from cluster.connect import AddressError, ClusterUnreachableError
     from cluster.jobs import JobsInputError
-    from orchestrator.config import ConfigError
-    from orchestrator.lease import LeaseHeldError
-    from orchestrator.results import NoMetricError, ResultsError
-    from orchestrator.storage import StorageError
-    from cluster.connect import AddressError
-    from orchestrator.tuning import SweepExistsError, SweepInterrupted
-    from orchestrator.workloads import WorkloadError
+    from orchestrator.errors import (ConfigError, LeaseHeldError, NoMetricError, ResultsError, StorageError,
+                                     SweepExistsError, SweepInterrupted, WorkloadError)
 
     parser = build_parser()
     try:
@@ -176,10 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except SweepInterrupted as exc:
         _err(str(exc).replace("CONFIG", getattr(args, "config", "CONFIG")))
-        return 130
+        return ExitCode.INTERRUPTED
     except KeyboardInterrupt:
         _err("interrupted; resume with: sweep run CONFIG --resume")
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -16,11 +16,12 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from orchestrator import credfs, monitor, report, results, storage, zoom
+from orchestrator import board, credfs, report, results, storage, zoom
 from orchestrator import config as configs
 from orchestrator.config import SweepConfig
 from orchestrator.errors import SweepExistsError, SweepInterrupted  # noqa: F401  (re-exported: one home in errors.py)
-from orchestrator.searcher import SweepState, ZoomSearcher
+from orchestrator.searcher import ZoomSearcher
+from orchestrator.state import SweepState
 from orchestrator.trial import checkpoint_history, mend_checkpoint, train_trial
 
 
@@ -276,7 +277,7 @@ def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bo
             name=cfg.name, storage_path=path, storage_filesystem=filesystem, verbose=0,
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[FailureCounter(), Reconcile(searcher, quiet), *monitor.callbacks(folder, quiet=quiet, verbose=verbose, metric=cfg.metric)],
+            callbacks=[FailureCounter(), Reconcile(searcher, quiet), *board.callbacks(folder, quiet=quiet, verbose=verbose, metric=cfg.metric)],
         ),
     )
 
@@ -434,7 +435,7 @@ def _uri_tuner(cfg, folder, uri, config_text, resume, quiet, checks, verbose) ->
         tuner = tune.Tuner.restore(path, trainable_with_resources(cfg), resume_unfinished=True,
                                    resume_errored=True, storage_filesystem=filesystem)
         for c in tuner._local_tuner.get_run_config().callbacks or []:
-            if isinstance(c, monitor.SweepBoard):
+            if isinstance(c, board.SweepBoard):
                 c.folder = folder  # the pickled path may be another machine's local copy
         _extend(tuner, grown)
         return tuner

@@ -16,21 +16,21 @@ import pyarrow.parquet as pq
 import pytest
 from ray.tune.logger import TBXLoggerCallback
 
-from orchestrator import cli, monitor
+from orchestrator import board, cli, progress, tbserver
 
 
 # --- pure parts --------------------------------------------------------------------------------------
 def test_hparams_of_flattens_and_keeps_every_value():
-    hp = monitor.hparams_of({"lr": 1e-3, "optimizer": "adam", "nesterov": True, "width": 64, "_cpus": 1.0,
+    hp = progress.hparams_of({"lr": 1e-3, "optimizer": "adam", "nesterov": True, "width": 64, "_cpus": 1.0,
                              "milestones": [10, 20], "law": {"name": "step", "gamma": 0.1}, "note": None,
                              "seed": np.int64(3), "bad": math.inf})
     assert hp == {"lr": 1e-3, "optimizer": "adam", "nesterov": True, "width": 64.0, "milestones": "[10, 20]",
                   "law/name": "step", "law/gamma": 0.1, "seed": 3.0, "bad": "inf", "schedule": "constant"}
-    assert monitor.hparams_of({"schedule": "cosine"})["schedule"] == "cosine"
+    assert progress.hparams_of({"schedule": "cosine"})["schedule"] == "cosine"
 
 
 def test_tally_counts_epochs_rounds_and_outcomes():
-    t = monitor.Tally()
+    t = progress.Tally()
     cfg = {"max_epochs": 4}
     t.add("c", {**cfg, "round": 0, "lr": 1.0})
     assert t.count("pending") == 1
@@ -57,7 +57,7 @@ def test_tally_counts_epochs_rounds_and_outcomes():
     assert "0 running" in line and "1 completed, 1 stopped early, 1 diverged, 1 errored" in line
     assert "best val_loss 0.2500 (lr 0.01, trial a, epoch 4)" in line and "7 epochs = 1.8 FTE" in line
     state = json.dumps(asdict(t), sort_keys=True)
-    assert json.dumps(asdict(monitor.Tally.from_state(json.loads(state))), sort_keys=True) == state
+    assert json.dumps(asdict(progress.Tally.from_state(json.loads(state))), sort_keys=True) == state
 
 
 # --- callbacks on stand-in trials --------------------------------------------------------------------
@@ -146,7 +146,7 @@ def drive(cbs, folder: Path, between_rounds=lambda: None) -> list[FakeTrial]:
 
 
 def test_callbacks_pickle_and_replace_the_default_tbx_logger(tmp_path):
-    cbs = monitor.callbacks(tmp_path, verbose=True)
+    cbs = board.callbacks(tmp_path, verbose=True)
     assert isinstance(cbs[0], TBXLoggerCallback)  # so Tune adds no second TBX logger
     again = pickle.loads(pickle.dumps(cbs))  # Tune pickles the RunConfig into tuner.pkl
     assert [type(c) for c in again] == [type(c) for c in cbs] and again[2].verbose
@@ -154,8 +154,8 @@ def test_callbacks_pickle_and_replace_the_default_tbx_logger(tmp_path):
 
 def test_callbacks_write_trial_hparams_and_the_sweep_run(tmp_path, capsys, monkeypatch):
     clock = Clock(1_700_000_000.0)  # the progress clock is the test's: it moves only when told
-    monkeypatch.setattr(monitor, "time", clock)
-    cbs = monitor.callbacks(tmp_path, verbose=True, interval=3600)
+    monkeypatch.setattr(board, "time", clock)
+    cbs = board.callbacks(tmp_path, verbose=True, interval=3600)
     drive(cbs, tmp_path, between_rounds=lambda: clock.advance(75))
     t1, t2, t3 = (events(tmp_path / t) for t in ("t1", "t2", "t3"))
     assert [v for _, v in t1["ray/tune/val_loss"]] == pytest.approx([1.0, 0.5, 1 / 3])
@@ -169,7 +169,7 @@ def test_callbacks_write_trial_hparams_and_the_sweep_run(tmp_path, capsys, monke
               for name, ev in (("t1", t1), ("t2", t2), ("t3", t3))}
     assert status == {"t1": 1, "t2": 2, "t3": 2}  # success; failure for the diverged and the errored one
 
-    sweep = events(tmp_path / monitor.SWEEP_RUN)
+    sweep = events(tmp_path / board.SWEEP_RUN)
     best = sweep["sweep/best_val_loss"]
     assert [s for s, _ in best] == [1, 2, 3, 4, 5] and best[-1][1] == pytest.approx(1 / 3)  # x: epochs spent
     assert [s for s, _ in sweep["rounds/lr_low"]] == [0, 1]  # step = round index
@@ -190,10 +190,10 @@ def test_callbacks_write_trial_hparams_and_the_sweep_run(tmp_path, capsys, monke
 
 
 def test_quiet_prints_nothing_and_state_survives_a_resume(tmp_path, capsys):
-    cbs = monitor.callbacks(tmp_path / "a", quiet=True)
+    cbs = board.callbacks(tmp_path / "a", quiet=True)
     drive(cbs, tmp_path / "a")
     assert capsys.readouterr().out == ""
-    fresh = monitor.callbacks(tmp_path / "a", quiet=True)
+    fresh = board.callbacks(tmp_path / "a", quiet=True)
     for old, new in zip(cbs[1:], fresh[1:]):
         new.set_state(pickle.loads(pickle.dumps(old.get_state())))  # what Tune does on Tuner.restore
         assert new.tally.epochs == 5 and new.tally.best_trial == "t1"
@@ -224,8 +224,8 @@ def _get(url: str, path: str, body: dict | None = None):
 def tensorboard_over():
     servers = []
 
-    def start(folder: Path) -> monitor.TensorBoardServer:
-        server = monitor.launch(folder, host="127.0.0.1", port=0)
+    def start(folder: Path) -> tbserver.TensorBoardServer:
+        server = tbserver.launch(folder, host="127.0.0.1", port=0)
         servers.append(server)
         return server
 
@@ -244,7 +244,7 @@ def test_real_sweep_in_tensorboard(local_ray, small_config, tensorboard_over, ca
     assert "[sweep " not in capsys.readouterr().out  # quiet: no progress lines
     rows = pq.read_table(folder / "trials.parquet").to_pylist()
     trial_lr = {r["trial_id"]: r["lr"] for r in rows}
-    assert (folder / monitor.SWEEP_RUN).is_dir()
+    assert (folder / board.SWEEP_RUN).is_dir()
 
     server = tensorboard_over(folder)
     assert server.url.startswith("http://127.0.0.1:")
@@ -253,22 +253,22 @@ def test_real_sweep_in_tensorboard(local_ray, small_config, tensorboard_over, ca
     while True:  # TensorBoard loads the logdir in the background: wait until it has read all of it
         runs = set(_get(server.url, "/data/runs"))
         tags = _get(server.url, "/data/plugin/scalars/tags")
-        lows = (_get(server.url, f"/data/plugin/scalars/scalars?run={monitor.SWEEP_RUN}&tag=rounds/lr_low")
-                if "rounds/lr_low" in tags.get(monitor.SWEEP_RUN, {}) else [])
-        done = set(trial_lr) | {monitor.SWEEP_RUN} <= runs and len(lows) == n_rounds and all(
+        lows = (_get(server.url, f"/data/plugin/scalars/scalars?run={board.SWEEP_RUN}&tag=rounds/lr_low")
+                if "rounds/lr_low" in tags.get(board.SWEEP_RUN, {}) else [])
+        done = set(trial_lr) | {board.SWEEP_RUN} <= runs and len(lows) == n_rounds and all(
             "ray/tune/val_loss" in tags.get(t, {}) for t in trial_lr)
         if done or time.time() > deadline:
             break
         time.sleep(1)
-    assert set(trial_lr) | {monitor.SWEEP_RUN} <= runs
+    assert set(trial_lr) | {board.SWEEP_RUN} <= runs
     for t in trial_lr:
         assert {"ray/tune/val_loss", "ray/tune/train_loss", "ray/tune/val_error", "ray/tune/lr_epoch"} <= set(tags[t])
     assert {"sweep/best_val_loss", "sweep/best_lr", "rounds/lr_low", "rounds/lr_high", "rounds/trials_started",
-            "rounds/trials_stopped"} <= set(tags[monitor.SWEEP_RUN])
+            "rounds/trials_stopped"} <= set(tags[board.SWEEP_RUN])
     assert n_rounds == 2 and [p[1] for p in lows] == [0, 1]  # one point per round (step = round index)
     assert lows[0][2] == pytest.approx(1e-4, rel=1e-6)  # round 0's lowest learning rate
     # written at the very end (on_experiment_end), into the sweep folder itself, not Tune's staging copy
-    assert "sweep/summary/text_summary" in _get(server.url, "/data/plugin/text/tags").get(monitor.SWEEP_RUN, [])
+    assert "sweep/summary/text_summary" in _get(server.url, "/data/plugin/text/tags").get(board.SWEEP_RUN, [])
 
     experiment = _get(server.url, "/data/plugin/hparams/experiment", {"experimentName": ""})
     infos = {h["name"]: h for h in experiment["hparamInfos"]}

@@ -1,6 +1,6 @@
 """SweepState: the searcher's bookkeeping, driven by hand as Tune would drive it. No Ray cluster."""
 from orchestrator import zoom
-from orchestrator.searcher import SweepState
+from orchestrator.state import SweepState
 
 
 def state() -> SweepState:

@@ -1,0 +1,197 @@
+"""What the sweep's watchers know and say, with no Ray in it: ``Tally`` (the trials, their rounds, epochs
+and outcomes, the best so far), its one-line status and trial lines, and a trial config as TensorBoard
+HParams values. The Tune callbacks in ``board.py`` feed a ``Tally`` from Tune's events.
+
+A ``Tally`` is plain data: ``asdict`` / ``Tally.from_state`` round trip (Tune's callback state on resume).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.results import TrialStatus
+
+
+@dataclass
+class TrialInfo:
+    trial_id: str
+    round: int
+    lr: float
+    max_epochs: int
+    epochs: int = 0
+    best: float = math.inf  # best metric value this trial reached
+    last: float = math.nan
+    status: str = "running"  # pending | running | completed | stopped | diverged | errored
+
+
+@dataclass
+class Tally:
+    """What the callbacks know of the sweep so far. Plain data: ``asdict`` / ``from_state`` round trip."""
+
+    metric: str = "val_loss"
+    trials: dict[str, TrialInfo] = field(default_factory=dict)
+    epochs: int = 0  # distinct trial-epochs reported (a replayed epoch counts once, as in the results)
+    best: float = math.inf
+    best_trial: str | None = None
+    best_epoch: int = 0
+    elapsed: float = 0.0  # seconds of earlier sessions (before a resume)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Tally:
+        state = dict(state)
+        state["trials"] = {k: TrialInfo(**v) for k, v in state.get("trials", {}).items()}
+        return cls(**state)
+
+    # events
+    def add(self, trial_id: str, config: dict[str, Any]) -> TrialInfo:
+        """Know of a trial (created by the searcher, maybe still waiting for resources)."""
+        t = self.trials.get(trial_id)
+        if t is None:
+            t = self.trials[trial_id] = TrialInfo(trial_id, int(config.get("round", 0) or 0),
+                                                  number(config.get("lr")), int(config.get("max_epochs", 0) or 0),
+                                                  status="pending")
+        return t
+
+    def start(self, trial_id: str, config: dict[str, Any]) -> bool:
+        """Record a trial start; True when it is the first trial of its round to start."""
+        t = self.add(trial_id, config)
+        new_round = not any(o.round == t.round and o.status != "pending" for o in self.trials.values())
+        t.status = "running"  # also when restarted after a failure, or resumed
+        return new_round
+
+    def result(self, trial_id: str, result: dict[str, Any]) -> bool:
+        """Record one epoch's result; True when it is a new epoch for that trial."""
+        t = self.trials.get(trial_id)
+        if t is None or t.status == "pending":
+            self.start(trial_id, result.get("config") or {})
+            t = self.trials[trial_id]
+        epoch = int(result.get("epoch") or result.get("training_iteration") or 0)
+        value = number(result.get(self.metric))
+        t.last = value
+        if math.isfinite(value) and value < t.best:
+            t.best = value
+        if math.isfinite(value) and value < self.best:
+            self.best, self.best_trial, self.best_epoch = value, trial_id, epoch
+        if epoch <= t.epochs:
+            return False
+        self.epochs += epoch - t.epochs
+        t.epochs = epoch
+        return True
+
+    def end(self, trial_id: str, last_result: dict[str, Any] | None, errored: bool = False) -> TrialInfo | None:
+        t = self.trials.get(trial_id)
+        if t is None:
+            return None
+        last = last_result or {}
+        diverged = bool(last.get("diverged") or (t.epochs and not math.isfinite(t.last)))
+        t.status = TrialStatus.ended(diverged=diverged, errored=errored, epochs=t.epochs, max_epochs=t.max_epochs)
+        return t
+
+    def know(self, trials) -> None:
+        """Register the trials Tune has created (the ones still waiting for resources included); each
+        needs ``trial_id`` and ``config``."""
+        for tr in trials or ():
+            if tr.trial_id not in self.trials:
+                self.add(tr.trial_id, tr.config)
+
+    # views
+    @property
+    def max_epochs(self) -> int:
+        return max((t.max_epochs for t in self.trials.values()), default=0)
+
+    @property
+    def fte(self) -> float:
+        return self.epochs / self.max_epochs if self.max_epochs else math.nan
+
+    @property
+    def current_round(self) -> int:
+        """The latest round a trial of which has started."""
+        return max((t.round for t in self.trials.values() if t.status != "pending"), default=0)
+
+    def count(self, *statuses: str, round_index: int | None = None) -> int:
+        return sum(1 for t in self.trials.values()
+                   if t.status in statuses and (round_index is None or t.round == round_index))
+
+    def bracket(self, round_index: int) -> tuple[float, float]:
+        lrs = [t.lr for t in self.trials.values() if t.round == round_index and math.isfinite(t.lr)]
+        return (min(lrs), max(lrs)) if lrs else (math.nan, math.nan)
+
+    def ended(self) -> int:
+        return len(self.trials) - self.count("pending", "running")
+
+    def round_done(self, round_index: int) -> bool:
+        members = [t for t in self.trials.values() if t.round == round_index]
+        return bool(members) and all(t.status not in ("pending", "running") for t in members)
+
+    def best_lr(self) -> float:
+        t = self.trials.get(self.best_trial or "")
+        return t.lr if t else math.nan
+
+    def status_line(self, elapsed: float, round_started: bool = False) -> str:
+        """One line: the round (just started, or the learning rates its trials span so far), the trials,
+        the best so far, the epochs spent."""
+        k = self.current_round
+        low, high = self.bracket(k)
+        waiting = f", {self.count('pending')} waiting" if self.count("pending") else ""
+        where = "started" if round_started else f"(lr {low:.3g}..{high:.3g})"
+        parts = [f"[sweep {_clock(elapsed)}] round {k} {where}",
+                 f"trials {self.count('running')} running{waiting}, {self.ended()} ended ({self.count('completed')} completed, "
+                 f"{self.count('stopped')} stopped early, {self.count('diverged')} diverged, "
+                 f"{self.count('errored')} errored)"]
+        if self.best_trial:
+            parts.append(f"best {self.metric} {self.best:.4f} (lr {self.best_lr():.3g}, trial {self.best_trial}, "
+                         f"epoch {self.best_epoch})")
+        else:
+            parts.append(f"best {self.metric} n/a")
+        parts.append(f"{self.epochs} epochs" + (f" = {self.fte:.1f} FTE" if math.isfinite(self.fte) else ""))
+        return " | ".join(parts)
+
+    def trial_line(self, t: TrialInfo, elapsed: float) -> str:
+        verb = {"completed": "completed", "stopped": "stopped early", "diverged": "diverged",
+                "errored": "errored"}.get(t.status, t.status)
+        best = f"{t.best:.4f}" if math.isfinite(t.best) else "n/a"
+        return (f"[sweep {_clock(elapsed)}] trial {t.trial_id} (round {t.round}, lr {t.lr:.3g}) {verb} "
+                f"after {t.epochs} epochs: best {self.metric} {best}")
+
+
+def number(value: Any) -> float:
+    """``float(value)``, or NaN for what is not a number (``None``, text)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _clock(seconds: float) -> str:
+    s = int(max(0.0, seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def hparams_of(config: dict[str, Any]) -> dict[str, str | float | bool]:
+    """A trial config as TensorBoard HParams values: nested dicts flattened to ``a/b``; numbers as floats;
+    strings and booleans as they are; lists and other values as JSON text; ``None`` and ``_``-private keys
+    left out; ``schedule`` = ``constant`` when absent (the trial's default decay law)."""
+    out: dict[str, str | float | bool] = {}
+
+    def visit(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                visit(f"{prefix}/{k}" if prefix else str(k), v)
+            return
+        if prefix.startswith("_") or value is None:
+            return
+        if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalar
+            value = value.item()
+        if isinstance(value, (bool, str)):
+            out[prefix] = value
+        elif isinstance(value, (int, float)) and math.isfinite(value):
+            out[prefix] = float(value)
+        else:
+            out[prefix] = json.dumps(value, default=str, sort_keys=True) if isinstance(value, (list, tuple)) \
+                else str(value)
+
+    visit("", config)
+    out.setdefault("schedule", "constant")
+    return out

@@ -1,0 +1,167 @@
+"""The sweep's bookkeeping, with no Ray in it: which trial holds which point of which round, its metric
+curve, the queue of points still to hand out, and the rows of results so far. ``SweepState`` plans rounds
+through the pure rules in ``zoom.py``, hands out one config per trial (``next_config``), records results,
+and after a driver crash agrees with the trials Tune restored (``reconcile``). ``searcher.ZoomSearcher``
+forwards Tune's Searcher hooks to it; it is pickled whole for ``Tuner.restore``.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator import results, zoom
+from orchestrator.space import nice
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    group: int
+    x: float
+    round: int
+    config: dict[str, Any]
+    curve: list[float] = field(default_factory=list)
+    done: bool = False
+    errored: bool = False
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The search's answer to a request for a trial: run ``config``; or no config: wait and ask again
+    later, unless ``finished`` (the search is over)."""
+
+    config: dict[str, Any] | None = None
+    finished: bool = False
+
+
+@dataclass
+class SweepState:
+    """Everything the search knows; pickled whole for ``Tuner.restore``."""
+
+    rules: zoom.Rules
+    param: str
+    metric: str
+    decision_epoch: int
+    groups: list[dict[str, Any]]
+    base: dict[str, Any]
+    rounds: list[zoom.Round] = field(default_factory=list)
+    queue: list[tuple[int, float]] = field(default_factory=list)
+    trials: dict[str, TrialRecord] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: str | None = None
+
+    def observations(self) -> list[zoom.Observation]:
+        return [zoom.Observation.of(t.group, t.x, t.round, t.curve, t.done) for t in self.trials.values()]
+
+    def config_for(self, group: int, x: float, round_index: int) -> dict[str, Any]:
+        # Each point its own seed: the zoom's fit over many nearby learning rates then averages seed
+        # noise, as a multi-seed mean would. The seed derives from the point, not from the order trials
+        # were handed out, so a resumed sweep trains every point exactly as an uninterrupted one.
+        return {**self.base, **self.groups[group], self.param: nice(10**x), "round": round_index, "group": group,
+                "seed_offset": zlib.crc32(f"{group}:{x:.6f}".encode()) % 1_000_003}
+
+    def plan(self) -> zoom.Round | zoom.Stop | None:
+        """Start round 0, or the next round once the current one has reached the decision epoch."""
+        if not self.rounds:
+            return zoom.coarse_round(self.rules, len(self.groups))
+        obs = self.observations()  # trials that have not reported yet included: they hold the round open
+        current = self.rounds[-1].index
+        if not zoom.round_ready(obs, current, self.decision_epoch):
+            return None
+        if not any(o.curve for o in obs if o.round == current):
+            return zoom.Stop(f"no trial of round {current} reported a result (all errored)")
+        return zoom.next_round(self.rules, self.rounds, obs)  # errored trials too: never re-suggested
+
+    def next_config(self, trial_id: str) -> Suggestion:
+        """A config for ``trial_id`` (its point is then taken off the queue), or wait, or finished."""
+        if not self.queue and self.stop_reason is None:
+            plan = self.plan()
+            if isinstance(plan, zoom.Stop):
+                self.stop_reason = plan.reason
+            elif isinstance(plan, zoom.Round):
+                self.rounds.append(plan)
+                self.queue = list(plan.points)
+        if self.queue:
+            group, x = self.queue.pop(0)
+            round_index = self.rounds[-1].index
+            config = self.config_for(group, x, round_index)
+            self.trials[trial_id] = TrialRecord(trial_id, group, x, round_index, config)
+            return Suggestion(config)
+        return Suggestion(finished=self.stop_reason is not None)
+
+    def record(self, trial_id: str, result: dict[str, Any] | None) -> None:
+        """Add one epoch's result. A repeated or replayed epoch (Tune re-sends the last result when a
+        trial ends; a trial restored from a checkpoint replays epochs after it) replaces the old one."""
+        t = self.trials.get(trial_id)
+        if t is None or not result or "epoch" not in result:
+            return
+        epoch = int(result["epoch"])
+        if epoch <= len(t.curve):
+            del t.curve[epoch - 1:]
+            self.rows = [r for r in self.rows if not (r["trial_id"] == trial_id and r["epoch"] >= epoch)]
+        value = result.get(self.metric, math.nan)
+        value = float(value) if value is not None else math.nan
+        t.curve.append(value if math.isfinite(value) else math.inf)
+        self.rows.append({"trial_id": trial_id, "round": t.round, "group": t.group,
+                          **{k: result[k] for k in results.EPOCH_KEYS if k in result}})
+
+    def reconcile(self, tune_trials: dict[str, dict[str, Any]],
+                  histories: dict[str, list[dict[str, Any]]] | None = None,
+                  finished: set[str] | frozenset[str] = frozenset()) -> dict[str, list[str]]:
+        """Agree with the trials Tune restored (trial id -> config) after a driver crash.
+
+        Tune saves its trial list and this state one after the other (and syncs them to storage in the
+        background), so a crash can leave them a step apart either way:
+        - a trial this state planned but Tune never kept is dropped, its point back at the front of the
+          queue (else its round would wait for it forever): "requeued";
+        - a trial Tune kept but this state never planned is adopted, its point taken off the queue (else
+          it would train twice): "adopted";
+        - a trial this state knows with fewer epochs than its checkpoint gets the missing ones from
+          ``histories`` (trial id -> the results saved in its checkpoint), since Tune resumes it after
+          them: "filled";
+        - a trial Tune finished (``finished``; it will not run again) that this state still waits for is
+          marked done: "completed".
+        Returns those four lists of trial ids."""
+        histories = histories or {}
+        out: dict[str, list[str]] = {"requeued": [], "adopted": [], "filled": [], "completed": []}
+        for tid in [tid for tid, t in self.trials.items() if not t.done and tid not in tune_trials]:
+            t = self.trials.pop(tid)
+            self.rows = [r for r in self.rows if r["trial_id"] != tid]
+            self.queue.insert(0, (t.group, t.x))
+            out["requeued"].append(tid)
+        current = self.rounds[-1].index if self.rounds else None
+        for tid, config in tune_trials.items():
+            if tid in self.trials or config.get("round") != current:
+                continue
+            point = next(((g, x) for g, x in self.queue
+                          if g == config.get("group") and self.config_for(g, x, current) == config), None)
+            if point is not None:
+                self.queue.remove(point)
+                self.trials[tid] = TrialRecord(tid, point[0], point[1], current, dict(config))
+                out["adopted"].append(tid)
+        for tid, history in histories.items():
+            t = self.trials.get(tid)
+            if t is None or t.done:
+                continue
+            missing = [r for r in history if int(r.get("epoch", 0)) > len(t.curve)]
+            for result in sorted(missing, key=lambda r: int(r["epoch"])):
+                self.record(tid, result)
+            if missing and tid not in out["adopted"]:
+                out["filled"].append(tid)
+        for tid in finished:
+            t = self.trials.get(tid)
+            if t is not None and not t.done:
+                t.done = True
+                out["completed"].append(tid)
+        return out
+
+    def complete(self, trial_id: str, result: dict[str, Any] | None, errored: bool) -> None:
+        t = self.trials.get(trial_id)
+        if t is None:
+            return
+        if result and int(result.get("epoch", 0)) > len(t.curve):
+            self.record(trial_id, result)  # the result on which the scheduler stopped the trial
+        t.done = True
+        t.errored = errored
