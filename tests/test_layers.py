@@ -1,0 +1,70 @@
+"""The layers hold: the import contract in pyproject.toml (import-linter), one home for each exception, and
+the commands that need no Ray (``sweep schedules``, ``sweep report``, ``sweep tensorboard``'s refusals) run
+in a process where ``import ray`` fails."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator import config, errors, lease, results, storage, tuning
+from tests.test_report import make_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_import_contract_in_pyproject_is_kept():
+    exe = Path(sys.executable).with_name("lint-imports")
+    assert exe.exists(), f"{exe}: import-linter is in the test extra (pip install -e '.[test]')"
+    proc = subprocess.run([str(exe), "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "0 broken" in proc.stdout and "KEPT" in proc.stdout
+
+
+def test_each_exception_has_one_home():
+    for module, name in ((config, "ConfigError"), (storage, "StorageError"), (lease, "LeaseHeldError"),
+                         (results, "ResultsError"), (results, "NoMetricError"), (tuning, "SweepExistsError"),
+                         (tuning, "SweepInterrupted")):
+        assert getattr(module, name) is getattr(errors, name), f"{module.__name__}.{name}"
+    assert [int(c) for c in errors.ExitCode] == [0, 1, 2, 3, 130]
+
+
+@pytest.fixture()
+def no_ray(tmp_path: Path) -> dict[str, str]:
+    """An environment in which ``import ray`` raises ImportError (a ``ray`` package ahead of the real one)."""
+    shadow = tmp_path / "shadow" / "ray"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("ray is not installed on this machine (test)")\n')
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(shadow.parent), str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.run([sys.executable, "-c", "import ray"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "ray is not installed" in proc.stderr  # the shadow works
+    return env
+
+
+def sweep(env: dict[str, str], *argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *argv], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_schedules_and_report_run_where_ray_cannot_be_imported(no_ray, tmp_path):
+    proc = sweep(no_ray, "schedules")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "cosine" in proc.stdout and "ray" not in proc.stderr.lower()
+
+    folder = make_sweep(tmp_path / "runs" / "synth")
+    proc = sweep(no_ray, "report", str(folder))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (folder / "report.md").is_file() and (folder / "best.json").is_file()
+    assert f"report: {folder / 'report.md'}" in proc.stdout
+
+    proc = sweep(no_ray, "report", str(tmp_path / "absent"))  # bad input: still one line, exit 2
+    assert proc.returncode == errors.ExitCode.BAD_INPUT
+    assert proc.stderr.startswith("sweep: error: ") and len(proc.stderr.strip().splitlines()) == 1
+
+    proc = sweep(no_ray, "tensorboard", str(tmp_path / "absent"))
+    assert proc.returncode == errors.ExitCode.BAD_INPUT and "no such sweep folder" in proc.stderr
