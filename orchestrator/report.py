@@ -28,7 +28,7 @@ from orchestrator.analysis import Summary, law_of, optimizer_of, ordered, train_
 from orchestrator.results import TrialStatus
 from orchestrator.space import nice
 
-__all__ = ["Summary", "build", "markdown", "terminal_table", "figure_vs_lr", "figure_curves", "summarise"]
+__all__ = ["Summary", "build", "figure_curves", "figure_vs_lr", "markdown", "summarise", "terminal_table"]
 
 PLOT = "val_loss_vs_lr.png"
 CURVES = "val_curves.png"

@@ -351,7 +351,7 @@ def refine(group: int, obs: list[Observation], spacing: float, rules: Rules) -> 
             why = (f"best at 10^{best_x:.2f}, the zoom's {side[0]} limit (epoch {epoch}): the range cannot grow "
                    f"past it; refine +-{half:.2f} decades {side[1]} it")
         bracket = (centre, half)
-    fresh = []
+    fresh: list[float] = []
     for x in xs:
         x = min(max(x, rules.log_floor), rules.log_ceil)
         if all(abs(x - t) > spacing / 10 for t in tried) and all(abs(x - f) > 1e-9 for f in fresh):
