@@ -32,7 +32,7 @@ test-fast: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PIP) install -q $(CONSTRAINTS) $(TEST_CONSTRAINTS) -e ".[test,bench]"
-	$(BIN)/python bench/regret.py
+	$(BIN)/python -m bench.regret
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

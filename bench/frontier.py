@@ -1,6 +1,6 @@
 """How well can ANY learning-rate search do on digits_mlp, however many full runs it spends?
 
-    .venv/bin/python bench/frontier.py [--optimizer sgd|adam] [--low 1e-3] [--high 0.1] [--draws 200]
+    .venv/bin/python -m bench.frontier [--optimizer sgd|adam] [--low 1e-3] [--high 0.1] [--draws 200]
 
 Replays the curves of ``bench/landscape.py`` (lrs every 1/15 decade x seeds). The reference is the
 landscape's own 5 fresh seeds (1001..1005, final epoch, as ``regret.py`` judges); a search sees only the
@@ -18,15 +18,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import RESULTS, markdown_table  # noqa: E402
-from bench.landscape import read  # noqa: E402
-from orchestrator import zoom  # noqa: E402
+from bench.common import add_results_option, markdown_table, pct
+from bench.yardstick import Landscape, path_for, spread
+from orchestrator import zoom
 
 SMOOTH = 3
 
@@ -43,23 +40,25 @@ def main(argv=None) -> int:
     p.add_argument("--high", type=float, default=0.1)
     p.add_argument("--draws", type=int, default=200)
     p.add_argument("--bandwidth", type=float, default=0.25)
+    add_results_option(p)
     args = p.parse_args(argv)
 
-    curves = read(RESULTS / f"landscape_{args.optimizer}.csv")
-    lrs = sorted({lr for lr, _ in curves})
-    seeds = sorted({s for _, s in curves})
-    fresh = [s for s in seeds if s >= 1001]
-    search = [s for s in seeds if s < 1001]
+    path = path_for(args.optimizer, args.results)
+    try:
+        land = Landscape.load(path)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    curves, lrs, seeds, fresh, search = land.curves, land.lrs, land.seeds, land.fresh, land.search
     if not fresh or len(search) < 3:
-        raise SystemExit(f"landscape_{args.optimizer}.csv: expected seeds 1001..1005 and >= 3 others, got {seeds}")
-    finals = np.array([[curves[(lr, s)][-1] for s in seeds] for lr in lrs])
+        raise SystemExit(f"{path.name}: expected seeds 1001..1005 and >= 3 others, got {seeds}")
+    finals = land.finals
     scores = {(lr, s): smoothed_final(curves[(lr, s)]) for lr, s in curves}
-    ref = np.array([np.mean([curves[(lr, s)][-1] for s in fresh]) for lr in lrs])
+    ref = land.mean["fresh"]
     best_i = int(np.argmin(ref))
-    best = float(ref[best_i])
+    best = land.best("fresh")
 
     def regret(i: int) -> float:
-        return 100.0 * (ref[i] - best) / best
+        return land.regret_at(i, "fresh")
 
     lines = [f"# What any lr search can reach on digits_mlp {args.optimizer} (27 epochs)\n",
              f"Landscape: {len(lrs)} lrs ({lrs[0]:.3g}..{lrs[-1]:.3g}, 15 a decade) x seeds {seeds}. "
@@ -73,7 +72,7 @@ def main(argv=None) -> int:
     for i, lr in enumerate(lrs):
         row = finals[i][np.isfinite(finals[i])]
         sd = 100 * np.std(row, ddof=1) / np.mean(row) if len(row) > 1 else float("nan")
-        rows.append([f"{lr:.4g}", f"{ref[i]:.4f}", f"{regret(i):.1f}%", f"{np.mean(row):.4f}", f"{sd:.0f}%"])
+        rows.append([f"{lr:.4g}", f"{ref[i]:.4f}", pct(regret(i)), f"{np.mean(row):.4f}", f"{sd:.0f}%"])
     lines += ["## The landscape\n",
               f"lrs within 5% of the best reference mean: {', '.join(f'{v:.4g}' for v in within)}.\n",
               markdown_table(["lr", "reference mean (5 fresh seeds)", "regret", f"mean over all {len(seeds)} seeds",
@@ -112,10 +111,10 @@ def main(argv=None) -> int:
                             pick = min(pts, key=lambda q: q[1])[0]
                         else:
                             pick, _ = zoom.smooth_minimum(pts, bandwidth=args.bandwidth)
-                        regs.append(regret(int(np.argmin(np.abs(x - pick)))))
-                    regs = np.array(regs)
+                        regs.append(land.regret(pick, "fresh"))
+                    s = spread(regs)
                     rows.append([f"{step / 15:.2f}", len(grid), k, len(grid) * k, mode, rule,
-                                 f"{np.mean(regs <= 5):.0%}", f"{regs.mean():.1f}%", f"{np.median(regs):.1f}%"])
+                                 f"{s.hit_rate:.0%}", pct(s.mean), pct(s.median)])
     lines += ["## The frontier\n",
               f"Grids over [{args.low:g}, {args.high:g}], {args.draws} seed draws each; kernel bandwidth "
               f"{args.bandwidth} decade (`zoom.smooth_minimum`). FTE = full runs.\n",
@@ -123,7 +122,7 @@ def main(argv=None) -> int:
                               "mean regret", "median regret"], rows), ""]
     text = "\n".join(lines)
     print(text)
-    (RESULTS / f"frontier_{args.optimizer}.md").write_text(text)
+    (args.results / f"frontier_{args.optimizer}.md").write_text(text)
     return 0
 
 

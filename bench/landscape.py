@@ -1,10 +1,10 @@
 """The loss landscape a learning-rate search walks on: full per-epoch validation curves of digits_mlp
 at many learning rates x many seeds, in plain torch worker processes (no Ray).
 
-    .venv/bin/python bench/landscape.py [--optimizer sgd|adam] [--seeds 0-5,1001-1005] [--per-decade 15]
+    .venv/bin/python -m bench.landscape [--optimizer sgd|adam] [--seeds 0-5,1001-1005] [--per-decade 15]
 
 Writes bench/results/landscape_<optimizer>.csv (lr, seed, epoch, val_loss; inf once diverged), which
-``bench/simulate.py`` replays to compare search rules offline, and prints how noisy one seed is.
+``bench/yardstick.py`` reads and ``bench/simulate.py`` replays, and prints how noisy one seed is.
 Rows already in the file are kept and not retrained (the run can be stopped and continued).
 """
 from __future__ import annotations
@@ -17,13 +17,10 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import RESULTS  # noqa: E402
-from bench.regret import WORKLOADS  # noqa: E402
-from orchestrator.space import log_grid  # noqa: E402
+from bench.common import MAX_EPOCHS, OPTIMIZERS, add_results_option, digits_trial
+from bench.yardstick import path_for, read
+from orchestrator.space import log_grid
 
 
 def _curve(config: dict) -> list[float]:
@@ -46,31 +43,24 @@ def parse_seeds(text: str) -> list[int]:
     return out
 
 
-def read(path: Path) -> dict[tuple[float, int], list[float]]:
-    """(lr, seed) -> curve, from a landscape CSV."""
-    curves: dict[tuple[float, int], dict[int, float]] = {}
-    if path.exists():
-        with path.open() as f:
-            for r in csv.DictReader(f):
-                curves.setdefault((float(r["lr"]), int(r["seed"])), {})[int(r["epoch"])] = float(r["val_loss"])
-    return {k: [v[e] for e in sorted(v)] for k, v in curves.items()}
-
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--optimizer", choices=sorted(WORKLOADS), default="sgd")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd")
     p.add_argument("--low", type=float, default=1e-4)
     p.add_argument("--high", type=float, default=0.12)
     p.add_argument("--per-decade", type=float, default=15)
     p.add_argument("--seeds", default="0-5,1001-1005")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--epochs", type=int, default=MAX_EPOCHS, help="epochs a run (a landscape holds one value)")
+    add_results_option(p)
     args = p.parse_args(argv)
 
-    base = {"workload": "digits_mlp", "max_epochs": 27, "batch_size": 32, "width": 64, "depth": 2,
-            **WORKLOADS[args.optimizer]}
+    base = digits_trial(args.optimizer, args.epochs)
     lrs = [lr for lr in log_grid(1e-4, 1.0, args.per_decade) if args.low * 0.999 <= lr <= args.high * 1.001]
     seeds = parse_seeds(args.seeds)
-    path = RESULTS / f"landscape_{args.optimizer}.csv"
+    path = path_for(args.optimizer, args.results)
+    path.parent.mkdir(parents=True, exist_ok=True)
     have = read(path)
     todo = [(lr, s) for s in seeds for lr in lrs if (lr, s) not in have]
     print(f"{len(lrs)} lrs x {len(seeds)} seeds; {len(todo)} runs to do", flush=True)

@@ -1,6 +1,6 @@
 """Per-trial orchestration overhead of this project's sweep against raw Ray Tune, on trivial trials.
 
-    .venv/bin/python bench/overhead.py [--per-decade 8] [--no-demo]
+    .venv/bin/python -m bench.overhead [--per-decade 8] [--no-demo] [--skip-a]
 
 All variants run the same trials in ONE embedded Ray session (ray.init is timed once and reported apart):
 ``orchestrator.trial.train_trial`` on ``bench.trivial:workload`` (a 4->2 Linear model on 8 samples),
@@ -24,13 +24,9 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import add_results_option, example, markdown_table, sweep_config
 
-from bench.common import RESULTS, markdown_table  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 TRIAL = {"workload": "bench.trivial:workload", "max_epochs": 3, "seed": 0, "_cpus": 1, "optimizer": "sgd",
          "batch_size": 8}
 
@@ -57,34 +53,23 @@ def raw_tune(lrs: list[float], reuse: bool, storage: str, name: str) -> tuple[fl
     return wall, compute, len(grid)
 
 
-def sweep_config(name: str, storage: str, data: dict):
-    from orchestrator import config as config_mod
+def project_sweep(cfg) -> tuple[float, float, int, int, float | None]:
+    """(wall, compute, trials, epochs, report seconds) of ``tuning.run``: the last is how long its closing
+    report (tables + plots) took, a one-off cost per sweep like ray.init, not a per-trial one."""
+    import pyarrow.parquet as pq
 
-    return config_mod.parse({**data, "name": name, "storage": storage}, "bench")
+    from orchestrator import report, tuning
 
+    build, seconds = report.build, []
 
-REPORT_SECONDS: list[float] = []  # how long each sweep's closing report (tables + plots) took
-
-
-def _timed_build(build):
     def timed(*args, **kwargs):
         start = time.time()
         try:
             return build(*args, **kwargs)
         finally:
-            REPORT_SECONDS.append(time.time() - start)
-    return timed
+            seconds.append(time.time() - start)
 
-
-def project_sweep(cfg) -> tuple[float, float, int, int]:
-    """(wall, compute, trials, epochs) of ``tuning.run``; the time its closing report took is appended to
-    ``REPORT_SECONDS`` (a one-off cost per sweep, like ray.init, not a per-trial one)."""
-    import pyarrow.parquet as pq
-
-    from orchestrator import report, tuning
-
-    build = report.build
-    report.build = _timed_build(build)
+    report.build = timed
     try:
         start = time.time()
         tuning.run(cfg, quiet=True)
@@ -92,20 +77,21 @@ def project_sweep(cfg) -> tuple[float, float, int, int]:
     finally:
         report.build = build
     table = pq.read_table(tuning.sweep_folder(cfg) / "trials.parquet").to_pandas()
-    return wall, float(table["epoch_seconds"].sum()), int(table["trial_id"].nunique()), len(table)
+    return (wall, float(table["epoch_seconds"].sum()), int(table["trial_id"].nunique()), len(table),
+            seconds[0] if seconds else None)
 
 
-def render(measured: dict, init_s: float, demo: tuple | None, total_s: float) -> str:
+def render(measured: dict, init_s: float, demo: tuple | None, total_s: float, report_s: float | None = None) -> str:
     """The Markdown report; ``measured``: variant -> (wall, compute, trials); ``demo``: (wall, compute,
-    trials, epochs) or None."""
+    trials, epochs) or None; ``report_s``: seconds the project's sweep spent on its closing report."""
     per = {k: (w - c) / n for k, (w, c, n) in measured.items()}
     a, b = per.get("(a) raw Ray Tune, reuse_actors=False"), per["(b) raw Ray Tune, reuse_actors=True"]
     rows = [[label, n, f"{w:.1f}", f"{c:.2f}", f"{per[label]:.3f}", f"{per[label] / a:.2f}x" if a else "-",
              f"{per[label] / b:.2f}x"] for label, (w, c, n) in measured.items()]
     sweep = "(c) this project's sweep (tuning.run)"
-    if REPORT_SECONDS and sweep in measured:
+    if report_s is not None and sweep in measured:
         w, c, n = measured[sweep]
-        once = REPORT_SECONDS[0]
+        once = report_s
         o = (w - once - c) / n
         rows.append([f"(c) without its closing report ({once:.1f} s once: tables, 2 plots)", n, f"{w - once:.1f}",
                      f"{c:.2f}", f"{o:.3f}", f"{o / a:.2f}x" if a else "-", f"{o / b:.2f}x"])
@@ -131,12 +117,12 @@ def main(argv=None) -> int:
     p.add_argument("--per-decade", type=float, default=8)
     p.add_argument("--no-demo", action="store_true")
     p.add_argument("--skip-a", action="store_true", help="skip (a), Tune's default (slow: ~12 s a trial here)")
+    add_results_option(p)
     args = p.parse_args(argv)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
     from cluster.connect import ray_session
     from orchestrator.space import log_grid
-    from orchestrator import config as config_mod
 
     lrs = log_grid(1e-6, 1e-1, args.per_decade)
     t_all = time.time()
@@ -152,24 +138,23 @@ def main(argv=None) -> int:
                 print(measured, flush=True)
             measured["(b) raw Ray Tune, reuse_actors=True"] = raw_tune(lrs, True, storage, "raw-reuse")
             print(measured, flush=True)
-            cfg = sweep_config("overhead", storage, {
+            cfg = sweep_config({
                 "workload": TRIAL["workload"], "max_epochs": 3, "seed": 0,
                 "space": {"lr": {"log": [1e-6, 1e-1], "per_decade": args.per_decade}, "optimizer": "sgd",
                           "batch_size": 8},
-                "asha": {"enabled": False}, "zoom": {"max_rounds": 1}, "resources": {"cpu": 1, "gpu": 0}})
-            wall, compute, trials, _ = project_sweep(cfg)
+                "asha": {"enabled": False}, "zoom": {"max_rounds": 1}, "resources": {"cpu": 1, "gpu": 0}},
+                "overhead", storage)
+            wall, compute, trials, _, report_s = project_sweep(cfg)
             measured["(c) this project's sweep (tuning.run)"] = (wall, compute, trials)
             print(measured, flush=True)
             demo = None
             if not args.no_demo:
-                data = config_mod.yaml.load((ROOT / "examples" / "digits.yaml").read_text(),
-                                            Loader=config_mod._Loader)
-                demo = project_sweep(sweep_config("demo", storage, data))
+                demo = project_sweep(sweep_config(example(), "demo", storage))[:4]
                 print("demo", demo, flush=True)
-    text = render(measured, init_s, demo, time.time() - t_all)
+    text = render(measured, init_s, demo, time.time() - t_all, report_s)
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "overhead.md").write_text(text)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "overhead.md").write_text(text)
     return 0
 
 

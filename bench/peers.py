@@ -1,6 +1,6 @@
 """Peers on the sweep's own workload: which learning rate does each pick, at what cost, with what regret.
 
-    .venv/bin/python bench/peers.py [--repeats 1] [--shifts 0.0 ...] [--methods grid asha ...] [--budget-fte F]
+    .venv/bin/python -m bench.peers [--repeats 1] [--shifts 0.0 ...] [--methods grid asha ...] [--budget-fte F]
 
 Workload: digits_mlp, SGD momentum 0.9, batch 32, width 64, depth 2, 27 epochs (bench/regret.py's).
 Each method searches with seed ``repeat`` and picks one lr; the pick is retrained on the 5 fresh seeds of
@@ -35,16 +35,14 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import (MAX_EPOCHS, RESULTS, add_results_option, digits_trial, markdown_table, mean_loss,
+                          parse_pct, pct, reference_grid, regret, write_results)
+from bench.regret import REFERENCE_LRS
 
-from bench.common import RESULTS, markdown_table, mean_loss, reference_grid, regret, write_results  # noqa: E402
-from bench.regret import REFERENCE_LRS  # noqa: E402
-
-MAX_EPOCHS = 27
-BASE = {"workload": "digits_mlp", "max_epochs": MAX_EPOCHS, "batch_size": 32, "width": 64, "depth": 2,
-        "optimizer": "sgd", "momentum": 0.9}
+BASE = digits_trial("sgd")
 METHODS = ["grid", "asha", "two_stage", "optuna", "random", "range_test"]
 LABELS = {"grid": "Ray Tune grid", "asha": "Ray Tune grid + ASHA(gp=1)", "two_stage": "two-stage grid, ASHA",
           "optuna": "Optuna TPE + Hyperband", "random": "random search (full runs)",
@@ -240,9 +238,48 @@ class Judge:
         return self.cache[key]
 
 
-def sweep_rows(shifts=None) -> list[dict]:
+@dataclass(frozen=True)
+class Row:
+    """One method's pick in one repeat, as numbers (``lr`` None: no pick; ``regret`` inf: none or diverged)."""
+
+    method: str
+    shift: float
+    repeat: int
+    lr: float | None
+    trials: int
+    fte: float
+    epochs: float
+    wall: float
+    mean: float
+    regret: float
+    hit: bool
+    note: str = ""
+
+
+HEADER = ["method", "shift", "repeat", "chosen lr", "trials", "FTE", "epochs", "search wall s", "5-seed mean",
+          "regret", "within 5%", "note"]
+
+
+def cells(r: Row) -> list:
+    """``r`` as the cells of ``HEADER`` (the one place rows are formatted)."""
+    return [r.method, f"{r.shift:+.1f}", r.repeat, f"{r.lr:.4g}" if r.lr else "none", r.trials, f"{r.fte:.2f}",
+            f"{r.epochs:.4g}", f"{r.wall:.1f}", f"{r.mean:.4f}", pct(r.regret) if math.isfinite(r.regret) else "inf",
+            "yes" if r.hit else "no", r.note]
+
+
+def read_rows(path: Path) -> list[Row]:
+    """The rows of a stored peers CSV (``HEADER``'s columns)."""
+    with Path(path).open() as f:
+        return [Row(method=d["method"], shift=float(d["shift"]), repeat=int(d["repeat"]),
+                    lr=None if d["chosen lr"] == "none" else float(d["chosen lr"]), trials=int(d["trials"]),
+                    fte=float(d["FTE"]), epochs=float(d["epochs"]), wall=float(d["search wall s"]),
+                    mean=float(d["5-seed mean"]), regret=parse_pct(d["regret"]), hit=d["within 5%"] == "yes",
+                    note=d["note"]) for d in csv.DictReader(f)]
+
+
+def sweep_rows(shifts=None, results: Path = RESULTS) -> list[dict]:
     """This project's sweep on the same workload (bench/regret.py's output), at the given shifts only."""
-    path = RESULTS / "regret_sgd.csv"
+    path = Path(results) / "regret_sgd.csv"
     if not path.exists():
         return []
     with path.open() as f:
@@ -252,7 +289,20 @@ def sweep_rows(shifts=None) -> list[dict]:
     return rows
 
 
-def plot(rows: list[list], sweep: list[dict], path: Path) -> None:
+SWEEP = "sweep (this project)"
+
+
+def by_method(rows: list[Row], sweep: list[dict]) -> dict[str, list[tuple[float, float, bool]]]:
+    """method -> [(FTE, regret %, within 5%)], this project's sweep (regret_sgd.csv rows) last."""
+    by: dict[str, list[tuple[float, float, bool]]] = {}
+    for r in rows:
+        by.setdefault(r.method, []).append((r.fte, r.regret, r.hit))
+    if sweep:
+        by[SWEEP] = [(float(x["FTE"]), parse_pct(x["regret"]), x["within 5%"] == "yes") for x in sweep]
+    return by
+
+
+def plot(rows: list[Row], sweep: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,16 +310,10 @@ def plot(rows: list[list], sweep: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     markers = iter("os^Dv<>pP*X")
-    by: dict[str, list[tuple[float, float]]] = {}
-    for r in rows:
-        reg = float(r[9].rstrip("%")) if r[9] != "inf" else math.nan
-        by.setdefault(r[0], []).append((float(r[5]), reg))
-    if sweep:
-        by["sweep (this project)"] = [(float(s["FTE"]), float(s["regret"].rstrip("%"))) for s in sweep]
-    for label, pts in by.items():
-        xs, ys = zip(*pts)
-        ax.scatter(xs, [max(y, 0.1) if math.isfinite(y) else 250 for y in ys], label=label, marker=next(markers),
-                   s=50, alpha=0.8)
+    for label, pts in by_method(rows, sweep).items():
+        xs = [f for f, _, _ in pts]
+        ys = [max(r, 0.1) if math.isfinite(r) else 250 for _, r, _ in pts]
+        ax.scatter(xs, ys, label=label, marker=next(markers), s=50, alpha=0.8)
     ax.axhline(5, color="grey", lw=0.8, ls="--", label="5% regret")
     ax.set_xlabel("cost (FTE: epochs trained / 27)")
     ax.set_ylabel("regret (% over best reference mean)")
@@ -286,23 +330,18 @@ def plot(rows: list[list], sweep: list[dict], path: Path) -> None:
 SWEEP_HEADING = "\n## This project's sweep on the same workload"
 
 
-def summary(rows: list[list], sweep: list[dict]) -> str:
+def summary(rows: list[Row], sweep: list[dict]) -> str:
     """Per method: mean FTE, the regrets, mean regret (inf counts as inf), within-5% hits."""
-    by: dict[str, list[tuple[float, str, str]]] = {}
-    for r in rows:
-        by.setdefault(r[0], []).append((float(r[5]), r[9], r[10]))
-    if sweep:
-        by["sweep (this project)"] = [(float(x["FTE"]), x["regret"], x["within 5%"]) for x in sweep]
     out = []
-    for label, items in by.items():
-        regs = [float(reg.rstrip("%")) if reg != "inf" else math.inf for _, reg, _ in items]
+    for label, items in by_method(rows, sweep).items():
+        regs = [r for _, r, _ in items]
         out.append([label, len(items), f"{statistics.fmean(f for f, _, _ in items):.2f}",
-                    ", ".join(reg for _, reg, _ in items), f"{statistics.fmean(regs):.1f}%",
-                    f"{sum(hit == 'yes' for _, _, hit in items)} of {len(items)}"])
+                    ", ".join(pct(r) if math.isfinite(r) else "inf" for r in regs), pct(statistics.fmean(regs)),
+                    f"{sum(hit for _, _, hit in items)} of {len(items)}"])
     return markdown_table(["method", "runs", "mean FTE", "regrets", "mean regret", "within 5%"], out)
 
 
-def sweep_part(sweep: list[dict], rows: list[list]) -> str:
+def sweep_part(sweep: list[dict], rows: list[Row]) -> str:
     text = f"{SWEEP_HEADING}\n\n"
     if sweep:
         table = markdown_table(list(sweep[0].keys()), [list(s.values()) for s in sweep])
@@ -313,13 +352,14 @@ def sweep_part(sweep: list[dict], rows: list[list]) -> str:
     return text + f"### Summary per method (this project's sweep included)\n\n{summary(rows, sweep)}\n"
 
 
-def replot(tag: str = "") -> int:
-    with (RESULTS / f"peers_sgd{tag}.csv").open() as f:
-        rows = list(csv.reader(f))[1:]
-    sweep = sweep_rows({r[1] for r in rows})
-    md = RESULTS / f"peers_sgd{tag}.md"
+def replot(tag: str = "", results: Path = RESULTS) -> int:
+    """Rebuild the plot and the sweep part of peers_sgdTAG.md from its CSV and the current regret_sgd.csv."""
+    results = Path(results)
+    rows = read_rows(results / f"peers_sgd{tag}.csv")
+    sweep = sweep_rows({f"{r.shift:+.1f}" for r in rows}, results)
+    md = results / f"peers_sgd{tag}.md"
     md.write_text(md.read_text().split(SWEEP_HEADING)[0].rstrip("\n") + "\n" + sweep_part(sweep, rows))
-    plot(rows, sweep, RESULTS / f"regret_vs_cost{tag}.png")
+    plot(rows, sweep, results / f"regret_vs_cost{tag}.png")
     print(md.read_text())
     return 0
 
@@ -334,34 +374,30 @@ def main(argv=None) -> int:
     p.add_argument("--replot", action="store_true",
                    help="no runs: rebuild the plot and the sweep part of peers_sgd.md from peers_sgd.csv and the "
                         "current regret_sgd.csv")
+    add_results_option(p)
     args = p.parse_args(argv)
     if args.replot:
-        return replot(args.tag)
+        return replot(args.tag, args.results)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
     from cluster.connect import ray_session
 
     t_all = time.time()
-    ref = reference_grid("digits_sgd", BASE, REFERENCE_LRS)
+    ref = reference_grid("digits_sgd", BASE, REFERENCE_LRS, results=args.results)
     best_lr, best = min(ref, key=lambda r: r[1])
-    all_sweep = sweep_rows()
-    sweep = sweep_rows(args.shifts)
+    all_sweep = sweep_rows(results=args.results)
+    sweep = sweep_rows(args.shifts, args.results)
     budget = args.budget_fte or (statistics.fmean(float(s["FTE"]) for s in all_sweep) if all_sweep else 10.0)
     print(f"reference best {best:.4f} at lr {best_lr:.3g}; budget {budget:.2f} FTE", flush=True)
     judge = Judge(ref)
-    header = ["method", "shift", "repeat", "chosen lr", "trials", "FTE", "epochs", "search wall s",
-              "5-seed mean", "regret", "within 5%", "note"]
-    rows: list[list] = []
+    rows: list[Row] = []
 
     def add(method, shift, seed, out):
         m = judge(out["lr"])
         r = regret(m, best)
-        fte = out["epochs"] / MAX_EPOCHS
-        rows.append([LABELS[method], f"{shift:+.1f}", seed, f"{out['lr']:.4g}" if out["lr"] else "none",
-                     out["trials"], f"{fte:.2f}", f"{out['epochs']:.4g}", f"{out['wall']:.1f}",
-                     f"{m:.4f}", f"{r:.1f}%" if math.isfinite(r) else "inf", "yes" if r <= 5 else "no",
-                     out["note"]])
-        print(" | ".join(map(str, rows[-1])), flush=True)
+        rows.append(Row(LABELS[method], shift, seed, out["lr"], out["trials"], out["epochs"] / MAX_EPOCHS,
+                        out["epochs"], out["wall"], m, r, r <= 5, out["note"]))
+        print(" | ".join(map(str, cells(rows[-1]))), flush=True)
 
     with tempfile.TemporaryDirectory(prefix="sweep-peers-") as storage, ray_session(None):
         for shift in args.shifts:
@@ -382,7 +418,7 @@ def main(argv=None) -> int:
                             {"lr": min10, "epochs": epochs, "trials": 1, "wall": wall, "note": note})
                         add("range_test_steepest", shift, seed,
                             {"lr": steep, "epochs": epochs, "trials": 1, "wall": wall, "note": note})
-    table = markdown_table(header, rows)
+    table = markdown_table(HEADER, [cells(r) for r in rows])
     text = (f"# Peers: digits_mlp, SGD momentum 0.9, batch 32, 27 epochs\n\n"
             f"Reference: {len(ref)} lrs (1e-4..1) x 5 fresh seeds; best mean {best:.4f} at lr {best_lr:.3g}. "
             f"Budget for Optuna / random search: {budget:.2f} FTE (mean FTE of this project's sweep).\n"
@@ -391,8 +427,8 @@ def main(argv=None) -> int:
             f" / best. Picks retrained: {judge.retrained} (others are reference-grid points).\n\n"
             f"{table}\n\nTotal bench wall: {time.time() - t_all:.0f} s.\n{sweep_part(sweep, rows)}")
     print(text)
-    write_results(f"peers_sgd{args.tag}", text, header, rows)
-    plot(rows, sweep, RESULTS / f"regret_vs_cost{args.tag}.png")
+    write_results(f"peers_sgd{args.tag}", text, HEADER, [cells(r) for r in rows], results=args.results)
+    plot(rows, sweep, args.results / f"regret_vs_cost{args.tag}.png")
     return 0
 
 

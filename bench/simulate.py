@@ -1,6 +1,6 @@
 """Replay this project's zoom (the pure rules of orchestrator/zoom.py) over a recorded landscape, offline.
 
-    .venv/bin/python bench/simulate.py [--optimizer sgd|adam] [--draws 300] [--shifts 0 -0.2 -0.4]
+    .venv/bin/python -m bench.simulate [--optimizer sgd|adam] [--draws 300] [--shifts 0 -0.2 -0.4]
 
 A real sweep + its 5-seed retraining takes minutes; a replay takes milliseconds, so pick rules and round
 shapes can be compared over hundreds of seed draws before the real bench (``regret.py``) checks the
@@ -8,7 +8,7 @@ winner. Trials read their curves from ``landscape_<optimizer>.csv`` (``bench/lan
 snapped to the nearest recorded lr (every 1/15 decade; clamped to the recorded range, whose ends are
 already far off the optimum), and trained with a seed drawn from the non-fresh seeds, either one per
 point (``independent``, as the sweep does) or one per sweep (``common``). Regret is judged against the
-fresh seeds' mean, as in ``frontier.py``.
+fresh seeds' mean, as in ``frontier.py``, and against the mean over every seed (``bench/yardstick.py``).
 
 ASHA in round 0 is replayed as synchronous successive halving at the rungs (grace, grace x rf, ..., max):
 the best 1/rf of the trials go on at each rung. The next round is planned from curves cut at the decision
@@ -22,15 +22,12 @@ import argparse
 import math
 import sys
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import RESULTS, markdown_table  # noqa: E402
-from bench.landscape import read  # noqa: E402
-from orchestrator import zoom  # noqa: E402
+from bench.common import add_results_option, markdown_table, pct
+from bench.yardstick import Landscape, path_for, spread
+from orchestrator import zoom
 
 
 @dataclass(frozen=True)
@@ -47,38 +44,15 @@ class Variant:
     high_edge_step: float = zoom.HIGH_EDGE_STEP
 
 
-class Landscape:
-    def __init__(self, path: Path):
-        curves = read(path)
-        self.lrs = sorted({lr for lr, _ in curves})
-        self.x = np.log10(self.lrs)
-        seeds = sorted({s for _, s in curves})
-        self.fresh = [s for s in seeds if s >= 1001]
-        self.search = [s for s in seeds if s < 1001]
-        self.curves = curves
-        self.ref = np.array([np.mean([curves[(lr, s)][-1] for s in self.fresh]) for lr in self.lrs])
-        self.best = float(self.ref.min())
-        # the robust yardstick: every seed's final loss (fresh and search seeds alike)
-        self.all = np.array([np.mean([curves[(lr, s)][-1] for s in seeds]) for lr in self.lrs])
-
-    def curve(self, x: float, seed: int) -> tuple[float, ...]:
-        i = int(np.argmin(np.abs(self.x - x)))
-        c = self.curves[(self.lrs[i], seed)]
-        out = []
-        for v in c:
-            out.append(v if math.isfinite(v) else math.inf)
-            if not math.isfinite(v):
-                break  # a diverged trial ends there
-        return tuple(out)
-
-    def regret(self, x: float) -> float:
-        i = int(np.argmin(np.abs(self.x - x)))
-        return 100.0 * (self.ref[i] - self.best) / self.best
-
-    def robust_regret(self, x: float) -> float:
-        """Against the mean over every seed of the landscape instead of the 5 fresh ones."""
-        i = int(np.argmin(np.abs(self.x - x)))
-        return 100.0 * (self.all[i] - self.all.min()) / self.all.min()
+def replayed_curve(land: Landscape, x: float, seed: int) -> tuple[float, ...]:
+    """The curve a trial at log10 lr ``x`` with ``seed`` reports: the nearest recorded lr's, ending at its
+    first non-finite value (a diverged trial stops there)."""
+    out = []
+    for v in land.curves[(land.lrs[land.nearest(x)], seed)]:
+        out.append(v if math.isfinite(v) else math.inf)
+        if not math.isfinite(v):
+            break
+    return tuple(out)
 
 
 def asha_round0(obs: list[zoom.Observation], grace: int, rf: float, max_epochs: int) -> list[zoom.Observation]:
@@ -110,7 +84,8 @@ def replay(land: Landscape, v: Variant, low: float, high: float, max_epochs: int
     while isinstance(plan, zoom.Round):
         rounds.append(plan)
         new = [zoom.Observation(0, x, plan.index,
-                                land.curve(x, common if v.seeds == "common" else int(rng.choice(land.search))), True)
+                                replayed_curve(land, x, common if v.seeds == "common" else int(rng.choice(land.search))),
+                                True)
                for _, x in plan.points]
         if plan.index == 0:
             new = asha_round0(new, v.grace, v.rf, max_epochs)
@@ -125,7 +100,7 @@ def replay(land: Landscape, v: Variant, low: float, high: float, max_epochs: int
 
 VARIANTS = [
     Variant("parabola pick, one seed a point, cliff margin 1.0 (default)"),
-    Variant("before this session: no cliff guard, whole steps past the high edge", margin=None, high_edge_step=1.0),
+    Variant("no cliff guard, whole steps past the high edge", margin=None, high_edge_step=1.0),
     Variant("no cliff guard, half steps past the high edge", margin=None),
     Variant("cliff guard, whole steps past the high edge", high_edge_step=1.0),
     Variant("cliff margin 0.5", margin=0.5),
@@ -148,22 +123,26 @@ def main(argv=None) -> int:
     p.add_argument("--optimizer", default="sgd")
     p.add_argument("--draws", type=int, default=300)
     p.add_argument("--shifts", type=float, nargs="+", default=[0.0, -0.2, -0.4])
+    p.add_argument("--variants", type=int, default=None, help="replay only the first N variants")
+    add_results_option(p)
     args = p.parse_args(argv)
-    land = Landscape(RESULTS / f"landscape_{args.optimizer}.csv")
+    try:
+        land = Landscape.load(path_for(args.optimizer, args.results))
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     rows = []
-    for v in VARIANTS:
+    for v in VARIANTS[:args.variants]:
         for shift in args.shifts:
             rng = np.random.default_rng(0)
             regs, robust, ftes = [], [], []
             for _ in range(args.draws):
                 x, epochs = replay(land, v, -6 + shift, -1 + shift, 27, rng)
-                regs.append(land.regret(x))
-                robust.append(land.robust_regret(x))
+                regs.append(land.regret(x, "fresh"))
+                robust.append(land.regret(x, "all"))
                 ftes.append(epochs / 27)
-            regs, robust = np.array(regs), np.array(robust)
-            rows.append([v.name, f"{shift:+.1f}", f"{np.mean(ftes):.1f}", f"{np.mean(regs <= 5):.0%}",
-                         f"{regs.mean():.1f}%", f"{np.median(regs):.1f}%", f"{np.percentile(regs, 90):.1f}%",
-                         f"{np.mean(robust <= 5):.0%}", f"{robust.mean():.1f}%", f"{np.percentile(robust, 90):.1f}%"])
+            d, r = spread(regs), spread(robust)
+            rows.append([v.name, f"{shift:+.1f}", f"{np.mean(ftes):.1f}", f"{d.hit_rate:.0%}", pct(d.mean),
+                         pct(d.median), pct(d.p90), f"{r.hit_rate:.0%}", pct(r.mean), pct(r.p90)])
             print(" | ".join(rows[-1]), flush=True)
     text = (f"# The zoom replayed over landscape_{args.optimizer}.csv ({args.draws} seed draws per row)\n\n"
             f"Coarse grid 10^(-6+shift)..10^(-1+shift), 1 a decade, 27 epochs; see the docstring of "
@@ -174,7 +153,7 @@ def main(argv=None) -> int:
                               "robust: within 5%", "robust mean", "robust 90th pct"], rows)
             + "\n")
     print(text)
-    (RESULTS / f"simulate_{args.optimizer}.md").write_text(text)
+    (args.results / f"simulate_{args.optimizer}.md").write_text(text)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Utilization of trial slots: this project's sweep (rounds as lineage) against the same rounds run with a
 barrier between them (one Tuner.fit per round), on a simulated GPU cluster.
 
-    .venv/bin/python bench/utilization.py [--sleep 0.1] [--epochs 27] [--out utilization.md]
+    .venv/bin/python -m bench.utilization [--sleep 0.1] [--epochs 27] [--out utilization.md]
 
 Cluster: ``ray.cluster_utils.Cluster``, a head with 0 CPUs and 2 worker nodes x (2 CPUs, 2 fake GPUs);
 each trial takes 1 CPU + 1 GPU: 4 slots. Workload ``bench.trivial:sleepy``: one training batch per epoch
@@ -22,13 +22,46 @@ import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import RESULTS, markdown_table  # noqa: E402
+from bench.common import add_results_option, markdown_table, sweep_config
 
 SLOTS = 4
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One variant's run: trials, epochs, wall seconds (``stages``: each fit's, for the barrier), busy
+    slot-seconds (sum of epoch_seconds)."""
+
+    trials: int
+    epochs: int
+    wall: float
+    busy: float
+    stages: tuple[float, ...] = ()
+
+    @property
+    def utilization(self) -> float:
+        return self.busy / (SLOTS * self.wall)
+
+
+def render(sweep: Measured, barrier: Measured, rounds: list[int], sleep: float, epochs: int, total_s: float) -> str:
+    """The Markdown report; ``rounds``: the number of trials in each of the sweep's rounds."""
+    rows = [
+        ["this project's sweep (one Tuner, rounds as lineage)", sweep.trials, sweep.epochs, f"{sweep.wall:.1f}",
+         f"{sweep.busy:.1f}", f"{sweep.utilization:.0%}"],
+        [f"same rounds, barrier ({len(barrier.stages)} Tuner.fit calls)", barrier.trials, barrier.epochs,
+         f"{barrier.wall:.1f} ({' + '.join(f'{w:.1f}' for w in barrier.stages)})", f"{barrier.busy:.1f}",
+         f"{barrier.utilization:.0%}"],
+    ]
+    header = ["variant", "trials", "epochs", "wall s", "busy slot-s", "utilization"]
+    return (f"# Slot utilization on a simulated GPU cluster\n\n"
+            f"`ray.cluster_utils.Cluster`: head 0 CPUs + 2 nodes x (2 CPUs, 2 fake GPUs); 1 CPU + 1 GPU per "
+            f"trial = {SLOTS} slots; all in one process tree on a 2-core machine shared with other jobs. "
+            f"Workload `bench.trivial:sleepy`, {sleep} s of sleep per epoch, {epochs} epochs, ASHA "
+            f"off, rounds of {rounds} trials. Busy = sum of epoch_seconds. "
+            f"A perfect packing of the sweep's busy time would take {sweep.busy / SLOTS:.1f} s.\n\n"
+            f"{markdown_table(header, rows)}\n\nTotal bench wall (cluster start included): {total_s:.0f} s.\n")
 
 
 def main(argv=None) -> int:
@@ -36,6 +69,7 @@ def main(argv=None) -> int:
     p.add_argument("--sleep", type=float, default=0.1)
     p.add_argument("--epochs", type=int, default=27)
     p.add_argument("--out", default="utilization.md", help="file name under bench/results/")
+    add_results_option(p)
     args = p.parse_args(argv)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
@@ -44,7 +78,7 @@ def main(argv=None) -> int:
     from ray import tune
     from ray.cluster_utils import Cluster
 
-    from orchestrator import config as config_mod, tuning
+    from orchestrator import tuning
     from orchestrator.trial import train_trial
 
     t_all = time.time()
@@ -60,11 +94,11 @@ def main(argv=None) -> int:
         print(f"cluster up in {time.time() - t_all:.1f} s: {ray.cluster_resources()}", flush=True)
         space = {"lr": {"log": [1e-6, 1e-1], "per_decade": 1}, "optimizer": "sgd", "batch_size": 8,
                  "sleep": args.sleep}
-        cfg = config_mod.parse({
-            "name": "util", "storage": storage, "workload": "bench.trivial:sleepy", "max_epochs": args.epochs,
+        cfg = sweep_config({
+            "workload": "bench.trivial:sleepy", "max_epochs": args.epochs,
             "seed": 0, "space": space, "asha": {"enabled": False},
             "zoom": {"max_rounds": 3, "points_per_round": 4, "resolution": 0.01, "tolerance": 0.0},
-            "resources": {"cpu": 1, "gpu": 1}}, "bench")
+            "resources": {"cpu": 1, "gpu": 1}}, "util", storage)
         # warm-up: start workers on both nodes (imports), uncounted
         warm = tune.Tuner(tune.with_resources(train_trial, {"cpu": 1, "gpu": 1}),
                           param_space={**cfg.base_config(), "_cpus": 1, "max_epochs": 1, "sleep": 0.0,
@@ -110,26 +144,13 @@ def main(argv=None) -> int:
         shutil.rmtree(temp, ignore_errors=True)
         shutil.rmtree(storage, ignore_errors=True)
 
-    ideal = sweep_busy / SLOTS
-    rows = [
-        ["this project's sweep (one Tuner, rounds as lineage)", sum(len(v) for v in rounds.values()),
-         sweep_epochs, f"{sweep_wall:.1f}", f"{sweep_busy:.1f}", f"{sweep_busy / (SLOTS * sweep_wall):.0%}"],
-        ["same rounds, barrier (3 Tuner.fit calls)", sum(len(v) for v in rounds.values()), barrier_epochs,
-         f"{barrier_wall:.1f} ({' + '.join(f'{w:.1f}' for w in stage_walls)})", f"{barrier_busy:.1f}",
-         f"{barrier_busy / (SLOTS * barrier_wall):.0%}"],
-    ]
-    header = ["variant", "trials", "epochs", "wall s", "busy slot-s", "utilization"]
-    text = (f"# Slot utilization on a simulated GPU cluster\n\n"
-            f"`ray.cluster_utils.Cluster`: head 0 CPUs + 2 nodes x (2 CPUs, 2 fake GPUs); 1 CPU + 1 GPU per "
-            f"trial = {SLOTS} slots; all in one process tree on a 2-core machine shared with other jobs. "
-            f"Workload `bench.trivial:sleepy`, {args.sleep} s of sleep per epoch, {args.epochs} epochs, ASHA "
-            f"off, rounds of {[len(v) for v in rounds.values()]} trials. Busy = sum of epoch_seconds. "
-            f"A perfect packing of the sweep's busy time would take {ideal:.1f} s.\n\n"
-            f"{markdown_table(header, rows)}\n\nTotal bench wall (cluster start included): "
-            f"{time.time() - t_all:.0f} s.\n")
+    trials = sum(len(v) for v in rounds.values())
+    text = render(Measured(trials, sweep_epochs, sweep_wall, sweep_busy),
+                  Measured(trials, barrier_epochs, barrier_wall, barrier_busy, tuple(stage_walls)),
+                  [len(v) for v in rounds.values()], args.sleep, args.epochs, time.time() - t_all)
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / args.out).write_text(text)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / args.out).write_text(text)
     return 0
 
 
