@@ -52,7 +52,8 @@ def make_optimizer(config: dict, params) -> torch.optim.Optimizer:
 
 def batches(dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
             ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Mini-batches; a TensorDataset is sliced directly (no per-item collate: 5-10x faster on small data)."""
+    """Mini-batches: a TensorDataset sliced directly (no per-item collate), any other dataset through a
+    DataLoader; shuffled with ``generator`` when ``shuffle``."""
     if isinstance(dataset, torch.utils.data.TensorDataset):
         n = len(dataset)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
@@ -156,10 +157,10 @@ CHECKPOINT_FILE = "state.pt"
 
 
 def load_state(directory: str) -> dict | None:
-    """The state saved in one checkpoint folder. A driver killed between Tune's checkpoint rotation and its
-    own state save leaves Tune pointing at a checkpoint it already deleted (found by CI: checkpoint_000001
-    gone, 000002 and 000003 kept): then the newest sibling ``checkpoint_*`` that holds a state, else None
-    (the trial starts over; its seed makes it train the same epochs again)."""
+    """The state saved in one checkpoint folder; when that folder holds none (Tune may point at a
+    checkpoint it already deleted), the newest sibling ``checkpoint_*`` that holds one, else None (the
+    trial starts over). Raises ``CheckpointError`` for a file that is not plain tensors and data.
+    Why: docs/decisions.md, "Resume from the newest sibling checkpoint"."""
     path = os.path.join(directory, CHECKPOINT_FILE)
     if not os.path.exists(path):
         path = _newest_sibling_state(directory)
@@ -196,12 +197,10 @@ def _newest_sibling_state(directory: str) -> str | None:
 
 
 def mend_checkpoint(checkpoint) -> str | None:
-    """Tune refuses to restore a trial whose checkpoint folder is gone ("does not exist on storage
-    anymore"), and a driver killed between its checkpoint rotation and its state save leaves it pointing
-    at one it deleted (CI: checkpoint_000002 gone, 000003 and 000004 kept; the trial errored twice and the
-    sweep ended with it at 5 of 20 epochs). On local storage, copy the newest sibling ``checkpoint_*``
-    that holds a state into the missing folder; the trial resumes from there. Returns the folder copied,
-    or None when nothing was missing (or it is not local, or no sibling holds a state)."""
+    """When ``checkpoint`` (a Tune checkpoint on local storage) has no state, copy the newest sibling
+    ``checkpoint_*`` that holds one into it, so that Tune can restore the trial from there. Returns the
+    folder copied, or None when nothing was missing (or it is not local, or no sibling holds a state).
+    Why: docs/decisions.md, "Resume from the newest sibling checkpoint"."""
     import pyarrow.fs
 
     if checkpoint is None or not isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
