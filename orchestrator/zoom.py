@@ -224,14 +224,8 @@ def cliff_cap(points: list[tuple[float, float]], ratio: float = CLIFF_RATIO,
               margin: float = CLIFF_MARGIN) -> float | None:
     """The highest x a pick may take: ``margin`` decades below the cliff, the lowest x above the best
     point whose value is ``ratio`` times the best or worse (diverged included). None when no point
-    above the best is that bad (the cliff was not seen).
-
-    Why: near the divergence cliff one seed's result is bimodal (most seeds train badly, a few very
-    well), so a single lucky trial there can look best; its 25-seed mean is 1.2-1.5x the optimum's on
-    digits/SGD (bench/results/frontier_sgd.md). On digits the 25-seed optimum sat 1.1 (SGD) and 1.3
-    (Adam) decades below the first lr 3x worse, and the valley is flat below the optimum (half a decade
-    lower costs 1-2%) while a pick by the cliff costs 25-50%: so the margin errs low. Replayed over
-    both landscapes (bench/simulate.py) it lowered the mean regret at every grid shift."""
+    above the best is that bad (the cliff was not seen). ValueError unless ``margin >= 0``.
+    Why: docs/decisions.md, "The cliff guard"."""
     if not margin >= 0:
         raise ValueError(f"margin={margin}: expected >= 0")
     finite = [(x, y) for x, y in points if math.isfinite(y)]
@@ -403,6 +397,5 @@ def choose(obs: list[Observation], pick: str = "parabola", bandwidth: float = 0.
     # rank at the deepest common epoch of each group among the top groups, using finished trials
     g = ranked[0][0]
     members = [o for o in obs if o.group == g]
-    # the final fit is local (+-0.5 decade): the valley is skewed (gradual below the optimum, steep
-    # above it) and a wide parabola puts its vertex too low (measured: 0.2 decade on digits/SGD)
+    # the final fit is local (FINAL_REACH decades): docs/decisions.md, "The final pick fits locally"
     return best_of_group(members, reach=FINAL_REACH, pick=pick, bandwidth=bandwidth, margin=margin, ratio=ratio)
