@@ -295,12 +295,9 @@ def trial_slots(cfg: SweepConfig, resources: dict[str, float] | None = None) -> 
 
 @contextmanager
 def pending_trials(n: int):
-    """Let Tune keep ``n`` trials pending (placement groups requested at once) while the block runs.
-
-    For a custom searcher Tune keeps one: each trial is then created only once the one before is
-    running, and trial starts queue up one behind another (measured: 11 short trials took the same
-    wall on one GPU slot or four). Tune reads this knob from the environment only; a value the user
-    set is left as it is."""
+    """Let Tune keep ``n`` trials pending (placement groups requested at once) while the block runs, by
+    setting ``TUNE_MAX_PENDING_TRIALS_PG`` (Tune reads it only from the environment) and removing it
+    after; a value the user set is left as it is. Why: docs/decisions.md, "one pending trial per slot"."""
     key = "TUNE_MAX_PENDING_TRIALS_PG"
     if key in os.environ:
         yield
