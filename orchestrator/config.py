@@ -95,7 +95,7 @@ class Zoom(_Frozen):
     """Coarse-then-fine refinement of ``param`` (a log range in ``space``)."""
 
     param: str = "lr"
-    max_rounds: int = Field(default=2, ge=1, le=50)  # bench: 3 rounds cost 40% more epochs for the same hits
+    max_rounds: int = Field(default=2, ge=1, le=50)  # why 2: docs/decisions.md, "Two zoom rounds"
     points_per_round: int = Field(default=4, ge=1, le=1000)
     resolution: float = Field(default=0.1, gt=0, le=10, description="stop when the bracket's spacing (decades) falls under this")
     tolerance: float = Field(default=0.0, ge=0, le=1, description="stop when a round improves the best by less than this fraction (0: off; single-seed noise often exceeds the gain of a finer round)")
