@@ -562,8 +562,7 @@ def run_checks(
                              f"{', '.join(CHECK_NAMES)}")
         selected = tuple(c for c, n in zip(CHECKS, CHECK_NAMES) if n in set(only))
     threads = torch.get_num_threads()
-    # The probes are tiny (16-256 examples): intra-op threads only add synchronisation, and on a busy
-    # 2-core machine they made a 300-step run 40x slower (16 s instead of 0.4 s). Restored on exit.
+    # one intra-op thread for the tiny probes, restored on exit (why: docs/decisions.md)
     torch.set_num_threads(1)
     try:
         probe = _Probe(workload, config, lr_grid)
