@@ -190,8 +190,7 @@ def terminal_table(source: Summary | str | Path) -> str:
 
 # --- plots -----------------------------------------------------------------------------------------
 _MARKERS = "osD^vP*X"
-# fixed margins for an 8 x 5 inch figure with a two-line y label: tight_layout measured every tick
-# label and took 40% of the report's time (0.4 s of 1.2 s a build on 2 cores)
+# fixed margins for an 8 x 5 inch figure with a two-line y label, not tight_layout (why: docs/decisions.md)
 _MARGINS = {"left": 0.11, "right": 0.98, "bottom": 0.1, "top": 0.93}
 
 
