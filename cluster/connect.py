@@ -23,19 +23,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from cluster.jobs import AuthError, Token, require_auth
+from orchestrator.errors import AddressError, ClusterUnreachableError, RunAddressError  # noqa: F401  (one home)
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_CONNECT_TIMEOUT_S = 30.0
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 JOB_DRIVER_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor in a Ray Job's driver
-
-
-class AddressError(ValueError):
-    """An address that ``sweep run`` cannot drive a sweep through."""
-
-
-class ClusterUnreachableError(RuntimeError):
-    """The cluster did not answer within the connect timeout (a run-time failure, exit 1)."""
 
 
 def resolve_address(address: str | None) -> str | None:
@@ -47,12 +40,12 @@ def resolve_address(address: str | None) -> str | None:
     source = "--address" if address else "RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address.startswith(("http://", "https://")):
-        raise AddressError(
+        raise RunAddressError(
             f"{source}={address}: 'sweep run' needs a Ray cluster's GCS address (HEAD:6379); "
             f"http(s):// is the Jobs API: use 'sweep submit CONFIG --address {address}'"
         )
     if address and address.startswith("ray://"):
-        raise AddressError(
+        raise RunAddressError(
             f"{source}={address}: Ray Client (ray://) would run Ray Tune on the cluster, not in this driver; "
             f"give the GCS address (HEAD:6379) from a machine on the cluster's network, or hand the sweep "
             f"to the cluster with 'sweep submit CONFIG --address http://HEAD:8265'"
@@ -68,7 +61,7 @@ def _grpc_target(address: str) -> str:
         return canonicalize_bootstrap_address_or_die("auto")
     host, sep, port = address.rstrip("/").rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise AddressError(f"address={address!r}: expected HEAD:6379 (the cluster's GCS)")
+        raise RunAddressError(f"address={address!r}: expected HEAD:6379 (the cluster's GCS)")
     return f"{host}:{port}"
 
 

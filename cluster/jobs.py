@@ -39,31 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-# --- errors: ValueError subclasses are bad input (exit 2), RuntimeError subclasses run-time (exit 1) ---
-
-
-class JobsInputError(ValueError):
-    """Bad input: no or malformed address, unknown job, a refused cluster. One line, no secrets."""
-
-
-class AddressError(JobsInputError):
-    """No cluster address, or one that is not the Jobs API's (``http(s)://HEAD:8265``)."""
-
-
-class AuthError(JobsInputError):
-    """The cluster wants a token and none was found, or it rejected the one sent (HTTP 401/403)."""
-
-
-class InsecureClusterError(JobsInputError):
-    """The cluster's Jobs API does not require a token and ``insecure`` was not given."""
-
-
-class JobNotFoundError(JobsInputError):
-    """No job with that id on the cluster."""
-
-
-class JobsError(RuntimeError):
-    """A Jobs API request failed at run time (cluster unreachable, server error, upload refused)."""
+from orchestrator.errors import (  # noqa: F401  (one home for the errors; re-exported here)
+    AddressError, AuthError, InsecureClusterError, JobNotFoundError, JobsAddressError, JobsError, JobsInputError,
+    LocalStorageError)
 
 
 # --- constants --------------------------------------------------------------------------------------
@@ -99,19 +77,19 @@ def resolve_address(address: str | None = None) -> str:
     """
     given = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
     if not given or not given.strip():
-        raise AddressError("no cluster address: pass --address http://HEAD:8265 (the Ray dashboard's Jobs API) "
+        raise JobsAddressError("no cluster address: pass --address http://HEAD:8265 (the Ray dashboard's Jobs API) "
                            "or set RAY_ADDRESS")
     url = given.strip().rstrip("/")
     if url.lower() in ("auto", "local"):
-        raise AddressError(f"address={url!r}: expected the Ray dashboard's Jobs API URL, e.g. http://HEAD:8265")
+        raise JobsAddressError(f"address={url!r}: expected the Ray dashboard's Jobs API URL, e.g. http://HEAD:8265")
     if "://" not in url:
         url = "http://" + url
     scheme, _, rest = url.partition("://")
     if scheme.lower() == "ray":
-        raise AddressError(f"address={url!r} is a Ray Client address (for `sweep run`); jobs go through the "
+        raise JobsAddressError(f"address={url!r} is a Ray Client address (for `sweep run`); jobs go through the "
                            f"dashboard's Jobs API: expected http://HEAD:8265")
     if scheme.lower() not in ("http", "https") or not rest:
-        raise AddressError(f"address={url!r}: expected http://HEAD:8265 or https://HEAD:PORT")
+        raise JobsAddressError(f"address={url!r}: expected http://HEAD:8265 or https://HEAD:PORT")
     return f"{scheme.lower()}://{rest}"
 
 
@@ -511,10 +489,6 @@ def _name_and_storage(config_path: Path) -> tuple[str, str]:
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         raise JobsInputError(f"{config_path}: expected a sweep YAML with a name")
     return data["name"], str(data.get("storage", "runs"))
-
-
-class LocalStorageError(JobsInputError):
-    """``storage:`` is relative or under ``~``: on the cluster it would not be a place the user can read."""
 
 
 ALLOW_LOCAL_FLAG = "--allow-local-storage"

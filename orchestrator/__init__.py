@@ -7,12 +7,13 @@ Library API (the CLI is a thin layer over it)::
 """
 from __future__ import annotations
 
-from orchestrator.config import ConfigError, SweepConfig, load as load_config, parse as parse_config
+from orchestrator.config import SweepConfig, load as load_config, parse as parse_config
+from orchestrator.errors import ConfigError, WorkloadError
 
 
 def __getattr__(name: str):
     # torch is imported only when a workload is needed: `import orchestrator` stays light for the CLI
-    if name in ("Workload", "WorkloadError"):
+    if name == "Workload":
         from orchestrator import workloads
 
         return getattr(workloads, name)

@@ -153,10 +153,9 @@ def _seconds(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cluster.connect import AddressError, ClusterUnreachableError
-    from cluster.jobs import JobsInputError
-    from orchestrator.errors import (ConfigError, LeaseHeldError, NoMetricError, ResultsError, StorageError,
-                                     SweepExistsError, SweepInterrupted, WorkloadError)
+    from orchestrator.errors import (AddressError, ClusterUnreachableError, ConfigError, JobsInputError,
+                                     LeaseHeldError, NoMetricError, ResultsError, StorageError, SweepExistsError,
+                                     SweepInterrupted, WorkloadError)
 
     parser = build_parser()
     try:

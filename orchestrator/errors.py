@@ -70,3 +70,47 @@ class CheckpointError(ValueError):
 
 class TensorBoardError(RuntimeError):
     """TensorBoard did not start: bad folder, port taken, crashed (exit 2)."""
+
+
+# --- clusters (cluster/): ValueError subclasses are bad input (exit 2), RuntimeError ones run-time (exit 1)
+class AddressError(ValueError):
+    """A cluster address ``sweep`` cannot use (exit 2). One kind per way of reaching a cluster:
+    ``RunAddressError`` for ``sweep run --address`` (the cluster's GCS, ``HEAD:6379``), ``JobsAddressError``
+    for ``sweep submit|status|logs|stop`` (the dashboard's Jobs API, ``http://HEAD:8265``)."""
+
+
+class RunAddressError(AddressError):
+    """An address that ``sweep run`` cannot drive a sweep through (expected ``HEAD:6379``)."""
+
+
+class ClusterUnreachableError(RuntimeError):
+    """The cluster did not answer within the connect timeout (exit 1)."""
+
+
+class JobsInputError(ValueError):
+    """Bad input to the Jobs commands: no or malformed address, unknown job, a refused cluster (exit 2).
+    One line, no secrets."""
+
+
+class JobsAddressError(JobsInputError, AddressError):
+    """No cluster address, or one that is not the Jobs API's (``http(s)://HEAD:8265``)."""
+
+
+class AuthError(JobsInputError):
+    """The cluster wants a token and none was found, or it rejected the one sent (HTTP 401/403)."""
+
+
+class InsecureClusterError(JobsInputError):
+    """The cluster's Jobs API does not require a token and ``insecure`` was not given."""
+
+
+class JobNotFoundError(JobsInputError):
+    """No job with that id on the cluster."""
+
+
+class LocalStorageError(JobsInputError):
+    """``storage:`` is relative or under ``~``: on the cluster it would not be a place the user can read."""
+
+
+class JobsError(RuntimeError):
+    """A Jobs API request failed at run time: cluster unreachable, server error, upload refused (exit 1)."""

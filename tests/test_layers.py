@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster import connect, jobs
 from orchestrator import config, errors, lease, results, storage, tuning
 from tests.test_report import make_sweep
 
@@ -22,14 +23,32 @@ def test_the_import_contract_in_pyproject_is_kept():
     proc = subprocess.run([str(exe), "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "0 broken" in proc.stdout and "KEPT" in proc.stdout
+    assert "Pure modules import neither Ray nor torch KEPT" in proc.stdout and "0 broken" in proc.stdout
+
+
+def test_the_import_contract_catches_a_module_that_imports_ray(tmp_path):
+    """The same kind of contract on a Ray-edge module breaks: the check sees imports, it is not vacuous."""
+    exe = Path(sys.executable).with_name("lint-imports")
+    toml = tmp_path / "contract.toml"
+    toml.write_text('[tool.importlinter]\nroot_packages = ["orchestrator"]\ninclude_external_packages = true\n\n'
+                    '[[tool.importlinter.contracts]]\nname = "edge"\ntype = "forbidden"\n'
+                    'source_modules = ["orchestrator.board", "orchestrator.searcher"]\nforbidden_modules = ["ray"]\n')
+    proc = subprocess.run([str(exe), "--config", str(toml)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "orchestrator.board is not allowed to import ray" in proc.stdout
+    assert "orchestrator.searcher is not allowed to import ray" in proc.stdout
 
 
 def test_each_exception_has_one_home():
     for module, name in ((config, "ConfigError"), (storage, "StorageError"), (lease, "LeaseHeldError"),
                          (results, "ResultsError"), (results, "NoMetricError"), (tuning, "SweepExistsError"),
-                         (tuning, "SweepInterrupted")):
+                         (tuning, "SweepInterrupted"), (connect, "AddressError"), (jobs, "AddressError"),
+                         (connect, "ClusterUnreachableError"), (jobs, "JobsInputError"), (jobs, "JobsError")):
         assert getattr(module, name) is getattr(errors, name), f"{module.__name__}.{name}"
+    with pytest.raises(errors.RunAddressError):  # one AddressError; its two kinds are told apart by name
+        connect.resolve_address("http://head:8265")
+    with pytest.raises(errors.JobsAddressError):
+        jobs.resolve_address("ray://head:10001")
     assert [int(c) for c in errors.ExitCode] == [0, 1, 2, 3, 130]
 
 
