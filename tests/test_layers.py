@@ -4,6 +4,7 @@ in a process where ``import ray`` fails."""
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,25 @@ def test_schedules_and_report_run_where_ray_cannot_be_imported(no_ray, tmp_path)
 
     proc = sweep(no_ray, "tensorboard", str(tmp_path / "absent"))
     assert proc.returncode == errors.ExitCode.BAD_INPUT and "no such sweep folder" in proc.stderr
+
+
+def test_objects_pickled_under_the_old_module_names_still_load(tmp_path):
+    """A sweep folder made before the split holds callbacks pickled as ``orchestrator.monitor.*`` (tuner.pkl)
+    and a searcher state as ``orchestrator.searcher.*``: resuming it must unpickle them."""
+    from orchestrator import board, progress, state, zoom
+
+    rules = zoom.Rules(low=-3.0, high=-1.0, spacing=1.0, max_epochs=3, max_rounds=2, points_per_round=2,
+                       resolution=0.1, tolerance=0.0)
+    s = state.SweepState(rules=rules, param="lr", metric="val_loss", decision_epoch=3, groups=[{}], base={})
+    s.next_config("t0")
+    sb = board.SweepBoard(tmp_path)
+    sb.tally.add("t0", {"lr": 0.01})
+    old_state = pickle.dumps(s, protocol=0).replace(b"corchestrator.state\n", b"corchestrator.searcher\n")
+    old_board = (pickle.dumps(sb, protocol=0).replace(b"corchestrator.board\n", b"corchestrator.monitor\n")
+                 .replace(b"corchestrator.progress\n", b"corchestrator.monitor\n"))
+    assert b"orchestrator.state" not in old_state and b"orchestrator.board" not in old_board
+    assert b"orchestrator.progress" not in old_board
+    s2, sb2 = pickle.loads(old_state), pickle.loads(old_board)
+    assert isinstance(s2, state.SweepState) and s2.trials["t0"].config == s.trials["t0"].config
+    assert isinstance(sb2, board.SweepBoard) and isinstance(sb2.tally, progress.Tally)
+    assert sb2.tally.trials["t0"].lr == 0.01
