@@ -156,4 +156,5 @@ def write_results(stem: str, text: str, header: list[str], rows: list[list], res
 
 def add_results_option(parser) -> None:
     """``--results DIR``: where a bench reads and writes its tables (default bench/results)."""
-    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the result tables (default: %(default)s)")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="folder of the result tables (default: %(default)s)")

@@ -102,7 +102,7 @@ def render(measured: dict, init_s: float, demo: tuple | None, total_s: float, re
             f"compute = sum of epoch_seconds.\n\n{markdown_table(header, rows)}\n")
     if demo:
         wall, compute, trials, epochs = demo
-        text += (f"\n## The digits demo sweep (examples/digits.yaml)\n\n"
+        text += ("\n## The digits demo sweep (examples/digits.yaml)\n\n"
                  + markdown_table(["trials", "epochs", "wall s (tuning.run)", "compute s (sum epoch_seconds)",
                                    "ray.init s", "wall + ray.init", "compute / (wall + ray.init)",
                                    "compute / (2 CPUs x (wall + ray.init))"],

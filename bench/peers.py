@@ -38,8 +38,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import (MAX_EPOCHS, RESULTS, add_results_option, digits_trial, markdown_table, mean_loss,
-                          parse_pct, pct, reference_grid, regret, write_results)
+from bench.common import (
+    MAX_EPOCHS,
+    RESULTS,
+    add_results_option,
+    digits_trial,
+    markdown_table,
+    mean_loss,
+    parse_pct,
+    pct,
+    reference_grid,
+    regret,
+    write_results,
+)
 from bench.regret import REFERENCE_LRS
 
 BASE = digits_trial("sgd")
@@ -167,7 +178,8 @@ def lr_range_test(seed, shift, batches=RANGE_TEST_BATCHES, lo=1e-6, hi=1.0, beta
     import torch
 
     from orchestrator import workloads
-    from orchestrator.trial import batches as make_batches, make_optimizer
+    from orchestrator.trial import batches as make_batches
+    from orchestrator.trial import make_optimizer
 
     torch.set_num_threads(1)
     lo, hi = lo * 10.0 ** shift, hi * 10.0 ** shift

@@ -18,8 +18,19 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import (OPTIMIZERS, add_results_option, digits_trial, example, markdown_table, mean_loss, pct,
-                          reference_grid, regret, sweep_config as build_config, write_results)
+from bench.common import (
+    OPTIMIZERS,
+    add_results_option,
+    digits_trial,
+    example,
+    markdown_table,
+    mean_loss,
+    pct,
+    reference_grid,
+    regret,
+    write_results,
+)
+from bench.common import sweep_config as build_config
 from bench.yardstick import Landscape, path_for
 from orchestrator.space import log_grid
 

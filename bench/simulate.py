@@ -83,10 +83,8 @@ def replay(land: Landscape, v: Variant, low: float, high: float, max_epochs: int
     plan: zoom.Round | zoom.Stop = zoom.coarse_round(rules, 1)
     while isinstance(plan, zoom.Round):
         rounds.append(plan)
-        new = [zoom.Observation(0, x, plan.index,
-                                replayed_curve(land, x, common if v.seeds == "common" else int(rng.choice(land.search))),
-                                True)
-               for _, x in plan.points]
+        seed = (lambda: common) if v.seeds == "common" else (lambda: int(rng.choice(land.search)))
+        new = [zoom.Observation(0, x, plan.index, replayed_curve(land, x, seed()), True) for _, x in plan.points]
         if plan.index == 0:
             new = asha_round0(new, v.grace, v.rf, max_epochs)
         obs += new

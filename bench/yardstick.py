@@ -106,7 +106,8 @@ class Landscape:
 
     def _means(self, against: Against) -> np.ndarray:
         if against not in self.mean:
-            raise ValueError(f"against={against!r}: expected one of {sorted(self.mean)} (fresh seeds are >= {FRESH_FROM})")
+            raise ValueError(f"against={against!r}: expected one of {sorted(self.mean)} "
+                             f"(fresh seeds are >= {FRESH_FROM})")
         return self.mean[against]
 
 
