@@ -71,14 +71,28 @@ def _restore(env: dict[str, str], keep: tuple[str, ...] = ()) -> None:
 
 @pytest.fixture
 def ray_temp(monkeypatch):
-    """A short, empty folder of this test's own for a ``ray.cluster_utils.Cluster`` (Ray's socket paths live
+    """Stops the shared local Ray if it runs. A short, empty folder of this test's own for a ``ray.cluster_utils.Cluster`` (Ray's socket paths live
     under it); ``RAY_TMPDIR`` points at it for the test, so the ``ray/ray_current_cluster`` file Cluster
     writes into Ray's default temp dir lands here too, never in ``/tmp/ray``. Removed after."""
+    import ray
+
+    if ray.is_initialized():  # the shared local Ray of other tests: this test starts a cluster of its own
+        ray.shutdown()
+    _refresh_ray_auth()
     temp = tempfile.mkdtemp(prefix="rt")
     os.mkdir(os.path.join(temp, "ray"))
     monkeypatch.setenv("RAY_TMPDIR", temp)
     yield temp
-    shutil.rmtree(temp, ignore_errors=True)
+    if not os.environ.get("KEEPRT"): shutil.rmtree(temp, ignore_errors=True)
+
+
+def _refresh_ray_auth() -> None:
+    """Ray caches its auth mode in-process from ``RAY_AUTH_MODE``, which an earlier ``ray.init`` set and the
+    per-test environment restore removed: refreshed before a new Ray starts, driver and nodes agree on it."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 _TEMPS: list[str] = []
@@ -93,6 +107,7 @@ def local_ray():
     if not ray.is_initialized():
         temp = tempfile.mkdtemp(prefix="sr")  # under TMPDIR, short: Ray's socket paths live under it
         _TEMPS.append(temp)
+        _refresh_ray_auth()
         ray.init(address="local", num_cpus=2, _temp_dir=temp, include_dashboard=False, log_to_driver=False)
     yield ray
 
