@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-PIP    := $(BIN)/python -m pip
+# pip runs `rustc --version` for its user agent; where rustc is a rustup proxy that writes ~/.rustup:
+# pointed into the venv, set-up leaves nothing in HOME.
+PIP    := RUSTUP_HOME=$(abspath $(VENV))/.rustup $(BIN)/python -m pip
 # CPU machines: torch pinned to the 2.13.0 CPU wheel (an unpinned torch pulls a multi-GB CUDA build).
 # GPU users: install your CUDA torch into .venv first and run with CONSTRAINTS= (see README).
 CONSTRAINTS ?= -c constraints.txt
