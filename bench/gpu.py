@@ -22,8 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import add_results_option, markdown_table
-from bench.common import sweep_config as build_config
+from bench.common import add_results_option, markdown_table, sweep_config as build_config
 
 
 def sweep_config(workload: str, share: float, epochs: int, per_decade: int, storage: str, cpus: int,

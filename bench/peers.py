@@ -178,8 +178,7 @@ def lr_range_test(seed, shift, batches=RANGE_TEST_BATCHES, lo=1e-6, hi=1.0, beta
     import torch
 
     from orchestrator import workloads
-    from orchestrator.trial import batches as make_batches
-    from orchestrator.trial import make_optimizer
+    from orchestrator.trial import batches as make_batches, make_optimizer
 
     torch.set_num_threads(1)
     lo, hi = lo * 10.0 ** shift, hi * 10.0 ** shift

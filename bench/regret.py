@@ -28,9 +28,9 @@ from bench.common import (
     pct,
     reference_grid,
     regret,
+    sweep_config as build_config,
     write_results,
 )
-from bench.common import sweep_config as build_config
 from bench.yardstick import Landscape, path_for
 from orchestrator.space import log_grid
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from functools import wraps
-from typing import Callable
 
 from orchestrator.errors import ExitCode
 
@@ -170,7 +170,8 @@ def register(subparsers) -> None:
                    help="submit even if the cluster's Jobs API needs no token (anyone could run code on it)")
     s.add_argument("--resume", action="store_true", help="continue the sweep whose folder exists on the cluster")
     s.add_argument("--stop-wait", type=int, default=DEFAULT_STOP_WAIT_S, metavar="SECONDS",
-                   help=f"on `sweep stop`, time Tune gets to save its state before SIGKILL (default {DEFAULT_STOP_WAIT_S})")
+                   help=f"on `sweep stop`, time Tune gets to save its state before SIGKILL "
+                        f"(default {DEFAULT_STOP_WAIT_S})")
     s.add_argument("--allow-local-storage", action="store_true",
                    help="submit even if storage: is relative or under ~ (the results then stay on the node "
                         "that runs the job; a relative one in a folder Ray deletes)")

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from cluster.jobs import AuthError, Token, require_auth
-from orchestrator.errors import AddressError, ClusterUnreachableError, RunAddressError  # noqa: F401  (one home)
+from orchestrator.errors import AddressError, ClusterUnreachableError, RunAddressError  # one home: errors.py
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_CONNECT_TIMEOUT_S = 30.0

@@ -35,14 +35,21 @@ import stat
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from orchestrator.errors import (  # noqa: F401  (one home for the errors; re-exported here)
-    AddressError, AuthError, InsecureClusterError, JobNotFoundError, JobsAddressError, JobsError, JobsInputError,
-    LocalStorageError)
-
+    AddressError,
+    AuthError,
+    InsecureClusterError,
+    JobNotFoundError,
+    JobsAddressError,
+    JobsError,
+    JobsInputError,
+    LocalStorageError,
+)
 
 # --- constants --------------------------------------------------------------------------------------
 
@@ -257,7 +264,7 @@ class Cluster:
             raise AuthError(_rejected_token_message(self.address, getattr(self, "token", None), status)) from None
         except (requests.exceptions.RequestException, ConnectionError) as exc:
             raise JobsError(f"cannot reach the Ray Jobs API at {self.address} ({exc.__class__.__name__})") from None
-        except Exception as exc:  # noqa: BLE001 - RuntimeError("Request failed with status code ...") and kin
+        except Exception as exc:  # RuntimeError("Request failed with status code ...") and kin
             text = self._scrub(" ".join(str(exc).split()))
             if job_id is not None and "failed with status code 404:" in text:
                 raise JobNotFoundError(f"no job {job_id!r} on {self.address}") from None
@@ -295,7 +302,7 @@ class Cluster:
                 time.sleep(min(pause, left))
                 pause = min(pause * 2, 5.0)
 
-    def info(self, job_id: str) -> "JobInfo":
+    def info(self, job_id: str) -> JobInfo:
         with self._errors(job_id):
             d = self.client.get_job_info(job_id)
         return public_info(JobInfo(job_id=d.submission_id or job_id, status=str(d.status),
@@ -308,7 +315,7 @@ class Cluster:
         with self._errors(job_id):
             return self._scrub(self.client.get_job_logs(job_id))
 
-    def follow(self, job_id: str, write: Callable[[str], Any]) -> "JobInfo":
+    def follow(self, job_id: str, write: Callable[[str], Any]) -> JobInfo:
         """Stream the job's logs through ``write`` until the job ends; return its final state."""
         self.info(job_id)  # an unknown job: a clear error, not a websocket failure
 
@@ -332,7 +339,7 @@ class Cluster:
         with self._errors(job_id):
             return bool(self.client.stop_job(job_id))
 
-    def wait(self, job_id: str, timeout: float, poll: float = 1.0) -> "JobInfo":
+    def wait(self, job_id: str, timeout: float, poll: float = 1.0) -> JobInfo:
         """Poll until the job is terminal or ``timeout`` seconds pass; return the last state seen."""
         deadline = time.monotonic() + timeout
         while True:

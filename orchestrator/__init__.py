@@ -19,8 +19,8 @@ def __getattr__(name: str):
         return getattr(workloads, name)
     raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
 
-__all__ = ["ConfigError", "SweepConfig", "Workload", "WorkloadError", "load_config", "parse_config", "run_sweep",
-           "build_report"]
+__all__ = ["ConfigError", "SweepConfig", "Workload", "WorkloadError", "build_report", "load_config", "parse_config",
+           "run_sweep"]
 
 
 def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False, quiet: bool = False,

@@ -229,14 +229,15 @@ def analyse(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> S
     if margin is not None:
         free = zoom.choose(obs, margin=None).x
         if free > x + 1e-9:
-            notes.append(f"kept {margin:g} decade(s) below {param} {nice(10 ** (x + margin)):.4g}, the first rate above "
-                         f"the best that did {zoom.CLIFF_RATIO:g}x worse or diverged (the fit alone gave "
+            notes.append(f"kept {margin:g} decade(s) below {param} {nice(10 ** (x + margin)):.4g}, the first rate "
+                         f"above the best that did {zoom.CLIFF_RATIO:g}x worse or diverged (the fit alone gave "
                          f"{nice(10**free):.4g}); next to that cliff one seed's result is a coin toss "
                          f"(zoom.cliff_margin)")
     # the best trial actually run, in the chosen group, at the comparison epoch
     candidates = [c for c in table if c.group == group and len(c.epochs) >= epoch]
     best = min(candidates, key=lambda c: (c.score_at(epoch), c.trial))
-    chosen = {k: v for k, v in best.config.items() if k not in ("round", "group", "seed_offset") and not k.startswith("_")}
+    chosen = {k: v for k, v in best.config.items()
+              if k not in ("round", "group", "seed_offset") and not k.startswith("_")}
     chosen[param] = lr
     best_trial = {"trial_id": best.trial, param: best.lr, "epoch": epoch, "score": best.score_at(epoch),
                   metric: best.at(epoch, metric), "val_loss": best.at(epoch, "val_loss"),
@@ -264,7 +265,8 @@ def _no_metric(folder: Path, table: tuple[TrialCurve, ...], meta: dict[str, Any]
     if errored:
         first = errored[0]
         error = " ".join(str(first.error).split())[:300]
-        message += f"; {len(errored)} of {len(table)} trials errored, first `{first.trial}` at lr {first.lr:.4g}: {error}"
+        message += (f"; {len(errored)} of {len(table)} trials errored, first `{first.trial}` at lr "
+                    f"{first.lr:.4g}: {error}")
     return message
 
 

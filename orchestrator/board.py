@@ -205,7 +205,8 @@ class SweepBoard(tune.Callback):
 
     def summary_markdown(self) -> str:
         t = self.tally
-        lines = [f"| round | lr low | lr high | trials | completed | stopped early | diverged | errored | best {t.metric} |",
+        lines = [f"| round | lr low | lr high | trials | completed | stopped early | diverged | errored "
+                 f"| best {t.metric} |",
                  "|---|---|---|---|---|---|---|---|---|"]
         for k in sorted({i.round for i in t.trials.values()}):
             low, high = t.bracket(k)

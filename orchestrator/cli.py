@@ -153,9 +153,19 @@ def _seconds(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from orchestrator.errors import (AddressError, ClusterUnreachableError, ConfigError, JobsInputError,
-                                     LeaseHeldError, NoMetricError, ResultsError, StorageError, SweepExistsError,
-                                     SweepInterrupted, WorkloadError)
+    from orchestrator.errors import (
+        AddressError,
+        ClusterUnreachableError,
+        ConfigError,
+        JobsInputError,
+        LeaseHeldError,
+        NoMetricError,
+        ResultsError,
+        StorageError,
+        SweepExistsError,
+        SweepInterrupted,
+        WorkloadError,
+    )
 
     parser = build_parser()
     try:

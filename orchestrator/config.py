@@ -1,20 +1,20 @@
-"""Sweep YAML -> validated, frozen ``SweepConfig`` (pydantic v2). Errors name the file, the key and what was expected."""
+"""Sweep YAML -> validated, frozen ``SweepConfig`` (pydantic v2). Errors name the file, the key and what was
+expected."""
 from __future__ import annotations
 
 import math
 import re
 import reprlib
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from orchestrator import space as grids
-from orchestrator import storage as stores
+from orchestrator import space as grids, storage as stores
 from orchestrator.errors import MAX_MESSAGE, ConfigError  # noqa: F401  (re-exported: one home in errors.py)
 
-Scalar = Union[bool, int, float, str]
+Scalar = bool | int | float | str
 
 
 MAX_NODES = 10_000  # a sweep config is a few dozen nodes; more than this after alias expansion is refused
@@ -78,7 +78,7 @@ class LinearRange(_Frozen):
         return grids.linear_grid(self.linear[0], self.linear[1], self.points)
 
 
-Dimension = Union[LogRange, LinearRange, list[Scalar], Scalar]
+Dimension = LogRange | LinearRange | list[Scalar] | Scalar
 
 
 class Asha(_Frozen):
@@ -97,12 +97,23 @@ class Zoom(_Frozen):
     param: str = "lr"
     max_rounds: int = Field(default=2, ge=1, le=50)  # why 2: docs/decisions.md, "Two zoom rounds"
     points_per_round: int = Field(default=4, ge=1, le=1000)
-    resolution: float = Field(default=0.1, gt=0, le=10, description="stop when the bracket's spacing (decades) falls under this")
-    tolerance: float = Field(default=0.0, ge=0, le=1, description="stop when a round improves the best by less than this fraction (0: off; single-seed noise often exceeds the gain of a finer round)")
-    budget_fte: float | None = Field(default=None, gt=0, le=10000, description="stop when epochs spent / max_epochs reaches this")
-    groups: int = Field(default=1, ge=1, le=1000, description="how many of the best groups (combinations of the other dimensions) to refine")
-    cliff_margin: float | None = Field(default=1.0, ge=0, le=10, description="decades the refined centre and the pick keep below the divergence cliff (the first point above the best that is 3x worse or diverged); null: off")
-    decision_epoch: int | None = Field(default=None, ge=1, description="plan the next round once every trial of the current one reached this epoch (default: ASHA's first rung, a third of max_epochs, ASHA on or off); max_epochs makes rounds wait for each other")
+    resolution: float = Field(default=0.1, gt=0, le=10,
+                              description="stop when the bracket's spacing (decades) falls under this")
+    tolerance: float = Field(default=0.0, ge=0, le=1,
+                             description="stop when a round improves the best by less than this fraction (0: off; "
+                                         "single-seed noise often exceeds the gain of a finer round)")
+    budget_fte: float | None = Field(default=None, gt=0, le=10000,
+                                     description="stop when epochs spent / max_epochs reaches this")
+    groups: int = Field(default=1, ge=1, le=1000,
+                        description="how many of the best groups (combinations of the other dimensions) to refine")
+    cliff_margin: float | None = Field(default=1.0, ge=0, le=10,
+                                       description="decades the refined centre and the pick keep below the "
+                                                   "divergence cliff (the first point above the best that is 3x "
+                                                   "worse or diverged); null: off")
+    decision_epoch: int | None = Field(default=None, ge=1,
+                                       description="plan the next round once every trial of the current one reached "
+                                                   "this epoch (default: ASHA's first rung, a third of max_epochs, "
+                                                   "ASHA on or off); max_epochs makes rounds wait for each other")
 
 
 class Resources(_Frozen):
@@ -128,10 +139,13 @@ class SweepConfig(_Frozen):
     mode: Literal["min"] = "min"
     max_epochs: int = Field(ge=1, le=100000)
     seed: int = Field(default=0, ge=0)
-    storage: str = Field(default="runs", description="a local or shared folder, or a URI pyarrow opens (s3://bucket/prefix)")
+    storage: str = Field(default="runs",
+                         description="a local or shared folder, or a URI pyarrow opens (s3://bucket/prefix)")
     checkpoint_every: int = Field(default=0, ge=0, le=100000, description="epochs between checkpoints; 0: none")
     max_failures: int = Field(default=1, ge=0, le=100)
-    max_trials_per_round: int = Field(default=1000, ge=1, le=1_000_000, description="the most trials one round may hold (round 0: every group x every value of the zoomed range); a larger space is refused")
+    max_trials_per_round: int = Field(default=1000, ge=1, le=1_000_000,
+                                      description="the most trials one round may hold (round 0: every group x every "
+                                                  "value of the zoomed range); a larger space is refused")
     space: dict[str, Dimension]
     asha: Asha = Asha()
     zoom: Zoom = Zoom()
@@ -152,7 +166,7 @@ class SweepConfig(_Frozen):
         return stores.check(v)
 
     @model_validator(mode="after")
-    def _zoom_param_is_log_range(self) -> "SweepConfig":
+    def _zoom_param_is_log_range(self) -> SweepConfig:
         dim = self.space.get(self.zoom.param)
         if not isinstance(dim, LogRange):
             raise ValueError(
@@ -179,7 +193,8 @@ class SweepConfig(_Frozen):
         groups = 1
         for k, v in self.space.items():
             if k != self.zoom.param:
-                groups *= len(v.values()) if isinstance(v, (LogRange, LinearRange)) else len(v) if isinstance(v, list) else 1
+                groups *= (len(v.values()) if isinstance(v, (LogRange, LinearRange)) else
+                           len(v) if isinstance(v, list) else 1)
         cap = self.max_trials_per_round
         first = groups * len(self.zoom_range.values())
         if first > cap:
@@ -267,7 +282,8 @@ def _first_error(exc: ValidationError) -> str:
     where = _where(best["loc"])
     if not best["loc"] and re.match(r"^[A-Za-z_][\w.]*[:=]", msg):
         where = ""  # a check across keys names its own key
-    return (f"{where}: " if where else "") + msg + (f" (got {shown(best['input'])})" if best["type"].endswith(("_type", "_parsing")) else "")
+    got = f" (got {shown(best['input'])})" if best["type"].endswith(("_type", "_parsing")) else ""
+    return (f"{where}: " if where else "") + msg + got
 
 
 def count_nodes(data: Any, limit: int = MAX_NODES) -> int:
@@ -312,7 +328,8 @@ def parse(data: Any, source: str = "<config>") -> SweepConfig:
         raise ConfigError(f"{source}: more than {MAX_NODES} values once its aliases (*name) are expanded; "
                           f"expected a sweep config of a few dozen (an alias bomb?)")
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys (name, workload, max_epochs, space, ...), got {type(data).__name__}")
+        raise ConfigError(f"{source}: expected a mapping of keys (name, workload, max_epochs, space, ...), "
+                          f"got {type(data).__name__}")
     try:
         cfg = SweepConfig.model_validate(data)
     except ValidationError as exc:

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator.errors import LeaseHeldError  # noqa: F401  (re-exported: one home in errors.py)
+from orchestrator.errors import LeaseHeldError  # also re-exported; one home: errors.py
 
 LEASE_FILE = ".driver-lease.json"
 HEARTBEAT_S = 10.0
@@ -279,7 +279,7 @@ def held(store, stale_after: float = STALE_AFTER_S, heartbeat_s: float = HEARTBE
         while not stop.wait(heartbeat_s):
             try:
                 renewed = renew(store, current)
-            except Exception as exc:  # noqa: BLE001 - a storage hiccup: try again at the next beat
+            except Exception as exc:  # a storage hiccup: try again at the next beat
                 print(f"[sweep] lease heartbeat failed ({exc.__class__.__name__}); retrying", file=sys.stderr,
                       flush=True)
                 continue
@@ -298,6 +298,6 @@ def held(store, stale_after: float = STALE_AFTER_S, heartbeat_s: float = HEARTBE
         thread.join(timeout=heartbeat_s + 5)
         try:
             release(store, lease)
-        except Exception as exc:  # noqa: BLE001 - a lease left behind goes stale; never mask the run's own error
+        except Exception as exc:  # a lease left behind goes stale; never mask the run's own error
             print(f"[sweep] {store.shown}: could not give the driver lease back ({exc.__class__.__name__}); "
                   f"the next driver takes it over once it is stale", file=sys.stderr, flush=True)

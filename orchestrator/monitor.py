@@ -6,7 +6,14 @@ callbacks), ``tbserver`` (``sweep tensorboard``).
 """
 from __future__ import annotations
 
-from orchestrator.board import SWEEP_RUN, Progress, SweepBoard, TrialBoard, callbacks  # noqa: F401
-from orchestrator.board import session_end_summary, session_start_summary  # noqa: F401
+from orchestrator.board import (  # noqa: F401
+    SWEEP_RUN,
+    Progress,
+    SweepBoard,
+    TrialBoard,
+    callbacks,
+    session_end_summary,
+    session_start_summary,
+)
 from orchestrator.progress import Tally, TrialInfo, hparams_of  # noqa: F401
 from orchestrator.tbserver import TensorBoardError, TensorBoardServer, cmd_tensorboard, launch, register  # noqa: F401

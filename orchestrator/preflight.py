@@ -31,8 +31,8 @@ import copy
 import functools
 import hashlib
 import math
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import Callable, Collection, Iterator
 
 import torch
 from torch import nn
@@ -532,8 +532,8 @@ def run_checks(
     """Run the pre-flight checks on ``workload`` built with ``config``; one Check per concern, in order.
 
     ``lr_grid`` is the sweep's coarse learning-rate grid (for hp_lr_grid); ``only`` restricts the run to
-    some of ``CHECK_NAMES``. Raises ``ValueError`` on bad arguments and ``orchestrator.workloads.WorkloadError`` when the
-    workload cannot be built.
+    some of ``CHECK_NAMES``. Raises ``ValueError`` on bad arguments and ``orchestrator.workloads.WorkloadError``
+    when the workload cannot be built.
     """
     if not isinstance(workload, str) or not workload:
         raise ValueError(f"workload={workload!r}: expected a built-in name or 'package.module:callable'")

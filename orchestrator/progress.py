@@ -137,7 +137,8 @@ class Tally:
         waiting = f", {self.count('pending')} waiting" if self.count("pending") else ""
         where = "started" if round_started else f"(lr {low:.3g}..{high:.3g})"
         parts = [f"[sweep {_clock(elapsed)}] round {k} {where}",
-                 f"trials {self.count('running')} running{waiting}, {self.ended()} ended ({self.count('completed')} completed, "
+                 f"trials {self.count('running')} running{waiting}, {self.ended()} ended "
+                 f"({self.count('completed')} completed, "
                  f"{self.count('stopped')} stopped early, {self.count('diverged')} diverged, "
                  f"{self.count('errored')} errored)"]
         if self.best_trial:

@@ -122,13 +122,15 @@ def markdown(s: Summary, plots: list[Path]) -> str:
         lines += ["", f"## Best learning rate per {title}", "",
                   f"| {title} | trials | best {param} | score ({m}) | at epoch | trial |", "|---|---|---|---|---|---|"]
         for b in analysis.best_by(s.table, label):
-            lines.append(f"| {b.key} | {b.trials} | {b.lr:.4g} | {_fmt(b.value)} | {b.epoch or 'n/a'} | `{b.trial_id}` |")
+            lines.append(f"| {b.key} | {b.trials} | {b.lr:.4g} | {_fmt(b.value)} | {b.epoch or 'n/a'} "
+                         f"| `{b.trial_id}` |")
     lines += ["", f"Each row compares its own trials the way the zoom does: at their common epoch (trials stopped "
                   f"early are not compared as if they had finished), by the {m} averaged over the last "
                   f"{zoom.SMOOTH_EPOCHS} epochs up to it."]
 
     lines += ["", "## Trials", "",
-              f"| trial | round | {param} | law | optimizer | epochs | status | best {m} | final {m} | final train_loss |",
+              f"| trial | round | {param} | law | optimizer | epochs | status | best {m} | final {m} "
+              "| final train_loss |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for c in ordered(s.table):
         mark = " **(best)**" if c.trial == bt["trial_id"] else ""

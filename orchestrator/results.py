@@ -246,7 +246,8 @@ def _rounds_problem(data: Any) -> str | None:
                 return f"rounds[{i}].{key}: unexpected value {_cut(repr(r[key]))}"
         for g, b in (r.get("brackets") or {}).items():
             if not (str(g).lstrip("-").isdigit() and isinstance(b, list) and len(b) == 2 and all(map(_number, b))):
-                return f"rounds[{i}].brackets[{_cut(repr(g))}]: expected [centre, half-width] numbers, got {_cut(repr(b))}"
+                return (f"rounds[{i}].brackets[{_cut(repr(g))}]: expected [centre, half-width] numbers, "
+                        f"got {_cut(repr(b))}")
     return None
 
 

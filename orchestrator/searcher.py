@@ -4,11 +4,12 @@ bookkeeping, no Ray), which plans rounds of grids by the pure rules in ``zoom.py
 from __future__ import annotations
 
 import pickle
-from typing import Callable
+from collections.abc import Callable
 
 from ray.tune.search import Searcher
 
 from orchestrator import zoom
+
 # re-exported: old import paths, and searcher states pickled before the split name these here
 from orchestrator.state import Suggestion, SweepState, TrialRecord  # noqa: F401
 

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 def nice(x: float, digits: int = 4) -> float:
     """Round to ``digits`` significant digits so that 10**-3 prints as 0.001, not 0.0010000000000000002."""
     if x == 0 or not math.isfinite(x):
         return x
-    return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
+    return round(x, digits - 1 - math.floor(math.log10(abs(x))))
 
 
 def log_grid(low: float, high: float, per_decade: float) -> list[float]:

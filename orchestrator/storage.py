@@ -25,7 +25,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.errors import StorageError  # noqa: F401  (re-exported: one home in errors.py)
+from orchestrator.errors import StorageError  # also re-exported; one home: errors.py
 
 # the schemes pyarrow.fs.FileSystem.from_uri opens (besides file:// and local://, read as local folders)
 SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs")

@@ -14,14 +14,14 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
 import schedules
 from orchestrator import workloads
-from orchestrator.errors import CheckpointError  # noqa: F401  (re-exported: one home in errors.py)
 from orchestrator.config import OPTIMIZERS  # one list of names, also checked at config load
+from orchestrator.errors import CheckpointError  # also re-exported; one home: errors.py
 
 
 def make_optimizer(config: dict, params) -> torch.optim.Optimizer:

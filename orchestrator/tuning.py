@@ -16,10 +16,9 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from orchestrator import board, credfs, report, results, storage, zoom
-from orchestrator import config as configs
+from orchestrator import board, config as configs, credfs, report, results, storage, zoom
 from orchestrator.config import SweepConfig
-from orchestrator.errors import SweepExistsError, SweepInterrupted  # noqa: F401  (re-exported: one home in errors.py)
+from orchestrator.errors import SweepExistsError, SweepInterrupted  # also re-exported; one home: errors.py
 from orchestrator.searcher import ZoomSearcher
 from orchestrator.state import SweepState
 from orchestrator.trial import checkpoint_history, mend_checkpoint, train_trial
@@ -213,7 +212,7 @@ def claim_folder(folder: Path, config_text: str) -> list[Path]:
     return made
 
 
-def unclaim(folder: Path, made: list[Path], path: Path | None | str = "sweep.yaml") -> None:
+def unclaim(folder: Path, made: list[Path], path: Path | str | None = "sweep.yaml") -> None:
     """Undo a claim: remove ``folder/sweep.yaml`` and ``folder/preflight.json``, then the folders in
     ``made`` that are empty (innermost first). Used when a new sweep fails before it started."""
     for name in ([path, "preflight.json"] if path else []):
@@ -277,7 +276,8 @@ def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bo
             name=cfg.name, storage_path=path, storage_filesystem=filesystem, verbose=0,
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[FailureCounter(), Reconcile(searcher, quiet), *board.callbacks(folder, quiet=quiet, verbose=verbose, metric=cfg.metric)],
+            callbacks=[FailureCounter(), Reconcile(searcher, quiet),
+                       *board.callbacks(folder, quiet=quiet, verbose=verbose, metric=cfg.metric)],
         ),
     )
 

@@ -264,9 +264,8 @@ def _stopped_over_cliff(obs: list[Observation], epoch: int, ratio: float = CLIFF
     out = []
     for o in obs:
         e = len(o.curve)
-        if o.done and not o.diverged and 0 < e < epoch:
-            if score(o, e) >= ratio * score(best, e):
-                out.append((o.x, math.inf))
+        if o.done and not o.diverged and 0 < e < epoch and score(o, e) >= ratio * score(best, e):
+            out.append((o.x, math.inf))
     return out
 
 

@@ -1,4 +1,5 @@
-"""A picture and a table of the decay laws (for ``sweep schedules [--plot FILE.png]``); matplotlib is imported lazily."""
+"""A picture and a table of the decay laws (for ``sweep schedules [--plot FILE.png]``); matplotlib is imported
+lazily."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -6,12 +6,13 @@ built-in (see ``BUILTINS``) or a ``package.module:callable`` plugin.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from orchestrator.errors import WorkloadError  # noqa: F401  (re-exported: one home in errors.py)
+from orchestrator.errors import WorkloadError  # also re-exported; one home: errors.py
 
 
 @dataclass
