@@ -112,7 +112,7 @@ class SweepBoard(tune.Callback):
         self.folder = Path(folder)
         self.tally = Tally(metric=metric)
         self.emitted: list[int] = []  # rounds whose per-round scalars were written
-        self._writer = None
+        self._writer: Any = None  # a tensorboardX SummaryWriter once opened
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -253,7 +253,7 @@ class Progress(tune.Callback):
         self._last_print = time.time()
         self._dirty = self._new_round = False
 
-    def setup(self, **info) -> None:
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info) -> None:
         self._t0 = time.time()
         self._last_print = self._t0
 

@@ -31,8 +31,9 @@ import copy
 import functools
 import hashlib
 import math
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sized
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -360,7 +361,7 @@ def check_preprocessing(probe: _Probe) -> Check:
 
 def _expected_std(layer: nn.Module, follower: nn.Module | None) -> tuple[str, float] | None:
     """The init law and weight std a layer should have given the module after it, or None if any goes."""
-    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(cast(torch.Tensor, layer.weight))
     kind = type(follower).__name__.lower() if follower is not None else ""
     if isinstance(follower, nn.LeakyReLU):
         return "kaiming", nn.init.calculate_gain("leaky_relu", follower.negative_slope) / math.sqrt(fan_in)
@@ -455,7 +456,7 @@ def _row_hashes(dataset) -> set[bytes]:
 def check_validation_split(probe: _Probe) -> Check:
     """A non-empty validation set that shares no input row (byte-identical) with the training set."""
     name = "validation_split"
-    train, val = probe.base.train, probe.base.val
+    train, val = cast(Sized, probe.base.train), cast(Sized, probe.base.val)  # map-style datasets have a length
     if len(val) == 0:
         return Check(name, FAIL, "0 validation examples", "hold out a validation set (e.g. 20%)")
     shared = _row_hashes(train) & _row_hashes(val)

@@ -25,9 +25,10 @@ TRIALS = "trials.parquet"
 ROUNDS = "rounds.json"
 
 
-class TrialStatus(enum.StrEnum):
+class TrialStatus(str, enum.Enum):
     """A trial's status. An ended trial is stored with one of the last four (the ``status`` column);
-    ``pending`` and ``running`` are only seen while a sweep runs."""
+    ``pending`` and ``running`` are only seen while a sweep runs. A string: ``str()`` and f-strings give
+    the value (``enum.StrEnum``'s behaviour, which needs Python 3.11)."""
 
     PENDING = "pending"  # created, waiting for resources
     RUNNING = "running"
@@ -47,6 +48,9 @@ class TrialStatus(enum.StrEnum):
         if max_epochs and epochs >= max_epochs:
             return cls.COMPLETED
         return cls.STOPPED
+
+    def __str__(self) -> str:
+        return self.value
 
 
 SCHEMA = pa.schema([

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -44,7 +44,7 @@ def linear_grid(low: float, high: float, points: int) -> list[float]:
     return [nice(low + i * (high - low) / (points - 1)) for i in range(points)]
 
 
-def cross(dimensions: dict[str, Iterable[Any]]) -> list[dict[str, Any]]:
+def cross(dimensions: Mapping[str, Iterable[Any]]) -> list[dict[str, Any]]:
     """Cartesian product of named value lists, in a stable order; ``{}`` gives ``[{}]``."""
     names = list(dimensions)
     values = [list(dimensions[n]) for n in names]

@@ -133,7 +133,7 @@ class SweepState:
             out["requeued"].append(tid)
         current = self.rounds[-1].index if self.rounds else None
         for tid, config in tune_trials.items():
-            if tid in self.trials or config.get("round") != current:
+            if current is None or tid in self.trials or config.get("round") != current:
                 continue
             point = next(((g, x) for g, x in self.queue
                           if g == config.get("group") and self.config_for(g, x, current) == config), None)
@@ -142,18 +142,18 @@ class SweepState:
                 self.trials[tid] = TrialRecord(tid, point[0], point[1], current, dict(config))
                 out["adopted"].append(tid)
         for tid, history in histories.items():
-            t = self.trials.get(tid)
-            if t is None or t.done:
+            known = self.trials.get(tid)
+            if known is None or known.done:
                 continue
-            missing = [r for r in history if int(r.get("epoch", 0)) > len(t.curve)]
+            missing = [r for r in history if int(r.get("epoch", 0)) > len(known.curve)]
             for result in sorted(missing, key=lambda r: int(r["epoch"])):
                 self.record(tid, result)
             if missing and tid not in out["adopted"]:
                 out["filled"].append(tid)
         for tid in finished:
-            t = self.trials.get(tid)
-            if t is not None and not t.done:
-                t.done = True
+            known = self.trials.get(tid)
+            if known is not None and not known.done:
+                known.done = True
                 out["completed"].append(tid)
         return out
 

@@ -163,9 +163,10 @@ def load_state(directory: str) -> dict | None:
     Why: docs/decisions.md, "Resume from the newest sibling checkpoint"."""
     path = os.path.join(directory, CHECKPOINT_FILE)
     if not os.path.exists(path):
-        path = _newest_sibling_state(directory)
-        if path is None:
+        sibling = _newest_sibling_state(directory)
+        if sibling is None:
             return None
+        path = sibling
     return _load_plain(path)
 
 

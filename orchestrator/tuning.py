@@ -416,7 +416,7 @@ def _read_or_empty(path: Path) -> str:
 def _extend(tuner: tune.Tuner, grown: dict[str, Any]) -> None:
     """Hand the raised ``zoom.Rules`` fields to the restored ``Reconcile``: it applies them to the
     searcher's state once Tune has restored it (at the run's first step)."""
-    for c in tuner._local_tuner.get_run_config().callbacks or []:
+    for c in _run_callbacks(tuner):
         if isinstance(c, Reconcile):
             c.grown = dict(grown)
 
@@ -431,7 +431,7 @@ def _uri_tuner(cfg, folder, uri, config_text, resume, quiet, checks, verbose) ->
         grown = check_resume(cfg, folder, storage.display(uri), quiet)
         tuner = tune.Tuner.restore(path, trainable_with_resources(cfg), resume_unfinished=True,
                                    resume_errored=True, storage_filesystem=filesystem)
-        for c in tuner._local_tuner.get_run_config().callbacks or []:
+        for c in _run_callbacks(tuner):
             if isinstance(c, board.SweepBoard):
                 c.folder = folder  # the pickled path may be another machine's local copy
         _extend(tuner, grown)
@@ -459,9 +459,9 @@ def _fit(cfg: SweepConfig, tuner: tune.Tuner, where: storage.Target, quiet: bool
     with pending_trials(trial_slots(cfg)):
         grid = tuner.fit()
     state = _searcher_of(tuner).state
-    errors = {Path(r.path).name: str(r.error).strip().splitlines()[-1][:500] for r in grid if r.error is not None}
-    failures = next((c.failures for c in tuner._local_tuner.get_run_config().callbacks or []
-                     if isinstance(c, FailureCounter)), {})
+    errors = {Path(r.path).name: str(r.error).strip().splitlines()[-1][:500]
+              for r in grid if r.error is not None}  # type: ignore[attr-defined]  # iterates by __getitem__
+    failures = next((c.failures for c in _run_callbacks(tuner) if isinstance(c, FailureCounter)), {})
     save(folder, cfg, state, errors, failures)
     interrupted = state.stop_reason is None or any(not t.done for t in state.trials.values())
     if interrupted:
@@ -482,6 +482,14 @@ def _searcher_of(tuner) -> ZoomSearcher:
     if not isinstance(search, ZoomSearcher):
         raise RuntimeError(f"expected the ZoomSearcher in the Tuner, found {type(search).__name__}")
     return search
+
+
+def _run_callbacks(tuner: tune.Tuner) -> list:
+    """The callbacks of the Tuner's run config (the same private path as ``_searcher_of``)."""
+    local = tuner._local_tuner
+    if local is None:
+        raise RuntimeError("expected a Tuner that runs in this process, found one without a local tuner")
+    return local.get_run_config().callbacks or []
 
 
 def save(folder: Path, cfg: SweepConfig, state: SweepState, errors: dict[str, str],

@@ -56,6 +56,7 @@ class Law:
 
     name: ClassVar[str]
     formula: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # every law is a frozen dataclass
 
     def __call__(self, epoch: int) -> float:
         raise NotImplementedError

@@ -43,6 +43,7 @@ class Stepper:
     def step(self, val_loss: float) -> None:
         """Call once per epoch, after validation. Laws that ignore the metric ignore ``val_loss``."""
         if self.epoch < self._warmup:
+            assert self._ramp is not None  # made when warmup > 0
             self._ramp.step()
         elif isinstance(self._main, ReduceLROnPlateau):
             self._main.step(val_loss)

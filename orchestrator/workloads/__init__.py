@@ -63,7 +63,7 @@ def resolve(name: str) -> Callable[[dict], Workload]:
         module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or whatever the plugin raises at import
         raise WorkloadError(f"workload={name!r}: cannot import module {module_name!r} ({exc})") from None
-    fn = module
+    fn: Any = module
     for part in attr.split("."):
         fn = getattr(fn, part, None)
         if fn is None:

@@ -22,6 +22,7 @@ def cnn(channels: int, dropout: float, num_classes: int = 10) -> nn.Sequential:
     head = nn.Linear(channels * 4 * 4, num_classes)
     for conv in (conv1, conv2):
         nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        assert conv.bias is not None  # built with bias=True
         nn.init.zeros_(conv.bias)
     nn.init.xavier_normal_(head.weight)
     nn.init.zeros_(head.bias)
