@@ -72,7 +72,8 @@ def _ping(target: str, timeout: float, metadata: tuple = ()) -> None:
 
     with grpc.insecure_channel(target) as channel:
         gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
-            gcs_service_pb2.GetClusterIdRequest(), timeout=timeout, metadata=metadata, wait_for_ready=True)
+            gcs_service_pb2.GetClusterIdRequest(),  # type: ignore[attr-defined]  # protobuf-generated, no stub
+            timeout=timeout, metadata=metadata, wait_for_ready=True)
 
 
 def cluster_auth_mode(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> str:
@@ -133,7 +134,7 @@ def _auth_mode(mode: str) -> Iterator[None]:
     """This process talks to the cluster in ``mode`` (``token``: Ray's client sends the token; else it
     sends none, even when ``RAY_AUTH_MODE=token`` was set for another cluster); restored afterwards.
     Ray reads the mode from the environment into a cached config: it is refreshed both ways."""
-    from ray._raylet import AuthenticationTokenLoader, Config
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]  # not in _raylet.pyi
 
     old = os.environ.get(AUTH_MODE_ENV)
     os.environ[AUTH_MODE_ENV] = "token" if mode == "token" else "disabled"
