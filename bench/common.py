@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "digits.yaml"
 FRESH_SEEDS = (1001, 1002, 1003, 1004, 1005)  # never used by a sweep: picks are judged on new seeds
 MAX_EPOCHS = 27  # the digits workload's epochs (examples/digits.yaml)
-OPTIMIZERS = {
+OPTIMIZERS: dict[str, dict[str, Any]] = {
     "sgd": {"optimizer": "sgd", "momentum": 0.9},
     "adam": {"optimizer": "adam"},
 }

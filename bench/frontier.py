@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
     # 1. the landscape: reference regret and one seed's spread per lr
     x = np.log10(lrs)
     within = [lrs[i] for i in range(len(lrs)) if regret(i) <= 5]
-    rows = []
+    rows: list[list[Any]] = []
     for i, lr in enumerate(lrs):
         row = finals[i][np.isfinite(finals[i])]
         sd = 100 * np.std(row, ddof=1) / np.mean(row) if len(row) > 1 else float("nan")

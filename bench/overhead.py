@@ -46,7 +46,7 @@ def raw_tune(lrs: list[float], reuse: bool, storage: str, name: str) -> tuple[fl
     grid = tuner.fit()
     wall = time.time() - start
     compute = 0.0
-    for r in grid:
+    for r in grid:  # type: ignore[attr-defined]  # ResultGrid iterates by __getitem__
         df = r.metrics_dataframe
         if df is not None and "epoch_seconds" in df:
             compute += float(df["epoch_seconds"].sum())

@@ -35,8 +35,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from bench.common import (
     MAX_EPOCHS,
@@ -81,7 +83,7 @@ def tune_fit(name: str, lrs: list[float], seed: int, asha: bool, storage: str) -
     grid = tuner.fit()
     wall = time.time() - start
     trials = []
-    for r in grid:
+    for r in grid:  # type: ignore[attr-defined]  # ResultGrid iterates by __getitem__
         m = r.metrics or {}
         trials.append((float(r.config["lr"]), int(m.get("epoch", 0)), float(m.get("val_loss", math.inf))))
     return {"trials": trials, "wall": wall}
@@ -188,7 +190,7 @@ def lr_range_test(seed, shift, batches=RANGE_TEST_BATCHES, lo=1e-6, hi=1.0, beta
     model = wl.model
     opt = make_optimizer({**BASE, "lr": lo}, model.parameters())
     gen = torch.Generator().manual_seed(seed)
-    per_epoch = math.ceil(len(wl.train) / BASE["batch_size"])
+    per_epoch = math.ceil(len(cast(Sized, wl.train)) / BASE["batch_size"])
     lrs, smooth = [], []
     avg, best, i = 0.0, math.inf, 0
     model.train()

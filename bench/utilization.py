@@ -132,7 +132,7 @@ def main(argv=None) -> int:
                 run_config=tune.RunConfig(name=f"barrier-{k}", storage_path=storage, verbose=0),
             ).fit()
             stage_walls.append(time.time() - s0)
-            for r in grid:
+            for r in grid:  # type: ignore[attr-defined]  # ResultGrid iterates by __getitem__
                 df = r.metrics_dataframe
                 if df is not None and "epoch_seconds" in df:
                     barrier_busy += float(df["epoch_seconds"].sum())
