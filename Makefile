@@ -11,7 +11,7 @@ CONSTRAINTS ?= -c constraints.txt
 # The library versions whose messages and behaviour the tests match (see the file).
 TEST_CONSTRAINTS ?= -c constraints-test.txt
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo lint test test-fast bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,14 @@ demo: $(VENV)/.installed
 	  $(BIN)/sweep report runs/digits-lr; \
 	else $(BIN)/sweep run examples/digits.yaml; fi
 
-test: $(VENV)/.installed
+# ruff and mypy first (seconds), so a style or type error fails before the long suite starts
+LINTED := orchestrator cluster schedules bench
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/mypy $(LINTED)
+
+test: lint
 	$(BIN)/python -m pytest -q -ra --durations=15
 
 test-fast: $(VENV)/.installed
