@@ -21,8 +21,9 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import jsonschema
 import yaml

@@ -1,5 +1,4 @@
 """`sweep check` and the pre-flight gate in `sweep run`: a broken workload never fans out."""
-from pathlib import Path
 
 import pytest
 

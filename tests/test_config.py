@@ -1,5 +1,4 @@
 """Config loading: the demo config is valid; every kind of bad input is one line naming file and key."""
-import math
 
 import pytest
 

@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from orchestrator import config, run_sweep, tuning
 from orchestrator.config import ConfigError
 
-
 # --- malformed input ---------------------------------------------------------------------------
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
                     st.text(max_size=12))

@@ -11,8 +11,9 @@ import copy
 import ipaddress
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml

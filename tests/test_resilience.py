@@ -19,7 +19,6 @@ import yaml
 
 from .conftest import ROOT
 
-
 EPOCHS = 20  # long enough that a kill lands inside a round even on an idle machine
 
 
