@@ -122,13 +122,16 @@ class LocalStore:
             return None
 
     def create(self, data: bytes) -> bool:
-        """Create the file if absent (atomically); False if it exists."""
+        """Create the file, whole, if absent (written aside, then hard-linked into place: nobody ever
+        reads it half-written); False if it exists."""
+        tmp = self.path.with_name(f"{LEASE_FILE}.new-{uuid.uuid4().hex}")
+        tmp.write_bytes(data)
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.link(tmp, self.path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        finally:
+            tmp.unlink()
         return True
 
     def set_aside(self, expected: bytes) -> bool:
