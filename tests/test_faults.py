@@ -184,10 +184,11 @@ def test_fuzzed_leaves_of_the_demo_raise_only_config_error_and_reach_the_deep_ch
         seen[stage] += 1
 
     check()
-    # derandomized, so these counts are the same on every run; measured with hypothesis 6 on 400 documents:
-    # valid 35, trial checks 14, checks across keys 22, field checks of 11 keys (the random documents of
-    # test_random_documents_raise_only_config_error: 0 valid, 0 past the field checks)
+    # derandomized, so these counts are the same on every run of one config schema; they shift with the
+    # number of leaves (a new zoom field moved trial checks from 14 to 6 of 400), so the bounds ask only that
+    # each deep path is reached (the random documents of test_random_documents_raise_only_config_error:
+    # 0 valid, 0 past the field checks)
     assert seen["valid"] >= 15, seen
-    assert seen["deep: trial check (optimizer, decay law)"] >= 7, seen
+    assert seen["deep: trial check (optimizer, decay law)"] >= 3, seen
     assert seen["deep: check across keys"] >= 10, seen
     assert len([s for s in seen if s.startswith("field: ")]) >= 8, seen
