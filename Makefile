@@ -2,9 +2,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# pip runs `rustc --version` for its user agent; where rustc is a rustup proxy that writes ~/.rustup:
-# pointed into the venv, set-up leaves nothing in HOME.
-PIP    := RUSTUP_HOME=$(abspath $(VENV))/.rustup $(BIN)/python -m pip
+# pip (and venv's ensurepip) runs `rustc --version` for its user agent; where rustc is a rustup proxy that
+# writes ~/.rustup: pointed into the venv, set-up leaves nothing in HOME.
+NOHOME := RUSTUP_HOME=$(abspath $(VENV))/.rustup
+PIP    := $(NOHOME) $(BIN)/python -m pip
 # CPU machines: torch pinned to the 2.13.0 CPU wheel (an unpinned torch pulls a multi-GB CUDA build).
 # GPU users: install your CUDA torch into .venv first and run with CONSTRAINTS= (see README).
 CONSTRAINTS ?= -c constraints.txt
@@ -14,7 +15,7 @@ TEST_CONSTRAINTS ?= -c constraints-test.txt
 .PHONY: demo lint test test-fast bench clean
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	$(NOHOME) $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt constraints-test.txt
