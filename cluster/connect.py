@@ -20,7 +20,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from cluster.jobs import AuthError, Token, require_auth
 from orchestrator.errors import AddressError, ClusterUnreachableError, RunAddressError  # one home: errors.py
@@ -189,17 +189,13 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, *, inse
     flag = address
     address = resolve_address(address)
     if address:
-        if not flag and os.environ.get(JOB_DRIVER_ENV):  # a Ray Job's driver, on its own cluster
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-            try:
-                yield address
-            finally:
-                ray.shutdown()
-            return
-        mode, _, warnings = check_cluster(address, insecure=insecure, timeout=connect_timeout)
-        for w in warnings:
-            _warn(w)
-        with _auth_mode(mode):
+        auth: AbstractContextManager[None] = nullcontext()  # a Ray Job's driver, on its own cluster: as it is
+        if flag or not os.environ.get(JOB_DRIVER_ENV):
+            mode, _, warnings = check_cluster(address, insecure=insecure, timeout=connect_timeout)
+            for w in warnings:
+                _warn(w)
+            auth = _auth_mode(mode)
+        with auth:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
             try:
                 yield address
