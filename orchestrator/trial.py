@@ -135,10 +135,12 @@ def run_epochs(config: dict, report: Callable[[dict, dict | None], None] | None 
         metrics = {"epoch": epoch + 1, "lr_epoch": lr_now, "device": str(device), "diverged": diverged,
                    "epoch_seconds": time.perf_counter() - t0, "ended_at": time.time()}
         if diverged:
-            metrics.update(train_loss=math.inf, val_loss=math.inf, val_error=1.0 if wl.num_classes else math.nan)
+            metrics.update(train_loss=math.inf, val_loss=math.inf, val_error=1.0 if wl.num_classes else math.nan,
+                           val_accuracy=math.nan)
         else:
             metrics.update(train_loss=train_loss, val_loss=val_loss,
-                           val_error=val_error if val_error is not None else math.nan)
+                           val_error=val_error if val_error is not None else math.nan,
+                           val_accuracy=1.0 - val_error if val_error is not None else math.nan)
             stepper.step(val_loss)
         history.append(metrics)
         save = None
