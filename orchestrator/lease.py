@@ -7,9 +7,10 @@ SIGKILL leaves it behind: that is what staleness is for). Another driver of the 
 one-line message, when its driver's process is gone (same host: the pid is dead or now belongs to a
 process started later) or its heartbeat is older than ``stale_after`` seconds (any host).
 
-Where: ``FOLDER/.driver-lease.json`` for a local sweep folder (created with O_EXCL; a stale lease is
-moved aside with an atomic rename before a new one is created, so two drivers taking over the same
-stale lease at once cannot both win); ``URI/.driver-lease.json`` for a sweep stored at a URI (object
+Where: ``FOLDER/.driver-lease.json`` for a local sweep folder (every read-decide-write of it, taking,
+renewing and giving back, happens under an exclusive ``flock`` of ``FOLDER/.driver-lease.lock``, which
+the kernel releases when its holder dies: two drivers taking over the same stale lease at once cannot
+both win); ``URI/.driver-lease.json`` for a sweep stored at a URI (object
 stores have no create-if-absent: the lease is written, then read back, so two drivers starting within
 the same second are not told apart). The ``.`` name keeps it out of uploads and reports.
 
@@ -17,6 +18,7 @@ Pure: no Ray, no torch.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -25,13 +27,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from orchestrator.errors import LeaseHeldError  # also re-exported; one home: errors.py
 
 LEASE_FILE = ".driver-lease.json"
+LOCK_FILE = ".driver-lease.lock"
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0  # six missed heartbeats
 
@@ -109,11 +112,23 @@ def dump(lease: Lease) -> bytes:
 
 
 class LocalStore:
-    """The lease file in a local folder."""
+    """The lease file in a local folder; ``locked()`` serialises every read-decide-write of it."""
 
     def __init__(self, folder: Path) -> None:
         self.path = Path(folder) / LEASE_FILE
+        self.lock_path = Path(folder) / LOCK_FILE
         self.shown = str(folder)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold an exclusive lock on the folder's lock file (a ``flock`` on a file description of our own,
+        so threads of one process exclude each other too; released by the kernel if the holder dies)."""
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the description drops the lock
 
     def read(self) -> bytes | None:
         try:
@@ -121,39 +136,9 @@ class LocalStore:
         except FileNotFoundError:
             return None
 
-    def create(self, data: bytes) -> bool:
-        """Create the file, whole, if absent (written aside, then hard-linked into place: nobody ever
-        reads it half-written); False if it exists."""
+    def write(self, data: bytes) -> None:
+        """Replace the file whole (written aside, then renamed: nobody ever reads it half-written)."""
         tmp = self.path.with_name(f"{LEASE_FILE}.new-{uuid.uuid4().hex}")
-        tmp.write_bytes(data)
-        try:
-            os.link(tmp, self.path)
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink()
-        return True
-
-    def set_aside(self, expected: bytes) -> bool:
-        """Move the file aside if it still holds ``expected``; False if another driver got there first."""
-        aside = self.path.with_name(f"{LEASE_FILE}.{uuid.uuid4().hex}")
-        try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return False
-        moved = aside.read_bytes()
-        if moved != expected:  # we moved a successor's fresh lease: put it back unless yet another came
-            try:
-                os.link(aside, self.path)
-            except FileExistsError:
-                pass
-            aside.unlink()
-            return False
-        aside.unlink()
-        return True
-
-    def replace(self, data: bytes) -> None:
-        tmp = self.path.with_name(f"{LEASE_FILE}.tmp-{os.getpid()}")
         tmp.write_bytes(data)
         os.replace(tmp, self.path)
 
@@ -178,19 +163,10 @@ class UriStore:
         except FileNotFoundError:
             return None
 
-    def create(self, data: bytes) -> bool:
-        if self.read() is not None:
-            return False
-        self.replace(data)
-        return self.read() == data
+    def locked(self):
+        return nullcontext()  # object stores have no lock: best effort (see the module's docstring)
 
-    def set_aside(self, expected: bytes) -> bool:
-        if self.read() != expected:
-            return False
-        self.remove()
-        return True
-
-    def replace(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         self.fs.create_dir(self.path.rpartition("/")[0], recursive=True)
         with self.fs.open_output_stream(self.path) as f:
             f.write(data)
@@ -229,39 +205,42 @@ def acquire(store, stale_after: float = STALE_AFTER_S, now: float | None = None,
     """Take the lease: return it and, when a stale one was taken over, a one-line message saying whose.
     Raises ``LeaseHeldError`` while another driver's lease is live."""
     me = me or mine(now)
-    for _ in range(5):  # each pass either wins, refuses, or lost a race to another driver and looks again
-        if store.create(dump(me)):
-            return me, None
+    with store.locked():
         data = store.read()
-        if data is None:
-            continue
-        t = time.time() if now is None else now
-        lease = parse(data, store.shown)
-        reason = "its lease file is unreadable" if lease is None else stale_reason(lease, t, stale_after)
-        if reason is None and lease is not None:
-            raise LeaseHeldError(_held_message(store.shown, lease, t, stale_after))
-        if store.set_aside(data) and store.create(dump(me)):
-            return me, f"{store.shown}: took over the sweep: {reason}"
-    raise LeaseHeldError(f"{store.shown}: other drivers keep taking this sweep's lease; try again")
+        message = None
+        if data is not None:
+            t = time.time() if now is None else now
+            lease = parse(data, store.shown)
+            reason = "its lease file is unreadable" if lease is None else stale_reason(lease, t, stale_after)
+            if reason is None and lease is not None:
+                raise LeaseHeldError(_held_message(store.shown, lease, t, stale_after))
+            message = f"{store.shown}: took over the sweep: {reason}"
+        store.write(dump(me))
+        if store.read() != dump(me):  # an object store: another driver wrote at the same moment
+            raise LeaseHeldError(f"{store.shown}: another driver took this sweep's lease at the same moment; "
+                                 f"try again")
+    return me, message
 
 
 def renew(store, lease: Lease, now: float | None = None) -> Lease | None:
     """Write a fresh heartbeat; None (nothing written) if the lease is no longer ours."""
-    current = store.read()
-    held = parse(current, store.shown) if current else None
-    if held is None or held.token != lease.token:
-        return None
-    fresh = Lease(lease.host, lease.pid, lease.started, time.time() if now is None else now, lease.token)
-    store.replace(dump(fresh))
+    with store.locked():
+        current = store.read()
+        held = parse(current, store.shown) if current else None
+        if held is None or held.token != lease.token:
+            return None
+        fresh = Lease(lease.host, lease.pid, lease.started, time.time() if now is None else now, lease.token)
+        store.write(dump(fresh))
     return fresh
 
 
 def release(store, lease: Lease) -> None:
     """Give the lease back if it is still ours."""
-    current = store.read()
-    held = parse(current, store.shown) if current else None
-    if held is not None and held.token == lease.token:
-        store.remove()
+    with store.locked():
+        current = store.read()
+        held = parse(current, store.shown) if current else None
+        if held is not None and held.token == lease.token:
+            store.remove()
 
 
 @contextmanager
