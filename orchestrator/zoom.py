@@ -180,7 +180,7 @@ def fit_minimum(points: list[tuple[float, float]], reach: float = 1.0, cliff: fl
         return points[0][0], math.inf
     best = min(finite, key=lambda p: p[1])
     near = [p for p in finite if abs(p[0] - best[0]) <= reach + 1e-9]
-    valley = [p for p in near if best[1] <= 0 or p[1] <= cliff * best[1]]
+    valley = [p for p in near if best[1] == 0 or not worse(p[1], best[1], cliff) or p[1] == cliff * best[1]]
     if len(valley) < 3:
         valley = sorted(near, key=lambda p: p[1])[:3]
     xs = np.array([p[0] for p in valley])
@@ -217,6 +217,17 @@ def smooth_minimum(points: list[tuple[float, float]], bandwidth: float = 0.15) -
     return float(grid[int(np.argmin(smooth))]), best[1]
 
 
+def worse(y: float, best: float, ratio: float) -> bool:
+    """``y`` is ``ratio`` times worse than ``best`` (lower is better): ``y >= ratio * best`` for a positive
+    best, ``y >= best / ratio`` for a negative one (a negated maximised metric: accuracy 0.3 is 3x worse than
+    0.9), never for a best of 0. Not finite ``y``: worse."""
+    if not math.isfinite(y):
+        return True
+    if best > 0:
+        return y >= ratio * best
+    return best < 0 and y >= best / ratio
+
+
 PICKS = ("parabola", "kernel")  # how the final pick is made from the trials at the comparison epoch
 
 
@@ -232,7 +243,7 @@ def cliff_cap(points: list[tuple[float, float]], ratio: float = CLIFF_RATIO,
     if not finite:
         return None
     bx, by = min(finite, key=lambda p: p[1])
-    over = [x for x, y in points if x > bx and (not math.isfinite(y) or (by > 0 and y >= ratio * by))]
+    over = [x for x, y in points if x > bx and (not math.isfinite(y) or worse(y, by, ratio))]
     return min(over) - margin if over else None
 
 
@@ -264,7 +275,7 @@ def _stopped_over_cliff(obs: list[Observation], epoch: int, ratio: float = CLIFF
     out = []
     for o in obs:
         e = len(o.curve)
-        if o.done and not o.diverged and 0 < e < epoch and score(o, e) >= ratio * score(best, e):
+        if o.done and not o.diverged and 0 < e < epoch and worse(score(o, e), score(best, e), ratio):
             out.append((o.x, math.inf))
     return out
 
