@@ -2,9 +2,12 @@
 expected."""
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import math
 import re
 import reprlib
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -135,8 +138,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 class SweepConfig(_Frozen):
     name: str
     workload: str
-    metric: Literal["val_loss", "val_error"] = "val_loss"
-    mode: Literal["min"] = "min"
+    metric: str = Field(default="val_loss", pattern=r"^[A-Za-z_][A-Za-z0-9_./-]{0,99}$",
+                        description="any key the training reports each epoch (val_loss, val_accuracy, ...)")
+    mode: Literal["min", "max"] = Field(default="min", description="min: lower metric is better; max: higher")
     max_epochs: int = Field(ge=1, le=100000)
     seed: int = Field(default=0, ge=0)
     storage: str = Field(default="runs",
@@ -337,11 +341,57 @@ def parse(data: Any, source: str = "<config>") -> SweepConfig:
     from orchestrator import workloads
 
     try:
-        workloads.resolve(cfg.workload)
+        workload = workloads.resolve(cfg.workload)
     except workloads.WorkloadError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    _check_space_keys(cfg, source, {f"the workload {cfg.workload}": workload})
     _check_trials(cfg, source)
     return cfg
+
+
+def _trial_keys() -> frozenset[str]:
+    """The ``space`` keys the trial itself reads (``trial.run_epochs``: optimizer and batches; every decay
+    law's parameters), besides the zoomed one and what the workload declares."""
+    import schedules
+
+    laws = {f.name for law in schedules.LAWS.values() for f in dataclasses.fields(law)}
+    return frozenset({"lr", "optimizer", "momentum", "weight_decay", "batch_size", "seed", "checkpoint_every",
+                      "schedule", "warmup", *laws})
+
+
+def declared_keys(reader: Any, what: str) -> frozenset[str] | None:
+    """The ``space`` keys ``reader`` (a workload or training callable) says it reads: its ``space_keys``
+    attribute, else its module's; None when neither declares any (then no key is refused on its account).
+    Raises ``ConfigError`` for a declaration that is not a collection of strings."""
+    keys = getattr(reader, "space_keys", None)
+    if keys is None:
+        keys = getattr(sys.modules.get(getattr(reader, "__module__", "") or ""), "space_keys", None)
+    if keys is None:
+        return None
+    if isinstance(keys, (str, bytes)) or not all(isinstance(k, str) for k in keys):
+        raise ConfigError(f"{what}: space_keys={shown(keys)}: expected a set of key names such as {{'width'}}")
+    return frozenset(keys)
+
+
+def _check_space_keys(cfg: SweepConfig, source: str, readers: dict[str, Any]) -> None:
+    """Refuse a ``space`` key that nothing reads (a typo such as ``optimiser``), naming the nearest known
+    key. ``readers`` maps a description (for the message) to each callable that gets the trial config
+    besides the trial itself; when any of them declares no ``space_keys``, every key is taken as read."""
+    known = set(_trial_keys()) | {cfg.zoom.param}
+    for what, reader in readers.items():
+        keys = declared_keys(reader, f"{source}: {what}")
+        if keys is None:
+            return
+        known |= keys
+    for key in cfg.space:
+        if key in known:
+            continue
+        near = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f"did you mean {near[0]!r}?" if near else f"known keys: {', '.join(sorted(known))}"
+        names = " nor ".join(["the trial", *readers])
+        label = key if re.fullmatch(r"[\w.-]{1,100}", key) else shown(key)
+        raise ConfigError(f"{source}: space.{label}: unknown key, neither {names} reads it; {hint} "
+                          f"(a plugin declares the keys it reads: space_keys = {{...}})")
 
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")

@@ -26,3 +26,16 @@ def test_run_refuses_a_broken_workload_before_fanning_out(tmp_path, capsys, work
     err = capsys.readouterr().err
     assert check in err and "nothing was submitted" in err
     assert not (tmp_path / "runs").exists()  # no Ray started, no folder claimed
+
+
+def test_a_typo_in_space_is_refused_before_the_checks(tmp_path, capsys):
+    path = tmp_path / "typo.yaml"
+    path.write_text(f"name: typo\nworkload: digits_mlp\nmax_epochs: 2\nstorage: {tmp_path / 'runs'}\n"
+                    "space: {lr: {log: [1e-3, 1e-1]}, optimiser: adam}\n")
+    assert cli.main(["check", str(path)]) == 2
+    assert cli.main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"sweep: error: {path}: space.optimiser: unknown key, neither the trial nor the workload "
+                   f"digits_mlp reads it; did you mean 'optimizer'? (a plugin declares the keys it reads: "
+                   f"space_keys = {{...}})"] * 2
+    assert not (tmp_path / "runs").exists()

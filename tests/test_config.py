@@ -118,3 +118,53 @@ def test_schedule_and_optimizer_are_searched_dimensions():
                               "eps": {"log": [1e-2, 1e-1], "per_decade": 1}, "optimizer": ["sgd", "adam"]}}
     cfg = config.parse(data)
     assert len(cfg.groups()) == 2 * 2 * 2
+
+
+# --- space keys nothing reads (a typo trains silently with the default) -------------------------------
+def test_a_space_key_nothing_reads_is_refused_naming_the_nearest_known_key():
+    data = {**GOOD, "space": {**GOOD["space"], "optimiser": "adam"}}
+    with pytest.raises(ConfigError) as info:
+        config.parse(data, "my.yaml")
+    message = str(info.value)
+    assert message.startswith("my.yaml: space.optimiser: unknown key") and "\n" not in message
+    assert "did you mean 'optimizer'?" in message and "digits_mlp" in message
+    # the keys the trial, the decay laws and the built-in workload read all pass
+    config.parse({**GOOD, "space": {**GOOD["space"], "width": 32, "dropout": 0.1, "schedule": "step",
+                                    "gamma": 0.5, "warmup": 2, "batch_size": 64, "weight_decay": 1e-4}})
+
+
+@pytest.fixture()
+def plugins(tmp_path, monkeypatch):
+    """Three plugin modules: keys declared on the module, on the callable, and not at all."""
+    (tmp_path / "declares_module.py").write_text(
+        "from orchestrator.workloads.digits import digits_mlp\nspace_keys = {'hidden'}\n"
+        "def make(config):\n    return digits_mlp(config)\n")
+    (tmp_path / "declares_fn.py").write_text(
+        "from orchestrator.workloads.digits import digits_mlp\n"
+        "def make(config):\n    return digits_mlp(config)\nmake.space_keys = frozenset({'blocks'})\n"
+        "def bad(config):\n    return digits_mlp(config)\nbad.space_keys = 'blocks'\n")
+    (tmp_path / "declares_none.py").write_text(
+        "from orchestrator.workloads.digits import digits_mlp\ndef make(config):\n    return digits_mlp(config)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+@pytest.mark.parametrize("workload, key, ok", [
+    ("declares_module:make", "hidden", True),
+    ("declares_module:make", "hiden", False),
+    ("declares_fn:make", "blocks", True),
+    ("declares_fn:make", "hidden", False),
+    ("declares_none:make", "anything_at_all", True),  # declares nothing: nothing refused on its account
+])
+def test_a_plugin_declares_the_space_keys_it_reads(plugins, workload, key, ok):
+    data = {**GOOD, "workload": workload, "space": {**GOOD["space"], key: 1}}
+    if ok:
+        assert config.parse(data).space[key] == 1
+    else:
+        with pytest.raises(ConfigError, match=rf"space\.{key}: unknown key, neither the trial nor the workload "
+                                              rf"{workload} reads it"):
+            config.parse(data, "p.yaml")
+
+
+def test_a_declaration_that_is_not_a_set_of_names_is_refused(plugins):
+    with pytest.raises(ConfigError, match=r"p.yaml: the workload declares_fn:bad: space_keys='blocks': expected"):
+        config.parse({**GOOD, "workload": "declares_fn:bad"}, "p.yaml")

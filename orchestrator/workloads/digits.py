@@ -77,3 +77,6 @@ def digits_mlp(config: dict) -> Workload:
         num_classes=10,
         meta={"name": "digits_mlp", "standardised": True},
     )
+
+
+digits_mlp.space_keys = frozenset({"width", "depth", "dropout"})  # type: ignore[attr-defined]

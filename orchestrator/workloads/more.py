@@ -48,6 +48,9 @@ def digits_cnn(config: dict) -> Workload:
     )
 
 
+digits_cnn.space_keys = frozenset({"channels", "dropout"})  # type: ignore[attr-defined]
+
+
 @functools.lru_cache(maxsize=4)
 def diabetes_arrays(split_seed: int = SPLIT_SEED):
     """80/20 split of the 442 diabetes patients; inputs and target standardised with training statistics.
@@ -88,3 +91,6 @@ def diabetes_regression(config: dict) -> Workload:
         num_classes=None,
         meta={"name": "diabetes_regression", "standardised": True},
     )
+
+
+diabetes_regression.space_keys = frozenset({"width", "depth", "dropout"})  # type: ignore[attr-defined]
