@@ -429,7 +429,12 @@ def check_initialisation(probe: _Probe) -> Check:
         parts.append(f"weight std/law in [{lo:.2g}, {hi:.2g}] over {len(ratios)} layers")
     if rel:
         parts.append(f"activation std/input in [{min(r for _, r in rel):.2g}, {max(r for _, r in rel):.2g}]")
-    measured = "; ".join(parts) or "n/a (no Linear/Conv layers or activations found)"
+    layers = sum(isinstance(m, WEIGHTED) for m in model.modules())
+    if not parts:  # e.g. a bare nn.Linear: its one layer is the output layer
+        return Check(name, PASS, f"n/a ({layers} Linear/Conv layer{'s' if layers != 1 else ''}, none before a "
+                     "known activation)" if layers else "n/a (no Linear/Conv layers or activations found)",
+                     "nothing to hold to an init law (an output layer may be initialised freely)")
+    measured = "; ".join(parts)
     bad_weights = [f"{n or 'model'}.weight ({law}, {r:.2g}x)" for n, law, r in ratios if not 0.2 <= r <= 5]
     bad_acts = [f"{n or 'model'} output ({r:.2g}x input)" for n, r in rel
                 if not ACTIVATION_BAND[0] <= r <= ACTIVATION_BAND[1]]

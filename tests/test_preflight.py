@@ -115,6 +115,25 @@ def test_a_crashing_check_is_reported_as_failed_not_raised(monkeypatch):
     assert checks["validation_split"].status == "pass"
 
 
+def bare_linear(config: dict):
+    """Plugin: multinomial logistic regression on digits, the model a bare ``nn.Linear``."""
+    from orchestrator.workloads import Workload
+    from orchestrator.workloads.digits import digits_arrays
+
+    x_tr, y_tr, x_va, y_va = digits_arrays()
+    data = torch.utils.data.TensorDataset
+    return Workload(model=torch.nn.Linear(64, 10), train=data(x_tr, y_tr), val=data(x_va, y_va),
+                    loss=torch.nn.CrossEntropyLoss(), num_classes=10)
+
+
+def test_a_bare_linear_model_passes_with_its_one_layer_named_exempt():
+    checks = by_name(run_checks("tests.test_preflight:bare_linear", {}))
+    assert failed(list(checks.values())) == [], format_checks(list(checks.values()))
+    init = checks["initialisation"]
+    assert init.measured == "n/a (1 Linear/Conv layer, none before a known activation)", init
+    assert "output layer" in init.advice
+
+
 def test_only_runs_the_named_checks_in_canonical_order():
     checks = run_checks("digits_mlp", CONFIG, only={"hp_lr_grid", "initial_loss"})
     assert [c.name for c in checks] == ["initial_loss", "hp_lr_grid"]
