@@ -22,7 +22,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt constraints-tes
 	$(PIP) install -q $(CONSTRAINTS) $(TEST_CONSTRAINTS) -e ".[test]"
 	touch $@
 
-demo: $(VENV)/.installed
+# demo: the package and its runtime dependencies only (no test extras, no test pins); make test adds them
+$(VENV)/.installed-demo: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) install -q $(CONSTRAINTS) -e .
+	touch $@
+
+demo: $(VENV)/.installed-demo
 	@if [ -d runs/digits-lr ]; then echo "runs/digits-lr exists: showing its report (rm -r runs/digits-lr to run again)"; \
 	  $(BIN)/sweep report runs/digits-lr; \
 	else $(BIN)/sweep run examples/digits.yaml; fi

@@ -1,11 +1,15 @@
 """Small CLI paths, in-process (`main() -> int`), and the trainable's edge cases."""
 import copy
+import shutil
 import struct
+import subprocess
 
 import pytest
 
 from orchestrator import cli
 from orchestrator.trial import run_epochs
+
+from .conftest import ROOT
 
 
 def test_schedules_lists_every_law_and_plots(tmp_path, capsys):
@@ -49,3 +53,15 @@ def test_a_restored_trial_continues_the_same_curve():
     assert states[-1]["history"][:2] == full[:2] and [m["epoch"] for m in states[-1]["history"]] == [1, 2, 3, 4]
     assert [m["val_loss"] for m in resumed] == pytest.approx([m["val_loss"] for m in full[2:]], rel=1e-6)
     assert [m["lr_epoch"] for m in resumed] == pytest.approx([m["lr_epoch"] for m in full[2:]])
+
+
+def test_make_demo_installs_without_the_test_extras(tmp_path):
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    venv = tmp_path / "venv"  # absent: make -n lists every step of a fresh install, runs none
+    out = subprocess.run(["make", "-n", "demo", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    installs = [line for line in out.splitlines() if " pip install" in line and "--upgrade pip" not in line]
+    assert len(installs) == 1 and installs[0].endswith(" -e ."), out
+    assert "constraints.txt" in installs[0] and "constraints-test" not in out and "[test" not in out
+    assert f"{venv}/bin/sweep run examples/digits.yaml" in out
