@@ -2,7 +2,9 @@
 the band of rates the sweep cannot tell apart from the best; ``mode: max`` judged in the right direction."""
 from __future__ import annotations
 
-from orchestrator import zoom
+import pytest
+
+from orchestrator import config, zoom
 
 
 def test_the_cliff_of_a_negated_maximised_metric_is_judged_by_the_ratio():
@@ -17,3 +19,14 @@ def test_the_cliff_of_a_negated_maximised_metric_is_judged_by_the_ratio():
     stopped = zoom.Observation.of(0, -1.5, 0, [-0.85, -0.9], done=True)
     pick = zoom.best_of_group([best, stopped, zoom.Observation.of(0, -2.5, 0, [-0.8, -0.9, -0.93, -0.94], True)])
     assert pick.x > -2.5 and zoom._stopped_over_cliff([best, stopped], 4) == []
+
+
+def test_metric_may_be_any_reported_key_and_mode_max_is_accepted():
+    base = "name: m\nworkload: digits_mlp\nmax_epochs: 3\nspace:\n  lr: {log: [1e-3, 1e-1]}\n"
+    cfg = config.loads(base + "metric: val_accuracy\nmode: max\n")
+    assert (cfg.metric, cfg.mode) == ("val_accuracy", "max")
+    assert config.loads(base).mode == "min"
+    for bad, key in (("metric: 'val loss'\n", "metric"), ("mode: maximum\n", "mode")):
+        with pytest.raises(config.ConfigError) as info:
+            config.loads(base + bad, "c.yaml")
+        assert key in str(info.value) and "\n" not in str(info.value)
