@@ -58,7 +58,7 @@ def project_sweep(cfg) -> tuple[float, float, int, int, float | None]:
     report (tables + plots) took, a one-off cost per sweep like ray.init, not a per-trial one."""
     import pyarrow.parquet as pq
 
-    from orchestrator import report, tuning
+    from orchestrator import folder, report, tuning
 
     build, seconds = report.build, []
 
@@ -76,7 +76,7 @@ def project_sweep(cfg) -> tuple[float, float, int, int, float | None]:
         wall = time.time() - start
     finally:
         report.build = build
-    table = pq.read_table(tuning.sweep_folder(cfg) / "trials.parquet").to_pandas()
+    table = pq.read_table(folder.sweep_folder(cfg) / "trials.parquet").to_pandas()
     return (wall, float(table["epoch_seconds"].sum()), int(table["trial_id"].nunique()), len(table),
             seconds[0] if seconds else None)
 

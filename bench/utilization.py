@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     from ray import tune
     from ray.cluster_utils import Cluster
 
-    from orchestrator import tuning
+    from orchestrator import folder, tuning
     from orchestrator.trial import train_trial
 
     t_all = time.time()
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         start = time.time()
         tuning.run(cfg, quiet=True)
         sweep_wall = time.time() - start
-        table = pq.read_table(tuning.sweep_folder(cfg) / "trials.parquet").to_pandas()
+        table = pq.read_table(folder.sweep_folder(cfg) / "trials.parquet").to_pandas()
         sweep_busy = float(table["epoch_seconds"].sum())
         sweep_epochs = len(table)
         rounds: dict[int, list[float]] = {}

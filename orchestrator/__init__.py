@@ -31,10 +31,10 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
     An existing cluster must require a token unless ``insecure``; it must answer within ``connect_timeout``
     seconds (``cluster.connect.ray_session``)."""
     from cluster.connect import ray_session
-    from orchestrator import tuning
+    from orchestrator import folder, tuning
 
     if not resume:
-        tuning.refuse_taken(cfg)
+        folder.refuse_taken(cfg)
     with ray_session(address, num_cpus=num_cpus, insecure=insecure, connect_timeout=connect_timeout):
         return tuning.run(cfg, config_text=config_text, resume=resume, quiet=quiet, checks=checks,
                           verbose=verbose)

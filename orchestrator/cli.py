@@ -51,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     resolve_address(args.address)  # a bad address fails now, before the checks and before Ray starts
     if not args.resume:
-        from orchestrator.tuning import refuse_taken
+        from orchestrator.folder import refuse_taken
 
         refuse_taken(cfg)  # so does a sweep folder that is taken
     else:

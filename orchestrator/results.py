@@ -227,7 +227,7 @@ def _number(v: Any) -> bool:
 
 
 def _rounds_problem(data: Any) -> str | None:
-    """What is wrong with a ``rounds.json`` document (as ``tuning.save`` writes it), or None."""
+    """What is wrong with a ``rounds.json`` document (as ``folder.save`` writes it), or None."""
     if not isinstance(data, dict):
         return f"expected a JSON object, got {type(data).__name__}"
     fields = {

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -16,7 +14,7 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from orchestrator import board, config as configs, credfs, report, results, storage, zoom
+from orchestrator import board, config as configs, credfs, folder as folders, report, storage, zoom
 from orchestrator.config import SweepConfig
 from orchestrator.errors import SweepExistsError, SweepInterrupted  # also re-exported; one home: errors.py
 from orchestrator.searcher import ZoomSearcher
@@ -117,12 +115,6 @@ def trainable_with_resources(cfg: SweepConfig):
     return tune.with_resources(train_trial, res)
 
 
-def sweep_folder(cfg: SweepConfig) -> Path:
-    """The local folder the sweep's own files are written to: ``storage/name``, or for a URI ``storage``
-    the local copy that is uploaded to ``storage/name`` (see ``orchestrator.storage``)."""
-    return storage.target(cfg.storage, cfg.name).folder
-
-
 class FailureCounter(tune.Callback):
     """Counts each trial's failures (a crashed trainable, a lost node); shown in the results."""
 
@@ -172,90 +164,6 @@ class Reconcile(tune.Callback):
 
     def get_state(self) -> dict | None:
         return None  # nothing to carry over: each run checks once, at its start
-
-
-def claim_folder(folder: Path, config_text: str) -> list[Path]:
-    """Create the sweep folder, or fail if another sweep has it: ``sweep.yaml`` is created with O_EXCL,
-    so two sweeps started with the same name at the same moment never share a folder. Returns the
-    folders the claim created (innermost first; ``unclaim`` removes them).
-
-    Raises ``SweepExistsError`` if the folder is taken, ``storage.StorageError`` (one line: the path and
-    the cause) if it is a symbolic link or cannot be written (a full disk, no permission); a claim that
-    failed leaves nothing behind (no empty ``sweep.yaml`` keeping the name taken)."""
-    refuse_symlink(folder)
-    made = []
-    for p in (folder, *folder.parents):
-        if os.path.lexists(p):
-            break
-        made.append(p)
-    path = folder / "sweep.yaml"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-    except FileExistsError:
-        if os.path.lexists(path):
-            raise SweepExistsError(_taken(str(folder))) from None
-        raise storage.StorageError(f"{folder}: cannot claim the sweep folder (a file is in the way)") from None
-    except OSError as exc:
-        unclaim(folder, made, path=None)
-        raise storage.StorageError(f"{folder}: cannot claim the sweep folder ({exc.strerror or exc}); "
-                                   f"nothing was left behind") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(config_text or "# config given through the Python API\n")
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as exc:
-        unclaim(folder, made)
-        raise storage.StorageError(f"{path}: cannot claim the sweep folder ({exc.strerror or exc}); "
-                                   f"nothing was left behind") from None
-    return made
-
-
-def unclaim(folder: Path, made: list[Path], path: Path | str | None = "sweep.yaml") -> None:
-    """Undo a claim: remove ``folder/sweep.yaml`` and ``folder/preflight.json``, then the folders in
-    ``made`` that are empty (innermost first). Used when a new sweep fails before it started."""
-    for name in ([path, "preflight.json"] if path else []):
-        (folder / name).unlink(missing_ok=True)
-    for p in made:
-        try:
-            p.rmdir()
-        except OSError:
-            break
-
-
-def refuse_symlink(folder: Path) -> None:
-    """A sweep folder must be a real folder: ``STORAGE/NAME`` as a symbolic link is refused (its files
-    would land wherever the link points)."""
-    if folder.is_symlink():
-        raise storage.StorageError(f"{folder}: is a symbolic link (to {configs.shown(os.readlink(folder))}); a "
-                                   f"sweep folder must be a real folder: remove the link or choose another name")
-
-
-def _taken(where: str) -> str:
-    return f"{where}: sweep folder already exists; pass --resume to continue it, or choose another name"
-
-
-def refuse_taken(cfg: SweepConfig) -> None:
-    """Fail at once, before Ray starts, when a new sweep's folder is taken (``run`` claims it later)."""
-    where = storage.target(cfg.storage, cfg.name)
-    if where.uri is None:
-        refuse_symlink(where.folder)
-    if storage.exists(where.uri) if where.uri else os.path.lexists(where.folder / "sweep.yaml"):
-        raise SweepExistsError(_taken(where.shown))
-
-
-def claim_uri(folder: Path, uri: str, config_text: str) -> None:
-    """Claim ``uri`` (``STORAGE/NAME``) for a new sweep: refused if anything is there already. The local
-    copy starts afresh and ``sweep.yaml`` is uploaded at once. Object stores have no create-if-absent:
-    two sweeps started with one name at the same moment are not told apart (local folders are)."""
-    if storage.exists(uri):
-        raise SweepExistsError(_taken(storage.display(uri)))
-    refuse_symlink(folder)
-    if folder.exists():
-        shutil.rmtree(folder)  # a stale local copy (of a sweep since deleted from the storage)
-    claim_folder(folder, storage.scrub(config_text, uri))  # stored without the URI's credentials
-    storage.upload(folder, uri)
 
 
 def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bool = False,
@@ -320,97 +228,46 @@ def run(cfg: SweepConfig, config_text: str = "", resume: bool = False, quiet: bo
     from orchestrator import lease  # one driver at a time: held from before Tune trains until the end
 
     where = storage.target(cfg.storage, cfg.name)
-    folder, uri = where.folder, where.uri
-    if uri is None:
-        tuner = _local_tuner(cfg, folder, config_text, resume, quiet, checks, verbose)
-        with lease.held(lease.store_for(folder, None), quiet=quiet):
+    tuner = _tuner(cfg, where, config_text, resume, quiet, checks, verbose)
+    with lease.held(lease.store_for(where.folder, where.uri), quiet=quiet):
+        if where.uri is None:
             return _fit(cfg, tuner, where, quiet)
-    tuner = _uri_tuner(cfg, folder, uri, config_text, resume, quiet, checks, verbose)
-    with lease.held(lease.store_for(folder, uri), quiet=quiet):
         try:
             summary = _fit(cfg, tuner, where, quiet)
         except BaseException as exc:
-            _publish(folder, uri, strict=isinstance(exc, SweepInterrupted))
+            folders.publish(where.folder, where.uri, strict=isinstance(exc, SweepInterrupted))
             raise
-        storage.upload(folder, uri)
+        storage.upload(where.folder, where.uri)
     return summary
 
 
-def _local_tuner(cfg, folder, config_text, resume, quiet, checks, verbose) -> tune.Tuner:
-    refuse_symlink(folder)
-    if resume and folder.exists():
-        if not tune.Tuner.can_restore(str(folder)):
-            raise SweepExistsError(f"{folder}: cannot resume: no Ray Tune experiment state in it")
-        grown = check_resume(cfg, folder, str(folder), quiet)
-        tuner = tune.Tuner.restore(str(folder), trainable_with_resources(cfg), resume_unfinished=True,
-                                   resume_errored=True)
-        _extend(tuner, grown)
-        return tuner
-    made = claim_folder(folder, config_text or configs.dump(cfg))
-    if checks:
-        try:
-            results.write_json(folder / "preflight.json", [c.__dict__ for c in checks])
-        except results.ResultsError as exc:
-            unclaim(folder, made)
-            raise storage.StorageError(f"{exc}; the sweep was not started and nothing was left behind") from None
-    return build_tuner(cfg, folder, quiet, verbose)
+def _tuner(cfg: SweepConfig, where: storage.Target, config_text: str, resume: bool, quiet: bool,
+           checks: list | None, verbose: bool) -> tune.Tuner:
+    """The restored Tuner when ``resume`` finds the sweep at ``where``, else a new one in a freshly claimed
+    folder. With a URI, Tune's experiment goes straight to the URI; the sweep's own files to the local copy."""
+    if where.uri is None:
+        folders.refuse_symlink(where.folder)
+    if resume and folders.present(where):
+        return _restore(cfg, where, quiet)
+    folders.claim(where, config_text or configs.dump(cfg), checks)
+    return build_tuner(cfg, where.folder, quiet, verbose, storage_path=cfg.storage if where.uri else None)
 
 
-def check_resume(cfg: SweepConfig, folder: Path, shown: str, quiet: bool = False) -> dict[str, Any]:
-    """Before a resume: compare ``cfg`` with the config the sweep was started with (``folder/sweep.yaml``).
-
-    A change that alters what was already trained raises ``ConfigError`` (one line naming each changed
-    key; nothing is touched). Allowed changes (``config.resume_changes``: more rounds, a larger budget,
-    resources) are printed, appended to ``folder/resume.log``, and returned as the ``zoom.Rules`` fields
-    to raise. A ``sweep.yaml`` written by the Python API before configs were stored cannot be compared:
-    said in one line, and the resume goes on."""
-    path = folder / "sweep.yaml"
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise configs.ConfigError(f"{path}: cannot read the config the sweep was started with "
-                                  f"({getattr(exc, 'strerror', None) or exc}); cannot resume") from None
-    if not text.strip() or text == "# config given through the Python API\n":
-        if not quiet:
-            print(f"[sweep] {path} holds no config (an older sweep started from Python): the config is not "
-                  f"compared", flush=True)
-        return {}
-    try:
-        stored = configs.loads(text, str(path))
-    except configs.ConfigError as exc:
-        raise configs.ConfigError(f"cannot resume {shown}: the config it was started with does not load "
-                                  f"({exc})") from None
-    refused, allowed = configs.resume_changes(stored, cfg)
-    if refused:
-        raise configs.ConfigError(
-            f"cannot resume {shown} with an edited config: {'; '.join(refused)} (these change what was already "
-            f"trained: put them back as in {path}, or start a new sweep under another name; only "
-            f"{', '.join(configs.RESUME_MAY_GROW)} may grow and resources change)")
-    if not allowed:
-        return {}
-    line = ", ".join(f"{k} {configs.shown(a)} -> {configs.shown(b)}" for k, (a, b) in allowed.items())
-    ended = (results.read_json(folder / results.ROUNDS) or {}).get("stop_reason")
-    if ended and set(allowed) & set(configs.RESUME_MAY_GROW):
-        raise configs.ConfigError(
-            f"cannot resume {shown} with {line}: its search had already ended ({configs.shown(ended)}), so no "
-            f"round can be added to it; resume it with the values in {path}, or start a new sweep")
-    results.atomic_write_bytes(folder / "resume.log", (_read_or_empty(folder / "resume.log") + time.strftime(
-        "%Y-%m-%dT%H:%M:%S%z") + f" resumed with {line}\n").encode())
-    if not quiet:
-        print(f"[sweep] resumed with {line} (recorded in {folder / 'resume.log'})", flush=True)
-    grown: dict[str, Any] = {}
-    if "zoom.max_rounds" in allowed:
-        grown["max_rounds"] = cfg.zoom.max_rounds
-    if "zoom.budget_fte" in allowed:
-        grown["budget_epochs"] = cfg.zoom.budget_fte * cfg.max_epochs if cfg.zoom.budget_fte else None
-    return grown
-
-
-def _read_or_empty(path: Path) -> str:
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        return ""
+def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool) -> tune.Tuner:
+    path, filesystem = credfs.for_tune(where.uri) if where.uri else (str(where.folder), None)
+    if not tune.Tuner.can_restore(path, storage_filesystem=filesystem):
+        raise SweepExistsError(f"{where.shown}: cannot resume: no Ray Tune experiment state in it")
+    if where.uri:
+        storage.download(where.uri, where.folder)  # sweep.yaml, preflight.json, results so far: not Tune's files
+    grown = folders.check_resume(cfg, where.folder, where.shown, quiet)
+    tuner = tune.Tuner.restore(path, trainable_with_resources(cfg), resume_unfinished=True, resume_errored=True,
+                               storage_filesystem=filesystem)
+    if where.uri:
+        for c in _run_callbacks(tuner):
+            if isinstance(c, board.SweepBoard):
+                c.folder = where.folder  # the pickled path may be another machine's local copy
+    _extend(tuner, grown)
+    return tuner
 
 
 def _extend(tuner: tune.Tuner, grown: dict[str, Any]) -> None:
@@ -419,37 +276,6 @@ def _extend(tuner: tune.Tuner, grown: dict[str, Any]) -> None:
     for c in _run_callbacks(tuner):
         if isinstance(c, Reconcile):
             c.grown = dict(grown)
-
-
-def _uri_tuner(cfg, folder, uri, config_text, resume, quiet, checks, verbose) -> tune.Tuner:
-    """Tune's experiment goes straight to ``uri``; the sweep's own files to the local copy ``folder``."""
-    if resume and storage.exists(uri):
-        path, filesystem = credfs.for_tune(uri)
-        if not tune.Tuner.can_restore(path, storage_filesystem=filesystem):
-            raise SweepExistsError(f"{storage.display(uri)}: cannot resume: no Ray Tune experiment state in it")
-        storage.download(uri, folder)  # sweep.yaml, preflight.json, results so far: not Tune's files
-        grown = check_resume(cfg, folder, storage.display(uri), quiet)
-        tuner = tune.Tuner.restore(path, trainable_with_resources(cfg), resume_unfinished=True,
-                                   resume_errored=True, storage_filesystem=filesystem)
-        for c in _run_callbacks(tuner):
-            if isinstance(c, board.SweepBoard):
-                c.folder = folder  # the pickled path may be another machine's local copy
-        _extend(tuner, grown)
-        return tuner
-    claim_uri(folder, uri, config_text or configs.dump(cfg))
-    if checks:
-        results.write_json(folder / "preflight.json", [c.__dict__ for c in checks])
-    return build_tuner(cfg, folder, quiet, verbose, storage_path=cfg.storage)
-
-
-def _publish(folder: Path, uri: str, strict: bool) -> None:
-    """Upload the results so far; when another error is on its way, a failed upload is only printed."""
-    try:
-        storage.upload(folder, uri)
-    except storage.StorageError as exc:
-        if strict:
-            raise
-        print(f"[sweep] {exc}", file=sys.stderr, flush=True)
 
 
 def _fit(cfg: SweepConfig, tuner: tune.Tuner, where: storage.Target, quiet: bool) -> report.Summary:
@@ -462,7 +288,7 @@ def _fit(cfg: SweepConfig, tuner: tune.Tuner, where: storage.Target, quiet: bool
     errors = {Path(r.path).name: str(r.error).strip().splitlines()[-1][:500]
               for r in grid if r.error is not None}  # type: ignore[attr-defined]  # iterates by __getitem__
     failures = next((c.failures for c in _run_callbacks(tuner) if isinstance(c, FailureCounter)), {})
-    save(folder, cfg, state, errors, failures)
+    folders.save(folder, cfg, state, errors, failures)
     interrupted = state.stop_reason is None or any(not t.done for t in state.trials.values())
     if interrupted:
         raise SweepInterrupted(f"{where.shown}: sweep interrupted; results so far are saved. Resume with: "
@@ -490,33 +316,3 @@ def _run_callbacks(tuner: tune.Tuner) -> list:
     if local is None:
         raise RuntimeError("expected a Tuner that runs in this process, found one without a local tuner")
     return local.get_run_config().callbacks or []
-
-
-def save(folder: Path, cfg: SweepConfig, state: SweepState, errors: dict[str, str],
-         failures: dict[str, int] | None = None) -> None:
-    """trials.parquet and rounds.json from the searcher's state."""
-    rows = []
-    for r in state.rows:
-        t = state.trials[r["trial_id"]]
-        status = _status(t, cfg.max_epochs)
-        rows.append({**r, "lr": t.config[state.param], "status": status, "error": errors.get(t.trial_id),
-                     "failures": (failures or {}).get(t.trial_id, 0),
-                     "config": json.dumps(t.config, sort_keys=True, default=str)})
-    for t in state.trials.values():  # trials that errored before any result still get a row
-        if not t.curve:
-            rows.append({"trial_id": t.trial_id, "round": t.round, "group": t.group, "lr": t.config[state.param],
-                         "status": results.TrialStatus.ERRORED, "error": errors.get(t.trial_id, "no result reported"),
-                         "failures": (failures or {}).get(t.trial_id, 0),
-                         "config": json.dumps(t.config, sort_keys=True, default=str)})
-    results.write_trials(folder, rows)
-    results.write_json(folder / results.ROUNDS, {
-        "metric": state.metric, "param": state.param, "max_epochs": cfg.max_epochs,
-        "rounds": [{"index": r.index, "points": len(r.points), "reason": r.reason,
-                    "brackets": {str(g): list(b) for g, b in r.brackets.items()}} for r in state.rounds],
-        "stop_reason": state.stop_reason, "groups": state.groups, "cliff_margin": state.rules.cliff_margin,
-    })
-
-
-def _status(t, max_epochs: int) -> results.TrialStatus:
-    return results.TrialStatus.ended(diverged=bool(t.curve) and not math.isfinite(t.curve[-1]), errored=t.errored,
-                                     epochs=len(t.curve), max_epochs=max_epochs)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from orchestrator import config, run_sweep, tuning
+from orchestrator import config, folder as folders, run_sweep
 from orchestrator.config import ConfigError
 
 # --- malformed input ---------------------------------------------------------------------------
@@ -62,9 +62,9 @@ def test_malformed_configs_name_the_key(tmp_path, text, key):
 
 def test_two_sweeps_with_one_name_never_share_a_folder(tmp_path):
     folder = tmp_path / "runs" / "same"
-    tuning.claim_folder(folder, "first")
-    with pytest.raises(tuning.SweepExistsError, match="already exists"):
-        tuning.claim_folder(folder, "second")
+    folders.claim_folder(folder, "first")
+    with pytest.raises(folders.SweepExistsError, match="already exists"):
+        folders.claim_folder(folder, "second")
     assert (folder / "sweep.yaml").read_text() == "first"
 
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from orchestrator import cli, config, storage, tuning
+from orchestrator import cli, config, folder as folders, storage, tuning
 from orchestrator.config import ConfigError
 
 GOOD = {
@@ -145,7 +145,7 @@ def test_a_symlinked_sweep_folder_is_refused_for_a_new_run(tmp_path, capsys):
     assert err.count("\n") == 1 and "is a symbolic link" in err and str(elsewhere) in err
     assert list(elsewhere.iterdir()) == []
     with pytest.raises(storage.StorageError, match="symbolic link"):
-        tuning.claim_folder(tmp_path / "runs" / "t", "x")  # the claim itself checks too (a link made later)
+        folders.claim_folder(tmp_path / "runs" / "t", "x")  # the claim itself checks too (a link made later)
     assert list(elsewhere.iterdir()) == []
 
 
@@ -197,13 +197,13 @@ def test_a_claim_on_a_full_disk_is_one_line_and_leaves_nothing(tiny_disk, tmp_pa
     cfg = _config_file(tmp_path, tiny_disk / "runs")
     folder = tiny_disk / "runs" / "t"
     with pytest.raises(storage.StorageError) as info:
-        tuning.claim_folder(folder, cfg.read_text())
+        folders.claim_folder(folder, cfg.read_text())
     message = str(info.value)
     assert "\n" not in message and str(folder) in message and "No space left on device" in message
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]  # no runs/t/sweep.yaml keeps the name
     # the same through `sweep run` (Ray is never started: the claim fails first), then with space again
     (tiny_disk / "filler").unlink()
-    tuning.claim_folder(folder, "first")  # the name was never taken
+    folders.claim_folder(folder, "first")  # the name was never taken
     assert (folder / "sweep.yaml").read_text() == "first"
 
 

@@ -152,18 +152,18 @@ def test_report_of_a_uri_without_results_is_exit_2_one_line(s3, capsys):
 
 
 def test_a_sweep_at_a_uri_is_claimed_once(s3, tmp_path):
-    from orchestrator import tuning
+    from orchestrator import folder as folders
 
     uri = s3.uri("runs/same")
     folder = tmp_path / "copy" / "same"
-    tuning.claim_uri(folder, uri, "first")
+    folders.claim_uri(folder, uri, "first")
     assert s3.read("runs/same/sweep.yaml") == b"first"  # uploaded at once
-    with pytest.raises(tuning.SweepExistsError, match="already exists"):
-        tuning.claim_uri(tmp_path / "elsewhere" / "same", uri, "second")
+    with pytest.raises(folders.SweepExistsError, match="already exists"):
+        folders.claim_uri(tmp_path / "elsewhere" / "same", uri, "second")
     assert s3.read("runs/same/sweep.yaml") == b"first"
     s3.write("runs/taken/user-file.txt", b"mine")  # anything at URI/NAME: never written over
-    with pytest.raises(tuning.SweepExistsError, match="already exists"):
-        tuning.claim_uri(tmp_path / "t" / "taken", s3.uri("runs/taken"), "x")
+    with pytest.raises(folders.SweepExistsError, match="already exists"):
+        folders.claim_uri(tmp_path / "t" / "taken", s3.uri("runs/taken"), "x")
     assert s3.files("runs/taken").keys() == {"user-file.txt"}
 
 

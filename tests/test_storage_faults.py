@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import cli, results, storage, tuning
+from orchestrator import cli, folder as folders, results, storage
 
 from . import test_storage
 from .test_report import make_sweep
@@ -74,7 +74,7 @@ def test_a_new_sweep_at_a_uri_starts_its_local_copy_afresh(s3, tmp_path):
     (folder / "best.json").write_text("{}")
     (folder / "_sweep").mkdir()
     (folder / "_sweep" / "events.out.tfevents.1.old").write_bytes(b"old run")
-    tuning.claim_uri(folder, storage.join(uri, "again"), "name: again\n")
+    folders.claim_uri(folder, storage.join(uri, "again"), "name: again\n")
     assert snapshot(folder).keys() == {"sweep.yaml"}
     assert s3.files("runs/again").keys() == {"sweep.yaml"}  # nothing stale reached the storage
 
@@ -130,7 +130,7 @@ def test_a_failed_upload_is_one_line_naming_the_kept_local_copy(s3, stopped_endp
     assert message.endswith(f"; the results are in {folder}")
     assert not [f for f in FORMS if f in message]
     assert snapshot(folder) == before  # the local copy is kept as it was
-    tuning._publish(folder, uri, strict=False)  # on the way out with another error: printed, not raised
+    folders.publish(folder, uri, strict=False)  # on the way out with another error: printed, not raised
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "upload failed" in err and str(folder) in err
     assert not [f for f in FORMS if f in err]
