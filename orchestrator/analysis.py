@@ -5,8 +5,13 @@ imports neither Ray, torch nor matplotlib. ``report`` renders what this module r
 
 - ``TrialCurve``: one trial of the table (its round, group, rate, status, config and per-epoch values),
   built from the stored rows by ``trial_curves``;
-- ``Summary``: the pick (``zoom.choose`` over the table), the best trial run, the cost, the warnings,
-  and the table itself, built by ``summarise``;
+- ``Summary``: the pick (``zoom.choose`` over the table), the chosen rate's own score (``Score``: the
+  trial at that rate, or interpolated between its neighbours), the band of rates the sweep cannot tell
+  apart from the best (``Band``), the best trial run, the cost, the warnings, and the table itself, built
+  by ``summarise``;
+- statistics have one name each (``best_label``, ``mean_label``, ``LAST``): a trial's best value at any
+  epoch, its mean over the epochs the zoom compares (``zoom.SMOOTH_EPOCHS`` up to the comparison epoch),
+  its value at the last epoch;
 - ``best_by``: the best trial per decay law, per optimizer (any label of the config);
 - ``train_val_gap``: the winner's train/validation gap and its verdict.
 """
@@ -19,13 +24,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from orchestrator import results, zoom
-from orchestrator.results import TrialStatus
+from orchestrator.results import Mode, TrialStatus
 from orchestrator.space import nice
 
 GAP_OVERFIT = 0.5  # (val - train) / val above this: overfitting
 GAP_LEAK = -0.1  # (val - train) / train below this: validation better than training by >10%
 COLUMNS = ("train_loss", "val_loss", "val_error")  # the per-epoch values a TrialCurve keeps
+NOISE_REACH = 1.0  # decades around the best trial whose scores measure the seed noise (``band``)
+BAND_SIGMAS = 2.0  # a rate whose score is within this many noise estimates of the best is not told apart
+LAST = "at the last epoch"
+
+
+def best_label(mode: Mode | str) -> str:
+    """The name of a trial's best value at any epoch: 'lowest at any epoch' (min) or 'highest ...' (max)."""
+    return f"{'lowest' if Mode(mode) is Mode.MIN else 'highest'} at any epoch"
+
+
+def mean_label(epoch: int) -> str:
+    """The name of the score the zoom compares at ``epoch``: 'mean of epochs 25-27' ('mean of epoch 1')."""
+    first = max(1, epoch - zoom.SMOOTH_EPOCHS + 1)
+    return f"mean of epoch {epoch}" if first >= epoch else f"mean of epochs {first}-{epoch}"
 
 
 def finite(v: Any) -> float:
@@ -39,7 +60,7 @@ class TrialCurve:
 
     ``epochs`` and the value tuples run in parallel, one entry per epoch reported, in epoch order;
     values are as stored (None, NaN or inf included). A trial that errored before reporting has no
-    epochs. ``values`` holds the sweep's metric."""
+    epochs. ``values`` holds the sweep's metric as reported; ``mode`` says which way it is better."""
 
     trial: str
     round: int
@@ -53,6 +74,7 @@ class TrialCurve:
     train_loss: tuple[float | None, ...]
     val_loss: tuple[float | None, ...]
     val_error: tuple[float | None, ...]
+    mode: Mode = Mode.MIN
 
     def column(self, name: str) -> tuple[float | None, ...]:
         """The per-epoch values of ``name`` (one of ``COLUMNS``)."""
@@ -64,6 +86,15 @@ class TrialCurve:
         """The stored value of ``name`` at ``epoch``; None when the trial did not report that epoch."""
         return self.column(name)[self.epochs.index(epoch)] if epoch in self.epochs else None
 
+    def value_at(self, epoch: int) -> float | None:
+        """The stored value of the sweep's metric at ``epoch``; None when the trial did not report that epoch."""
+        return self.values[self.epochs.index(epoch)] if epoch in self.epochs else None
+
+    @property
+    def last(self) -> float | None:
+        """The stored value of the sweep's metric at the trial's last epoch (``LAST``); None when none."""
+        return self.values[-1] if self.values else None
+
     def final(self, name: str) -> float | None:
         """The stored value of ``name`` at the trial's last epoch; None when it reported none."""
         column = self.column(name)
@@ -71,8 +102,14 @@ class TrialCurve:
 
     @property
     def best(self) -> float:
-        """The lowest metric value the trial reached at any epoch; inf when none is finite."""
-        return min((finite(v) for v in self.values), default=math.inf)
+        """The best metric value the trial reached at any epoch (``best_label``: lowest, or highest for
+        ``mode`` max); inf (-inf for max) when none is finite."""
+        return self.mode.metric(min((finite(self.mode.loss(v)) for v in self.values if v is not None),
+                                    default=math.inf))
+
+    def mean_at(self, epoch: int) -> float:
+        """``score_at`` in the metric's units (``mean_label``): -inf for a maximised metric that diverged."""
+        return self.mode.metric(self.score_at(epoch))
 
     @property
     def law(self) -> str:
@@ -85,11 +122,12 @@ class TrialCurve:
     def observation(self) -> zoom.Observation:
         """The trial as the zoom sees it (ended; x = 0 for a rate that is not positive)."""
         x = math.log10(self.lr) if self.lr and self.lr > 0 else 0.0
-        return zoom.Observation.of(self.group, x, self.round, self.values, True)
+        return zoom.Observation.of(self.group, x, self.round,
+                                   [None if v is None else self.mode.loss(v) for v in self.values], True)
 
     def score_at(self, epoch: int) -> float:
-        """The trial's score at ``epoch`` as the zoom compares it (``zoom.score``: the metric averaged
-        over the last few epochs up to ``epoch``); inf when diverged or not reached."""
+        """The trial's score at ``epoch`` as the zoom compares it (``zoom.score`` of the minimised metric,
+        ``Mode.loss``: averaged over the last few epochs up to ``epoch``); inf when diverged or not reached."""
         o = self.observation()
         if epoch < 1 or not o.reached(epoch):
             return math.inf
@@ -122,12 +160,15 @@ def _config(text: str | None) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def trial_curves(rows: Iterable[dict[str, Any]], metric: str) -> tuple[TrialCurve, ...]:
+def trial_curves(rows: Iterable[dict[str, Any]], metric: str, mode: Mode | str = Mode.MIN) -> tuple[TrialCurve, ...]:
     """The trial table: one ``TrialCurve`` per trial id, in the order the ids first appear in ``rows``
     (rows as ``results.read_trials`` returns them). A trial's round, group, rate and config are
-    those of its first row in epoch order, its status and error those of its last."""
-    if metric not in COLUMNS:
-        raise ValueError(f"metric={metric!r}: expected one of {COLUMNS}")
+    those of its first row in epoch order, its status and error those of its last. The metric's values
+    come from the ``metric`` column, or for files written before it from the column named ``metric``."""
+    rows = list(rows)
+    stored = any(r.get("metric") is not None for r in rows)
+    if not stored and metric not in COLUMNS:
+        raise ValueError(f"metric={metric!r}: expected one of {COLUMNS} or rows with a 'metric' column")
     by_trial: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_trial.setdefault(r["trial_id"], []).append(r)
@@ -140,7 +181,7 @@ def trial_curves(rows: Iterable[dict[str, Any]], metric: str) -> tuple[TrialCurv
         table.append(TrialCurve(
             trial=tid, round=first["round"], group=first["group"], lr=first["lr"], status=_status(last["status"]),
             config=_config(first.get("config")), error=last.get("error"), epochs=tuple(r["epoch"] for r in ep),
-            values=columns[metric], **columns))
+            values=tuple(r.get("metric") for r in ep) if stored else columns[metric], **columns, mode=Mode(mode)))
     return tuple(table)
 
 
@@ -154,9 +195,56 @@ def observations(table: Iterable[TrialCurve]) -> list[zoom.Observation]:
     return [c.observation() for c in table if c.epochs and c.lr and c.lr > 0]
 
 
+@dataclass(frozen=True)
+class Score:
+    """The chosen rate's own score, in the metric's units, at the comparison epoch (``mean_label``): the
+    trial that ran at that rate (``trials`` holds its id), or, when no trial ran there, interpolated in
+    log10(rate) between the two trials that flank it (``interpolated``; ``trials`` holds both ids)."""
+
+    value: float
+    interpolated: bool
+    trials: tuple[str, ...]
+
+    def label(self, lr: Callable[[str], float]) -> str:
+        """Where the value comes from, in words; ``lr`` gives a trial id's rate."""
+        if not self.interpolated:
+            return "the trial at this rate"
+        rates = " and ".join(f"{lr(t):.4g}" for t in self.trials)
+        return f"interpolated between the trials at {rates}, not trained"
+
+
+@dataclass(frozen=True)
+class Band:
+    """The rates the sweep cannot tell apart from its best trial, given the seed noise it measured.
+
+    ``noise``: the standard deviation of one trial's score around a parabola in log10(rate) through the
+    trials within ``NOISE_REACH`` decades of the best (each point its own seed, so the scatter is the seed
+    noise), in the metric's units; None when fewer than 4 such trials. ``threshold``: the best score plus
+    ``BAND_SIGMAS`` noise estimates (minus, for a maximised metric). ``low``/``high``: the lowest and the
+    highest rate of the trials next to the best (no worse trial between) within the threshold, widened to
+    hold the chosen rate."""
+
+    low: float
+    high: float
+    noise: float | None
+    threshold: float | None
+    trials: int  # trials inside the band
+
+    def stored(self) -> dict[str, Any]:
+        return {"low": self.low, "high": self.high, "noise": self.noise, "threshold": self.threshold,
+                "trials": self.trials, "sigmas": BAND_SIGMAS}
+
+    def text(self, param: str = "lr") -> str:
+        """One phrase: 'band lr 0.005..0.02 (noise 0.0061)'."""
+        noise = f"noise {self.noise:.4f}" if self.noise is not None else "noise not measured: fewer than 4 trials"
+        return f"band {param} {self.low:.4g}..{self.high:.4g} ({noise})"
+
+
 @dataclass
 class Summary:
-    """A stored sweep, analysed: the pick, the best trial actually run, the cost, and the trial table."""
+    """A stored sweep, analysed: the pick and its own score, the band, the best trial actually run, the
+    cost, and the trial table. ``value`` is the best trial's score (``best_trial``), ``score`` the chosen
+    rate's; both are ``mean_label(epoch)`` in the metric's units."""
 
     folder: Path
     chosen: dict[str, Any]
@@ -180,15 +268,27 @@ class Summary:
     seconds: float = 0.0  # training time over every epoch of every trial
     meta: dict[str, Any] = field(default_factory=dict, repr=False)  # rounds.json as stored ({} when absent)
     table: tuple[TrialCurve, ...] = field(default=(), repr=False)
+    mode: Mode = Mode.MIN
+    score: Score | None = None  # the chosen rate's own score
+    band: Band | None = None
+
+    @property
+    def statistic(self) -> str:
+        return mean_label(self.epoch)
+
+    def rate_of(self, trial_id: str) -> float:
+        return next(c.lr for c in self.table if c.trial == trial_id)
+
+    def chosen_text(self) -> str:
+        """The chosen rate, its own score and where that comes from, and the band: the one wording that
+        best.json's fields, the final line, the report and ``sweep report`` share."""
+        own = self.score or Score(self.value, False, (self.best_trial["trial_id"],))
+        return (f"{self.param}={self.lr:.4g}  {self.metric}={own.value:.4f} ({self.statistic}, "
+                f"{own.label(self.rate_of)})" + (f"  {self.band.text(self.param)}" if self.band else ""))
 
     def line(self) -> str:
-        """One line: the chosen rate and the best score measured; when the rate is a fit between trials,
-        the score is labelled as the best trial's (at its own rate), never as the chosen rate's."""
-        score = f"{self.metric}={self.value:.4f} (mean of epochs {max(1, self.epoch - 2)}-{self.epoch})"
-        if self.interpolated:
-            score = (f"(fitted between trials, not trained; best trial: lr={self.best_trial['lr']:.3g} "
-                     f"{score})")
-        return (f"chosen lr={self.lr:.3g}  {score}  "
+        """One line: the chosen rate next to its own score (``chosen_text``), the cost, where the results are."""
+        return (f"chosen {self.chosen_text()}  "
                 f"cost={self.epochs} epochs ({self.fte:.1f} FTE, {self.trials} trials, {len(self.rounds)} rounds)  "
                 f"results: {self.where or self.folder}")
 
@@ -211,11 +311,62 @@ def _max_epochs(table: tuple[TrialCurve, ...], meta: dict[str, Any]) -> int:
     return max((max(c.epochs, default=0) for c in table), default=0) or 1
 
 
+def own_score(members: list[TrialCurve], lr: float, epoch: int) -> Score | None:
+    """The score (minimised, ``Mode.loss``) of rate ``lr`` among ``members`` (one group's trials) at
+    ``epoch``: the trial at that rate when one reached the epoch, else the linear interpolation in log10(rate)
+    between the nearest scored trials below and above it (the nearest one alone when ``lr`` lies outside
+    them). None when no trial has a finite score there."""
+    scored = sorted((c for c in members if c.lr and c.lr > 0 and math.isfinite(c.score_at(epoch))),
+                    key=lambda c: (c.lr, c.trial))
+    if not scored:
+        return None
+    at = [c for c in scored if abs(c.lr - lr) <= 1e-9 * lr]
+    if at:
+        return Score(at[0].score_at(epoch), False, (at[0].trial,))
+    below = [c for c in scored if c.lr < lr]
+    above = [c for c in scored if c.lr > lr]
+    if not below or not above:
+        c = (below or above)[-1 if below else 0]
+        return Score(c.score_at(epoch), True, (c.trial,))
+    a, b = below[-1], above[0]
+    t = (math.log10(lr) - math.log10(a.lr)) / (math.log10(b.lr) - math.log10(a.lr))
+    return Score(a.score_at(epoch) + t * (b.score_at(epoch) - a.score_at(epoch)), True, (a.trial, b.trial))
+
+
+def band(members: list[TrialCurve], lr: float, epoch: int) -> Band:
+    """The ``Band`` of ``members`` (one group's trials) at ``epoch`` around the chosen rate ``lr``; its
+    ``noise`` and ``threshold`` as the minimised score (``Mode.loss``) sees them."""
+    pts = sorted((math.log10(c.lr), c.score_at(epoch)) for c in members
+                 if c.lr and c.lr > 0 and c.observation().reached(epoch))
+    finite_pts = [p for p in pts if math.isfinite(p[1])]
+    x_lr = math.log10(lr)
+    if not finite_pts:
+        return Band(lr, lr, None, None, 0)
+    bi = min(range(len(pts)), key=lambda i: pts[i][1])
+    bx, by = pts[bi]
+    valley = [(x, y) for x, y in finite_pts
+              if abs(x - bx) <= NOISE_REACH + 1e-9 and not zoom.worse(y, by, zoom.CLIFF_RATIO)]
+    noise = threshold = None
+    lo = hi = bi
+    if len({round(x, 9) for x, _ in valley}) >= 4:
+        xs, ys = np.array(valley).T
+        residuals = ys - np.polyval(np.polyfit(xs, ys, 2), xs)
+        noise = math.sqrt(float(np.sum(residuals ** 2)) / (len(valley) - 3))
+        threshold = by + BAND_SIGMAS * noise
+        while lo > 0 and pts[lo - 1][1] <= threshold:
+            lo -= 1
+        while hi < len(pts) - 1 and pts[hi + 1][1] <= threshold:
+            hi += 1
+    low, high = min(pts[lo][0], x_lr), max(pts[hi][0], x_lr)
+    return Band(10 ** low, 10 ** high, noise, threshold, hi - lo + 1)
+
+
 def analyse(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Summary:
     """The ``Summary`` of a sweep from its rows (``results.read_trials``) and ``rounds.json`` (``meta``)."""
     metric = meta.get("metric", "val_loss")
+    mode = Mode(meta.get("mode", "min"))
     param = meta.get("param", "lr")
-    table = trial_curves(rows, metric)
+    table = trial_curves(rows, metric, mode)
     max_epochs = _max_epochs(table, meta)
     obs = observations(table)
     if not obs:
@@ -239,16 +390,23 @@ def analyse(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> S
     chosen = {k: v for k, v in best.config.items()
               if k not in ("round", "group", "seed_offset") and not k.startswith("_")}
     chosen[param] = lr
-    best_trial = {"trial_id": best.trial, param: best.lr, "epoch": epoch, "score": best.score_at(epoch),
-                  metric: best.at(epoch, metric), "val_loss": best.at(epoch, "val_loss"),
-                  "train_loss": best.at(epoch, "train_loss"), "val_error": best.at(epoch, "val_error"),
-                  "status": str(best.status)}
+    statistic = mean_label(epoch)
+    best_trial = {"trial_id": best.trial, param: best.lr, "epoch": epoch, "statistic": statistic,
+                  "score": best.mean_at(epoch), metric: best.value_at(epoch),
+                  "val_loss": best.at(epoch, "val_loss"), "train_loss": best.at(epoch, "train_loss"),
+                  "val_error": best.at(epoch, "val_error"), "status": str(best.status)}
     epochs = sum(len(c.epochs) for c in table)
-    interpolated = not any(abs(c.lr - lr) <= 1e-9 * lr for c in table if c.group == group)
-    s = Summary(folder, chosen, lr, pick.value, epoch, metric, epochs, epochs / max_epochs, len(table),
+    members = [c for c in table if c.group == group]
+    own = own_score(members, lr, epoch)
+    score = own and Score(mode.metric(own.value), own.interpolated, own.trials)
+    b = band(members, lr, epoch)
+    b = Band(b.low, b.high, b.noise, None if b.threshold is None else mode.metric(b.threshold), b.trials)
+    interpolated = not any(abs(c.lr - lr) <= 1e-9 * lr for c in members)
+    s = Summary(folder, chosen, lr, best.mean_at(epoch), epoch, metric, epochs, epochs / max_epochs, len(table),
                 meta.get("rounds", []), meta.get("stop_reason"), best_trial, notes=notes, interpolated=interpolated,
                 group=group, param=param, max_epochs=max_epochs,
-                seconds=sum(r.get("epoch_seconds") or 0.0 for r in rows), meta=meta, table=table)
+                seconds=sum(r.get("epoch_seconds") or 0.0 for r in rows), meta=meta, table=table, mode=mode,
+                score=score, band=b)
     gap = train_val_gap(s)
     if gap is not None and gap[1] != "normal":
         s.warnings.append(f"train/validation gap of the winner {gap[0]:+.4f}: {gap[1]}")
@@ -298,7 +456,8 @@ class Best:
 
 
 def best_by(table: Iterable[TrialCurve], label: Callable[[dict[str, Any]], str]) -> list[Best]:
-    """For each value of ``label(config)``: the trial with the lowest score among those trials, compared
+    """For each value of ``label(config)``: the trial with the best score among those trials (``value``:
+    ``mean_label``, in the metric's units; inf when none reached an epoch), compared
     the way the zoom compares (``zoom.comparison_epoch``: trials stopped early are not compared as if they
     had finished; ``zoom.score``). Sorted best first."""
     subsets: dict[str, list[TrialCurve]] = {}
@@ -309,11 +468,12 @@ def best_by(table: Iterable[TrialCurve], label: Callable[[dict[str, Any]], str])
         obs = [c.observation() for c in members if c.epochs]
         epoch = zoom.comparison_epoch(obs) if obs else 0
         if epoch < 1:
-            out.append(Best(key, len(members), members[0].trial, members[0].lr, math.inf, 0))
+            out.append(Best(key, len(members), members[0].trial, members[0].lr, members[0].mode.metric(math.inf), 0))
             continue
         c = min(members, key=lambda c: (c.score_at(epoch), c.trial))
-        out.append(Best(key, len(members), c.trial, c.lr, c.score_at(epoch), epoch))
-    return sorted(out, key=lambda b: (b.value, b.key))
+        out.append(Best(key, len(members), c.trial, c.lr, c.mean_at(epoch), epoch))
+    mode = next(iter(subsets.values()))[0].mode if subsets else Mode.MIN
+    return sorted(out, key=lambda b: (mode.loss(b.value), b.key))
 
 
 @dataclass(frozen=True)
@@ -323,7 +483,7 @@ class RoundStat:
     index: int
     trials: int  # trials in the table that belong to the round
     epochs: int  # epochs they trained
-    best: float  # the lowest metric value any of them reached at any epoch (inf: none)
+    best: float  # the best metric value any of them reached at any epoch (``best_label``; inf / -inf: none)
 
 
 def round_stats(s: Summary) -> list[RoundStat]:
@@ -331,6 +491,6 @@ def round_stats(s: Summary) -> list[RoundStat]:
     out = []
     for r in s.rounds:
         members = [c for c in s.table if c.round == r["index"]]
-        out.append(RoundStat(r["index"], len(members), sum(len(c.epochs) for c in members),
-                             min((c.best for c in members), default=math.inf)))
+        best = min((finite(s.mode.loss(c.best)) for c in members), default=math.inf)
+        out.append(RoundStat(r["index"], len(members), sum(len(c.epochs) for c in members), s.mode.metric(best)))
     return out

@@ -3,17 +3,19 @@
 From a sweep folder alone (``trials.parquet`` and ``rounds.json``: any finished or interrupted sweep,
 local or copied from a cluster), ``build`` writes beside them:
 
-- ``best.json``: the chosen configuration, the best score measured (``METRIC``: the best trial's, which is
-  not a score of the chosen rate when that rate is a fit between trials: then ``interpolated`` is true),
-  the best trial actually run, the cost;
+- ``best.json``: the chosen configuration and rate, the chosen rate's own score (``score``: the trial at
+  that rate, or interpolated between its neighbours, labelled), the band of rates the sweep cannot tell
+  apart from the best (``band``), the best trial actually run, the cost (``best_json``);
 - ``report.md``: the choice, why the zoom chose each round's bracket, the best learning rate per decay law
   and per optimizer, the winner's train/validation gap, the cost in epochs and FTE, all trials;
 - ``val_loss_vs_lr.png``: the metric against the learning rate (log axis), one colour per round, the
-  chosen bracket shaded;
+  last bracket and the band shaded;
 - ``val_curves.png``: the metric over epochs of the finalists (train loss dashed).
 
 ``terminal_table`` is the table of all trials that ``sweep report`` prints. Every renderer takes the one
 ``analysis.Summary`` (which carries the trial table); matplotlib is imported inside the plot functions.
+Statistics carry one name each everywhere (``analysis.mean_label``, ``analysis.best_label``, ``analysis.LAST``);
+a "bracket" is always the range of rates the zoom searched in a round, "rates tried" the range its trials ran.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import analysis, results, zoom
-from orchestrator.analysis import Summary, law_of, optimizer_of, ordered, train_val_gap
+from orchestrator.analysis import LAST, Summary, best_label, law_of, mean_label, optimizer_of, ordered, train_val_gap
 from orchestrator.results import TrialStatus
 from orchestrator.space import nice
 
@@ -37,8 +39,8 @@ summarise = analysis.summarise
 
 
 def score_label(metric: str, epoch: int) -> str:
-    k = min(zoom.SMOOTH_EPOCHS, epoch)
-    return f"{metric} at epoch {epoch}" if k <= 1 else f"{metric} averaged over epochs {epoch - k + 1}-{epoch}"
+    """'val_loss, mean of epochs 25-27': the score the zoom compares at ``epoch``."""
+    return f"{metric}, {mean_label(epoch)}"
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -53,9 +55,20 @@ def build(folder: str | Path) -> Summary:
 
 
 def best_json(s: Summary) -> dict[str, Any]:
-    """What best.json holds."""
+    """What best.json holds: ``lr`` (the chosen rate) and next to it ``METRIC``, the chosen rate's own score
+    (``score``: its value, ``statistic`` such as 'mean of epochs 25-27' at ``epoch``, ``interpolated`` and the
+    ``trials`` it comes from); ``band`` (``low``, ``high`` rates, ``noise`` and ``threshold`` in the metric's
+    units, ``trials`` in it, ``sigmas``); ``best_trial`` (its ``score`` under the same statistic, ``METRIC``
+    at that epoch); the cost."""
+    own = s.score
     return {
-        "config": s.chosen, "lr": s.lr, "interpolated": s.interpolated, s.metric: s.value, "epoch": s.epoch,
+        "config": s.chosen, "lr": s.lr, "metric": s.metric, "mode": str(s.mode),
+        s.metric: own.value if own else None,
+        "score": {"value": own.value if own else None, "statistic": s.statistic, "epoch": s.epoch,
+                  "interpolated": own.interpolated if own else None, "trials": list(own.trials) if own else [],
+                  "label": own.label(s.rate_of) if own else None},
+        "band": s.band.stored() if s.band else None,
+        "interpolated": s.interpolated, "epoch": s.epoch,
         "epochs_spent": s.epochs, "fte": s.fte, "trials": s.trials,
         "best_trial": s.best_trial, "stop_reason": s.stop_reason, "warnings": s.warnings, "notes": s.notes,
     }
@@ -70,8 +83,9 @@ def _group_label(meta: dict[str, Any], group: int) -> str:
 
 def _bracket_text(brackets: dict[str, Any], meta: dict[str, Any]) -> str:
     parts = []
-    for g, (centre, half) in sorted(brackets.items(), key=lambda kv: int(kv[0])):
-        span = f"{nice(10 ** (centre - half)):.3g} .. {nice(10 ** (centre + half)):.3g}"
+    for g, stored in sorted(brackets.items(), key=lambda kv: int(kv[0])):
+        b = results.bracket_of(stored)
+        span = f"{nice(b.low):.3g} .. {nice(b.high):.3g}"
         parts.append(span if len(brackets) == 1 and len(meta.get("groups") or [{}]) <= 1
                      else f"{_group_label(meta, int(g))}: {span}")
     return "; ".join(parts) or "n/a"
@@ -85,22 +99,28 @@ def markdown(s: Summary, plots: list[Path]) -> str:
     lines = [
         f"# Sweep report: {s.folder.name}", "",
         f"**Chosen learning rate: {s.lr:.4g}**: the smooth minimum of a parabola fitted in log-{param} space "
-        f"through the best trials, each scored by its {score_label(m, s.epoch)}; the best score is "
-        f"{s.value:.4f}.", "",
+        f"through the best trials, each scored by its {score_label(m, s.epoch)}"
+        f"{' (higher is better)' if s.mode is results.Mode.MAX else ''}.", "",
+        f"- Chosen: {s.chosen_text()}",
+        f"- Best trial run: `{bt['trial_id']}` at {param} {bt.get(param, float('nan')):.4g}: {m} {_fmt(s.value)} "
+        f"({s.statistic})",
     ]
+    if s.band:
+        lines.append(f"- Band: {param} {s.band.low:.4g} .. {s.band.high:.4g}: the rates this sweep cannot tell apart "
+                     f"from its best trial, given the seed noise it measured ("
+                     + (f"noise {s.band.noise:.4f}: trials within {analysis.BAND_SIGMAS:g} x noise of the best, "
+                        f"{s.band.trials} trial(s)" if s.band.noise is not None
+                        else "not measured: fewer than 4 trials near the best") + ")")
+    lines.append("")
     lines += [f"The pick was {n}." for n in s.notes] + ([""] if s.notes else [])
     if s.interpolated:
-        near = min(s.table, key=lambda c: (abs(math.log10(c.lr / s.lr)), c.trial))
-        lines += [f"The chosen rate is a fit, not a trial that ran: retrain it fully to confirm. The best trial "
-                  f"run is `{bt['trial_id']}` at {param} {bt.get(param, float('nan')):.4g}; the nearest trial to "
-                  f"the chosen rate, `{near.trial}` at {param} {near.lr:.4g}, scored "
-                  f"{_fmt(near.score_at(s.epoch))}.", ""]
+        lines += ["The chosen rate is a fit, not a trial that ran: retrain it fully to confirm.", ""]
     lines += ["## Chosen configuration", "", "```json", json.dumps(s.chosen, indent=2, sort_keys=True, default=str),
               "```", "",
               "## Summary", "",
-              f"- Best trial run: `{bt['trial_id']}` at {param} {bt.get(param, float('nan')):.4g}: {m} "
-              f"{_fmt(bt.get(m))}, train_loss {_fmt(bt.get('train_loss'))}, val_error {_fmt(bt.get('val_error'))} "
-              f"(epoch {bt['epoch']}, {bt['status']})"]
+              f"- Best trial run: `{bt['trial_id']}` at {param} {bt.get(param, float('nan')):.4g}, at epoch "
+              f"{bt['epoch']}: {m} {_fmt(bt.get(m))}, train_loss {_fmt(bt.get('train_loss'))}, val_error "
+              f"{_fmt(bt.get('val_error'))} ({bt['status']})"]
     gap = train_val_gap(s)
     if gap is not None:
         flag = "" if gap[1] == "normal" else "**Warning:** "
@@ -110,32 +130,38 @@ def markdown(s: Summary, plots: list[Path]) -> str:
               + (f"; {s.seconds:.0f} s of training time" if s.seconds else ""),
               f"- Stopped because: {s.stop_reason or 'n/a (interrupted?)'}"]
 
+    best_name = best_label(s.mode)
     lines += ["", "## Rounds: where the zoom looked and why", "",
-              f"| round | trials | epochs | bracket ({param}) | best {m} | why |", "|---|---|---|---|---|---|"]
+              f"| round | trials | epochs | bracket ({param}) | rates tried | {m}, {best_name} | why |",
+              "|---|---|---|---|---|---|---|"]
     for r, stat in zip(s.rounds, analysis.round_stats(s)):
+        tried = [c.lr for c in s.table if c.round == r["index"]]
+        span = f"{min(tried):.4g} .. {max(tried):.4g}" if tried else "n/a"
         lines.append(f"| {r['index']} | {r.get('points', stat.trials)} | {stat.epochs} | "
-                     f"{_bracket_text(r.get('brackets') or {}, s.meta)} | {_fmt(stat.best)} | {r.get('reason', '')} |")
-    lines += ["", "Brackets are the zoom's (centre +- half-width in decades); round 0 is the configured coarse grid. "
-              "Later rounds add only points not tried before. Best is the lowest value reached at any epoch."]
+                     f"{_bracket_text(r.get('brackets') or {}, s.meta)} | {span} | {_fmt(stat.best)} | "
+                     f"{r.get('reason', '')} |")
+    lines += ["", "The bracket is the range of rates the zoom searched in that round (round 0: the configured coarse "
+              "grid); rates tried is the range its trials ran at. Later rounds add only points not tried before."]
 
     for title, label in (("decay law", law_of), ("optimizer", optimizer_of)):
         lines += ["", f"## Best learning rate per {title}", "",
-                  f"| {title} | trials | best {param} | score ({m}) | at epoch | trial |", "|---|---|---|---|---|---|"]
+                  f"| {title} | trials | best {param} | {m}, mean of the last {zoom.SMOOTH_EPOCHS} epochs "
+                  f"| up to epoch | trial |", "|---|---|---|---|---|---|"]
         for b in analysis.best_by(s.table, label):
             lines.append(f"| {b.key} | {b.trials} | {b.lr:.4g} | {_fmt(b.value)} | {b.epoch or 'n/a'} "
                          f"| `{b.trial_id}` |")
     lines += ["", f"Each row compares its own trials the way the zoom does: at their common epoch (trials stopped "
-                  f"early are not compared as if they had finished), by the {m} averaged over the last "
+                  f"early are not compared as if they had finished), by the mean of its {m} over the last "
                   f"{zoom.SMOOTH_EPOCHS} epochs up to it."]
 
     lines += ["", "## Trials", "",
-              f"| trial | round | {param} | law | optimizer | epochs | status | best {m} | final {m} "
-              "| final train_loss |",
+              f"| trial | round | {param} | law | optimizer | epochs | status | {m}, {best_name} | {m}, {LAST} "
+              f"| train_loss, {LAST} |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for c in ordered(s.table):
         mark = " **(best)**" if c.trial == bt["trial_id"] else ""
         lines.append(f"| `{c.trial}`{mark} | {c.round} | {c.lr:.4g} | {c.law} | {c.optimizer} | "
-                     f"{len(c.epochs)} | {c.status} | {_fmt(c.best)} | {_fmt(c.final(m))} | "
+                     f"{len(c.epochs)} | {c.status} | {_fmt(c.best)} | {_fmt(c.last)} | "
                      f"{_fmt(c.final('train_loss'))} |")
     errors = [c for c in ordered(s.table) if c.error]
     if errors:
@@ -166,15 +192,16 @@ def terminal_table(source: Summary | str | Path) -> str:
     s = source if isinstance(source, Summary) else analysis.summarise(source)
     m = s.metric
     multi = len({c.group for c in s.table}) > 1
+    best_name, last = f"{m}, {best_label(s.mode).replace(' at any epoch', '')}", f"{m}, last"
     header = ["trial", "round"] + (["group"] if multi else []) + [
-        "lr", "law", "optimizer", "epochs", "status", f"best {m}", f"final {m}", "val_error"]
+        "lr", "law", "optimizer", "epochs", "status", best_name, last, "val_error, last"]
     table = []
     for c in ordered(s.table):
         table.append([c.trial + (" *" if c.trial == s.best_trial["trial_id"] else ""), str(c.round)]
                      + ([_group_label(s.meta, c.group)] if multi else [])
                      + [f"{c.lr:.4g}", c.law, c.optimizer, str(len(c.epochs)), str(c.status),
-                        _fmt(c.best), _fmt(c.final(m)), _fmt(c.final("val_error"))])
-    numeric = {"round", "lr", "epochs", f"best {m}", f"final {m}", "val_error"}
+                        _fmt(c.best), _fmt(c.last), _fmt(c.final("val_error"))])
+    numeric = {"round", "lr", "epochs", best_name, last, "val_error, last"}
     widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(header)]
 
     def fmt(cells: list[str]) -> str:
@@ -182,11 +209,8 @@ def terminal_table(source: Summary | str | Path) -> str:
                          for c, w, h in zip(cells, widths, header)).rstrip()
 
     out = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in table]
-    if s.interpolated:
-        out.append(f"* best trial run ({m} {s.value:.4f} at epoch {s.epoch}, lr {s.best_trial['lr']:.4g}); "
-                   f"chosen lr {s.lr:.4g}: fitted between trials, not trained")
-    else:
-        out.append(f"* best trial run; chosen lr {s.lr:.4g} ({m} {s.value:.4f} at epoch {s.epoch})")
+    out.append(f"columns: {best_name.split(', ')[1]} = {best_label(s.mode)}, last = {LAST}")
+    out.append(f"* best trial run: lr {s.best_trial['lr']:.4g}, {m} {s.value:.4f} ({s.statistic})")
     return "\n".join(out)
 
 
@@ -236,27 +260,27 @@ def figure_vs_lr(s: Summary):
     result is one marker, its score (``zoom.score``) at the epoch the pick compared (filled), or at its
     last epoch when it stopped before (hollow); diverged trials as x on the top edge. One colour per
     round, one marker per group; the chosen group's last bracket shaded (``axvspan``); the chosen rate
-    dashed (``axvline`` at ``s.lr``)."""
+    dashed (``axvline`` at ``s.lr``); the band shaded green."""
     m = s.metric
     n_rounds = max(c.round for c in s.table) + 1
     groups = sorted({c.group for c in s.table})
     colours = _colours(n_rounds)
     fig, ax = _figure((8, 5))
-    finite = [v for c in s.table for v in map(analysis.finite, c.values) if math.isfinite(v)]
+    finite = [v for c in s.table for v in c.values if v is not None and math.isfinite(v)]
     top = max(finite) if finite else 1.0
-    diverged_y = top * 1.5
+    diverged_y = top * 1.5 if s.mode is results.Mode.MIN else min(finite, default=1.0) * 0.5
     for k in range(n_rounds):
         for gi, g in enumerate(groups):
             full, partial, bad = [], [], []
             for c in s.table:
                 if c.round != k or c.group != g or not c.epochs:
                     continue
-                if c.status == TrialStatus.DIVERGED or not math.isfinite(analysis.finite(c.values[-1])):
+                if c.status == TrialStatus.DIVERGED or c.values[-1] is None or not math.isfinite(c.values[-1]):
                     bad.append(c.lr)
                 elif len(c.epochs) >= s.epoch:
-                    full.append((c.lr, c.score_at(s.epoch)))
+                    full.append((c.lr, c.mean_at(s.epoch)))
                 else:
-                    partial.append((c.lr, c.score_at(len(c.epochs))))
+                    partial.append((c.lr, c.mean_at(len(c.epochs))))
             marker = _MARKERS[gi % len(_MARKERS)]
             label = f"round {k}" + (f", {_group_label(s.meta, g)}" if len(groups) > 1 else "")
             if full:
@@ -267,7 +291,7 @@ def figure_vs_lr(s: Summary):
             if bad:
                 ax.scatter(bad, [diverged_y] * len(bad), s=55, marker="x", color=colours[k], zorder=3)
     # the curve the pick was made on: the chosen group's trials at the comparison epoch
-    line = sorted((c.lr, c.score_at(s.epoch)) for c in s.table
+    line = sorted((c.lr, c.mean_at(s.epoch)) for c in s.table
                   if c.group == s.group and math.isfinite(c.score_at(s.epoch)))
     if len(line) > 1:
         ax.plot(*zip(*line), color="grey", linewidth=0.8, alpha=0.6, zorder=2, label=f"at epoch {s.epoch}")
@@ -275,6 +299,9 @@ def figure_vs_lr(s: Summary):
     if bracket:
         (k, lo, hi) = bracket
         ax.axvspan(lo, hi, color="orange", alpha=0.15, label=f"bracket of round {k}", zorder=1)
+    if s.band and s.band.high > s.band.low:
+        ax.axvspan(s.band.low, s.band.high, color="green", alpha=0.15, zorder=1,
+                   label=f"band {s.band.low:.3g}..{s.band.high:.3g} (not told apart from the best)")
     ax.axvline(s.lr, color="red", linestyle="--", linewidth=1.2, label=f"chosen {s.lr:.3g}", zorder=4)
     ax.set_xscale("log")
     if finite and min(finite) > 0 and top / min(finite) > 20:
@@ -294,10 +321,10 @@ def figure_vs_lr(s: Summary):
 def _chosen_bracket(s: Summary, group: int) -> tuple[int, float, float] | None:
     """(round, low, high) of the last round whose bracket covers the chosen group."""
     for r in reversed(s.rounds):
-        b = (r.get("brackets") or {}).get(str(group))
-        if b:
-            centre, half = b
-            return r["index"], 10 ** (centre - half), 10 ** (centre + half)
+        stored = (r.get("brackets") or {}).get(str(group))
+        if stored:
+            b = results.bracket_of(stored)
+            return r["index"], b.low, b.high
     return None
 
 
@@ -322,7 +349,7 @@ def figure_curves(s: Summary):
     values = []
     for colour, c in zip(colours, finalists):
         xs = list(c.epochs)
-        ys = [analysis.finite(v) for v in c.values]
+        ys = [v if v is not None and math.isfinite(v) else math.nan for v in c.values]
         win = c.trial == s.best_trial["trial_id"]
         extra = []
         if c.law != "constant":

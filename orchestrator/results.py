@@ -2,7 +2,9 @@
 
 Files in a sweep folder (``STORAGE/NAME``, also Ray Tune's experiment folder):
 - ``trials.parquet``: the rows (schema below);
-- ``rounds.json``: the zoom's rounds (brackets, reasons) and why it stopped;
+- ``rounds.json``: the sweep's metric and mode, the zoom's rounds (each group's bracket: the range of
+  rates the zoom searched that round, ``{"low", "high"}`` in the parameter's units, and the reason) and why it
+  stopped (``rounds_document``; ``bracket_of`` also reads the older unlabelled ``[centre, half-width]``);
 - ``sweep.yaml``: the config the sweep ran with.
 Writes are atomic: a temporary file in the same folder, then ``os.replace``.
 """
@@ -13,6 +15,7 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,61 @@ class TrialStatus(str, enum.Enum):
         return self.value
 
 
+class Mode(str, enum.Enum):
+    """Which way the sweep's metric is better. The zoom always minimises: ``loss`` turns a metric value into
+    the score it compares (the value itself, or its negation for ``max``), ``metric`` turns a score back."""
+
+    MIN = "min"
+    MAX = "max"
+
+    def loss(self, value: float) -> float:
+        return value if self is Mode.MIN else -value
+
+    metric = loss  # the negation is its own inverse
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """The range of rates the zoom searched in one round for one group, in the parameter's units."""
+
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, centre: float, half_width: float) -> Bracket:
+        """From the zoom's (centre, half-width) in decades of log10."""
+        return cls(10 ** (centre - half_width), 10 ** (centre + half_width))
+
+    def stored(self) -> dict[str, float]:
+        return {"low": self.low, "high": self.high}
+
+
+def bracket_of(stored: Any) -> Bracket:
+    """A bracket as ``rounds.json`` stores it: ``{"low", "high"}``, or the older ``[centre, half-width]`` in
+    decades. ValueError for anything else."""
+    if isinstance(stored, dict) and _number(stored.get("low")) and _number(stored.get("high")):
+        return Bracket(float(stored["low"]), float(stored["high"]))
+    if isinstance(stored, (list, tuple)) and len(stored) == 2 and all(map(_number, stored)):
+        return Bracket.of(*stored)
+    raise ValueError(f"bracket={_cut(repr(stored))}: expected {{low, high}} or [centre, half-width]")
+
+
+def rounds_document(*, metric: str, mode: Mode | str, param: str, max_epochs: int, rounds: list[Any],
+                    stop_reason: str | None, groups: list[dict[str, Any]] | None,
+                    cliff_margin: float | None) -> dict[str, Any]:
+    """What ``rounds.json`` holds, from the zoom's rounds (``zoom.Round``: index, points, brackets as
+    (centre, half-width), reason)."""
+    return {
+        "metric": metric, "mode": str(Mode(mode)), "param": param, "max_epochs": max_epochs,
+        "rounds": [{"index": r.index, "points": len(r.points), "reason": r.reason,
+                    "brackets": {str(g): Bracket.of(*b).stored() for g, b in r.brackets.items()}} for r in rounds],
+        "stop_reason": stop_reason, "groups": groups, "cliff_margin": cliff_margin,
+    }
+
+
 SCHEMA = pa.schema([
     ("trial_id", pa.string()),
     ("round", pa.int32()),
@@ -62,6 +120,7 @@ SCHEMA = pa.schema([
     ("train_loss", pa.float64()),
     ("val_loss", pa.float64()),
     ("val_error", pa.float64()),
+    ("metric", pa.float64()),  # the sweep's metric (rounds.json ``metric``, any key reported) as reported
     ("lr_epoch", pa.float64()),  # the learning rate used during this epoch (after decay)
     ("diverged", pa.bool_()),
     ("status", pa.string()),  # of the trial: a TrialStatus that ended (completed | stopped | diverged | errored)
@@ -231,7 +290,8 @@ def _rounds_problem(data: Any) -> str | None:
     if not isinstance(data, dict):
         return f"expected a JSON object, got {type(data).__name__}"
     fields = {
-        "metric": lambda v: v in ("val_loss", "val_error"), "param": lambda v: isinstance(v, str),
+        "metric": lambda v: isinstance(v, str) and bool(v), "param": lambda v: isinstance(v, str),
+        "mode": lambda v: v in ("min", "max"),
         "max_epochs": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
         "stop_reason": lambda v: v is None or isinstance(v, str),
         "cliff_margin": lambda v: v is None or (_number(v) and v >= 0),
@@ -249,9 +309,13 @@ def _rounds_problem(data: Any) -> str | None:
             if key in r and not ok(r[key]):
                 return f"rounds[{i}].{key}: unexpected value {_cut(repr(r[key]))}"
         for g, b in (r.get("brackets") or {}).items():
-            if not (str(g).lstrip("-").isdigit() and isinstance(b, list) and len(b) == 2 and all(map(_number, b))):
-                return (f"rounds[{i}].brackets[{_cut(repr(g))}]: expected [centre, half-width] numbers, "
-                        f"got {_cut(repr(b))}")
+            try:
+                bracket_of(b)
+            except ValueError:
+                b = None
+            if not (str(g).lstrip("-").isdigit() and b is not None):
+                return (f"rounds[{i}].brackets[{_cut(repr(g))}]: expected {{low, high}} (or [centre, half-width]), "
+                        f"got {_cut(repr((r.get('brackets') or {})[g]))}")
     return None
 
 

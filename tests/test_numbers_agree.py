@@ -2,9 +2,14 @@
 the band of rates the sweep cannot tell apart from the best; ``mode: max`` judged in the right direction."""
 from __future__ import annotations
 
+import json
+import math
+import statistics
+from pathlib import Path
+
 import pytest
 
-from orchestrator import config, zoom
+from orchestrator import analysis, config, report, results, zoom
 
 
 def test_the_cliff_of_a_negated_maximised_metric_is_judged_by_the_ratio():
@@ -30,3 +35,71 @@ def test_metric_may_be_any_reported_key_and_mode_max_is_accepted():
         with pytest.raises(config.ConfigError) as info:
             config.loads(base + bad, "c.yaml")
         assert key in str(info.value) and "\n" not in str(info.value)
+
+
+NOISE = (0.012, -0.009, 0.004, -0.013, 0.008, -0.002, 0.011, -0.010, 0.001, -0.006, 0.013, -0.007, 0.005)
+
+
+def valley_folder(folder: Path, mode: str = "min") -> Path:
+    """One group, 13 trials a quarter decade apart over 10^-3.5 .. 10^-0.5, each its own seed: val_loss
+    0.3 + 0.2 (x + 2)^2 plus a fixed noise draw (std ~0.009), flat over 6 epochs; val_accuracy = 1 - val_loss.
+    A maximised sweep stores val_accuracy in the ``metric`` column."""
+    folder.mkdir(parents=True)
+    rows = []
+    for i, noise in enumerate(NOISE):
+        x = -3.5 + 0.25 * i
+        v = 0.3 + 0.2 * (x + 2) ** 2 + noise
+        config = {"workload": "digits_mlp", "max_epochs": 6, "lr": 10 ** x, "round": 0, "group": 0}
+        for e in range(1, 7):
+            rows.append({"trial_id": f"t{i:02d}", "round": 0, "group": 0, "lr": 10 ** x, "status": "completed",
+                         "config": json.dumps(config), "epoch": e, "val_loss": v, "train_loss": v, "val_error": v,
+                         "metric": v if mode == "min" else 1 - v})
+    results.write_trials(folder, rows)
+    results.write_json(folder / results.ROUNDS, {
+        "metric": "val_loss" if mode == "min" else "val_accuracy", "mode": mode, "param": "lr", "max_epochs": 6,
+        "rounds": [{"index": 0, "points": 13, "reason": "coarse grid", "brackets": {"0": {"low": 10 ** -3.5,
+                                                                                         "high": 10 ** -0.5}}}],
+        "stop_reason": "round budget spent (1 rounds)", "cliff_margin": 1.0})
+    return folder
+
+
+def test_the_band_holds_the_rates_within_two_noise_estimates_of_the_best(tmp_path):
+    s = report.build(valley_folder(tmp_path / "v"))
+    b = s.band
+    assert b is not None and b.noise is not None
+    assert 0.5 * statistics.pstdev(NOISE) < b.noise < 2 * statistics.pstdev(NOISE)  # the scatter it measured
+    scores = {c.lr: c.mean_at(6) for c in s.table}
+    best = min(scores.values())
+    assert b.threshold == pytest.approx(best + analysis.BAND_SIGMAS * b.noise)
+    inside = [lr for lr in scores if b.low * (1 - 1e-9) <= lr <= b.high * (1 + 1e-9)]
+    assert len(inside) == b.trials >= 3 and all(scores[lr] <= b.threshold for lr in inside)
+    rates = sorted(scores)
+    below, above = rates[rates.index(min(inside)) - 1], rates[rates.index(max(inside)) + 1]
+    assert scores[below] > b.threshold and scores[above] > b.threshold  # the band ends where a rate is told apart
+    assert b.low <= s.lr <= b.high
+    stored = json.loads((s.folder / "best.json").read_text())["band"]
+    assert stored == {"low": b.low, "high": b.high, "noise": b.noise, "threshold": b.threshold, "trials": b.trials,
+                      "sigmas": analysis.BAND_SIGMAS}
+    said = f"band lr {b.low:.4g}..{b.high:.4g} (noise {b.noise:.4f})"
+    assert said in s.line() and said in (s.folder / "report.md").read_text()
+    assert f"- Band: lr {b.low:.4g} .. {b.high:.4g}: the rates this sweep cannot tell apart" in (
+        s.folder / "report.md").read_text()
+
+
+def test_a_maximised_metric_picks_the_same_rate_and_band_as_its_minimised_twin(tmp_path):
+    """val_accuracy = 1 - val_loss, mode max: the same pick (to a hair), band and noise; scores in accuracy units, the
+    best trial the most accurate, statistics named 'highest at any epoch'."""
+    low = report.build(valley_folder(tmp_path / "min"))
+    high = report.build(valley_folder(tmp_path / "max", mode="max"))
+    assert high.mode is results.Mode.MAX and high.metric == "val_accuracy"
+    # the parabola weights points by 1/|score|, so the vertex moves by a hair (0.005 decade), not more
+    assert abs(math.log10(high.lr / low.lr)) < 0.02 and high.best_trial["trial_id"] == low.best_trial["trial_id"]
+    assert high.value == pytest.approx(1 - low.value) and high.score.trials == low.score.trials
+    assert (high.band.low, high.band.high) == (low.band.low, low.band.high)
+    assert high.band.noise == pytest.approx(low.band.noise) and high.band.threshold == pytest.approx(1 - low.band.threshold)
+    best = json.loads((high.folder / "best.json").read_text())
+    assert best["val_accuracy"] == high.score.value and best["mode"] == "max" and 0.6 < high.score.value < high.value
+    md = (high.folder / "report.md").read_text()
+    assert "val_accuracy, highest at any epoch" in md and "(higher is better)" in md
+    assert [b.trial_id for b in analysis.best_by(high.table, analysis.law_of)] == [low.best_trial["trial_id"]]
+    assert analysis.round_stats(high)[0].best == pytest.approx(1 - analysis.round_stats(low)[0].best)

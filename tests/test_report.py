@@ -217,7 +217,7 @@ def test_terminal_table_lists_every_trial(tmp_path):
     text = report.terminal_table(folder)
     lines = text.splitlines()
     assert lines[0].split()[:2] == ["trial", "round"] and "group" in lines[0] and "law" in lines[0]
-    body = [line for line in lines[2:] if not line.startswith("*")]
+    body = [line for line in lines[2:] if not line.startswith(("*", "columns:"))]
     assert len(body) == 14
     starred = [line for line in body if " * " in line]
     assert len(starred) == 1 and "0.001" in starred[0] and "adam" in starred[0] and "cosine" in starred[0]
@@ -225,7 +225,8 @@ def test_terminal_table_lists_every_trial(tmp_path):
     assert "errored" in errored and " 0 " in errored and "n/a" in errored
     diverged = next(line for line in body if line.startswith("r0g1_div"))
     assert "diverged" in diverged and "inf" in diverged
-    assert lines[-1].startswith("* best trial run; chosen lr 0.001")
+    assert lines[-2] == "columns: lowest = lowest at any epoch, last = at the last epoch"
+    assert lines[-1] == f"* best trial run: lr 0.001, val_loss {score(1, 1e-3):.4f} (mean of epochs 6-8)"
 
 
 def test_report_works_without_rounds_json(tmp_path):
@@ -310,9 +311,10 @@ def test_the_report_says_when_the_pick_was_kept_below_the_cliff(tmp_path):
     assert plain.lr > 0.011 and plain.notes == []
 
 
-def test_a_pick_between_trials_is_reported_as_a_fit_everywhere(tmp_path):
+def test_a_pick_between_trials_stands_next_to_its_own_interpolated_score_everywhere(tmp_path):
     """The usual case in a real sweep: the smooth minimum falls between the trials. Every output names the
-    chosen rate, says no trial ran at it, and gives the best score as the best trial's, at that trial's rate."""
+    chosen rate next to its own score, interpolated in log-lr between the two trials that flank it and
+    labelled so, never next to the best trial's score; the best trial's score is labelled as the best trial's."""
     folder = tmp_path / "between"
     folder.mkdir()
     centre = -2.3  # valley of group 0's curve moved here: the parabola through -3, -2.5, -2 has its vertex at -2.3
@@ -327,36 +329,41 @@ def test_a_pick_between_trials_is_reported_as_a_fit_everywhere(tmp_path):
     results.write_json(folder / results.ROUNDS, {
         "metric": "val_loss", "param": "lr", "max_epochs": MAX_EPOCHS, "stop_reason": "round budget spent (2 rounds)",
         "rounds": [{"index": 0, "points": 4, "reason": "coarse grid", "brackets": {"0": [-2.5, 1.5]}},
-                   {"index": 1, "points": 2, "reason": "refine", "brackets": {"0": [-2.0, 1.0]}}],
+                   {"index": 1, "points": 2, "reason": "refine", "brackets": {"0": {"low": 0.001, "high": 0.1}}}],
         "groups": [GROUPS[0]], "cliff_margin": 1.0})
     s = report.build(folder)
     chosen = 0.005012  # nice(10 ** -2.3): no trial ran there
-    best_lr = 10 ** -2.5  # the trial nearest the valley's floor (0.2 decades), so the best score measured
     tried = {r["lr"] for r in rows}
     assert s.lr == chosen and all(abs(lr - chosen) > 1e-3 * chosen for lr in tried)
-    best_score = 0.5 * 0.2 ** 2 + FLOOR[0] + sum(1.0 / e for e in (6, 7, 8)) / 3
+    tail = sum(1.0 / e for e in (6, 7, 8)) / 3
+    best_score = 0.5 * 0.2 ** 2 + FLOOR[0] + tail  # the trial at 10^-2.5, 0.2 decades from the floor
+    t = (math.log10(chosen) + 2.5) / 0.5  # from 10^-2.5 (r1_0) to 10^-2 (r0_2)
+    own = FLOOR[0] + tail + 0.5 * 0.2 ** 2 + t * 0.5 * (0.3 ** 2 - 0.2 ** 2)
+    assert s.score.value == pytest.approx(own) and s.score.interpolated and s.score.trials == ("r1_0", "r0_2")
 
     best = json.loads((folder / "best.json").read_text())
     assert best["lr"] == best["config"]["lr"] == chosen and best["interpolated"] is True
-    assert best["best_trial"]["trial_id"] == "r1_0" and best["best_trial"]["lr"] == pytest.approx(best_lr)
-    assert best["val_loss"] == pytest.approx(best_score) == best["best_trial"]["score"]  # the trial's, not the fit's
+    assert best["val_loss"] == pytest.approx(own) == best["score"]["value"]  # the chosen rate's own, not r1_0's
+    assert best["score"]["statistic"] == "mean of epochs 6-8" and best["score"]["interpolated"] is True
+    assert best["score"]["label"] == "interpolated between the trials at 0.003162 and 0.01, not trained"
+    assert best["best_trial"]["trial_id"] == "r1_0" and best["best_trial"]["lr"] == pytest.approx(10 ** -2.5)
+    assert best["best_trial"]["score"] == pytest.approx(best_score)
+    assert best["best_trial"]["statistic"] == "mean of epochs 6-8"
+    said = (f"lr=0.005012  val_loss={own:.4f} (mean of epochs 6-8, interpolated between the trials at 0.003162 "
+            f"and 0.01, not trained)  band lr ")
 
     md = (folder / "report.md").read_text()
-    assert "**Chosen learning rate: 0.005012**" in md
-    assert ("The chosen rate is a fit, not a trial that ran: retrain it fully to confirm. The best trial run is "
-            "`r1_0` at lr 0.003162; the nearest trial to the chosen rate, `r1_0` at lr 0.003162, scored "
-            f"{best_score:.4f}.") in md
+    assert "**Chosen learning rate: 0.005012**" in md and f"- Chosen: {said}" in md
+    assert f"- Best trial run: `r1_0` at lr 0.003162: val_loss {best_score:.4f} (mean of epochs 6-8)" in md
+    assert "The chosen rate is a fit, not a trial that ran: retrain it fully to confirm." in md
     assert "0.005012 |" not in md  # no row of any table claims a trial at the chosen rate
+    assert "| 0.001 .. 0.1 | 0.003162 .. 0.03162 |" in md  # round 1: the zoom's bracket, then the rates tried
 
     table = report.terminal_table(folder).splitlines()
-    assert table[-1] == (f"* best trial run (val_loss {best_score:.4f} at epoch 8, lr 0.003162); "
-                         "chosen lr 0.005012: fitted between trials, not trained")
+    assert table[-1] == f"* best trial run: lr 0.003162, val_loss {best_score:.4f} (mean of epochs 6-8)"
     (starred,) = [line for line in table[2:-1] if " * " in line]
     assert starred.startswith("r1_0 *") and " 0.003162 " in starred
-
-    line = s.line()
-    assert line.startswith("chosen lr=0.00501  (fitted between trials, not trained; best trial: lr=0.00316 "
-                           f"val_loss={best_score:.4f} (mean of epochs 6-8))")
+    assert s.line().startswith(f"chosen {said}")
 
     fig = report.figure_vs_lr(s)
     (dashed,) = [ln for ln in fig.axes[0].lines if ln.get_linestyle() == "--"]
@@ -397,7 +404,8 @@ def test_sweep_report_summarises_the_sweep_once(tmp_path, monkeypatch, capsys):
     real = analysis.summarise
     monkeypatch.setattr(analysis, "summarise", lambda f: calls.append(f) or real(f))
     assert cli.main(["report", str(folder)]) == 0
-    assert len(calls) == 1 and "* best trial run; chosen lr 0.001" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert len(calls) == 1 and "* best trial run: lr 0.001" in out and "\nchosen lr=0.001  val_loss=" in out
 
 
 def test_analysis_and_report_import_neither_ray_torch_nor_matplotlib():
