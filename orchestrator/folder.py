@@ -220,12 +220,9 @@ def save(folder: Path, cfg: SweepConfig, state: SweepState, errors: dict[str, st
                          "failures": (failures or {}).get(t.trial_id, 0),
                          "config": json.dumps(t.config, sort_keys=True, default=str)})
     results.write_trials(folder, rows)
-    results.write_json(folder / results.ROUNDS, {
-        "metric": state.metric, "param": state.param, "max_epochs": cfg.max_epochs,
-        "rounds": [{"index": r.index, "points": len(r.points), "reason": r.reason,
-                    "brackets": {str(g): list(b) for g, b in r.brackets.items()}} for r in state.rounds],
-        "stop_reason": state.stop_reason, "groups": state.groups, "cliff_margin": state.rules.cliff_margin,
-    })
+    results.write_json(folder / results.ROUNDS, results.rounds_document(
+        metric=state.metric, mode=state.mode, param=state.param, max_epochs=cfg.max_epochs, rounds=state.rounds,
+        stop_reason=state.stop_reason, groups=state.groups, cliff_margin=state.rules.cliff_margin))
 
 
 def _status(t, max_epochs: int) -> results.TrialStatus:

@@ -45,8 +45,21 @@ def sweep_cmd(*args: str) -> list[str]:
 def run_ok(cmd: list[str]) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, _sweep_lines(done.stdout + done.stderr)[-4000:]
     return done
+
+
+def _sweep_lines(output: str) -> str:
+    """The output without Ray's repeated warnings (their three-line blocks bury the sweep's own lines)."""
+    kept, skip = [], 0
+    for line in output.splitlines():
+        if "WARNING experiment_state.py" in line:
+            skip = 3
+        if skip:
+            skip -= 1
+            continue
+        kept.append(line)
+    return "\n".join(kept)
 
 
 def wait_for(what: str, ready: Callable[[], object], timeout: float = 300.0,
