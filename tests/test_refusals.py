@@ -259,7 +259,7 @@ def _write(name, content):
     (_write("rounds.json", '{"rounds": "abc"}'), "rounds.json: rounds: unexpected value 'abc'"),
     (_write("rounds.json", '{"rounds": [1]}'), "rounds.json: rounds[0]: expected an object"),
     (_write("rounds.json", '{"max_epochs": "x"}'), "rounds.json: max_epochs"),
-    (_write("rounds.json", '{"metric": "acc"}'), "rounds.json: metric"),
+    (_write("rounds.json", '{"metric": 3}'), "rounds.json: metric"),
     (_write("rounds.json", '{"groups": "abc"}'), "rounds.json: groups"),
     (_write("rounds.json", '{"cliff_margin": "abc"}'), "rounds.json: cliff_margin"),
     (_write("rounds.json", '{"rounds": [{"brackets": {"0": "ab"}}]}'), "rounds[0].brackets['0']"),
