@@ -76,7 +76,7 @@ PACKAGES = ("orchestrator", "schedules", "cluster")
 # --- address ----------------------------------------------------------------------------------------
 
 
-def resolve_address(address: str | None = None) -> str:
+def dashboard_address(address: str | None = None) -> str:
     """The Jobs API URL: ``address``, else ``RAY_API_SERVER_ADDRESS``, else ``RAY_ADDRESS`` (read now).
 
     ``HEAD:8265`` becomes ``http://HEAD:8265``. Ray Client (``ray://``) and ``auto`` addresses are
@@ -230,7 +230,7 @@ class Cluster:
 
     def __init__(self, address: str | None = None, *, insecure: bool = False, refuse_open: bool = False,
                  verify: bool | str = True, timeout: float = 10.0) -> None:
-        self.address = resolve_address(address)
+        self.address = dashboard_address(address)
         self.mode = authentication_mode(self.address, timeout=timeout, verify=verify)
         self.insecure = insecure
         self.token: Token | None = None

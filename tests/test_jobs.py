@@ -60,16 +60,16 @@ def clean_env(monkeypatch, tmp_path):
 
 def test_address_flag_then_env_read_at_call_time(clean_env, monkeypatch):
     with pytest.raises(jobs.AddressError, match="--address"):
-        jobs.resolve_address(None)
+        jobs.dashboard_address(None)
     monkeypatch.setenv("RAY_ADDRESS", "http://from-env:8265/")
-    assert jobs.resolve_address(None) == "http://from-env:8265"
-    assert jobs.resolve_address("head:8265") == "http://head:8265"  # the flag wins; http by default
+    assert jobs.dashboard_address(None) == "http://from-env:8265"
+    assert jobs.dashboard_address("head:8265") == "http://head:8265"  # the flag wins; http by default
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
     with pytest.raises(jobs.AddressError, match="Ray Client"):
-        jobs.resolve_address(None)
+        jobs.dashboard_address(None)
     for bad in ("auto", "ftp://x:1"):
         with pytest.raises(jobs.AddressError):
-            jobs.resolve_address(bad)
+            jobs.dashboard_address(bad)
 
 
 def test_token_found_the_way_ray_finds_it(clean_env, monkeypatch, tmp_path):

@@ -49,7 +49,7 @@ def test_each_exception_has_one_home():
     with pytest.raises(errors.RunAddressError):  # one AddressError; its two kinds are told apart by name
         connect.resolve_address("http://head:8265")
     with pytest.raises(errors.JobsAddressError):
-        jobs.resolve_address("ray://head:10001")
+        jobs.dashboard_address("ray://head:10001")
     assert [int(c) for c in errors.ExitCode] == [0, 1, 2, 3, 130]
 
 
