@@ -12,15 +12,19 @@ from orchestrator.errors import ConfigError, WorkloadError
 
 
 def __getattr__(name: str):
-    # torch is imported only when a workload is needed: `import orchestrator` stays light for the CLI
+    # torch is imported only when a workload or a trial is needed: `import orchestrator` stays light for the CLI
     if name == "Workload":
         from orchestrator import workloads
 
         return getattr(workloads, name)
+    if name in ("Trial", "TrainingError"):
+        from orchestrator import session
+
+        return getattr(session, name)
     raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
 
-__all__ = ["ConfigError", "SweepConfig", "Workload", "WorkloadError", "build_report", "load_config", "parse_config",
-           "run_sweep"]
+__all__ = ["ConfigError", "SweepConfig", "TrainingError", "Trial", "Workload", "WorkloadError", "build_report",
+           "load_config", "parse_config", "run_sweep"]
 
 
 def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False, quiet: bool = False,

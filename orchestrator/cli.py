@@ -23,9 +23,12 @@ def _err(message: str) -> None:
 
 
 def preflight(cfg) -> list:
-    """The babysitting checks on the config's first trial (middle of the learning-rate grid)."""
+    """The babysitting checks on the config's first trial (middle of the learning-rate grid); none for a
+    training function (``train:``): the checks need a ``Workload``."""
     from orchestrator import preflight as checks
 
+    if cfg.workload is None:
+        return []
     grid = cfg.zoom_range.values()
     trial = {**cfg.base_config(), **cfg.groups()[0], cfg.zoom.param: grid[len(grid) // 2]}
     return checks.run_checks(cfg.workload, trial, lr_grid=grid)
@@ -36,7 +39,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     cfg = config_mod.load(args.config)
     results = preflight(cfg)
-    print(checks.format_checks(results))
+    print(checks.format_checks(results) or f"no pre-flight checks: train: {cfg.train} is a training function "
+          f"(the checks need a workload: returning a Workload)")
     bad = checks.failed(results)
     if bad:
         _err(f"{len(bad)} pre-flight check(s) failed: {', '.join(c.name for c in bad)}")

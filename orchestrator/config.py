@@ -137,7 +137,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 class SweepConfig(_Frozen):
     name: str
-    workload: str
+    workload: str | None = None
+    train: str | None = Field(default=None, description="'package.module:function': a training function "
+                                                         "train(config, trial), instead of workload:")
     metric: str = Field(default="val_loss", pattern=r"^[A-Za-z_][A-Za-z0-9_./-]{0,99}$",
                         description="any key the training reports each epoch (val_loss, val_accuracy, ...)")
     mode: Literal["min", "max"] = Field(default="min", description="min: lower metric is better; max: higher")
@@ -171,6 +173,11 @@ class SweepConfig(_Frozen):
 
     @model_validator(mode="after")
     def _zoom_param_is_log_range(self) -> SweepConfig:
+        if (self.workload is None) == (self.train is None):
+            raise ValueError(
+                "train: give either workload: (a built-in or 'package.module:callable' returning a Workload) or "
+                "train: ('package.module:function', a training function), not both" if self.workload else
+                "workload: required key is missing (or train: 'package.module:function' for a training function)")
         dim = self.space.get(self.zoom.param)
         if not isinstance(dim, LogRange):
             raise ValueError(
@@ -185,7 +192,7 @@ class SweepConfig(_Frozen):
             raise ValueError(
                 f"zoom.decision_epoch={self.zoom.decision_epoch}: expected <= max_epochs={self.max_epochs}"
             )
-        reserved = {"workload", "max_epochs", "round", "group", "seed_offset"} & set(self.space)
+        reserved = {"workload", "train", "max_epochs", "round", "group", "seed_offset"} & set(self.space)
         if reserved:
             raise ValueError(f"space.{sorted(reserved)[0]}: reserved key, set it at the top level instead")
         self._refuse_oversized()
@@ -249,8 +256,9 @@ class SweepConfig(_Frozen):
 
     def base_config(self) -> dict[str, Any]:
         """What every trial's config holds besides its group and zoomed value."""
-        return {"workload": self.workload, "max_epochs": self.max_epochs, "seed": self.seed,
-                "checkpoint_every": self.checkpoint_every, **self.fixed()}
+        what = {"workload": self.workload} if self.workload is not None else {"train": self.train}
+        return {**what, "max_epochs": self.max_epochs, "seed": self.seed, "checkpoint_every": self.checkpoint_every,
+                "_metric": self.metric, "_mode": self.mode, **self.fixed()}
 
 
 # --- loading -----------------------------------------------------------------------------------------
@@ -341,10 +349,13 @@ def parse(data: Any, source: str = "<config>") -> SweepConfig:
     from orchestrator import workloads
 
     try:
-        workload = workloads.resolve(cfg.workload)
+        if cfg.workload is not None:
+            what, reader = f"the workload {cfg.workload}", workloads.resolve(cfg.workload)
+        else:
+            what, reader = f"the training function {cfg.train}", workloads.resolve(str(cfg.train), key="train")
     except workloads.WorkloadError as exc:
         raise ConfigError(f"{source}: {exc}") from None
-    _check_space_keys(cfg, source, {f"the workload {cfg.workload}": workload})
+    _check_space_keys(cfg, source, {what: reader})
     _check_trials(cfg, source)
     return cfg
 
@@ -446,7 +457,8 @@ API_HEADER = "# config given through the Python API (storage: left out)\n"
 def dump(cfg: SweepConfig) -> str:
     """``cfg`` as YAML that ``loads`` reads back to an equal config (``storage`` left out: it may hold
     credentials, and it says where the sweep is, not what it trains)."""
-    return API_HEADER + yaml.safe_dump(cfg.model_dump(mode="json", exclude={"storage"}), sort_keys=False)
+    unused = {"train"} if cfg.train is None else {"workload"}  # the one of the two a config does not give
+    return API_HEADER + yaml.safe_dump(cfg.model_dump(mode="json", exclude={"storage", *unused}), sort_keys=False)
 
 
 # --- resuming with an edited config ------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""The one trainable: workload + optimizer + decay law, an epoch loop, ``tune.report`` every epoch.
+"""The one trainable: a training function driven through ``orchestrator.session.Trial``, ``tune.report``
+every epoch.
 
-``run_epochs`` is plain torch (used by the trainable, the benchmarks and the retraining of picks);
-``train_trial`` is the thin Ray Tune wrapper around it.
+``train:`` in the config names the user's function; without it the function is ``train_workload``, the
+built-in epoch loop over the ``workload:`` (``run_epochs`` runs it in plain torch: the benchmarks and the
+retraining of picks use it). ``train_trial`` is the thin Ray Tune wrapper around either.
 """
 from __future__ import annotations
 
@@ -13,41 +15,13 @@ import re
 import shutil
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 
-import schedules
-from orchestrator import workloads
-from orchestrator.config import OPTIMIZERS  # one list of names, also checked at config load
+from orchestrator import session, workloads
 from orchestrator.errors import CheckpointError  # also re-exported; one home: errors.py
-
-
-def make_optimizer(config: dict, params) -> torch.optim.Optimizer:
-    """``optimizer`` (default sgd), ``lr``, ``momentum`` (sgd: default 0.9; 'momentum': 0.9),
-    ``weight_decay`` (default 0)."""
-    name = str(config.get("optimizer", "sgd")).lower()
-    lr = float(config["lr"])
-    wd = float(config.get("weight_decay", 0.0))
-    if not lr > 0:
-        raise ValueError(f"lr={lr}: expected > 0")
-    if wd < 0:
-        raise ValueError(f"weight_decay={wd}: expected >= 0")
-    if name in ("sgd", "momentum", "nesterov"):
-        momentum = float(config.get("momentum", 0.0 if name == "sgd" else 0.9))
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum={momentum}: expected 0 <= momentum < 1")
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=wd, nesterov=name == "nesterov")
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
-    if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"optimizer={name!r}: expected one of {', '.join(OPTIMIZERS)}")
+from orchestrator.session import Sink, Trial, make_optimizer  # noqa: F401  (make_optimizer re-exported)
 
 
 def batches(dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
@@ -85,36 +59,22 @@ def pick_device(gpu_ids: list | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def run_epochs(config: dict, report: Callable[[dict, dict | None], None] | None = None,
-               state: dict | None = None, device: torch.device | None = None) -> list[dict]:
-    """Train ``config`` epoch by epoch; call ``report(metrics, state_or_None)`` after each.
-
-    ``state`` (model / optimizer / schedule state and ``epoch``) resumes a run where it stopped.
-    A NaN or infinite loss ends the run as diverged (``diverged: True``, losses set to inf), it is not raised.
-    """
-    device = device or torch.device("cpu")
-    seed = int(config.get("seed", 0)) + int(config.get("seed_offset", 0))
-    torch.manual_seed(seed)
+def train_workload(config: dict, trial: Trial) -> None:
+    """The built-in training function: ``config["workload"]`` built, trained epoch by epoch on
+    ``(input, target)`` batches, validated after each. A NaN or infinite loss ends it as diverged
+    (``diverged: True``, losses inf, ``val_error`` 1 for a classifier)."""
+    torch.manual_seed(trial.seed)
     wl = workloads.build(config["workload"], config)
+    device = trial.device
     model = wl.model.to(device)
-    optimizer = make_optimizer(config, model.parameters())
-    stepper = schedules.attach(optimizer, schedules.law_from_config(config))
+    optimizer = trial.optimizer(model.parameters())
     batch_size = int(config.get("batch_size", 32))
-    max_epochs = int(config["max_epochs"])
-    every = int(config.get("checkpoint_every", 0) or 0)
-    generator = torch.Generator().manual_seed(seed)
-    start = 0
-    if state:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        stepper.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"])
-        start = int(state["epoch"])
-    past = list(state.get("history", [])) if state else []  # results before the checkpoint
-    history = []
-    for epoch in range(start, max_epochs):
-        t0 = time.perf_counter()
-        lr_now = stepper.lr
+    generator = torch.Generator().manual_seed(trial.seed)
+    saved = trial.restore()
+    if saved:
+        model.load_state_dict(saved["model"])
+        generator.set_state(saved["generator"])
+    for _ in trial.epochs():
         model.train()
         total, n, diverged = 0.0, 0, False
         for x, y in batches(wl.train, batch_size, shuffle=True, generator=generator):
@@ -126,33 +86,43 @@ def run_epochs(config: dict, report: Callable[[dict, dict | None], None] | None 
                 break
             loss.backward()
             optimizer.step()
+            trial.step()
             total += loss.item() * len(y)
             n += len(y)
         if not diverged:
             train_loss = total / n
             val_loss, val_error = evaluate(model, wl.val, wl.loss, wl.num_classes, device)
             diverged = not (math.isfinite(val_loss) and math.isfinite(train_loss))
-        metrics = {"epoch": epoch + 1, "lr_epoch": lr_now, "device": str(device), "diverged": diverged,
-                   "epoch_seconds": time.perf_counter() - t0, "ended_at": time.time()}
-        if diverged:
-            metrics.update(train_loss=math.inf, val_loss=math.inf, val_error=1.0 if wl.num_classes else math.nan,
-                           val_accuracy=math.nan)
-        else:
-            metrics.update(train_loss=train_loss, val_loss=val_loss,
-                           val_error=val_error if val_error is not None else math.nan,
-                           val_accuracy=1.0 - val_error if val_error is not None else math.nan)
-            stepper.step(val_loss)
-        history.append(metrics)
-        save = None
-        if every and not diverged and ((epoch + 1) % every == 0 or epoch + 1 == max_epochs):
-            save = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "schedule": stepper.state_dict(), "generator": generator.get_state(), "epoch": epoch + 1,
-                    "history": past + history}  # the results so far, for a driver that lost them
-        if report:
-            report(metrics, save)
-        if diverged:
-            break
-    return history
+        if diverged:  # report() does not return: the trial ends as diverged
+            trial.report(diverged=True, train_loss=math.inf, val_loss=math.inf,
+                         val_error=1.0 if wl.num_classes else math.nan, val_accuracy=math.nan)
+        trial.checkpoint({"model": model.state_dict(), "generator": generator.get_state()})
+        trial.report(train_loss=train_loss, val_loss=val_loss,
+                     val_error=val_error if val_error is not None else math.nan,
+                     val_accuracy=1.0 - val_error if val_error is not None else math.nan)
+
+
+def run_epochs(config: dict, report: Sink | None = None,
+               state: dict | None = None, device: torch.device | None = None) -> list[dict]:
+    """Train ``config`` with the built-in loop (``train_workload``); call ``report(metrics, state_or_None)``
+    after each epoch; return the metrics of the epochs run.
+
+    ``state`` (model / optimizer / schedule state and ``epoch``) resumes a run where it stopped.
+    A NaN or infinite loss ends the run as diverged (``diverged: True``, losses set to inf), it is not raised.
+    """
+    trial = Trial(config, function=f"workload={config['workload']!r}", sink=report, state=state, device=device)
+    return session.run(train_workload, trial, wrap_errors=False)
+
+
+def run_training(config: dict, report: Sink | None = None,
+                 state: dict | None = None, device: torch.device | None = None) -> list[dict]:
+    """Run the trial's training function: the one ``config["train"]`` names (errors name it as
+    ``train='pkg.mod:fn'``), else the built-in loop (``run_epochs``). Returns the metrics reported."""
+    if not config.get("train"):
+        return run_epochs(config, report, state=state, device=device)
+    fn = workloads.resolve(str(config["train"]), key="train")
+    trial = Trial(config, function=f"train={config['train']!r}", sink=report, state=state, device=device)
+    return session.run(fn, trial)
 
 
 CHECKPOINT_FILE = "state.pt"
@@ -233,7 +203,8 @@ def checkpoint_history(checkpoint) -> list[dict]:
 
 
 def train_trial(config: dict) -> None:
-    """Ray Tune function trainable. Resumes from the trial's last checkpoint when Tune restores it."""
+    """Ray Tune function trainable (``run_training``). Resumes from the trial's last checkpoint when Tune
+    restores it."""
     import ray
     from ray import tune
 
@@ -253,4 +224,4 @@ def train_trial(config: dict) -> None:
             torch.save(save, os.path.join(d, CHECKPOINT_FILE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
-    run_epochs(config, report, state=state, device=pick_device(ray.get_gpu_ids()))
+    run_training(config, report, state=state, device=pick_device(ray.get_gpu_ids()))

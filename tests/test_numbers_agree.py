@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from pathlib import Path
 
 import pytest
 
-from orchestrator import analysis, config, report, results, zoom
+from orchestrator import analysis, cli, config, report, results, zoom
 
 
 def test_the_cliff_of_a_negated_maximised_metric_is_judged_by_the_ratio():
@@ -103,3 +104,48 @@ def test_a_maximised_metric_picks_the_same_rate_and_band_as_its_minimised_twin(t
     assert "val_accuracy, highest at any epoch" in md and "(higher is better)" in md
     assert [b.trial_id for b in analysis.best_by(high.table, analysis.law_of)] == [low.best_trial["trial_id"]]
     assert analysis.round_stats(high)[0].best == pytest.approx(1 - analysis.round_stats(low)[0].best)
+
+
+def _numbers(text: str) -> dict[str, str]:
+    """The chosen rate, its score and the band as one line states them (``Summary.chosen_text``)."""
+    m = re.search(r"lr=(\S+)  (\w+)=(\S+) \((mean of epochs? [\d-]+), ([^)]*)\)  band lr (\S+)\.\.(\S+) \(noise (\S+)\)",
+                  text)
+    assert m, text
+    return dict(zip(("lr", "metric", "value", "statistic", "source", "low", "high", "noise"), m.groups()))
+
+
+@pytest.mark.slow
+def test_a_real_max_sweep_says_the_same_numbers_everywhere(local_ray, small_config, capsys):
+    """One real sweep (digits, val_accuracy, mode: max): best.json, report.md, the final line of `sweep run`
+    and `sweep report` give the chosen rate, its own score and the band with one label and one value; ASHA
+    stopped the least accurate; the pick lies where the val_loss sweep on the same config picks
+    (tests/test_sweep.py: 3e-3 .. 0.3)."""
+    path = small_config("acc", "metric: val_accuracy\nmode: max\n")
+    assert cli.main(["run", str(path), "--quiet", "--no-check"]) == 0
+    final = capsys.readouterr().out.strip().splitlines()[-1]
+    folder = path.parent / "runs" / "acc"
+    best = json.loads((folder / "best.json").read_text())
+    assert best["metric"] == "val_accuracy" and best["mode"] == "max" and best["val_accuracy"] == best["score"]["value"]
+    assert 3e-3 <= best["lr"] <= 0.3 and best["band"]["low"] <= best["lr"] <= best["band"]["high"]
+    rounds = json.loads((folder / "rounds.json").read_text())
+    assert rounds["mode"] == "max" and all(set(b) == {"low", "high"} for r in rounds["rounds"]
+                                           for b in r["brackets"].values())
+    rows = results.read_trials(folder)
+    stopped = {r["trial_id"] for r in rows if r["status"] == "stopped"}
+    acc = {r["trial_id"]: r["metric"] for r in rows if r["epoch"] == 2}
+    assert stopped and max(acc[t] for t in stopped) < max(acc.values())  # ASHA kept the most accurate going
+    assert all(r["metric"] == pytest.approx(r["val_accuracy"] if "val_accuracy" in r else 1 - r["val_error"])
+               for r in rows if r["epoch"] and math.isfinite(r["metric"]))
+
+    assert cli.main(["report", str(folder)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    footer, line = out[-3], out[-2]
+    said = {name: _numbers(text) for name, text in (("run", final), ("report", line),
+                                                    ("report.md", (folder / "report.md").read_text()))}
+    stored = {"lr": f"{best['lr']:.4g}", "metric": "val_accuracy", "value": f"{best['score']['value']:.4f}",
+              "statistic": best["score"]["statistic"], "source": best["score"]["label"],
+              "low": f"{best['band']['low']:.4g}", "high": f"{best['band']['high']:.4g}",
+              "noise": f"{best['band']['noise']:.4f}"}
+    assert said == {"run": stored, "report": stored, "report.md": stored}
+    assert footer == (f"* best trial run: lr {best['best_trial']['lr']:.4g}, val_accuracy "
+                      f"{best['best_trial']['score']:.4f} ({best['best_trial']['statistic']})")

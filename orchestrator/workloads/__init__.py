@@ -1,11 +1,14 @@
 """Workloads: the plugin contract and the built-in ones.
 
 A workload is anything callable as ``fn(config: dict) -> Workload``. The YAML key ``workload:`` names a
-built-in (see ``BUILTINS``) or a ``package.module:callable`` plugin.
+built-in (see ``BUILTINS``) or a ``package.module:callable`` plugin. ``train:`` instead names a training
+function ``train(config, trial)`` (``orchestrator.session``), loaded by the same ``resolve``.
 """
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,26 +54,43 @@ BUILTINS = {
 }
 
 
-def resolve(name: str) -> Callable[[dict], Workload]:
-    """Turn a built-in name or ``package.module:callable`` into the callable."""
-    target = BUILTINS.get(name, name)
+def resolve(name: str, key: str = "workload") -> Callable[..., Any]:
+    """Turn a built-in name or ``package.module:callable`` into the callable; ``key`` (``workload`` or
+    ``train``) names the config key in errors, and only ``workload`` has built-ins. A module that is not
+    importable as it is is looked up in the current folder too (the folder ``sweep`` runs in, as
+    ``python -m`` does; Ray's workers have it on their path)."""
+    target = BUILTINS.get(name, name) if key == "workload" else name
     if ":" not in target:
-        raise WorkloadError(
-            f"workload={name!r}: expected a built-in ({', '.join(sorted(BUILTINS))}) or 'package.module:callable'"
-        )
+        expected = (f"a built-in ({', '.join(sorted(BUILTINS))}) or 'package.module:callable'" if key == "workload"
+                    else "'package.module:function' naming a training function train(config, trial)")
+        raise WorkloadError(f"{key}={name!r}: expected {expected}")
     module_name, _, attr = target.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name)
     except Exception as exc:  # ImportError, or whatever the plugin raises at import
-        raise WorkloadError(f"workload={name!r}: cannot import module {module_name!r} ({exc})") from None
+        raise WorkloadError(f"{key}={name!r}: cannot import module {module_name!r} ({exc})") from None
     fn: Any = module
     for part in attr.split("."):
         fn = getattr(fn, part, None)
         if fn is None:
-            raise WorkloadError(f"workload={name!r}: module {module_name!r} has no attribute {attr!r}")
+            raise WorkloadError(f"{key}={name!r}: module {module_name!r} has no attribute {attr!r}")
     if not callable(fn):
-        raise WorkloadError(f"workload={name!r}: {attr!r} is not callable")
+        raise WorkloadError(f"{key}={name!r}: {attr!r} is not callable")
     return fn
+
+
+def _import(module_name: str) -> Any:
+    """``importlib.import_module``; when the module's top package is not found and the current folder is
+    not on ``sys.path``, the current folder is appended (after every installed package) and it is tried again."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        top = module_name.split(".")[0]
+        if exc.name != top or here in sys.path or "" in sys.path or "." in sys.path:
+            raise
+        sys.path.append(here)
+        return importlib.import_module(module_name)
 
 
 def build(name: str, config: dict) -> Workload:
