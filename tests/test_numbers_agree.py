@@ -108,8 +108,8 @@ def test_a_maximised_metric_picks_the_same_rate_and_band_as_its_minimised_twin(t
 
 def _numbers(text: str) -> dict[str, str]:
     """The chosen rate, its score and the band as one line states them (``Summary.chosen_text``)."""
-    m = re.search(r"lr=(\S+)  (\w+)=(\S+) \((mean of epochs? [\d-]+), ([^)]*)\)  band lr (\S+)\.\.(\S+) \(noise (\S+)\)",
-                  text)
+    m = re.search(r"lr=(\S+)  (\w+)=(\S+) \((mean of epochs? [\d-]+), ([^)]*)\)  "
+                  r"band lr (\S+)\.\.(\S+) \(noise (\S+)\)", text)
     assert m, text
     return dict(zip(("lr", "metric", "value", "statistic", "source", "low", "high", "noise"), m.groups()))
 
@@ -125,7 +125,8 @@ def test_a_real_max_sweep_says_the_same_numbers_everywhere(local_ray, small_conf
     final = capsys.readouterr().out.strip().splitlines()[-1]
     folder = path.parent / "runs" / "acc"
     best = json.loads((folder / "best.json").read_text())
-    assert best["metric"] == "val_accuracy" and best["mode"] == "max" and best["val_accuracy"] == best["score"]["value"]
+    assert best["metric"] == "val_accuracy" and best["mode"] == "max"
+    assert best["val_accuracy"] == best["score"]["value"]
     assert 3e-3 <= best["lr"] <= 0.3 and best["band"]["low"] <= best["lr"] <= best["band"]["high"]
     rounds = json.loads((folder / "rounds.json").read_text())
     assert rounds["mode"] == "max" and all(set(b) == {"low", "high"} for r in rounds["rounds"]
