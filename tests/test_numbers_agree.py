@@ -97,7 +97,8 @@ def test_a_maximised_metric_picks_the_same_rate_and_band_as_its_minimised_twin(t
     assert abs(math.log10(high.lr / low.lr)) < 0.02 and high.best_trial["trial_id"] == low.best_trial["trial_id"]
     assert high.value == pytest.approx(1 - low.value) and high.score.trials == low.score.trials
     assert (high.band.low, high.band.high) == (low.band.low, low.band.high)
-    assert high.band.noise == pytest.approx(low.band.noise) and high.band.threshold == pytest.approx(1 - low.band.threshold)
+    assert high.band.noise == pytest.approx(low.band.noise)
+    assert high.band.threshold == pytest.approx(1 - low.band.threshold)
     best = json.loads((high.folder / "best.json").read_text())
     assert best["val_accuracy"] == high.score.value and best["mode"] == "max" and 0.6 < high.score.value < high.value
     md = (high.folder / "report.md").read_text()
