@@ -110,7 +110,7 @@ def test_api_sweep_zooms_in_and_stores_results(local_ray, small_config):
     # the pick, recomputed from trials.parquet by the documented rule, is the one the report stored
     lr, value, epoch, best_trial = pick_from_rows(table)
     assert best["lr"] == pytest.approx(lr, rel=1e-3) and best["config"]["lr"] == best["lr"]
-    assert best["val_loss"] == pytest.approx(value, rel=1e-9) and best["epoch"] == epoch == 4
+    assert best["best_trial"]["score"] == pytest.approx(value, rel=1e-9) and best["epoch"] == epoch == 4
     assert best["best_trial"]["trial_id"] == best_trial
     assert (folder / "report.md").read_text().count("| ") > 5
 
@@ -205,4 +205,4 @@ def test_sweep_over_laws_and_optimizers_applies_each_law(local_ray, tmp_path):
     winner = min(mean, key=lambda t: (mean[t], t))
     best = json.loads((summary.folder / "best.json").read_text())
     assert (best["config"]["schedule"], best["config"]["optimizer"]) == groups[winner]
-    assert best["best_trial"]["trial_id"] == winner and best["val_loss"] == pytest.approx(mean[winner])
+    assert best["best_trial"]["trial_id"] == winner and best["best_trial"]["score"] == pytest.approx(mean[winner])
