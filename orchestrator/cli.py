@@ -8,7 +8,12 @@ need no Ray.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
+import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator.errors import ExitCode
@@ -35,9 +40,9 @@ def preflight(cfg) -> list:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from orchestrator import config as config_mod, preflight as checks
+    from orchestrator import preflight as checks
 
-    cfg = config_mod.load(args.config)
+    cfg, _ = load(args)
     results = preflight(cfg)
     print(checks.format_checks(results) or f"no pre-flight checks: train: {cfg.train} is a training function "
           f"(the checks need a workload: returning a Workload)")
@@ -48,22 +53,119 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from cluster.connect import resolve_address
-    from orchestrator import config as config_mod, preflight as checks, run_sweep
+def load(args: argparse.Namespace) -> tuple:
+    """``(SweepConfig, text)``: the config file with ``--name`` and each ``--set`` applied, and the text of
+    that effective config (stored as the sweep's ``sweep.yaml``)."""
+    from orchestrator import config as config_mod
 
-    cfg = config_mod.load(args.config)
+    text = config_mod.read(args.config)
+    sets, name = list(getattr(args, "set", None) or []), getattr(args, "name", None)
+    if not sets and name is None:
+        return config_mod.loads(text, args.config), text
+    text = config_mod.with_sets(text, sets, args.config, name=name)
+    flags = redact(" ".join(shlex.join(f) for f in _flags(args)))
+    if len(flags) + len(str(args.config)) > 150:  # errors cut the source at 200 characters
+        flags = f"{len(_flags(args))} overrides: --name, --set"
+    return config_mod.loads(text, f"{args.config} (with {flags})"), text
+
+
+def _flags(args: argparse.Namespace) -> list[list[str]]:
+    return ([["--name", args.name]] if getattr(args, "name", None) is not None else []) + [
+        ["--set", s] for s in getattr(args, "set", None) or []]
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command that resumes the sweep ``args`` started: the same config file and overrides (what looks
+    like a credential in them masked)."""
+    return redact(shlex.join(["sweep", "run", str(args.config), *[x for f in _flags(args) for x in f], "--resume"]))
+
+
+def redact(text: str) -> str:
+    from orchestrator import storage
+
+    return storage.redact(text)
+
+
+def _present(where) -> bool:
+    from orchestrator import storage
+
+    return storage.exists(where.uri) if where.uri else where.folder.is_dir()
+
+
+# Ray's loggers whose lines (Tuner.restore advice, "Failed to fetch metrics", the token-auth notice,
+# experiment-state snapshotting warnings) `sweep run` shows with --verbose only; errors always show.
+RAY_LOGGERS = ("ray.tune", "ray.train", "ray.air", "ray._private.authentication")
+
+
+@contextlib.contextmanager
+def ray_lines(verbose: bool) -> Iterator[None]:
+    """While the block runs, Ray's own warnings are hidden unless ``verbose``; the levels are restored."""
+    loggers = [logging.getLogger(n) for n in RAY_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    if not verbose:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def plugins_beside(config: str | None) -> Iterator[None]:
+    """While the block runs, plugin modules next to the config file are importable: its folder is on
+    ``sys.path`` (after what is there) and, for the trials' processes of an embedded Ray, on ``PYTHONPATH``."""
+    if config is None:
+        yield
+        return
+    folder = str(Path(config).resolve().parent)
+    old_path, old_env = list(sys.path), os.environ.get("PYTHONPATH")
+    if folder not in sys.path:
+        sys.path.append(folder)
+    os.environ["PYTHONPATH"] = os.pathsep.join([*filter(None, [old_env]), folder])
+    try:
+        yield
+    finally:
+        sys.path[:] = old_path
+        if old_env is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old_env
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator import storage
+
+    cfg, text = load(args)
+    where = storage.target(cfg.storage, cfg.name)
+    if args.resume and not _present(where):
+        _err(f"{where.shown}: nothing to resume (no sweep folder there); start the sweep without --resume")
+        return EXIT_BAD_INPUT
+    try:
+        with ray_lines(args.verbose):
+            return _run(args, cfg, text, where)
+    except KeyboardInterrupt:
+        if _present(where):
+            _err(f"interrupted; resume with: {resume_command(args)}")
+        else:
+            _err(f"interrupted before {where.shown} was created; nothing to resume")
+        return ExitCode.INTERRUPTED
+
+
+def _run(args: argparse.Namespace, cfg, text: str, where) -> int:
+    from cluster.connect import resolve_address
+    from orchestrator import preflight as checks, run_sweep
+
     resolve_address(args.address)  # a bad address fails now, before the checks and before Ray starts
     if not args.resume:
         from orchestrator.folder import refuse_taken
 
         refuse_taken(cfg)  # so does a sweep folder that is taken
     else:
-        from orchestrator import lease, storage
+        from orchestrator import lease
 
-        where = storage.target(cfg.storage, cfg.name)
-        if where.uri or where.folder.is_dir():
-            lease.check(lease.store_for(where.folder, where.uri))  # and a sweep another driver is running
+        lease.check(lease.store_for(where.folder, where.uri))  # and a sweep another driver is running
     results = []
     if not args.no_check and not args.resume:
         results = preflight(cfg)
@@ -78,7 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"[sweep] pre-flight: {len(results) - len(warned)} passed"
                   + (f", warnings: {', '.join(warned)}" if warned else ""), flush=True)
     summary = run_sweep(cfg, address=args.address, resume=args.resume, quiet=args.quiet,
-                        config_text=Path(args.config).read_text(), checks=results, verbose=args.verbose,
+                        config_text=text, checks=results, verbose=args.verbose,
                         insecure=args.insecure, connect_timeout=args.connect_timeout)
     print(summary.line())
     return EXIT_OK
@@ -124,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="babysitting pre-flight checks on the workload, no fan-out")
     c.add_argument("config", help="sweep YAML")
     c.set_defaults(func=cmd_check)
+    for command in (r, c):
+        command.add_argument("--name", help="the sweep's name, instead of the config's name:")
+        command.add_argument("--set", action="append", metavar="KEY=VALUE",
+                             help="override one config key (dotted, e.g. space.optimizer=adam; the value is "
+                                  "read as YAML); repeatable; checked like the file")
 
     from cluster.commands import register as register_jobs
 
@@ -177,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse already printed its one-line usage error
         return int(exc.code or 0)
     try:
-        return args.func(args)
+        with plugins_beside(getattr(args, "config", None)):
+            return args.func(args)
     except NoMetricError as exc:  # `run`: the workload failed at every rate; `report`: nothing to report on
         _err(str(exc))
         return EXIT_FAILED if args.func is cmd_run else EXIT_BAD_INPUT
@@ -189,10 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         _err(str(exc))
         return EXIT_FAILED
     except SweepInterrupted as exc:
-        _err(str(exc).replace("CONFIG", getattr(args, "config", "CONFIG")))
+        _err(str(exc).replace("sweep run CONFIG --resume", resume_command(args)))
         return ExitCode.INTERRUPTED
     except KeyboardInterrupt:
-        _err("interrupted; resume with: sweep run CONFIG --resume")
+        _err("interrupted")
         return ExitCode.INTERRUPTED
 
 

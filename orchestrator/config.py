@@ -354,7 +354,8 @@ def parse(data: Any, source: str = "<config>") -> SweepConfig:
         else:
             what, reader = f"the training function {cfg.train}", workloads.resolve(str(cfg.train), key="train")
     except workloads.WorkloadError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        hint = PLUGIN_HINT if "No module named" in str(exc) else ""
+        raise ConfigError(f"{source}: {exc}{hint}") from None
     _check_space_keys(cfg, source, {what: reader})
     _check_trials(cfg, source)
     return cfg
@@ -405,6 +406,9 @@ def _check_space_keys(cfg: SweepConfig, source: str, readers: dict[str, Any]) ->
                           f"(a plugin declares the keys it reads: space_keys = {{...}})")
 
 
+PLUGIN_HINT = ("; a plugin module is looked for next to the config file (sweep run, sweep check) and on "
+               "sys.path: put it there, or add its folder to PYTHONPATH")
+
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
 
 
@@ -429,26 +433,69 @@ def _check_trials(cfg: SweepConfig, source: str) -> None:
 
 def load(path: str | Path) -> SweepConfig:
     """Read and validate a sweep YAML file."""
+    return loads(read(path), str(path))
+
+
+def read(path: str | Path) -> str:
+    """The text of a sweep YAML file; ``ConfigError`` naming the file when it cannot be read."""
     path = Path(path)
     try:
-        text = path.read_text()
+        return path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file (expected a sweep YAML such as examples/digits.yaml)") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
-    return loads(text, str(path))
 
 
-def loads(text: str, source: str = "<config>") -> SweepConfig:
-    """Validate a sweep YAML document given as text; ``source`` names it in errors."""
+def _yaml(text: str, source: str) -> Any:
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{source}: YAML syntax error at {where}{problem}") from None
-    return parse(data, source)
+
+
+def loads(text: str, source: str = "<config>") -> SweepConfig:
+    """Validate a sweep YAML document given as text; ``source`` names it in errors."""
+    return parse(_yaml(text, source), source)
+
+
+def with_sets(text: str, sets: list[str], source: str = "<config>", name: str | None = None) -> str:
+    """The sweep YAML ``text`` with ``name`` (taken as it is) and each ``KEY=VALUE`` of ``sets`` applied in
+    order, as YAML text (for ``loads``, and to store as the effective config). ``KEY`` is dotted
+    (``space.optimizer``, ``zoom.max_rounds``; missing mappings are created); ``VALUE`` is read as YAML (``5``
+    an int, ``1e-3`` a float, ``adam`` a string). Raises ``ConfigError`` naming the setting for one that is
+    not ``KEY=VALUE`` or whose key passes through a value that is not a mapping; the result is validated by
+    ``loads``, not here."""
+    if not sets and name is None:
+        return text
+    data = _yaml(text, source)
+    try:
+        plain = isinstance(data, dict) and count_nodes(data) <= MAX_NODES
+    except ValueError:  # a recursive alias
+        plain = False
+    if not plain:
+        return text  # loads refuses it with its own message
+    if name is not None:
+        data["name"] = name
+    for item in sets:
+        key, sep, value = str(item).partition("=")
+        parts = key.split(".")
+        if not sep or not all(re.fullmatch(r"[A-Za-z_][\w-]{0,99}", part) for part in parts):
+            raise ConfigError(f"--set {shown(item)}: expected KEY=VALUE with a dotted key, "
+                              f"such as space.optimizer=adam or zoom.max_rounds=3")
+        target = data
+        for i, part in enumerate(parts[:-1]):
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"--set {shown(item)}: {'.'.join(parts[:i + 1])} is {shown(target)} in "
+                                  f"{source}, not a mapping of keys")
+        target[parts[-1]] = _yaml(value, f"--set {shown(item)}")
+    flags = ([f"--name {name}"] if name is not None else []) + [f"--set {item}" for item in sets]
+    return f"# {source} with {' '.join(' '.join(str(f).split()) for f in flags)}\n" + yaml.safe_dump(
+        data, sort_keys=False)
 
 
 API_HEADER = "# config given through the Python API (storage: left out)\n"
