@@ -159,7 +159,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``submit``, ``status``, ``logs`` and ``stop`` to the ``sweep`` parser's subcommands."""
-    from cluster.jobs import DEFAULT_STOP_WAIT_S
+    from cluster.package import DEFAULT_STOP_WAIT_S
 
     s = subparsers.add_parser("submit", help="hand a sweep to a Ray cluster as a Ray Job (prints the job id)")
     s.add_argument("config", help="sweep YAML; its storage: must be an absolute path every node and you share, "

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import jobs
+from cluster import jobs, package
 
 VENV_BIN = Path(sys.executable).parent
 RAY = VENV_BIN / "ray"
@@ -95,7 +95,7 @@ def test_token_found_the_way_ray_finds_it(clean_env, monkeypatch, tmp_path):
 
 def test_package_runtime_env_and_entrypoint(tmp_path, small_config):
     cfg = small_config("pkg")
-    rel = jobs.stage(cfg, tmp_path / "stage")
+    rel = package.stage(cfg, tmp_path / "stage")
     stage = tmp_path / "stage"
     assert rel == "_submitted/pkg.yaml" and (stage / rel).read_text() == cfg.read_text()
     for pkg in ("orchestrator", "schedules", "cluster"):
@@ -103,18 +103,18 @@ def test_package_runtime_env_and_entrypoint(tmp_path, small_config):
     for excluded in (".venv", ".git", "runs", "bench/results"):
         assert not (stage / excluded).exists(), excluded
     assert not list(stage.rglob("__pycache__"))
-    env = jobs.runtime_env(stage, stop_wait_s=45)
+    env = package.runtime_env(stage, stop_wait_s=45)
     assert env["working_dir"] == str(stage)
     assert env["env_vars"]["RAY_JOB_STOP_SIGNAL"] == "SIGINT"
     assert env["env_vars"]["RAY_JOB_STOP_WAIT_TIME_S"] == "45"
     assert {".venv", "runs", ".git", "bench/results"} <= set(env["excludes"])
-    assert "pip" not in env and jobs.runtime_env(stage, pip=["torch==2.13.0"])["pip"] == ["torch==2.13.0"]
-    assert jobs.entrypoint(rel) == "python -m orchestrator.cli run _submitted/pkg.yaml --quiet"
-    assert jobs.entrypoint("_submitted/a b.yaml", resume=True).endswith("'_submitted/a b.yaml' --quiet --resume")
-    assert jobs.results_folder("/shared/runs/", "x") == ("/shared/runs/x", None)
+    assert "pip" not in env and package.runtime_env(stage, pip=["torch==2.13.0"])["pip"] == ["torch==2.13.0"]
+    assert package.entrypoint(rel) == "python -m orchestrator.cli run _submitted/pkg.yaml --quiet"
+    assert package.entrypoint("_submitted/a b.yaml", resume=True).endswith("'_submitted/a b.yaml' --quiet --resume")
+    assert package.results_folder("/shared/runs/", "x") == ("/shared/runs/x", None)
     with pytest.raises(jobs.LocalStorageError, match="--allow-local-storage"):
-        jobs.results_folder("runs", "x")
-    folder, warning = jobs.results_folder("runs", "x", allow_local=True)
+        package.results_folder("runs", "x")
+    folder, warning = package.results_folder("runs", "x", allow_local=True)
     assert "working_dir" in folder and "share" in warning
 
 
@@ -358,8 +358,8 @@ def test_absolute_and_uri_storage_accepted(clean_env, monkeypatch, capsys, small
     assert sweep("submit", str(cfg), "--address", api.url) == 0
     err = capsys.readouterr().err
     assert "warning" not in err and f"results: {tmp_path / 'runs' / 'shared'};" in err
-    assert jobs.results_folder("s3://bucket/runs?region=x", "n") == ("s3://bucket/runs/n?region=x", None)
-    assert jobs.results_folder("file:///shared/runs", "n") == ("/shared/runs/n", None)
+    assert package.results_folder("s3://bucket/runs?region=x", "n") == ("s3://bucket/runs/n?region=x", None)
+    assert package.results_folder("file:///shared/runs", "n") == ("/shared/runs/n", None)
 
 
 def test_log_stream_never_shows_a_token_cut_between_chunks():

@@ -152,9 +152,9 @@ def test_a_sweep_with_keys_in_its_uri_never_writes_or_prints_them(s3, tmp_path, 
 
 
 def test_job_metadata_and_status_show_the_uri_without_keys():
-    from cluster import jobs
+    from cluster import jobs, package
 
-    folder, warning = jobs.results_folder(f"s3://{CREDS}b/runs?endpoint_override=h:9&token=tok123", "n")
+    folder, warning = package.results_folder(f"s3://{CREDS}b/runs?endpoint_override=h:9&token=tok123", "n")
     assert folder == "s3://b/runs/n?endpoint_override=h:9&token=***" and warning is None
     info = jobs.public_info(jobs.JobInfo(
         job_id="j", status="FAILED", message=f"failed writing s3://{CREDS}b/runs/n?secret_key=abc123",
