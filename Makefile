@@ -19,7 +19,7 @@ $(BIN)/python:
 	$(PIP) install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt constraints-test.txt
-	$(PIP) install -q $(CONSTRAINTS) $(TEST_CONSTRAINTS) -e ".[test]"
+	$(PIP) install -q $(CONSTRAINTS) $(TEST_CONSTRAINTS) -e ".[test,hf,lightning]"
 	touch $@
 
 # demo: the package and its runtime dependencies only (no test extras, no test pins); make test adds them
@@ -46,7 +46,7 @@ test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(VENV)/.installed
-	$(PIP) install -q $(CONSTRAINTS) $(TEST_CONSTRAINTS) -e ".[test,bench]"
+	$(PIP) install -q $(CONSTRAINTS) $(TEST_CONSTRAINTS) -e ".[test,hf,lightning,bench]"
 	$(BIN)/python -m bench.regret
 
 clean:
