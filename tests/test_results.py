@@ -1,6 +1,7 @@
 """The results vocabulary (no Ray): one TrialStatus enum, the Parquet schema as the one source of row keys."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -52,3 +53,28 @@ def test_every_column_a_trial_reports_is_kept_and_nothing_else_is_collected(tmp_
     (stored,) = results.read_trials(tmp_path)
     assert {k: stored[k] for k in row} == row and stored["status"] == "completed"
     assert not math.isnan(stored["val_loss"])
+
+
+def test_rounds_json_stores_labelled_brackets_and_still_reads_the_old_pairs(tmp_path):
+    """A bracket is the range of rates the zoom searched: stored as {low, high}; folders written before hold
+    [centre, half-width] in decades, read as the same bracket; anything else is one line naming the place."""
+    r = zoom.Round(1, ((0, -2.0),), {0: (-2.0, 1.0)}, "refine")
+    doc = results.rounds_document(metric="val_accuracy", mode="max", param="lr", max_epochs=4, rounds=[r],
+                                  stop_reason=None, groups=None, cliff_margin=1.0)
+    assert doc["mode"] == "max" and doc["rounds"][0]["brackets"] == {"0": {"low": pytest.approx(0.001),
+                                                                          "high": pytest.approx(0.1)}}
+    results.write_json(tmp_path / results.ROUNDS, doc)
+    stored = results.read_json(tmp_path / results.ROUNDS)["rounds"][0]["brackets"]["0"]
+    assert results.bracket_of(stored) == results.bracket_of([-2.0, 1.0]) == results.Bracket.of(-2.0, 1.0)
+    for bad in ({"low": 1}, [1, 2, 3], "ab"):
+        (tmp_path / results.ROUNDS).write_text(json.dumps({"rounds": [{"brackets": {"0": bad}}]}))
+        with pytest.raises(results.ResultsError, match=r"rounds\[0\]\.brackets\['0'\]: expected \{low, high\}"):
+            results.read_json(tmp_path / results.ROUNDS)
+    (tmp_path / results.ROUNDS).write_text(json.dumps({"mode": "maximum"}))
+    with pytest.raises(results.ResultsError, match="mode: unexpected value 'maximum'"):
+        results.read_json(tmp_path / results.ROUNDS)
+
+
+def test_mode_turns_a_metric_into_the_score_the_zoom_minimises_and_back():
+    assert results.Mode.MAX.loss(0.9) == -0.9 and results.Mode.MAX.metric(-0.9) == 0.9
+    assert results.Mode.MIN.loss(0.3) == 0.3 == results.Mode.MIN.metric(0.3) and str(results.Mode.MAX) == "max"
