@@ -56,8 +56,8 @@ def build(folder: str | Path) -> Summary:
 
 def best_json(s: Summary) -> dict[str, Any]:
     """What best.json holds: ``lr`` (the chosen rate) and next to it ``METRIC``, the chosen rate's own score
-    (``score``: its value, ``statistic`` such as 'mean of epochs 25-27' at ``epoch``, ``interpolated`` and the
-    ``trials`` it comes from); ``band`` (``low``, ``high`` rates, ``noise`` and ``threshold`` in the metric's
+    (``score``: its ``value``, ``statistic`` such as 'mean of epochs 25-27' at ``epoch``, ``interpolated``,
+    the ``trials`` it comes from and ``source``, those in words); ``band`` (``low``, ``high`` rates, ``noise`` and ``threshold`` in the metric's
     units, ``trials`` in it, ``sigmas``); ``best_trial`` (its ``score`` under the same statistic, ``METRIC``
     at that epoch); the cost."""
     own = s.score
@@ -66,7 +66,7 @@ def best_json(s: Summary) -> dict[str, Any]:
         s.metric: own.value if own else None,
         "score": {"value": own.value if own else None, "statistic": s.statistic, "epoch": s.epoch,
                   "interpolated": own.interpolated if own else None, "trials": list(own.trials) if own else [],
-                  "label": own.label(s.rate_of) if own else None},
+                  "source": own.label(s.rate_of) if own else None},
         "band": s.band.stored() if s.band else None,
         "interpolated": s.interpolated, "epoch": s.epoch,
         "epochs_spent": s.epochs, "fte": s.fte, "trials": s.trials,

@@ -145,7 +145,7 @@ def test_a_real_max_sweep_says_the_same_numbers_everywhere(local_ray, small_conf
     said = {name: _numbers(text) for name, text in (("run", final), ("report", line),
                                                     ("report.md", (folder / "report.md").read_text()))}
     stored = {"lr": f"{best['lr']:.4g}", "metric": "val_accuracy", "value": f"{best['score']['value']:.4f}",
-              "statistic": best["score"]["statistic"], "source": best["score"]["label"],
+              "statistic": best["score"]["statistic"], "source": best["score"]["source"],
               "low": f"{best['band']['low']:.4g}", "high": f"{best['band']['high']:.4g}",
               "noise": f"{best['band']['noise']:.4f}"}
     assert said == {"run": stored, "report": stored, "report.md": stored}

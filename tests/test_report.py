@@ -345,7 +345,7 @@ def test_a_pick_between_trials_stands_next_to_its_own_interpolated_score_everywh
     assert best["lr"] == best["config"]["lr"] == chosen and best["interpolated"] is True
     assert best["val_loss"] == pytest.approx(own) == best["score"]["value"]  # the chosen rate's own, not r1_0's
     assert best["score"]["statistic"] == "mean of epochs 6-8" and best["score"]["interpolated"] is True
-    assert best["score"]["label"] == "interpolated between the trials at 0.003162 and 0.01, not trained"
+    assert best["score"]["source"] == "interpolated between the trials at 0.003162 and 0.01, not trained"
     assert best["best_trial"]["trial_id"] == "r1_0" and best["best_trial"]["lr"] == pytest.approx(10 ** -2.5)
     assert best["best_trial"]["score"] == pytest.approx(best_score)
     assert best["best_trial"]["statistic"] == "mean of epochs 6-8"
