@@ -12,7 +12,7 @@ CONSTRAINTS ?= -c constraints.txt
 # The library versions whose messages and behaviour the tests match (see the file).
 TEST_CONSTRAINTS ?= -c constraints-test.txt
 
-.PHONY: demo lint test test-fast bench clean
+.PHONY: demo lint test test-fast bench screenshots clean
 
 $(BIN)/python:
 	$(NOHOME) $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ test-fast: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PIP) install -q $(CONSTRAINTS) $(TEST_CONSTRAINTS) -e ".[test,hf,lightning,bench]"
 	$(BIN)/python -m bench.regret
+
+# docs/tensorboard.png and docs/tensorboard_hparams.png, from a small sweep in a real TensorBoard and a
+# headless Chromium (Debian: apt-get install chromium); fails when no browser is found
+screenshots: $(VENV)/.installed
+	SWEEP_SCREENSHOTS=$(abspath docs) $(BIN)/python -m pytest -q -p no:cacheprovider \
+	  tests/test_monitor.py::test_real_sweep_in_tensorboard
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

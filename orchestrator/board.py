@@ -1,47 +1,44 @@
-"""Ray Tune callbacks that watch a sweep: per-trial TensorBoard with HParams, one sweep-level TensorBoard
-run, a compact progress view. What they know of the sweep is a ``progress.Tally`` (no Ray); the server
-behind ``sweep tensorboard`` is ``tbserver.py``.
+"""Ray Tune callbacks that watch a sweep: one TensorBoard run per trial, one for the sweep as a whole, the
+HParams declaration, and a compact progress view. What they know of the sweep is a ``progress.Tally`` (no
+Ray); the server behind ``sweep tensorboard`` is ``tbserver.py``.
 
-What Ray's own ``TBXLoggerCallback`` writes, and what ``TrialBoard`` (a subclass of it) changes:
+Everything goes into the sweep folder itself (written by the driver, so TensorBoard sees it at once):
 
-- per trial, every result's numbers as scalars ``ray/tune/<key>`` (``val_loss``, ``train_loss``,
-  ``val_error``, ``lr_epoch``, ...), step = training iteration = epoch. Kept as is, except that
-  non-finite values (a diverged trial's ``inf`` losses) are left out instead of written as ``inf``;
-- HParams only when a trial ends, and with them a ``_hparams_/experiment`` summary per trial. TensorBoard
-  uses whichever single experiment summary it finds first, so the dashboard's columns and metrics were
-  one arbitrary trial's (no value ranges, every hparam flagged as not differing), running trials were
-  missing, every session ended "success" (errored ones too), and list values were dropped.
-  ``TrialBoard`` writes each trial's hparams when it *starts* (flattened config: nested keys as
-  ``a/b``, lists as JSON text, ``_``-private keys left out, ``schedule`` = ``constant`` when absent), its
-  end status when it ends (failure for errored or diverged trials), and no experiment summary:
-  TensorBoard then derives the columns, ranges and metrics from all trials.
-
-``SweepBoard`` writes one more TensorBoard run, ``FOLDER/_sweep``, for the sweep as a whole: the best
-metric so far and the learning rate that holds it against cumulative epochs spent, trials running /
-ended, and per round (step = round index, written once the round's trials have all ended) the bracket
-(lowest / highest learning rate of the round's trials, also in log10) and how many trials started, ran
-to the end, were stopped early, diverged or errored; a Markdown summary (Text tab) and a Custom Scalars
-layout (train and validation loss on one chart per trial, the bracket per round).
+- ``TrialBoard``: per trial a run named ``progress.run_name`` (``r1 lr=0.00316 optimizer=adam 3f2a1b9c``)
+  with the scalars ``TRIAL_SCALARS`` a user reads (``loss/val_loss``, ``loss/train_loss``, ``val_error``,
+  ``lr`` (the rate that epoch, after decay), ``time/epoch_seconds``; the sweep's metric too if it is
+  another), step = epoch; non-finite values (a diverged trial's ``inf``) left out. Its HParams session starts when
+  the trial starts (the searched values only, when ``searched`` is known) and ends when it ends
+  (failure for an errored or diverged trial). It is a subclass of Ray's ``TBXLoggerCallback`` only so
+  that Tune adds no TBX logger of its own (Tune adds one unless a callback is one): none of Ray's
+  writing is used, so no ``ray/tune/*`` counters reach TensorBoard.
+- ``SweepBoard``: the run ``_sweep``. Against cumulative epochs spent: ``sweep/best_<metric>`` (the
+  lowest any trial reached at any epoch) and ``sweep/best_lr``, ``sweep/round``, ``sweep/trials_running``,
+  ``sweep/trials_ended``. Text: ``sweep/rounds`` (a table of the rounds, written when a round closes and at
+  the end). The HParams experiment (``hparams_experiment``: ``round``, the searched parameters and the
+  metrics, nothing else) when ``searched`` is known; a Custom Scalars layout.
+- ``write_pick`` (after the report is built): the chosen rate into ``_sweep``: ``chosen/lr``,
+  ``chosen/lr_low``, ``chosen/lr_high``, ``chosen/<metric>`` (step = epochs spent), the Text ``chosen/summary``,
+  and the metric-vs-lr plot for rounds 0..k as the image ``chosen/<metric>_vs_lr`` at step k.
 
 ``Progress`` prints one status line when a round starts, then at most one every ``interval`` seconds
 while something changes, and a last one when the sweep ends (``verbose``: also one line per trial end;
-``quiet``: nothing). All three are picklable (Tune stores the RunConfig for ``Tuner.restore``) and
-keep their tallies across a resume through Tune's callback state.
+``quiet``: nothing). All three callbacks are picklable (Tune stores the RunConfig for ``Tuner.restore``)
+and keep their tallies across a resume through Tune's callback state.
 """
 from __future__ import annotations
 
+import io
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 from ray.tune.logger import TBXLoggerCallback
 
-from orchestrator.progress import Tally, hparams_of, number
-
-SWEEP_RUN = "_sweep"  # the sweep-level TensorBoard run, beside Tune's trial folders
+from orchestrator.progress import SWEEP_RUN, Searched, Tally, hparams_of, number, run_name, tag_of, trial_scalars
 
 
 # --- TensorBoard summaries (tensorboardX protos: no TensorFlow needed) -------------------------------
@@ -54,11 +51,12 @@ def _hparams_summary(tag: str, **plugin_data):
     return Summary(value=[Summary.Value(tag=tag, metadata=meta)])
 
 
-def session_start_summary(config: dict[str, Any], start_time: float | None = None):
+def session_start_summary(config: dict[str, Any], start_time: float | None = None,
+                          keys: tuple[str, ...] | None = None):
     from tensorboardX.proto.plugin_hparams_pb2 import SessionStartInfo
 
     info = SessionStartInfo(start_time_secs=start_time or time.time())
-    for key, value in hparams_of(config).items():
+    for key, value in hparams_of(config, keys).items():
         if isinstance(value, bool):
             info.hparams[key].bool_value = value
         elif isinstance(value, float):
@@ -77,41 +75,113 @@ def session_end_summary(failed: bool, end_time: float | None = None):
     return _hparams_summary("_hparams_/session_end_info", session_end_info=info)
 
 
+def hparams_experiment(searched: Searched, metric: str = "val_loss"):
+    """The HParams experiment: the columns ``Searched.keys`` (``round`` 0..max_rounds-1, the zoomed
+    parameter over its range, each crossed dimension with its values) and the metrics (the sweep's metric,
+    ``train_loss``, ``val_error``: each at a trial's last epoch), nothing else."""
+    from tensorboardX.proto.api_pb2 import DataType, Experiment, HParamInfo, Interval, MetricInfo, MetricName
+
+    infos = [HParamInfo(name="round", type=DataType.Value("DATA_TYPE_FLOAT64"),
+                        description="the zoom round that created the trial",
+                        domain_interval=Interval(min_value=0, max_value=max(searched.max_rounds - 1, 0)))]
+    span = Interval(min_value=searched.low, max_value=searched.high) if math.isfinite(searched.low) else None
+    infos.append(HParamInfo(name=searched.param, type=DataType.Value("DATA_TYPE_FLOAT64"),
+                            description="the zoomed parameter", domain_interval=span))
+    for key, values in searched.grid:
+        shown = list(hparams_of({key: v}, (key,)).get(key) for v in values)
+        kind = ("DATA_TYPE_BOOL" if all(isinstance(v, bool) for v in shown) else
+                "DATA_TYPE_FLOAT64" if all(isinstance(v, float) for v in shown) else "DATA_TYPE_STRING")
+        info = HParamInfo(name=key, type=DataType.Value(kind), description="a crossed dimension of the space")
+        info.domain_discrete.extend([v if kind != "DATA_TYPE_STRING" else str(v) for v in shown])
+        infos.append(info)
+    names = [metric] + [m for m in ("train_loss", "val_error") if m != metric]
+    metrics = [MetricInfo(name=MetricName(tag=tag_of(m, metric)), display_name=f"{m} (last epoch)") for m in names]
+    experiment = Experiment(hparam_infos=infos, metric_infos=metrics, time_created_secs=time.time())
+    return _hparams_summary("_hparams_/experiment", experiment=experiment)
+
+
+def _experiment_folder(trial, folder: Path | None) -> Path | None:
+    """The experiment folder Tune persists to, for a local storage (after ``Tuner.restore`` of a folder
+    that was moved or copied: the new place rather than the pickled one); else ``folder``. Never Tune's
+    driver staging folder: Tune copies that to storage for the last time *before* ``on_experiment_end``."""
+    storage = getattr(trial, "storage", None)
+    if getattr(getattr(storage, "storage_filesystem", None), "type_name", None) == "local":
+        return Path(trial.remote_experiment_path)
+    return folder
+
+
 # --- the callbacks -----------------------------------------------------------------------------------
 class TrialBoard(TBXLoggerCallback):
-    """Ray's TBX logger (per-trial scalars under ``ray/tune/``) with HParams fixed; see the module doc.
-    Passing it in ``RunConfig.callbacks`` replaces the default TBX logger Tune would add."""
+    """One TensorBoard run per trial, with its HParams session (see the module doc). ``folder``: the
+    sweep folder (followed to where Tune persists, for a local storage); ``searched``: what the sweep varies
+    (names the runs and limits the HParams to it; ``None``: the run name holds round and lr, the HParams
+    the whole config)."""
+
+    def __init__(self, folder: str | Path | None = None, searched: Searched | None = None,
+                 metric: str = "val_loss"):
+        super().__init__()
+        self.folder = Path(folder) if folder is not None else None
+        self.searched = searched
+        self.metric = metric
+        self._writers: dict[str, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_writers"], state["_trial_writer"], state["_trial_result"] = {}, {}, {}  # no live file handle
+        return state
+
+    def _open(self, trial):
+        writers = self.__dict__.setdefault("_writers", {})  # absent from a TrialBoard pickled before it existed
+        if trial.trial_id not in writers:
+            from tensorboardX import SummaryWriter
+
+            folder = _experiment_folder(trial, getattr(self, "folder", None))
+            searched = getattr(self, "searched", None)
+            path = folder / run_name(trial.trial_id, trial.config, searched) if folder else Path(trial.local_path)
+            writers[trial.trial_id] = SummaryWriter(str(path), flush_secs=10)
+        return writers[trial.trial_id]
 
     def log_trial_start(self, trial) -> None:
-        super().log_trial_start(trial)
-        writer = self._trial_writer[trial]
-        writer.file_writer.add_summary(session_start_summary(trial.config))
+        old = self.__dict__.setdefault("_writers", {}).pop(trial.trial_id, None)
+        if old is not None:  # restarted after a failure: a fresh session
+            old.close()
+        searched = getattr(self, "searched", None)
+        writer = self._open(trial)
+        writer.file_writer.add_summary(session_start_summary(trial.config, keys=searched.keys if searched else None))
         writer.flush()
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        finite = {k: v for k, v in result.items() if not (isinstance(v, float) and not math.isfinite(v))}
-        super().log_trial_result(iteration, trial, finite)
+        writer = self._open(trial)
+        step = int(number(result.get("epoch") or result.get("training_iteration") or iteration))
+        for key, tag in trial_scalars(getattr(self, "metric", "val_loss")):
+            value = number(result.get(key))
+            if math.isfinite(value):
+                writer.add_scalar(tag, value, step)
+        writer.flush()
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
-        writer = self._trial_writer.get(trial)
-        if writer is not None:
-            last = trial.last_result or {}
-            diverged = bool(last.get("diverged")) or not math.isfinite(number(last.get("val_loss", 0.0)))
-            writer.file_writer.add_summary(session_end_summary(failed or diverged))
-        super().log_trial_end(trial, failed)
+        writer = self.__dict__.setdefault("_writers", {}).pop(trial.trial_id, None)
+        if writer is None:
+            return
+        last = trial.last_result or {}
+        diverged = bool(last.get("diverged")) or not math.isfinite(number(last.get("val_loss", 0.0)))
+        writer.file_writer.add_summary(session_end_summary(failed or diverged))
+        writer.close()
 
-    def _try_log_hparams(self, trial, result) -> None:
-        """Ray's version writes a per-trial experiment summary, start and end at trial end: replaced by the
-        start at trial start and the end in ``log_trial_end``."""
+    def on_experiment_end(self, trials, **info) -> None:
+        for writer in self.__dict__.setdefault("_writers", {}).values():
+            writer.close()
+        self._writers = {}
 
 
 class SweepBoard(tune.Callback):
     """The sweep-level TensorBoard run ``FOLDER/_sweep`` (see the module doc)."""
 
-    def __init__(self, folder: str | Path, metric: str = "val_loss"):
+    def __init__(self, folder: str | Path, metric: str = "val_loss", searched: Searched | None = None):
         self.folder = Path(folder)
+        self.searched = searched
         self.tally = Tally(metric=metric)
-        self.emitted: list[int] = []  # rounds whose per-round scalars were written
+        self.emitted: list[int] = []  # rounds whose table row was written
         self._writer: Any = None  # a tensorboardX SummaryWriter once opened
 
     def __getstate__(self) -> dict[str, Any]:
@@ -126,25 +196,23 @@ class SweepBoard(tune.Callback):
 
             self._writer = SummaryWriter(str(self.folder / SWEEP_RUN), flush_secs=10)
             m = self.tally.metric
+            searched = getattr(self, "searched", None)
+            if searched is not None:
+                self._writer.file_writer.add_summary(hparams_experiment(searched, m))
             self._writer.add_custom_scalars({
-                "sweep": {f"best {m} so far (x: epochs spent)": ["Multiline", [f"sweep/best_{m}"]],
-                          "learning-rate bracket per round, log10 (x: round)":
-                              ["Multiline", [r"rounds/log10_lr_(low|high)"]],
-                          "trials per round (x: round)": ["Multiline", [r"rounds/trials_.*"]]},
-                "trials": {"train and validation loss": ["Multiline", [r"ray/tune/(train|val)_loss"]],
-                           "learning rate per epoch": ["Multiline", [r"ray/tune/lr_epoch"]]},
+                "sweep (x: epochs spent)": {
+                    f"lowest {m} so far": ["Multiline", [f"^sweep/best_{m}$"]],
+                    "its learning rate, and the chosen one with its band": ["Multiline", [r"^sweep/best_lr$",
+                                                                                        r"^chosen/lr"]]},
+                "trials (x: epoch)": {
+                    "train and validation loss": ["Multiline", [r"^loss/(train|val)_loss$"]],
+                    "learning rate per epoch": ["Multiline", [r"^lr$"]]},
             })
         return self._writer
 
     def _follow(self, trial) -> None:
-        """Write into the experiment folder Tune persists to (after ``Tuner.restore`` of a folder that was
-        moved or copied, the new place rather than the pickled ``folder``). Not into Tune's driver staging
-        folder: Tune copies that to storage for the last time *before* ``on_experiment_end``."""
-        if self._writer is not None:
-            return
-        storage = getattr(trial, "storage", None)
-        if getattr(getattr(storage, "storage_filesystem", None), "type_name", None) == "local":
-            self.folder = Path(trial.remote_experiment_path)
+        if self._writer is None:
+            self.folder = _experiment_folder(trial, self.folder) or self.folder
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._follow(trial)
@@ -174,51 +242,25 @@ class SweepBoard(tune.Callback):
 
     def on_experiment_end(self, trials, **info) -> None:
         self._emit_closed_rounds(final=True)
-        self.writer.add_text("sweep/summary", self.summary_markdown(), self.tally.epochs)
+        add_text(self.writer, "sweep/rounds", self.summary_markdown(), self.tally.epochs)
         self.writer.close()
         self._writer = None
 
     def _emit_closed_rounds(self, final: bool) -> None:
-        """Per-round scalars (step = round index), once per round: when all its trials ended and a later
-        round has started, or at the end of the sweep."""
+        """The table of rounds (Text tab, step = epochs spent), each time a round closes: all its trials
+        ended and a later round has started (the final table is written at the end of the sweep)."""
         t = self.tally
-        for k in sorted({i.round for i in t.trials.values()}):
-            if k in self.emitted or not (final or (k < t.current_round and t.round_done(k))):
-                continue
-            low, high = t.bracket(k)
-            w = self.writer
-            w.add_scalar("rounds/lr_low", low, k)
-            w.add_scalar("rounds/lr_high", high, k)
-            if low > 0 and high > 0:  # decades: readable on TensorBoard's linear axis
-                w.add_scalar("rounds/log10_lr_low", math.log10(low), k)
-                w.add_scalar("rounds/log10_lr_high", math.log10(high), k)
-            w.add_scalar("rounds/trials_started", sum(1 for i in t.trials.values() if i.round == k), k)
-            for status in ("completed", "stopped", "diverged", "errored"):
-                w.add_scalar(f"rounds/trials_{status}", t.count(status, round_index=k), k)
-            best = min((i.best for i in t.trials.values() if i.round == k), default=math.inf)
-            if math.isfinite(best):
-                w.add_scalar(f"rounds/best_{t.metric}", best, k)
-            w.add_scalar("rounds/epochs", sum(i.epochs for i in t.trials.values() if i.round == k), k)
-            self.emitted.append(k)
-        if self._writer is not None:
-            self._writer.flush()
+        closed = [k for k in sorted({i.round for i in t.trials.values()})
+                  if k not in self.emitted and (final or (k < t.current_round and t.round_done(k)))]
+        if not closed:
+            return
+        self.emitted.extend(closed)
+        if not final:
+            add_text(self.writer, "sweep/rounds", self.summary_markdown(), t.epochs)
+            self.writer.flush()
 
     def summary_markdown(self) -> str:
-        t = self.tally
-        lines = [f"| round | lr low | lr high | trials | completed | stopped early | diverged | errored "
-                 f"| best {t.metric} |",
-                 "|---|---|---|---|---|---|---|---|---|"]
-        for k in sorted({i.round for i in t.trials.values()}):
-            low, high = t.bracket(k)
-            best = min((i.best for i in t.trials.values() if i.round == k), default=math.inf)
-            lines.append(f"| {k} | {low:.3g} | {high:.3g} | {sum(1 for i in t.trials.values() if i.round == k)} | "
-                         f"{t.count('completed', round_index=k)} | {t.count('stopped', round_index=k)} | "
-                         f"{t.count('diverged', round_index=k)} | {t.count('errored', round_index=k)} | "
-                         f"{best:.4f} |")
-        lines.append("")
-        lines.append(f"{t.epochs} epochs spent ({t.fte:.2f} FTE); best {t.metric} {t.best:.4f} "
-                     f"at lr {t.best_lr():.3g} (trial {t.best_trial})")
-        return "\n".join(lines)
+        return self.tally.rounds_markdown()
 
     def get_state(self) -> dict[str, Any]:
         return {"tally": asdict(self.tally), "emitted": list(self.emitted)}
@@ -228,6 +270,122 @@ class SweepBoard(tune.Callback):
         self.emitted = list(state.get("emitted", []))
 
 
+# --- the pick, after the report ----------------------------------------------------------------------
+def write_pick(summary) -> Path:
+    """Add the chosen rate to ``FOLDER/_sweep`` (see the module doc) from an ``analysis.Summary`` and the
+    ``best.json`` the report wrote beside it (``pick_of``: the numbers are best.json's). Returns the run."""
+    from tensorboardX import SummaryWriter
+
+    from orchestrator import report, results
+
+    s = summary
+    pick = pick_of(results.read_json(s.folder / "best.json") or {}, s.metric)
+    step = int(s.epochs)
+    run = s.folder / SWEEP_RUN
+    with SummaryWriter(str(run), flush_secs=10) as w:
+        w.add_scalar("chosen/lr", pick.get("lr", s.lr), step)
+        for key in ("low", "high"):
+            if key in pick:
+                w.add_scalar(f"chosen/lr_{key}", pick[key], step)
+        if "score" in pick:
+            w.add_scalar(f"chosen/{s.metric}", pick["score"], step)
+        add_text(w, "chosen/summary", pick_markdown(pick, s.metric, getattr(s, "param", "lr")), step)
+        for k in sorted({c.round for c in s.table}):
+            upto = replace(s, table=tuple(c for c in s.table if c.round <= k),
+                           rounds=[r for r in s.rounds if int(r.get("index", 0)) <= k])
+            fig = report.figure_vs_lr(upto)
+            fig.axes[0].set_title(f"{s.folder.name}: {s.metric} against learning rate, rounds 0-{k}")
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=80)
+            w.file_writer.add_summary(_image_summary(f"chosen/{s.metric}_vs_lr", buf.getvalue(), fig), k)
+    return run
+
+
+def pick_of(best: dict[str, Any], metric: str = "val_loss") -> dict[str, Any]:
+    """What TensorBoard shows of best.json, each key only where best.json has it (finite): ``lr``;
+    ``low``, ``high``, ``noise`` (``band``); ``score`` (the chosen rate's own score: ``score.value``; a
+    best.json without ``score`` gives ``METRIC`` only when the rate is not a fit between trials, since there
+    ``METRIC`` is the best trial's) and ``label`` (what the score is, e.g. 'mean of epochs 25-27');
+    ``interpolated``; ``best_trial``, ``best_lr``, ``best_score``, ``best_label``; ``epochs``, ``fte``,
+    ``trials``; ``warnings``."""
+    out: dict[str, Any] = {}
+
+    def put(key: str, value: Any) -> None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[key] = float(value)
+
+    put("lr", best.get("lr"))
+    band: dict[str, Any] = best["band"] if isinstance(best.get("band"), dict) else {}
+    for key in ("low", "high", "noise"):
+        put(key, band.get(key))
+    score = best.get("score") if isinstance(best.get("score"), dict) else None
+    if score is not None:
+        put("score", score.get("value"))
+        label = score.get("label") or score.get("statistic")
+    else:
+        if not best.get("interpolated"):
+            put("score", best.get(metric))
+        label = None
+    if label and "score" in out:
+        out["label"] = str(label)
+    out["interpolated"] = bool(best.get("interpolated"))
+    bt: dict[str, Any] = best["best_trial"] if isinstance(best.get("best_trial"), dict) else {}
+    if bt.get("trial_id"):
+        out["best_trial"] = str(bt["trial_id"])
+        put("best_lr", bt.get("lr"))
+        put("best_score", bt.get("score", bt.get(metric)))
+        if bt.get("statistic"):
+            out["best_label"] = str(bt["statistic"])
+    put("epochs", best.get("epochs_spent"))
+    put("fte", best.get("fte"))
+    put("trials", best.get("trials"))
+    out["warnings"] = [str(w) for w in best.get("warnings") or []]
+    return out
+
+
+def pick_markdown(pick: dict[str, Any], metric: str = "val_loss", param: str = "lr") -> str:
+    """The Text summary of the pick (``pick_of``): the chosen rate with its band, its own score, the best
+    trial run, the cost, the warnings; a missing number is left out."""
+    lines = [f"**chosen {param} = {pick['lr']:.3g}**" if "lr" in pick else f"**no {param} chosen**"]
+    if pick.get("interpolated"):
+        lines[0] += " (a fit between trials: no trial ran at it)"
+    lines.append("")
+    if "low" in pick and "high" in pick:
+        lines.append(f"- band: {param} {pick['low']:.3g} .. {pick['high']:.3g}, the rates the sweep cannot tell "
+                     f"apart from the best" + (f" (noise {pick['noise']:.4f})" if "noise" in pick else ""))
+    if "score" in pick:
+        lines.append(f"- {metric} of the chosen rate: {pick['score']:.4f}"
+                     + (f" ({pick['label']})" if pick.get("label") else ""))
+    if "best_trial" in pick:
+        rate = f" at {param} {pick['best_lr']:.3g}" if "best_lr" in pick else ""
+        score = f": {metric} {pick['best_score']:.4f}" if "best_score" in pick else ""
+        label = f" ({pick['best_label']})" if pick.get("best_label") and score else ""
+        lines.append(f"- best trial run: {pick['best_trial']}{rate}{score}{label}")
+    if "epochs" in pick:
+        lines.append(f"- cost: {pick['epochs']:.0f} epochs" + (f" ({pick['fte']:.1f} FTE)" if "fte" in pick else "")
+                     + (f", {pick['trials']:.0f} trials" if "trials" in pick else ""))
+    lines += [f"- warning: {w}" for w in pick.get("warnings", [])]
+    return "\n".join(lines)
+
+
+def add_text(writer, tag: str, markdown: str, step: int) -> None:
+    """A Text-tab entry under ``tag`` itself (tensorboardX's ``add_text`` appends ``/text_summary``)."""
+    from tensorboardX.summary import text
+
+    summary = text(tag, markdown)
+    summary.value[0].tag = tag
+    writer.file_writer.add_summary(summary, step)
+
+
+def _image_summary(tag: str, png: bytes, fig):
+    from tensorboardX.proto.summary_pb2 import Summary
+
+    width, height = (int(v) for v in fig.get_size_inches() * 80)
+    image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+    return Summary(value=[Summary.Value(tag=tag, image=image)])
+
+
+# --- the live view -----------------------------------------------------------------------------------
 class Progress(tune.Callback):
     """The compact live view on stdout (see the module doc)."""
 
@@ -295,9 +453,10 @@ class Progress(tune.Callback):
 
 
 def callbacks(folder: Path, quiet: bool = False, verbose: bool = False, *, metric: str = "val_loss",
-              interval: float = 15.0) -> list[tune.Callback]:
-    """The callbacks for ``tune.RunConfig(callbacks=...)``: per-trial TensorBoard with HParams, the
-    sweep-level run ``FOLDER/_sweep`` and the progress view. Keep their order across a resume (Tune
-    restores callback state by position)."""
-    return [TrialBoard(), SweepBoard(folder, metric=metric),
+              interval: float = 15.0, searched: Searched | None = None) -> list[tune.Callback]:
+    """The callbacks for ``tune.RunConfig(callbacks=...)``: a TensorBoard run per trial with HParams, the
+    sweep-level run ``FOLDER/_sweep`` and the progress view. ``searched`` (``Searched.of(cfg)``): names
+    the trial runs and declares the HParams columns. Keep their order across a resume (Tune restores
+    callback state by position)."""
+    return [TrialBoard(folder, searched=searched, metric=metric), SweepBoard(folder, metric=metric, searched=searched),
             Progress(quiet=quiet, verbose=verbose, metric=metric, interval=interval)]

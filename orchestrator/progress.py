@@ -1,6 +1,7 @@
 """What the sweep's watchers know and say, with no Ray in it: ``Tally`` (the trials, their rounds, epochs
-and outcomes, the best so far), its one-line status and trial lines, and a trial config as TensorBoard
-HParams values. The Tune callbacks in ``board.py`` feed a ``Tally`` from Tune's events.
+and outcomes, the best so far), its one-line status, trial lines and table of rounds; ``Searched`` (what
+the sweep varies) and the TensorBoard run name of a trial; a trial config as TensorBoard HParams values.
+The Tune callbacks in ``board.py`` feed a ``Tally`` from Tune's events.
 
 A ``Tally`` is plain data: ``asdict`` / ``Tally.from_state`` round trip (Tune's callback state on resume).
 """
@@ -8,10 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.results import TrialStatus
+
+SWEEP_RUN = "_sweep"  # the sweep-level TensorBoard run, beside the trial runs
 
 
 @dataclass
@@ -157,6 +161,91 @@ class Tally:
                 f"after {t.epochs} epochs: best {self.metric} {best}")
 
 
+    def rounds_markdown(self) -> str:
+        """The rounds as a Markdown table: the learning rates tried (lowest..highest of the round's trials),
+        trial outcomes, the lowest metric any of its trials reached at any epoch, the epochs spent."""
+        m = self.metric
+        lines = [f"| round | lr tried (lowest..highest) | trials | completed | stopped early | diverged | errored "
+                 f"| lowest {m} at any epoch | epochs |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        for k in sorted({i.round for i in self.trials.values()}):
+            members = [i for i in self.trials.values() if i.round == k]
+            low, high = self.bracket(k)
+            best = min((i.best for i in members), default=math.inf)
+            lines.append(f"| {k} | {low:.3g}..{high:.3g} | {len(members)} | {self.count('completed', round_index=k)} | "
+                         f"{self.count('stopped', round_index=k)} | {self.count('diverged', round_index=k)} | "
+                         f"{self.count('errored', round_index=k)} | {_fmt4(best)} | {sum(i.epochs for i in members)} |")
+        lines += ["", f"{self.epochs} epochs spent" + (f" ({self.fte:.2f} FTE)" if math.isfinite(self.fte) else "")
+                  + (f"; lowest {m} at any epoch {self.best:.4f} at lr {self.best_lr():.3g} (trial {self.best_trial}, "
+                     f"epoch {self.best_epoch})" if self.best_trial else "")]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Searched:
+    """What a sweep varies: the zoomed parameter ``param`` over ``low..high`` (the config's range), the
+    crossed dimensions ``grid`` (``(key, values)`` pairs) and at most ``max_rounds`` rounds. TensorBoard
+    declares these (and ``round``) as the HParams columns and names trial runs by them."""
+
+    param: str = "lr"
+    low: float = math.nan
+    high: float = math.nan
+    grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    max_rounds: int = 0
+
+    @classmethod
+    def of(cls, cfg: Any) -> Searched:
+        """From a ``config.SweepConfig``."""
+        low, high = cfg.zoom_range.log
+        return cls(param=cfg.zoom.param, low=float(low), high=float(high),
+                   grid=tuple((k, tuple(v)) for k, v in cfg.grid_dimensions().items()),
+                   max_rounds=int(cfg.zoom.max_rounds))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The HParams columns: ``round``, the zoomed parameter, the crossed dimensions."""
+        return ("round", self.param, *(k for k, _ in self.grid))
+
+
+# (key in the trial's result, TensorBoard tag): what a trial run holds, step = epoch. TensorBoard's Time
+# Series page orders its sections by tag: "loss" before "lr", "sweep", "time", "val_error".
+TRIAL_SCALARS = (("val_loss", "loss/val_loss"), ("train_loss", "loss/train_loss"), ("val_error", "val_error"),
+                 ("lr_epoch", "lr"), ("epoch_seconds", "time/epoch_seconds"))
+
+
+def trial_scalars(metric: str) -> tuple[tuple[str, str], ...]:
+    """``TRIAL_SCALARS``, with the sweep's metric added (tag: its name) when it is another."""
+    return TRIAL_SCALARS if any(k == metric for k, _ in TRIAL_SCALARS) else (*TRIAL_SCALARS, (metric, metric))
+
+
+def tag_of(key: str, metric: str = "val_loss") -> str:
+    """The TensorBoard tag of a trial's result ``key`` (``val_loss`` -> ``loss/val_loss``)."""
+    return dict(trial_scalars(metric)).get(key, key)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+-]+")
+
+
+def run_name(trial_id: str, config: dict[str, Any], searched: Searched | None = None) -> str:
+    """A trial's TensorBoard run (a folder name): ``r<round> <param>=<value> [<key>=<value> ...] <trial id>``,
+    e.g. ``r1 lr=0.00316 optimizer=adam 3f2a1b9c``: the round, the zoomed value, the crossed dimensions'
+    values, the id. Characters other than letters, digits and ``_.,=+-`` become ``_``; at most 120."""
+    s = searched or Searched()
+    parts = [f"r{int(number(config.get('round', 0)) or 0)}", _pair(s.param, config.get(s.param))]
+    parts += [_pair(k, config.get(k)) for k, _ in s.grid]
+    name = " ".join(_UNSAFE.sub("_", p) for p in parts)[:110]
+    return f"{name} {_UNSAFE.sub('_', str(trial_id))[:40]}"
+
+
+def _pair(key: str, value: Any) -> str:
+    shown = f"{value:.3g}" if isinstance(value, float) else str(value)
+    return f"{key}={shown}"
+
+
+def _fmt4(value: float) -> str:
+    return f"{value:.4f}" if math.isfinite(value) else "n/a"
+
+
 def number(value: Any) -> float:
     """``float(value)``, or NaN for what is not a number (``None``, text)."""
     try:
@@ -170,10 +259,11 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
-def hparams_of(config: dict[str, Any]) -> dict[str, str | float | bool]:
+def hparams_of(config: dict[str, Any], keys: tuple[str, ...] | None = None) -> dict[str, str | float | bool]:
     """A trial config as TensorBoard HParams values: nested dicts flattened to ``a/b``; numbers as floats;
     strings and booleans as they are; lists and other values as JSON text; ``None`` and ``_``-private keys
-    left out; ``schedule`` = ``constant`` when absent (the trial's default decay law)."""
+    left out; ``schedule`` = ``constant`` when absent (the trial's default decay law). ``keys``: only
+    these (``Searched.keys``), when given."""
     out: dict[str, str | float | bool] = {}
 
     def visit(prefix: str, value: Any) -> None:
@@ -195,4 +285,4 @@ def hparams_of(config: dict[str, Any]) -> dict[str, str | float | bool]:
 
     visit("", config)
     out.setdefault("schedule", "constant")
-    return out
+    return out if keys is None else {k: v for k, v in out.items() if k in keys}

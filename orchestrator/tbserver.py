@@ -1,17 +1,24 @@
 """``sweep tensorboard RUN``: the real TensorBoard server (a subprocess) over a sweep folder, and its
-subcommand. No Ray: the CLI registers it without importing Tune."""
+subcommand; the page a user opens first (``first_page``), and screenshots of pages by a headless Chromium
+(``screenshot``). No Ray: the CLI registers it without importing Tune."""
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import urllib.parse
 from pathlib import Path
 
+from orchestrator import results
 from orchestrator.errors import ExitCode, TensorBoardError
+from orchestrator.progress import tag_of
 
 _URL = re.compile(r"(https?://\S+)")
 
@@ -100,6 +107,67 @@ def launch(folder: str | Path, host: str = "127.0.0.1", port: int | None = None,
     return server
 
 
+def first_page(url: str, metric: str = "val_loss") -> str:
+    """The page to open first: TensorBoard's Time Series with the validation and training loss of every
+    trial, the sweep's lowest metric so far and the learning rate per epoch pinned on top, unsmoothed."""
+    pins = [{"plugin": "scalars", "tag": tag} for tag in
+            (tag_of(metric, metric), tag_of("train_loss", metric), f"sweep/best_{metric}", tag_of("lr_epoch", metric))]
+    query = urllib.parse.urlencode({"smoothing": "0", "pinnedCards": json.dumps(pins, separators=(",", ":"))})
+    return f"{url.rstrip('/')}/?{query}#timeseries"
+
+
+def hparams_page(url: str) -> str:
+    """The HParams tab: one row per trial, the searched values and each metric at the last epoch."""
+    return f"{url.rstrip('/')}/#hparams"
+
+
+def metric_of(folder: Path) -> str:
+    """The sweep's metric from ``rounds.json`` (written when the sweep ends), else ``val_loss``."""
+    try:
+        stored = results.read_json(folder / "rounds.json") or {}
+    except results.ResultsError:
+        stored = {}
+    metric = stored.get("metric") if isinstance(stored, dict) else None
+    return metric if isinstance(metric, str) and metric else "val_loss"
+
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+
+def find_browser() -> str | None:
+    """The first Chromium-like browser on PATH (``BROWSERS``), or None."""
+    return next((path for path in map(shutil.which, BROWSERS) if path), None)
+
+
+def screenshot(url: str, path: str | Path, browser: str | None = None, size: tuple[int, int] = (1600, 1000),
+               wait_ms: int = 20000, timeout: float = 120.0) -> Path:
+    """Save a PNG of ``url`` as a headless Chromium shows it after ``wait_ms`` of page time. Charts are
+    drawn as SVG (TensorBoard's ``forceSVG``: headless Chromium draws no WebGL). Raises
+    ``TensorBoardError`` (one line) without a browser or when it writes no image."""
+    browser = browser or find_browser()
+    if browser is None:
+        raise TensorBoardError(f"no headless browser found (looked for {', '.join(BROWSERS)} on PATH); "
+                               f"on Debian: apt-get install chromium")
+    parts = urllib.parse.urlsplit(url)
+    query = "&".join(q for q in (parts.query, "forceSVG=true") if q)
+    target = urllib.parse.urlunsplit(parts._replace(query=query))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sweep-browser") as profile:
+        cmd = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+               "--hide-scrollbars", "--no-first-run", f"--user-data-dir={profile}",
+               f"--window-size={size[0]},{size[1]}", f"--virtual-time-budget={wait_ms}",
+               f"--screenshot={path.resolve()}", target]
+        try:
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TensorBoardError(f"{browser}: no screenshot of {url} within {timeout:.0f} s") from None
+    if not path.is_file() or path.stat().st_size == 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise TensorBoardError(f"{browser}: no screenshot of {url} (exit {proc.returncode}: {last})")
+    return path
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -125,6 +193,7 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
         print(f"sweep: note: serving on {args.host}: anyone who can reach it can read the logs",
               file=sys.stderr, flush=True)
     print(f"TensorBoard: {server.url}  (logdir {folder}; Ctrl-C to stop)", flush=True)
+    print(f"open first: {first_page(server.url or '', metric_of(folder))}", flush=True)
     previous = _on_sigterm_raise()
     try:
         code = server.process.wait()
@@ -156,8 +225,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     """Add ``sweep tensorboard RUN [--port N] [--host 127.0.0.1]`` to the CLI's subparsers."""
     p = subparsers.add_parser("tensorboard", help="serve TensorBoard over a sweep folder (127.0.0.1 unless --host)",
                               description="Start TensorBoard over a sweep folder (while it runs or after) and "
-                                          "print its URL. Trial runs hold per-epoch losses, the learning rate "
-                                          "and the HParams table; the run '_sweep' holds the sweep as a whole.")
+                                          "print its URL and the page to open first (the losses of every trial, "
+                                          "pinned). Trial runs (named 'r<round> lr=<rate> ... <id>') hold "
+                                          "per-epoch losses, the learning rate and the HParams table; the run "
+                                          "'_sweep' holds the sweep as a whole and the chosen rate.")
     p.add_argument("folder", metavar="RUN", help="a sweep folder, e.g. runs/digits-lr")
     p.add_argument("--port", type=_port, default=None,
                    help="port (default: 6006, or the next free one; 0: any free port)")

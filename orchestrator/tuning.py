@@ -185,7 +185,8 @@ def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bo
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[FailureCounter(), Reconcile(searcher, quiet),
-                       *board.callbacks(folder, quiet=quiet, verbose=verbose, metric=cfg.metric)],
+                       *board.callbacks(folder, quiet=quiet, verbose=verbose, metric=cfg.metric,
+                                       searched=board.Searched.of(cfg))],
         ),
     )
 
@@ -264,7 +265,7 @@ def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool) -> tune.Tuner
                                storage_filesystem=filesystem)
     if where.uri:
         for c in _run_callbacks(tuner):
-            if isinstance(c, board.SweepBoard):
+            if isinstance(c, (board.SweepBoard, board.TrialBoard)):
                 c.folder = where.folder  # the pickled path may be another machine's local copy
     _extend(tuner, grown)
     return tuner
@@ -294,6 +295,7 @@ def _fit(cfg: SweepConfig, tuner: tune.Tuner, where: storage.Target, quiet: bool
         raise SweepInterrupted(f"{where.shown}: sweep interrupted; results so far are saved. Resume with: "
                                f"sweep run CONFIG --resume")
     summary = report.build(folder)
+    board.write_pick(summary)  # the chosen rate into TensorBoard's _sweep run
     if where.uri:
         summary.where = f"{where.shown} (local copy: {folder})"
     if not quiet:

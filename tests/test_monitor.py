@@ -5,8 +5,13 @@ from __future__ import annotations
 import glob
 import json
 import math
+import os
 import pickle
+import re
+import shutil
+import subprocess
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +32,17 @@ def test_hparams_of_flattens_and_keeps_every_value():
     assert hp == {"lr": 1e-3, "optimizer": "adam", "nesterov": True, "width": 64.0, "milestones": "[10, 20]",
                   "law/name": "step", "law/gamma": 0.1, "seed": 3.0, "bad": "inf", "schedule": "constant"}
     assert progress.hparams_of({"schedule": "cosine"})["schedule"] == "cosine"
+    assert progress.hparams_of({"lr": 0.1, "round": 2, "seed_offset": 1}, ("round", "lr")) == {"lr": 0.1, "round": 2.0}
+
+
+def test_run_names_read_round_rate_searched_values_and_id():
+    searched = progress.Searched(param="lr", low=1e-4, high=1.0, grid=(("optimizer", ("sgd", "adam")),), max_rounds=3)
+    assert searched.keys == ("round", "lr", "optimizer")
+    cfg = {"round": 1, "lr": 0.0031622776, "optimizer": "adam", "seed_offset": 2, "checkpoint_every": 5}
+    assert progress.run_name("3f2a1b9c", cfg, searched) == "r1 lr=0.00316 optimizer=adam 3f2a1b9c"
+    assert progress.run_name("ab/c d", {"round": 0, "lr": 1e-05}) == "r0 lr=1e-05 ab_c_d"  # no folder separators
+    assert progress.tag_of("val_loss") == "loss/val_loss" and progress.tag_of("lr_epoch") == "lr"
+    assert progress.tag_of("val_accuracy", "val_accuracy") == "val_accuracy"
 
 
 def test_tally_counts_epochs_rounds_and_outcomes():
@@ -58,6 +74,27 @@ def test_tally_counts_epochs_rounds_and_outcomes():
     assert "best val_loss 0.2500 (lr 0.01, trial a, epoch 4)" in line and "7 epochs = 1.8 FTE" in line
     state = json.dumps(asdict(t), sort_keys=True)
     assert json.dumps(asdict(progress.Tally.from_state(json.loads(state))), sort_keys=True) == state
+
+
+def test_the_pick_reads_best_json_and_leaves_out_what_it_lacks():
+    new = {"lr": 0.01, "val_loss": 0.1191, "interpolated": False, "epochs_spent": 261, "fte": 9.67, "trials": 11,
+           "score": {"value": 0.1191, "statistic": "mean of epochs 25-27", "label": "mean of epochs 25-27"},
+           "band": {"low": 0.005, "high": 0.02, "noise": 0.0061, "threshold": 0.01},
+           "best_trial": {"trial_id": "57ae2bbd", "lr": 0.01285, "score": 0.1030, "statistic": "mean of epochs 25-27"},
+           "warnings": ["the pick sits on the edge"]}
+    pick = board.pick_of(new)
+    assert (pick["lr"], pick["low"], pick["high"], pick["noise"], pick["score"]) == (0.01, 0.005, 0.02, 0.0061, 0.1191)
+    text = board.pick_markdown(pick)
+    assert text.splitlines()[0] == "**chosen lr = 0.01**"
+    assert "- band: lr 0.005 .. 0.02, the rates the sweep cannot tell apart from the best (noise 0.0061)" in text
+    assert "- val_loss of the chosen rate: 0.1191 (mean of epochs 25-27)" in text
+    assert "- best trial run: 57ae2bbd at lr 0.0129: val_loss 0.1030 (mean of epochs 25-27)" in text
+    assert "- cost: 261 epochs (9.7 FTE), 11 trials" in text and "- warning: the pick sits on the edge" in text
+    old = {"lr": 0.01, "val_loss": 0.1030, "interpolated": True, "best_trial": {"trial_id": "57ae2bbd"}}
+    pick = board.pick_of(old)  # an older best.json: no band, and val_loss is the best trial's, not the rate's
+    assert "score" not in pick and "low" not in pick
+    assert "band" not in board.pick_markdown(pick) and "0.1030" not in board.pick_markdown(pick)
+    assert board.pick_markdown(board.pick_of({})) == "**no lr chosen**\n"
 
 
 # --- callbacks on stand-in trials --------------------------------------------------------------------
@@ -92,6 +129,11 @@ def events(path: Path) -> dict[str, list]:
                         v.tensor.float_val[0] if v.tensor.float_val else v.tensor)  # the loader makes scalars tensors
                 out.setdefault(v.tag, []).append((ev.step, value))
     return out
+
+
+def text_of(tensor) -> str:
+    """The Markdown of a text summary (a string tensor, as the event loader reads it)."""
+    return tensor.string_val[0].decode()
 
 
 class Clock:
@@ -155,16 +197,21 @@ def test_callbacks_pickle_and_replace_the_default_tbx_logger(tmp_path):
 def test_callbacks_write_trial_hparams_and_the_sweep_run(tmp_path, capsys, monkeypatch):
     clock = Clock(1_700_000_000.0)  # the progress clock is the test's: it moves only when told
     monkeypatch.setattr(board, "time", clock)
-    cbs = board.callbacks(tmp_path, verbose=True, interval=3600)
+    searched = progress.Searched(param="lr", low=1e-3, high=1.0, grid=(("optimizer", ("sgd", "adam")),), max_rounds=2)
+    cbs = board.callbacks(tmp_path, verbose=True, interval=3600, searched=searched)
     drive(cbs, tmp_path, between_rounds=lambda: clock.advance(75))
-    t1, t2, t3 = (events(tmp_path / t) for t in ("t1", "t2", "t3"))
-    assert [v for _, v in t1["ray/tune/val_loss"]] == pytest.approx([1.0, 0.5, 1 / 3])
-    assert "ray/tune/lr_epoch" in t1 and "ray/tune/train_loss" in t1 and "ray/tune/val_error" in t1
-    assert "ray/tune/val_loss" not in t2  # the diverged trial's inf is left out, not written
-    assert "_hparams_/experiment" not in t1  # TensorBoard derives the experiment from all trials
+    runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert runs == ["_sweep", "r0 lr=0.01 optimizer=sgd t1", "r0 lr=1 optimizer=sgd t2", "r1 lr=0.003 optimizer=sgd t3"]
+    t1, t2, t3 = (events(tmp_path / name) for name in runs[1:])
+    assert [v for _, v in t1["loss/val_loss"]] == pytest.approx([1.0, 0.5, 1 / 3])
+    assert [s for s, _ in t1["loss/val_loss"]] == [1, 2, 3]  # step = epoch
+    assert {"loss/val_loss", "loss/train_loss", "val_error", "lr", "_hparams_/session_start_info",
+            "_hparams_/session_end_info"} == set(t1)  # only what a user reads: no ray/tune/* counters
+    assert "loss/val_loss" not in t2  # the diverged trial's inf is left out, not written
     start = t1["_hparams_/session_start_info"][0][1].session_start_info
+    assert dict(start.hparams) == {"round": start.hparams["round"], "lr": start.hparams["lr"],
+                                   "optimizer": start.hparams["optimizer"]}  # the searched values only
     assert start.hparams["lr"].number_value == 0.01 and start.hparams["optimizer"].string_value == "sgd"
-    assert start.hparams["schedule"].string_value == "constant" and "_cpus" not in start.hparams
     status = {name: ev["_hparams_/session_end_info"][0][1].session_end_info.status
               for name, ev in (("t1", t1), ("t2", t2), ("t3", t3))}
     assert status == {"t1": 1, "t2": 2, "t3": 2}  # success; failure for the diverged and the errored one
@@ -172,13 +219,21 @@ def test_callbacks_write_trial_hparams_and_the_sweep_run(tmp_path, capsys, monke
     sweep = events(tmp_path / board.SWEEP_RUN)
     best = sweep["sweep/best_val_loss"]
     assert [s for s, _ in best] == [1, 2, 3, 4, 5] and best[-1][1] == pytest.approx(1 / 3)  # x: epochs spent
-    assert [s for s, _ in sweep["rounds/lr_low"]] == [0, 1]  # step = round index
-    assert [v for _, v in sweep["rounds/lr_low"]] == pytest.approx([0.01, 0.003])
-    assert [v for _, v in sweep["rounds/lr_high"]] == pytest.approx([1.0, 0.003])
-    assert [v for _, v in sweep["rounds/trials_started"]] == [2, 1]
-    assert [v for _, v in sweep["rounds/trials_diverged"]] == [1, 0]
-    assert [v for _, v in sweep["rounds/trials_errored"]] == [0, 1]
-    assert "sweep/summary/text_summary" in sweep and "custom_scalars__config__" in sweep
+    assert not [tag for tag in sweep if tag.startswith("rounds/")]  # round data: the table in the Text tab
+    tables = [text_of(v) for _, v in sweep["sweep/rounds"]]
+    assert [s for s, _ in sweep["sweep/rounds"]] == [4, 5]  # when round 0 closed, at the end
+    assert "| 0 | 0.01..1 | 2 | 1 | 0 | 1 | 0 | 0.3333 | 4 |" in tables[-1]
+    assert "| 1 | 0.003..0.003 | 1 | 0 | 0 | 0 | 1 | 0.9000 | 1 |" in tables[-1]
+    assert "| 1 | 0.003..0.003 | 1 | 0 | 0 | 0 | 0 | n/a | 0 |" in tables[0]  # round 1 had just started
+    experiment = sweep["_hparams_/experiment"][0][1].experiment
+    infos = {h.name: h for h in experiment.hparam_infos}
+    assert list(infos) == ["round", "lr", "optimizer"]  # declared: the searched values, nothing else
+    assert (infos["lr"].domain_interval.min_value, infos["lr"].domain_interval.max_value) == (1e-3, 1.0)
+    assert [v.string_value for v in infos["optimizer"].domain_discrete.values] == ["sgd", "adam"]
+    assert [(m.name.tag, m.display_name) for m in experiment.metric_infos] == [
+        ("loss/val_loss", "val_loss (last epoch)"), ("loss/train_loss", "train_loss (last epoch)"),
+        ("val_error", "val_error (last epoch)")]
+    assert "custom_scalars__config__" in sweep
 
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("[sweep 0:00:00] round 0 started | trials 1 running, 2 waiting, 0 ended")
@@ -198,6 +253,8 @@ def test_quiet_prints_nothing_and_state_survives_a_resume(tmp_path, capsys):
         new.set_state(pickle.loads(pickle.dumps(old.get_state())))  # what Tune does on Tuner.restore
         assert new.tally.epochs == 5 and new.tally.best_trial == "t1"
     assert fresh[1].emitted == [0, 1]
+    board_again = pickle.loads(pickle.dumps(cbs[0]))  # a TrialBoard stored in tuner.pkl travels without writers
+    assert board_again._writers == {} and board_again.folder == tmp_path / "a"
 
 
 def test_cli_tensorboard_errors_are_one_line_exit_2(tmp_path, capsys):
@@ -235,54 +292,107 @@ def tensorboard_over():
         assert server.process.poll() is not None
 
 
+def _page(browser: str, url: str) -> str:
+    """The page as a headless Chromium renders it (charts as SVG), after 15 s of page time."""
+    parts = urllib.parse.urlsplit(url)
+    svg = urllib.parse.urlunsplit(parts._replace(query="&".join(q for q in (parts.query, "forceSVG=true") if q)))
+    proc = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           "--window-size=1600,1000", "--virtual-time-budget=15000", "--dump-dom", svg],
+                          capture_output=True, text=True, timeout=120)
+    return proc.stdout
+
+
 @pytest.mark.slow
-def test_real_sweep_in_tensorboard(local_ray, small_config, tensorboard_over, capsys):
+def test_real_sweep_in_tensorboard(local_ray, small_config, tensorboard_over, capsys, tmp_path):
+    """One small sweep read back through a real TensorBoard server's HTTP API and a real headless browser:
+    readable run names, only the user's scalars, the rounds as a table, the chosen rate with what best.json
+    says, HParams limited to the searched values and the metrics, and the two screenshots of docs/
+    (``make screenshots`` copies them there: SWEEP_SCREENSHOTS=docs)."""
     from orchestrator import config, tuning
 
     summary = tuning.run(config.load(small_config("tb")), quiet=True)
     folder = summary.folder
     assert "[sweep " not in capsys.readouterr().out  # quiet: no progress lines
     rows = pq.read_table(folder / "trials.parquet").to_pylist()
-    trial_lr = {r["trial_id"]: r["lr"] for r in rows}
-    assert (folder / board.SWEEP_RUN).is_dir()
+    last = {}  # trial id -> (epoch, val_loss) of its last row
+    for r in rows:
+        if r["epoch"] >= last.get(r["trial_id"], (0, 0.0))[0]:
+            last[r["trial_id"]] = (r["epoch"], r["val_loss"])
+    names = {r["trial_id"]: f"r{r['round']} lr={r['lr']:.3g} {r['trial_id']}" for r in rows}  # run -> name
+    lr_of = {names[r["trial_id"]]: r["lr"] for r in rows}
+    best = json.loads((folder / "best.json").read_text())
+    n_rounds = len(json.loads((folder / "rounds.json").read_text())["rounds"])
 
     server = tensorboard_over(folder)
     assert server.url.startswith("http://127.0.0.1:")
-    n_rounds = len(json.loads((folder / "rounds.json").read_text())["rounds"])
     deadline = time.time() + 120
     while True:  # TensorBoard loads the logdir in the background: wait until it has read all of it
         runs = set(_get(server.url, "/data/runs"))
         tags = _get(server.url, "/data/plugin/scalars/tags")
-        lows = (_get(server.url, f"/data/plugin/scalars/scalars?run={board.SWEEP_RUN}&tag=rounds/lr_low")
-                if "rounds/lr_low" in tags.get(board.SWEEP_RUN, {}) else [])
-        done = set(trial_lr) | {board.SWEEP_RUN} <= runs and len(lows) == n_rounds and all(
-            "ray/tune/val_loss" in tags.get(t, {}) for t in trial_lr)
+        images = _get(server.url, "/data/plugin/images/tags").get(board.SWEEP_RUN, {})
+        done = set(names.values()) | {board.SWEEP_RUN} <= runs and "chosen/lr" in tags.get(board.SWEEP_RUN, {}) \
+            and "chosen/val_loss_vs_lr" in images and all("lr" in tags.get(n, {}) for n in names.values())
         if done or time.time() > deadline:
             break
         time.sleep(1)
-    assert set(trial_lr) | {board.SWEEP_RUN} <= runs
-    for t in trial_lr:
-        assert {"ray/tune/val_loss", "ray/tune/train_loss", "ray/tune/val_error", "ray/tune/lr_epoch"} <= set(tags[t])
-    assert {"sweep/best_val_loss", "sweep/best_lr", "rounds/lr_low", "rounds/lr_high", "rounds/trials_started",
-            "rounds/trials_stopped"} <= set(tags[board.SWEEP_RUN])
-    assert n_rounds == 2 and [p[1] for p in lows] == [0, 1]  # one point per round (step = round index)
-    assert lows[0][2] == pytest.approx(1e-4, rel=1e-6)  # round 0's lowest learning rate
-    # written at the very end (on_experiment_end), into the sweep folder itself, not Tune's staging copy
-    assert "sweep/summary/text_summary" in _get(server.url, "/data/plugin/text/tags").get(board.SWEEP_RUN, [])
+    assert runs == set(names.values()) | {board.SWEEP_RUN}  # named by round, rate and id; no hash-only run
+    every_tag = {tag for run in tags.values() for tag in run}
+    assert not [t for t in every_tag if t.startswith("ray/") or "iterations" in t or "restore" in t]
+    for name in names.values():
+        assert {"lr", "time/epoch_seconds"} <= set(tags[name]) <= {"loss/val_loss", "loss/train_loss", "val_error",
+                                                                    "lr", "time/epoch_seconds"}
+    assert {"sweep/best_val_loss", "sweep/best_lr", "chosen/lr"} <= set(tags[board.SWEEP_RUN])
+    chosen = _get(server.url, f"/data/plugin/scalars/scalars?run={board.SWEEP_RUN}&tag=chosen/lr")
+    assert [p[2] for p in chosen] == [pytest.approx(best["lr"], rel=1e-6)] and best["lr"] == summary.lr
+    assert chosen[0][1] == best["epochs_spent"]  # step = epochs spent, as sweep/best_*
+    band = best.get("band") or {}
+    for key in ("low", "high"):
+        if key in band:  # best.json carries the band: TensorBoard shows the same numbers
+            got = _get(server.url, f"/data/plugin/scalars/scalars?run={board.SWEEP_RUN}&tag=chosen/lr_{key}")
+            assert got[0][2] == pytest.approx(band[key], rel=1e-6)
+    texts = _get(server.url, "/data/plugin/text/tags").get(board.SWEEP_RUN, [])
+    assert {"sweep/rounds", "chosen/summary"} <= set(texts)
+    summary_text = _get(server.url, f"/data/plugin/text/text?run={board.SWEEP_RUN}&tag=chosen/summary")[-1]["text"]
+    assert f"chosen lr = {best['lr']:.3g}" in summary_text
+    rounds_text = _get(server.url, f"/data/plugin/text/text?run={board.SWEEP_RUN}&tag=sweep/rounds")[-1]["text"]
+    assert all(f"<td>{k}</td>" in rounds_text for k in range(n_rounds))  # the table, one row per round
+    plots = _get(server.url, f"/data/plugin/images/images?run={board.SWEEP_RUN}&tag=chosen/val_loss_vs_lr")
+    assert [p["step"] for p in plots] == list(range(n_rounds))  # one plot per round
 
     experiment = _get(server.url, "/data/plugin/hparams/experiment", {"experimentName": ""})
     infos = {h["name"]: h for h in experiment["hparamInfos"]}
-    assert {"lr", "optimizer", "schedule", "round", "momentum", "width"} <= set(infos)
-    assert infos["lr"]["differs"] and infos["round"]["differs"] and not infos["optimizer"]["differs"]
+    assert sorted(infos) == ["lr", "round"]  # the searched values only: no seed_offset, checkpoint_every, ...
     assert infos["lr"]["domainInterval"] == {"minValue": 1e-4, "maxValue": 1.0}
-    metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
-    assert {"ray/tune/val_loss", "ray/tune/lr_epoch"} <= metrics
+    assert [m["name"]["tag"] for m in experiment["metricInfos"]] == ["loss/val_loss", "loss/train_loss", "val_error"]
     groups = _get(server.url, "/data/plugin/hparams/session_groups", {
         "experimentName": "", "startIndex": 0, "sliceSize": 1000,
         "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
         "colParams": [{"hparam": "lr", "order": "ORDER_ASC", "includeInResult": True},
-                      {"metric": {"tag": "ray/tune/val_loss", "group": ""}, "includeInResult": True}]})
-    assert groups["totalSize"] == len(trial_lr)
-    seen = {g["name"]: g["hparams"]["lr"] for g in groups["sessionGroups"]}
-    assert seen == pytest.approx(trial_lr)
-    assert [g["hparams"]["lr"] for g in groups["sessionGroups"]] == sorted(trial_lr.values())  # sortable by lr
+                      {"metric": {"tag": "loss/val_loss", "group": ""}, "includeInResult": True}]})
+    assert groups["totalSize"] == len(names)
+    assert {g["name"]: g["hparams"]["lr"] for g in groups["sessionGroups"]} == pytest.approx(lr_of)
+    assert [g["hparams"]["lr"] for g in groups["sessionGroups"]] == sorted(lr_of.values())  # sortable by lr
+    for g in groups["sessionGroups"]:  # the metric column: val_loss at the trial's last epoch, as stored
+        trial_id = g["name"].rsplit(" ", 1)[1]
+        value = {m["name"]["tag"]: m["value"] for m in g["metricValues"]}.get("loss/val_loss")
+        if math.isfinite(last[trial_id][1]):
+            assert value == pytest.approx(last[trial_id][1], rel=1e-5)
+
+    first = tbserver.first_page(server.url, tbserver.metric_of(folder))
+    assert first.endswith("#timeseries") and "smoothing=0" in first
+    browser = tbserver.find_browser()
+    if browser is None and os.environ.get("SWEEP_SCREENSHOTS"):
+        pytest.fail(f"no headless Chromium on PATH ({', '.join(tbserver.BROWSERS)}): no screenshots taken")
+    if browser is None:
+        pytest.skip("no headless Chromium on PATH: the HTTP API was checked, the pages were not")
+    default = _page(browser, server.url + "/#timeseries")
+    titles = re.findall(r'class="group-title" title="([^"]*)"', default)
+    assert titles == ["chosen", "loss", "lr", "sweep", "time", "val_error"]  # the user's sections, in this order
+    pinned = re.findall(r'class="group-title">Pinned<', _page(browser, first))
+    assert pinned and all(n in default for n in names.values())
+    shots = Path(os.environ.get("SWEEP_SCREENSHOTS") or tmp_path)
+    for page, file in ((first, "tensorboard.png"), (tbserver.hparams_page(server.url), "tensorboard_hparams.png")):
+        png = tbserver.screenshot(page, tmp_path / file, browser=browser)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+        if shots != tmp_path:
+            shutil.copyfile(png, shots / file)
