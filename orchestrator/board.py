@@ -296,7 +296,7 @@ def write_pick(summary) -> Path:
             fig = report.figure_vs_lr(upto)
             fig.axes[0].set_title(f"{s.folder.name}: {s.metric} against learning rate, rounds 0-{k}")
             buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=80)
+            fig.savefig(buf, format="png", dpi=100)
             w.file_writer.add_summary(_image_summary(f"chosen/{s.metric}_vs_lr", buf.getvalue(), fig), k)
     return run
 
@@ -321,7 +321,7 @@ def pick_of(best: dict[str, Any], metric: str = "val_loss") -> dict[str, Any]:
     score = best.get("score") if isinstance(best.get("score"), dict) else None
     if score is not None:
         put("score", score.get("value"))
-        label = score.get("label") or score.get("statistic")
+        label = "; ".join(str(x) for x in dict.fromkeys((score.get("statistic"), score.get("label"))) if x)
     else:
         if not best.get("interpolated"):
             put("score", best.get(metric))
@@ -380,7 +380,7 @@ def add_text(writer, tag: str, markdown: str, step: int) -> None:
 def _image_summary(tag: str, png: bytes, fig):
     from tensorboardX.proto.summary_pb2 import Summary
 
-    width, height = (int(v) for v in fig.get_size_inches() * 80)
+    width, height = (int(v) for v in fig.get_size_inches() * 100)
     image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
     return Summary(value=[Summary.Value(tag=tag, image=image)])
 

@@ -78,7 +78,7 @@ def test_tally_counts_epochs_rounds_and_outcomes():
 
 def test_the_pick_reads_best_json_and_leaves_out_what_it_lacks():
     new = {"lr": 0.01, "val_loss": 0.1191, "interpolated": False, "epochs_spent": 261, "fte": 9.67, "trials": 11,
-           "score": {"value": 0.1191, "statistic": "mean of epochs 25-27", "label": "mean of epochs 25-27"},
+           "score": {"value": 0.1191, "statistic": "mean of epochs 25-27", "label": "the trial at this rate"},
            "band": {"low": 0.005, "high": 0.02, "noise": 0.0061, "threshold": 0.01},
            "best_trial": {"trial_id": "57ae2bbd", "lr": 0.01285, "score": 0.1030, "statistic": "mean of epochs 25-27"},
            "warnings": ["the pick sits on the edge"]}
@@ -87,7 +87,7 @@ def test_the_pick_reads_best_json_and_leaves_out_what_it_lacks():
     text = board.pick_markdown(pick)
     assert text.splitlines()[0] == "**chosen lr = 0.01**"
     assert "- band: lr 0.005 .. 0.02, the rates the sweep cannot tell apart from the best (noise 0.0061)" in text
-    assert "- val_loss of the chosen rate: 0.1191 (mean of epochs 25-27)" in text
+    assert "- val_loss of the chosen rate: 0.1191 (mean of epochs 25-27; the trial at this rate)" in text
     assert "- best trial run: 57ae2bbd at lr 0.0129: val_loss 0.1030 (mean of epochs 25-27)" in text
     assert "- cost: 261 epochs (9.7 FTE), 11 trials" in text and "- warning: the pick sits on the edge" in text
     old = {"lr": 0.01, "val_loss": 0.1030, "interpolated": True, "best_trial": {"trial_id": "57ae2bbd"}}
@@ -350,6 +350,9 @@ def test_real_sweep_in_tensorboard(local_ray, small_config, tensorboard_over, ca
         if key in band:  # best.json carries the band: TensorBoard shows the same numbers
             got = _get(server.url, f"/data/plugin/scalars/scalars?run={board.SWEEP_RUN}&tag=chosen/lr_{key}")
             assert got[0][2] == pytest.approx(band[key], rel=1e-6)
+    if (best.get("score") or {}).get("value") is not None:  # the chosen rate's own score, as best.json has it
+        own = _get(server.url, f"/data/plugin/scalars/scalars?run={board.SWEEP_RUN}&tag=chosen/val_loss")
+        assert own[0][2] == pytest.approx(best["score"]["value"], rel=1e-6)
     texts = _get(server.url, "/data/plugin/text/tags").get(board.SWEEP_RUN, [])
     assert {"sweep/rounds", "chosen/summary"} <= set(texts)
     summary_text = _get(server.url, f"/data/plugin/text/text?run={board.SWEEP_RUN}&tag=chosen/summary")[-1]["text"]
