@@ -112,6 +112,8 @@ def markdown(s: Summary, plots: list[Path]) -> str:
                         f"{s.band.trials} trial(s)" if s.band.noise is not None
                         else "not measured: fewer than 4 trials near the best") + ")")
     lines.append("")
+    edge = edge_warning(s)
+    lines += [f"**Warning:** {edge}", ""] if edge else []
     lines += [f"The pick was {n}." for n in s.notes] + ([""] if s.notes else [])
     if s.interpolated:
         lines += ["The chosen rate is a fit, not a trial that ran: retrain it fully to confirm.", ""]
@@ -175,6 +177,20 @@ def markdown(s: Summary, plots: list[Path]) -> str:
         alt = "validation curves of the finalists" if p.name == CURVES else f"{m} against learning rate"
         lines += ["", f"![{alt}]({p.name})"]
     return "\n".join(lines) + "\n"
+
+
+def edge_warning(s: Summary) -> str | None:
+    """A sentence when the chosen rate sits on the lowest or highest rate its group tried (the best may
+    lie past it), else None."""
+    tried = [c.lr for c in s.table if c.group == s.group]
+    if len(set(tried)) < 2:
+        return None
+    low, high = min(tried), max(tried)
+    side = "lowest" if s.lr <= low * (1 + 1e-9) else "highest" if s.lr >= high * (1 - 1e-9) else None
+    if side is None:
+        return None
+    return (f"the chosen {s.param} {s.lr:.4g} is the {side} rate tried ({low:.4g} .. {high:.4g}): the best may "
+            f"lie {'below' if side == 'lowest' else 'above'} it; widen space.{s.param} past it and run again.")
 
 
 def _fmt(v: Any) -> str:

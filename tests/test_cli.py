@@ -166,3 +166,26 @@ def test_the_example_plugin_runs_from_another_folder_with_overrides(tmp_path):
     stored = (folder / "sweep.yaml").read_text()
     assert stored.startswith(f"# {config} with --name plug --set storage={tmp_path}") and "hidden: 16" in stored
     assert [line for line in done.stderr.splitlines() if not line.startswith(("[sweep", "sweep:"))] == []
+
+
+def test_the_report_warns_when_the_pick_is_the_highest_rate_tried(tmp_path, capsys):
+    from orchestrator import results
+    from tests.test_report import GROUPS, MAX_EPOCHS, make_sweep, trial_rows
+
+    folder = tmp_path / "edge"
+    folder.mkdir()
+    rows = []  # better and better up to the highest rate tried: the best may lie above it
+    for i, (lr, v) in enumerate({1e-4: 0.9, 1e-3: 0.6, 1e-2: 0.4, 1e-1: 0.3}.items()):
+        rows += [{**r, "val_loss": v, "train_loss": v / 2} for r in trial_rows(f"t{i}", 0, 0, lr, MAX_EPOCHS,
+                                                                               "completed")]
+    results.write_trials(folder, rows)
+    results.write_json(folder / results.ROUNDS, {
+        "metric": "val_loss", "param": "lr", "max_epochs": MAX_EPOCHS, "stop_reason": "round budget spent",
+        "rounds": [{"index": 0, "points": 4, "reason": "coarse grid", "brackets": {"0": [-2.5, 1.5]}}],
+        "groups": [GROUPS[0]], "cliff_margin": None})
+    assert cli.main(["report", str(folder)]) == 0
+    assert ("**Warning:** the chosen lr 0.1 is the highest rate tried (0.0001 .. 0.1): the best may lie above it; "
+            "widen space.lr past it and run again.") in (folder / "report.md").read_text()
+    inside = make_sweep(tmp_path / "inside")  # its pick lies between the rates tried: no warning
+    assert cli.main(["report", str(inside)]) == 0
+    assert "**Warning:** the chosen" not in (inside / "report.md").read_text()
