@@ -76,6 +76,17 @@ def test_tally_counts_epochs_rounds_and_outcomes():
     assert json.dumps(asdict(progress.Tally.from_state(json.loads(state))), sort_keys=True) == state
 
 
+def test_the_first_page_pins_the_losses_unsmoothed(tmp_path):
+    url = tbserver.first_page("http://127.0.0.1:6006/", tbserver.metric_of(tmp_path))  # no rounds.json: val_loss
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    assert url.startswith("http://127.0.0.1:6006/?") and parts.fragment == "timeseries" and query["smoothing"] == "0"
+    assert [(c["plugin"], c["tag"]) for c in json.loads(query["pinnedCards"])] == [
+        ("scalars", "loss/val_loss"), ("scalars", "loss/train_loss"), ("scalars", "sweep/best_val_loss"),
+        ("scalars", "lr")]
+    assert tbserver.hparams_page("http://127.0.0.1:6006/") == "http://127.0.0.1:6006/#hparams"
+
+
 def test_the_pick_reads_best_json_and_leaves_out_what_it_lacks():
     new = {"lr": 0.01, "val_loss": 0.1191, "interpolated": False, "epochs_spent": 261, "fte": 9.67, "trials": 11,
            "score": {"value": 0.1191, "statistic": "mean of epochs 25-27", "label": "the trial at this rate"},
