@@ -238,7 +238,9 @@ def run_name(trial_id: str, config: dict[str, Any], searched: Searched | None = 
 
 
 def _pair(key: str, value: Any) -> str:
-    shown = f"{value:.3g}" if isinstance(value, float) else str(value)
+    shown = (f"{value:.3g}" if isinstance(value, float) else
+             json.dumps(value, default=str, sort_keys=True, separators=(",", ":")) if isinstance(value, dict)
+             else str(value))
     return f"{key}={shown}"
 
 
@@ -263,7 +265,7 @@ def hparams_of(config: dict[str, Any], keys: tuple[str, ...] | None = None) -> d
     """A trial config as TensorBoard HParams values: nested dicts flattened to ``a/b``; numbers as floats;
     strings and booleans as they are; lists and other values as JSON text; ``None`` and ``_``-private keys
     left out; ``schedule`` = ``constant`` when absent (the trial's default decay law). ``keys``: only
-    these (``Searched.keys``), when given."""
+    these (``Searched.keys``), when given, a mapping among them as one JSON text."""
     out: dict[str, str | float | bool] = {}
 
     def visit(prefix: str, value: Any) -> None:
@@ -285,4 +287,12 @@ def hparams_of(config: dict[str, Any], keys: tuple[str, ...] | None = None) -> d
 
     visit("", config)
     out.setdefault("schedule", "constant")
-    return out if keys is None else {k: v for k, v in out.items() if k in keys}
+    if keys is None:
+        return out
+    picked: dict[str, str | float | bool] = {}
+    for k in keys:  # a searched value that is a mapping (a decay law with its arguments): one JSON text
+        if isinstance(config.get(k), dict):
+            picked[k] = json.dumps(config[k], default=str, sort_keys=True)
+        elif k in out:
+            picked[k] = out[k]
+    return picked

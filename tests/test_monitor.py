@@ -33,6 +33,8 @@ def test_hparams_of_flattens_and_keeps_every_value():
                   "law/name": "step", "law/gamma": 0.1, "seed": 3.0, "bad": "inf", "schedule": "constant"}
     assert progress.hparams_of({"schedule": "cosine"})["schedule"] == "cosine"
     assert progress.hparams_of({"lr": 0.1, "round": 2, "seed_offset": 1}, ("round", "lr")) == {"lr": 0.1, "round": 2.0}
+    law = {"name": "step", "gamma": 0.1}
+    assert progress.hparams_of({"schedule": law}, ("schedule",)) == {"schedule": '{"gamma": 0.1, "name": "step"}'}
 
 
 def test_run_names_read_round_rate_searched_values_and_id():
