@@ -218,8 +218,8 @@ class Band:
     """The rates the sweep cannot tell apart from its best trial, given the seed noise it measured.
 
     ``noise``: the standard deviation of one trial's score around a parabola in log10(rate) through the
-    trials within ``NOISE_REACH`` decades of the best (each point its own seed, so the scatter is the seed
-    noise), in the metric's units; None when fewer than 4 such trials. ``threshold``: the best score plus
+    trials within ``NOISE_REACH`` decades of the best and not ``zoom.CLIFF_RATIO`` times worse (``seed_noise``),
+    in the metric's units; None when fewer than 4 such trials. ``threshold``: the best score plus
     ``BAND_SIGMAS`` noise estimates (minus, for a maximised metric). ``low``/``high``: the lowest and the
     highest rate of the trials next to the best (no worse trial between) within the threshold, widened to
     hold the chosen rate."""
@@ -333,13 +333,22 @@ def own_score(members: list[TrialCurve], lr: float, epoch: int) -> Score | None:
     return Score(a.score_at(epoch) + t * (b.score_at(epoch) - a.score_at(epoch)), True, (a.trial, b.trial))
 
 
+def seed_noise(points: list[tuple[float, float]]) -> float:
+    """The standard deviation of one trial's score around the least-squares parabola through ``points``
+    (x, score; at least 4 distinct x; 3 parameters fitted): each point its own seed, so the scatter measures
+    the seed noise, plus whatever of the valley's shape a parabola does not hold (an upper bound, then)."""
+    xs, ys = np.array(points).T
+    residuals = ys - np.polyval(np.polyfit(xs, ys, 2), xs)
+    return math.sqrt(float(np.sum(residuals ** 2)) / (len(points) - 3))
+
+
 def band(members: list[TrialCurve], lr: float, epoch: int) -> Band:
     """The ``Band`` of ``members`` (one group's trials) at ``epoch`` around the chosen rate ``lr``; its
     ``noise`` and ``threshold`` as the minimised score (``Mode.loss``) sees them."""
-    pts = sorted((math.log10(c.lr), c.score_at(epoch)) for c in members
-                 if c.lr and c.lr > 0 and c.observation().reached(epoch))
+    scored = sorted((math.log10(c.lr), c.score_at(epoch), c.lr) for c in members
+                    if c.lr and c.lr > 0 and c.observation().reached(epoch))
+    pts = [(x, y) for x, y, _ in scored]
     finite_pts = [p for p in pts if math.isfinite(p[1])]
-    x_lr = math.log10(lr)
     if not finite_pts:
         return Band(lr, lr, None, None, 0)
     bi = min(range(len(pts)), key=lambda i: pts[i][1])
@@ -349,16 +358,13 @@ def band(members: list[TrialCurve], lr: float, epoch: int) -> Band:
     noise = threshold = None
     lo = hi = bi
     if len({round(x, 9) for x, _ in valley}) >= 4:
-        xs, ys = np.array(valley).T
-        residuals = ys - np.polyval(np.polyfit(xs, ys, 2), xs)
-        noise = math.sqrt(float(np.sum(residuals ** 2)) / (len(valley) - 3))
+        noise = seed_noise(valley)
         threshold = by + BAND_SIGMAS * noise
         while lo > 0 and pts[lo - 1][1] <= threshold:
             lo -= 1
         while hi < len(pts) - 1 and pts[hi + 1][1] <= threshold:
             hi += 1
-    low, high = min(pts[lo][0], x_lr), max(pts[hi][0], x_lr)
-    return Band(10 ** low, 10 ** high, noise, threshold, hi - lo + 1)
+    return Band(min(scored[lo][2], lr), max(scored[hi][2], lr), noise, threshold, hi - lo + 1)
 
 
 def analyse(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Summary:
