@@ -92,6 +92,18 @@ def _present(where) -> bool:
     return storage.exists(where.uri) if where.uri else where.folder.is_dir()
 
 
+def resumable(where) -> bool:
+    """Whether ``--resume`` can continue the sweep at ``where`` (a ``storage.Target``): a local folder where
+    Tune saved its experiment state; anything at a URI (read by the resume itself)."""
+    if not _present(where):
+        return False
+    if where.uri:
+        return True
+    from ray import tune
+
+    return tune.Tuner.can_restore(str(where.folder))
+
+
 # Ray's loggers whose lines (Tuner.restore advice, "Failed to fetch metrics", the token-auth notice,
 # experiment-state snapshotting warnings) `sweep run` shows with --verbose only; errors always show.
 RAY_LOGGERS = ("ray.tune", "ray.train", "ray.air", "ray._private.authentication")
@@ -146,8 +158,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         with ray_lines(args.verbose):
             return _run(args, cfg, text, where)
     except KeyboardInterrupt:
-        if _present(where):
+        if resumable(where):
             _err(f"interrupted; resume with: {resume_command(args)}")
+        elif _present(where):
+            _err(f"interrupted before training began: {where.shown} holds no Tune state to resume "
+                 f"(remove the folder to start again)")
         else:
             _err(f"interrupted before {where.shown} was created; nothing to resume")
         return ExitCode.INTERRUPTED

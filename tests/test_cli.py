@@ -189,3 +189,15 @@ def test_the_report_warns_when_the_pick_is_the_highest_rate_tried(tmp_path, caps
     inside = make_sweep(tmp_path / "inside")  # its pick lies between the rates tried: no warning
     assert cli.main(["report", str(inside)]) == 0
     assert "**Warning:** the chosen" not in (inside / "report.md").read_text()
+
+
+def test_only_a_folder_holding_tune_state_is_called_resumable(tmp_path):
+    from orchestrator import storage
+
+    where = storage.target(str(tmp_path), "s")
+    assert not cli.resumable(where)  # no folder (Ctrl-C during start-up): nothing to resume
+    where.folder.mkdir()
+    (where.folder / "sweep.yaml").write_text("name: s\n")
+    assert not cli.resumable(where)  # claimed, but Ctrl-C came before Tune saved anything
+    (where.folder / "tuner.pkl").write_bytes(b"")  # what Tune writes first, and Tuner.can_restore asks for
+    assert cli.resumable(where)
