@@ -290,9 +290,11 @@ def _fit(cfg: SweepConfig, tuner: tune.Tuner, where: storage.Target, quiet: bool
               for r in grid if r.error is not None}  # type: ignore[attr-defined]  # iterates by __getitem__
     failures = next((c.failures for c in _run_callbacks(tuner) if isinstance(c, FailureCounter)), {})
     folders.save(folder, cfg, state, errors, failures)
-    interrupted = state.stop_reason is None or any(not t.done for t in state.trials.values())
-    if interrupted:
-        raise SweepInterrupted(f"{where.shown}: sweep interrupted; results so far are saved. Resume with: "
+    unfinished = sorted(tid for tid, t in state.trials.items() if not t.done)
+    if state.stop_reason is None or unfinished:
+        why = ("the search had not ended" if state.stop_reason is None else
+               f"{len(unfinished)} trial(s) had not finished: {', '.join(unfinished[:3])}")
+        raise SweepInterrupted(f"{where.shown}: sweep interrupted ({why}); results so far are saved. Resume with: "
                                f"sweep run CONFIG --resume")
     summary = report.build(folder)
     board.write_pick(summary)  # the chosen rate into TensorBoard's _sweep run
