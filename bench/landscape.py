@@ -2,9 +2,12 @@
 at many learning rates x many seeds, in plain torch worker processes (no Ray).
 
     .venv/bin/python -m bench.landscape [--optimizer sgd|adam] [--seeds 0-5,1001-1005] [--per-decade 15]
+                                        [--workload NAME --name LANDSCAPE]
 
-Writes bench/results/landscape_<optimizer>.csv (lr, seed, epoch, val_loss; inf once diverged), which
-``bench/yardstick.py`` reads and ``bench/simulate.py`` replays, and prints how noisy one seed is.
+``--workload`` trains another built-in workload with the digits trial's other settings (batch 32, width 64,
+depth 2) and ``--name`` names its file. Writes bench/results/landscape_<name, default the optimizer>.csv
+(lr, seed, epoch, val_loss; inf once diverged), which ``bench/yardstick.py`` reads and ``bench/simulate.py``
+and ``bench/replay.py`` replay, and prints how noisy one seed is.
 Rows already in the file are kept and not retrained (the run can be stopped and continued).
 """
 from __future__ import annotations
@@ -53,13 +56,15 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0-5,1001-1005")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--epochs", type=int, default=MAX_EPOCHS, help="epochs a run (a landscape holds one value)")
+    p.add_argument("--workload", default="digits_mlp", help="a built-in workload (default: %(default)s)")
+    p.add_argument("--name", default=None, help="the landscape's name (default: the optimizer)")
     add_results_option(p)
     args = p.parse_args(argv)
 
-    base = digits_trial(args.optimizer, args.epochs)
+    base = {**digits_trial(args.optimizer, args.epochs), "workload": args.workload}
     lrs = [lr for lr in log_grid(1e-4, 1.0, args.per_decade) if args.low * 0.999 <= lr <= args.high * 1.001]
     seeds = parse_seeds(args.seeds)
-    path = path_for(args.optimizer, args.results)
+    path = path_for(args.name or args.optimizer, args.results)
     path.parent.mkdir(parents=True, exist_ok=True)
     have = read(path)
     todo = [(lr, s) for s in seeds for lr in lrs if (lr, s) not in have]

@@ -4,10 +4,12 @@ A landscape (``bench/landscape.py``'s CSV: lr, seed, epoch, val_loss; ``inf`` on
 validation curves at lrs 1/15 decade apart x many seeds. Seeds >= ``FRESH_FROM`` are the fresh seeds
 (1001..1005, ``common.FRESH_SEEDS``) that no search ever trains with; the others are the search seeds.
 
-    regret(lr) = 100 * (mean_final(nearest recorded lr) - min over lrs of mean_final) / min mean_final
+    regret(lr) = 100 * (mean_final(lr) - min over recorded lrs of mean_final) / min mean_final
 
-where ``mean_final`` is the mean final val_loss over every seed (``against="all"``, the robust yardstick)
-or over the fresh seeds only (``against="fresh"``, as the dense reference grid of ``regret.py`` judges).
+where ``mean_final(lr)`` is interpolated linearly in log10 lr between the two recorded lrs around ``lr``
+(inf when either is inf; the end value outside the recorded range), and ``mean_final`` is the mean final
+val_loss over every seed (``against="all"``, the robust yardstick) or over the fresh seeds only
+(``against="fresh"``, as the dense reference grid of ``regret.py`` judges).
 Every function returns numbers; formatting is the table writer's (``common.pct``).
 """
 from __future__ import annotations
@@ -92,18 +94,32 @@ class Landscape:
         means = self._means(against)
         return regret(float(means[i]), float(means.min()))
 
+    def value(self, x: float, against: Against = "all") -> float:
+        """The many-seed mean final loss at log10 lr ``x``: linear in log10 lr between the recorded lrs
+        around it, inf when either of them is inf, the end lr's mean outside the recorded range."""
+        means = self._means(against)
+        j = int(np.searchsorted(self.x, x))
+        if j <= 0:
+            return float(means[0])
+        if j >= len(self.x):
+            return float(means[-1])
+        lo, hi = float(means[j - 1]), float(means[j])
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return math.inf
+        t = (x - self.x[j - 1]) / (self.x[j] - self.x[j - 1])
+        return lo + t * (hi - lo)
+
     def regret(self, x: float, against: Against = "all") -> float:
-        """Regret (%) of log10 lr ``x``, judged at the nearest recorded lr (no limit on how far)."""
-        return self.regret_at(self.nearest(x), against)
+        """Regret (%) of log10 lr ``x``: its interpolated mean (``value``) against the best recorded mean."""
+        return regret(self.value(x, against), self.best(against))
 
     def judge(self, lr: float, against: Against = "all", snap: float = SNAP) -> float | None:
-        """Regret (%) of the picked ``lr`` at the nearest recorded lr; None when that is more than ``snap``
-        decades away (the pick is outside what was recorded)."""
+        """Regret (%) of the picked ``lr`` (``regret``); None when it lies more than ``snap`` decades outside
+        the recorded range."""
         x = math.log10(lr)
-        i = self.nearest(x)
-        if abs(self.x[i] - x) > snap:
+        if x < self.x[0] - snap or x > self.x[-1] + snap:
             return None
-        return self.regret_at(i, against)
+        return self.regret(x, against)
 
     def _means(self, against: Against) -> np.ndarray:
         if against not in self.mean:

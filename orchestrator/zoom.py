@@ -12,7 +12,11 @@ Rules, each a small function tested on analytic curves (tests/test_zoom.py):
   high edge, where the divergence cliff lies), but never past ``log_floor .. log_ceil``: a best point on
   one of those is refined inside the range like an interior one;
 - the centre and the pick keep ``cliff_margin`` decades below the cliff: the first rate above the best
-  that did 3x worse or diverged (``cliff_cap``), since one lucky seed next to it can look best;
+  that did 3x worse or diverged (``cliff_cap``), since one lucky seed next to it can look best; when
+  the cliff is known only to within a gap wider than half the spacing, one refinement point halves the
+  gap (``cliff_gap``, ``Rules.cliff_probe``);
+- with ``Rules.max_cost``, refinement inside the range stops at that many times the epochs of the coarse
+  grid trained in full (``refinements_left``); growing past an edge is not held to it;
 - stop when the spacing falls under the resolution, a round improves less than the tolerance, or the
   round / epoch budget is spent.
 """
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -80,6 +84,8 @@ class Rules:
     high_edge_step: float = HIGH_EDGE_STEP  # spacings between new points grown past the high edge
     log_floor: float = LOG_FLOOR  # the range never grows below / above these (log10)
     log_ceil: float = LOG_CEIL
+    cliff_probe: bool = True  # one refinement point halves a coarse gap below the cliff (``cliff_gap``)
+    max_cost: float | None = None  # refinement inside the range stops at this many coarse grids' epochs
 
     def __post_init__(self) -> None:
         if not self.high >= self.low:
@@ -96,6 +102,8 @@ class Rules:
             raise ValueError(f"high_edge_step={self.high_edge_step}: expected > 0 (spacings)")
         if not self.log_floor < self.log_ceil:
             raise ValueError(f"log_floor={self.log_floor}: expected < log_ceil={self.log_ceil}")
+        if self.max_cost is not None and not self.max_cost > 0:
+            raise ValueError(f"max_cost={self.max_cost}: expected > 0 or None")
 
 
 @dataclass(frozen=True)
@@ -247,6 +255,21 @@ def cliff_cap(points: list[tuple[float, float]], ratio: float = CLIFF_RATIO,
     return min(over) - margin if over else None
 
 
+def cliff_gap(points: list[tuple[float, float]], ratio: float = CLIFF_RATIO) -> tuple[float, float] | None:
+    """Where the cliff lies as far as ``points`` tell: (a, b), b the lowest x above the best point whose
+    value is ``ratio`` times the best or worse (diverged included, as in ``cliff_cap``), a the highest x
+    tried below b. None when no such b was seen."""
+    finite = [(x, y) for x, y in points if math.isfinite(y)]
+    if not finite:
+        return None
+    bx, by = min(finite, key=lambda p: p[1])
+    over = [x for x, y in points if x > bx and (not math.isfinite(y) or (by > 0 and y >= ratio * by))]
+    if not over:
+        return None
+    b = min(over)
+    return max(x for x, _ in points if x < b), b
+
+
 def best_of_group(obs: list[Observation], reach: float = 1.0, pick: str = "parabola",
                   bandwidth: float = 0.15, margin: float | None = CLIFF_MARGIN, ratio: float = CLIFF_RATIO) -> Pick:
     """The smooth minimum of one group's trials at their comparison epoch, kept ``margin`` decades below
@@ -355,6 +378,15 @@ def refine(group: int, obs: list[Observation], spacing: float, rules: Rules) -> 
             why = (f"best at 10^{best_x:.2f}, the zoom's {side[0]} limit (epoch {epoch}): the range cannot grow "
                    f"past it; refine +-{half:.2f} decades {side[1]} it")
         bracket = (centre, half)
+    if rules.cliff_probe and rules.cliff_margin is not None and not grows and xs:
+        # the cap is margin below the cliff, which lies somewhere in the gap (a, b]: a point halfway
+        # moves the cap by up to half the gap, so it is spent only where that could move the centre
+        # (docs/decisions.md, "The cliff probe")
+        gap = cliff_gap(points_at(obs, epoch) + _stopped_over_cliff(obs, epoch, rules.cliff_ratio), rules.cliff_ratio)
+        if (gap is not None and gap[1] - gap[0] > spacing / 2 + 1e-9
+                and centre > (gap[0] + gap[1]) / 2 - rules.cliff_margin):
+            xs = sorted(xs)[:-1] + [(gap[0] + gap[1]) / 2]
+            why += f"; one point halves the gap below the cliff at 10^{gap[1]:.2f}"
     fresh: list[float] = []
     for x in xs:
         x = min(max(x, rules.log_floor), rules.log_ceil)
@@ -365,6 +397,24 @@ def refine(group: int, obs: list[Observation], spacing: float, rules: Rules) -> 
 
 def epochs_spent(obs: list[Observation]) -> int:
     return sum(len(o.curve) for o in obs)
+
+
+def epochs_committed(obs: list[Observation], max_epochs: int) -> int:
+    """Epochs the trials so far will have trained once they end: a trial still running counts
+    ``max_epochs``; one that ended (done, or diverged) counts the epochs it reported."""
+    return sum(len(o.curve) if o.done or o.diverged else max(max_epochs, len(o.curve)) for o in obs)
+
+
+def refinements_left(rules: Rules, rounds: list[Round], obs: list[Observation]) -> int | None:
+    """How many full trials refinement inside the range may still add under ``rules.max_cost`` (None: no
+    ceiling): the ceiling is max_cost x (the coarse grid's points + the points grown outside the range) x
+    max_epochs, less ``epochs_committed``. Growing past an edge is not held to it: the grid would need
+    those points too."""
+    if rules.max_cost is None:
+        return None
+    outside = sum(1 for o in obs if not rules.low - 1e-9 <= o.x <= rules.high + 1e-9)
+    ceiling = rules.max_cost * (len(rounds[0].points) + outside) * rules.max_epochs
+    return max(0, int((ceiling - epochs_committed(obs, rules.max_epochs) + 1e-9) // rules.max_epochs))
 
 
 def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Round | Stop:
@@ -381,6 +431,8 @@ def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Rou
         after = min((y for _, y in points_at(obs, epoch)), default=math.inf)
         if math.isfinite(before) and before - after < rules.tolerance * abs(before):
             return Stop(f"round {k - 1} improved the best by less than {rules.tolerance:.1%} at epoch {epoch}")
+    left = refinements_left(rules, rounds, obs)
+    capped = False
     ranked = rank_groups(obs)
     brackets: dict[int, tuple[float, float]] = {}
     points: list[tuple[int, float]] = []
@@ -389,12 +441,21 @@ def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Rou
         spacing = _spacing_of(rounds, rules, g)
         members = [o for o in obs if o.group == g]
         r = refine(g, members, spacing, rules)
+        if left is not None and not r.grows and len(r.points) > left:
+            capped = True
+            if left < 1:
+                continue
+            r = refine(g, members, spacing, replace(rules, points_per_round=left))
+        if left is not None:
+            left -= len(r.points)
         next_spacing = 2 * r.bracket[1] / (rules.points_per_round + 1)
         if next_spacing < rules.resolution and not r.grows:
             continue
         brackets[g] = r.bracket
         points += [(g, x) for x in r.points]
         whys.append(f"group {g}: {r.reason}")
+    if not points and capped:
+        return Stop(f"cost ceiling reached ({rules.max_cost:g} x the coarse grid's epochs)")
     if not points:
         return Stop(f"bracket narrower than the resolution ({rules.resolution:g} decades)")
     return Round(k, tuple(points), brackets, "; ".join(whys))

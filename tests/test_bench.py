@@ -45,7 +45,7 @@ def write_landscape(path: Path, epochs: int = 27, seeds=SEARCH_SEEDS + FRESH, pe
     return lrs
 
 
-SCRIPTS = ("landscape", "frontier", "simulate", "robust", "regret", "peers", "overhead", "utilization", "gpu")
+SCRIPTS = ("landscape", "frontier", "simulate", "replay", "robust", "regret", "peers", "overhead", "utilization", "gpu")
 
 
 def test_every_bench_runs_as_a_module():
@@ -77,8 +77,11 @@ def test_yardstick_regret_against_all_and_fresh_seeds():
     assert land.regret(math.log10(0.1)) == math.inf  # one seed diverged: the mean is inf
     assert land.regret(math.log10(0.001), "fresh") == pytest.approx(400.0)
     assert land.regret(math.log10(0.1), "fresh") == 0.0
-    assert land.judge(0.0105) == 0.0  # 0.02 decade from 0.01: judged there
-    assert land.judge(0.02) is None  # 0.3 decade from the nearest recorded lr: not judged
+    assert land.regret(-2.5) == pytest.approx(50.0)  # halfway in log lr: mean 0.3, interpolated
+    assert land.regret(-1.5) == math.inf  # next to a diverged mean: inf
+    assert land.judge(0.0095) == pytest.approx(100 * (0.2 + 0.2 * (-2 - math.log10(0.0095))) / 0.2 - 100)
+    assert land.judge(0.11) == math.inf  # 0.04 decade past the top: judged at the end value
+    assert land.judge(0.2) is None  # 0.3 decade past the recorded range: not judged
     assert yardstick.regret(0.21, 0.2) == pytest.approx(5.0)
 
 
@@ -178,6 +181,34 @@ def test_simulate_asha_round0_keeps_the_best_third_at_each_rung():
     obs = [zoom.Observation(0, float(i), 0, tuple([1.0 + i] * 27), True) for i in range(9)]
     cut = simulate.asha_round0(obs, grace=3, rf=3.0, max_epochs=27)
     assert [len(o.curve) for o in cut] == [27, 9, 9] + [3] * 6
+
+
+# ------------------------------------------------------------------------------------------- replay
+def test_replay_asha_stops_as_rays_rule_does():
+    from bench import replay
+
+    assert replay.milestones(1, 3.0, 27) == [1, 3, 9] and replay.milestones(9, 3.0, 27) == [9]
+    # rungs 1 and 3: the first trial at a rung goes on; later ones stop when worse than the 1/3 quantile
+    # of the values recorded there before them (6 > 4.33 at rung 1); a curve that ends (diverged) ends there
+    curves = [(5.0,) * 9, (4.0,) * 9, (6.0,) * 9, (3.0,) * 9, (1.0, math.inf)]
+    assert replay.asha(curves, 1, 3.0, 9, slots=1) == [9, 9, 1, 9, 2]
+    assert replay.asha(curves, 1, 3.0, 9, slots=2) == [9, 9, 1, 9, 2]
+    assert replay.best_completed([-3.0, -2.0, -1.0], curves[:3], [9, 9, 1], 9) == -2.0
+    assert replay.best_completed([-1.0], [(1.0, math.inf)], [2], 9) is None
+
+
+def test_replay_writes_the_table_for_every_range_and_method(tmp_path):
+    from bench import replay
+
+    write_landscape(tmp_path / "landscape_sgd.csv")
+    assert replay.main(["--optimizers", "sgd", "--draws", "2", "--shifts", "0", "--results", str(tmp_path)]) == 0
+    rows = [r.split(" | ") for r in (tmp_path / "replay.md").read_text().splitlines() if r.startswith("| sgd | ")]
+    labels = ["shift +0.0", "miss low (x*-6..x*-1)", "miss high (x*+1..x*+6)"]
+    methods = [m.name for m in replay.SWEEPS + replay.PEERS]
+    assert [(r[1], r[2]) for r in rows[:len(labels) * len(methods)]] == [(a, m) for a in labels for m in methods]
+    default = next(r for r in rows if r[1] == "shift +0.0" and r[2] == replay.BUDGET_FROM)
+    assert float(default[3].rstrip("%")) < 5 and 1 < float(default[6]) < 12  # a clean valley: near its floor
+    assert len(rows) == len(labels) * len(methods) + len(replay.WINDOWS) * len(replay.RUNS)  # + the frontier
 
 
 # ------------------------------------------------------------------------------------------- robust

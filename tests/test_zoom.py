@@ -33,8 +33,11 @@ def rules(**kw):
 
 @pytest.mark.parametrize("x_star", [-3.0, -2.5, -4.37])
 def test_finds_optimum_between_grid_points(x_star):
-    rounds, obs, stop = simulate(analytic(x_star), rules())
-    pick = zoom.choose(obs)
+    # no cliff guard: this valley triples within 0.9 decade of its optimum on both sides, so a cliff located
+    # closely (the cliff probe does) caps the pick 1 decade below it, under the optimum; the guard has its
+    # own tests
+    rounds, obs, stop = simulate(analytic(x_star), rules(cliff_margin=None))
+    pick = zoom.choose(obs, margin=None)
     assert abs(pick.x - x_star) < 0.1
     assert pick.epoch == 5
     assert len(rounds) >= 2
@@ -300,7 +303,8 @@ def test_the_range_grows_no_further_than_the_zooms_limits():
 
 
 @pytest.mark.parametrize("name, value", [("cliff_ratio", 1.0), ("cliff_ratio", math.nan), ("high_edge_step", 0.0),
-                                         ("high_edge_step", -0.5), ("log_floor", 1.0), ("log_ceil", -10.0)])
+                                         ("high_edge_step", -0.5), ("log_floor", 1.0), ("log_ceil", -10.0),
+                                         ("max_cost", 0.0)])
 def test_every_tunable_is_a_checked_field_of_the_rules(name, value):
     with pytest.raises(ValueError, match="expected") as raised:
         rules(**{name: value})
@@ -340,3 +344,47 @@ def test_picks_and_refinements_are_frozen_records():
     assert isinstance(refinement, zoom.Refinement) and isinstance(refinement.points, tuple)
     with pytest.raises(AttributeError):
         pick.x = 0.0
+
+
+def test_cliff_gap_is_the_stretch_between_the_cliff_and_the_highest_point_below_it():
+    pts = [(-3.0, 0.3), (-2.0, 0.1), (-1.5, 0.2), (-1.0, math.inf)]
+    assert zoom.cliff_gap(pts) == (-1.5, -1.0)  # -1.5 is only 2x the best: below the cliff
+    assert zoom.cliff_gap(pts, ratio=2.0) == (-2.0, -1.5)
+    assert zoom.cliff_gap(pts[:3]) is None and zoom.cliff_gap([(-2.0, math.inf)]) is None
+
+
+def test_the_cliff_probe_halves_a_coarse_gap_only_where_the_cap_could_move_the_centre():
+    # best -2 (capped there: the cliff at -1 is 1 decade above); the cliff lies in (-2, -1]: -1.5 may move the cap
+    curve = {-4.0: 0.6, -3.0: 0.3, -2.0: 0.1, -1.0: math.inf}
+    obs = [zoom.Observation(0, x, 0, (v,) * 3, True) for x, v in curve.items()]
+    probed = zoom.refine(0, obs, 1.0, rules(cliff_margin=1.0))
+    plain = zoom.refine(0, obs, 1.0, rules(cliff_margin=1.0, cliff_probe=False))
+    assert -1.5 in probed.points and -1.5 not in plain.points and "halves the gap" in probed.reason
+    assert len(probed.points) == len(plain.points) == 4  # the highest planned point gave way to it
+    assert sorted(probed.points)[:3] == sorted(plain.points)[:3]
+    # best -4, far below: a cliff found at -1.5 would cap at -2.5, above the centre; no probe
+    curve = {-5.0: 0.3, -4.0: 0.1, -3.0: 0.15, -2.0: 0.2, -1.0: math.inf}
+    obs = [zoom.Observation(0, x, 0, (v,) * 3, True) for x, v in curve.items()]
+    assert zoom.refine(0, obs, 1.0, rules(cliff_margin=1.0)).points == zoom.refine(
+        0, obs, 1.0, rules(cliff_margin=1.0, cliff_probe=False)).points
+
+
+def test_max_cost_holds_refinement_inside_the_range_to_the_coarse_grids_epochs():
+    r = rules(low=-6.0, high=-1.0, max_epochs=5, max_rounds=3, max_cost=1.0, cliff_margin=None)
+    coarse = zoom.coarse_round(r, 1)  # 6 points: a ceiling of 6 x 5 = 30 epochs
+    valley = analytic(-3.5)
+    # two trials still running (each counts 5 epochs), four stopped after 1 epoch: 14 committed, 3 trials left
+    obs = [zoom.Observation(0, x, 0, valley(x, 3 if x in (-4.0, -3.0) else 1), x not in (-4.0, -3.0))
+           for _, x in coarse.points]
+    assert zoom.epochs_committed(obs, 5) == 14 and zoom.refinements_left(r, [coarse], obs) == 3
+    plan = zoom.next_round(r, [coarse], obs)
+    assert isinstance(plan, zoom.Round) and plan.points == ((0, -4.5), (0, -3.5))  # 3 planned, -4.0 was tried
+    assert len(zoom.next_round(rules(low=-6.0, high=-1.0, max_epochs=5, max_rounds=3), [coarse], obs).points) == 4
+    # every coarse trial ran to the end: nothing left inside the range
+    done = [zoom.Observation(0, x, 0, valley(x, 5), True) for _, x in coarse.points]
+    stop = zoom.next_round(r, [coarse], done)
+    assert isinstance(stop, zoom.Stop) and "cost ceiling" in stop.reason
+    # a point grown past the range raises the ceiling by its own epochs
+    grown = [*done, zoom.Observation(0, -7.0, 1, valley(-7.0, 5), True)]
+    assert zoom.refinements_left(r, [coarse], grown) == 0 and zoom.refinements_left(r, [coarse], grown[:-1]) == 0
+    assert zoom.refinements_left(r, [coarse], [*done[:-1], zoom.Observation(0, -7.0, 1, valley(-7.0, 1), True)]) == 1

@@ -1,0 +1,280 @@
+"""The search-quality table: every search replayed over recorded landscapes, judged by ``bench/yardstick.py``.
+
+    .venv/bin/python -m bench.replay [--optimizers sgd adam] [--draws 300] [--out replay]
+
+Rows: landscape x coarse range x method. Ranges: the demo's grid 10^(-6+s)..10^(-1+s), one point a decade, at
+shifts s = 0, -0.2, -0.4, +0.5, and a range that misses the landscape's optimum x* by a decade:
+``miss low`` = x*-6 .. x*-1 (only where the landscape reaches x*-1) and ``miss high`` = x*+1 .. x*+6.
+Methods (each trial its own search seed, drawn from the landscape's non-fresh seeds; 2 trials at a time):
+  sweep (...)     this project's zoom (orchestrator/zoom.py) with the named Rules; round 0 under ASHA
+                  (grace 9, rf 3, as examples/digits.yaml), later rounds run to the end; a round is planned
+                  from curves cut at the decision epoch (9), the pick sees the full curves
+  grid            Ray Tune grid, one point a decade over the range, full runs, pick = best final value
+  grid + ASHA     the same under Ray's ASHAScheduler(grace_period=1, reduction_factor=3), pick = best trial
+                  that completed
+  two-stage       grid + ASHA, then 5 points at best x 10^(-0.5..0.5) under ASHA; best completed of both
+  random          round(B) log-uniform lrs over the range, full runs; B = the first sweep's mean FTE on the row
+ASHA is replayed asynchronously as Ray runs it (``asha``): a trial reaching a rung is stopped when it is
+worse than the 1/rf quantile of the values recorded there before it; the first trial at a rung goes on.
+Not replayed: Optuna TPE + Hyperband (optuna is not installed here) and the LR range test (its per-batch
+losses at a growing lr are not in a landscape). A trial's curve is the nearest recorded lr's, clamped to the
+recorded range. Columns: regret (%) of the pick against the all-seed mean (``Landscape.regret``): mean,
+90th percentile, worst over the draws; mean FTE (epochs / max epochs).
+Writes bench/results/<out>.md and .csv.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from bench.common import add_results_option, markdown_table, pct, write_results
+from bench.simulate import replayed_curve
+from bench.yardstick import Landscape, path_for, spread
+from orchestrator import zoom
+
+SLOTS = 2  # trials at a time, as on the 2-core bench machine
+SWEEP_GRACE, SWEEP_RF = 9, 3.0  # examples/digits.yaml's asha
+PEER_GRACE, PEER_RF = 1, 3.0  # bench/peers.py's ASHAScheduler
+
+
+def milestones(grace: int, rf: float, max_t: int) -> list[int]:
+    """Ray's ASHA rungs below ``max_t``: grace, grace*rf, ... (a trial at max_t ends anyway)."""
+    out, m = [], float(grace)
+    while m < max_t:
+        out.append(int(m))
+        m *= rf
+    return out
+
+
+def asha(curves: Sequence[Sequence[float]], grace: int, rf: float, max_t: int, slots: int = SLOTS) -> list[int]:
+    """Epochs each trial runs under asynchronous ASHA, trials started in the given order ``slots`` at a time,
+    one epoch per time step. A curve ends early where its trial diverged. At a rung a trial is stopped when
+    its value is worse than the ``100/rf`` percentile of the values recorded there before it (Ray's rule,
+    lower is better); the first trial to reach a rung always goes on."""
+    rungs = {m: [] for m in milestones(grace, rf, max_t)}  # type: dict[int, list[float]]
+    ran = [0] * len(curves)
+    queue = list(range(len(curves)))
+    running: list[int] = []
+    while queue or running:
+        while queue and len(running) < slots:
+            running.append(queue.pop(0))
+        for i in list(running):
+            ran[i] += 1
+            e, curve = ran[i], curves[i]
+            if e >= min(max_t, len(curve)):
+                running.remove(i)
+                continue
+            if e in rungs:
+                value = curve[e - 1]
+                seen = rungs[e]
+                if seen and value > float(np.percentile(seen, 100 / rf)):
+                    running.remove(i)
+                seen.append(value)
+    return ran
+
+
+def best_completed(xs: Sequence[float], curves: Sequence[Sequence[float]], ran: Sequence[int], max_t: int
+                   ) -> float | None:
+    """x of the best final value among trials that ran all ``max_t`` epochs (finite); None when none did."""
+    done = [(c[max_t - 1], x) for x, c, e in zip(xs, curves, ran) if e >= max_t and math.isfinite(c[max_t - 1])]
+    return min(done)[1] if done else None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    x: float | None  # log10 of the pick; None: no pick
+    fte: float
+
+
+Draw = Callable[[float], tuple[float, ...]]  # x -> a curve trained with a fresh draw of a search seed
+
+
+def run_grid(xs: list[float], draw: Draw, max_t: int, use_asha: bool) -> tuple[Outcome, list, list, list]:
+    curves = [draw(x) for x in xs]
+    ran = asha(curves, PEER_GRACE, PEER_RF, max_t) if use_asha else [min(max_t, len(c)) for c in curves]
+    return Outcome(best_completed(xs, curves, ran, max_t), sum(ran) / max_t), xs, curves, ran
+
+
+def grid_points(low: float, high: float) -> list[float]:
+    n = max(0, round(high - low))
+    return [low + i for i in range(n + 1)]
+
+
+def grid(low, high, draw, max_t, **_) -> Outcome:
+    return run_grid(grid_points(low, high), draw, max_t, False)[0]
+
+
+def grid_asha(low, high, draw, max_t, **_) -> Outcome:
+    return run_grid(grid_points(low, high), draw, max_t, True)[0]
+
+
+def two_stage(low, high, draw, max_t, **_) -> Outcome:
+    first, xs, curves, ran = run_grid(grid_points(low, high), draw, max_t, True)
+    if first.x is None:
+        return first
+    fine = [first.x - 0.5 + 0.25 * i for i in range(5)]
+    second, xs2, curves2, ran2 = run_grid(fine, draw, max_t, True)
+    x = best_completed(xs + xs2, curves + curves2, ran + ran2, max_t)
+    return Outcome(x, first.fte + second.fte)
+
+
+def random_search(low, high, draw, max_t, rng=None, budget=6.0, **_) -> Outcome:
+    xs = [float(v) for v in rng.uniform(low, high, max(1, round(budget)))]
+    return run_grid(xs, draw, max_t, False)[0]
+
+
+def sweep(low, high, draw, max_t, rules=None, **_) -> Outcome:
+    """This project's zoom with ``rules`` (a dict of ``zoom.Rules`` fields over the demo's)."""
+    r = zoom.Rules(low=low, high=high, spacing=1.0, max_epochs=max_t, **{"max_rounds": 2, "points_per_round": 4,
+                                                                       "resolution": 0.1, **(rules or {})})
+    rounds: list[zoom.Round] = []
+    obs: list[zoom.Observation] = []
+    plan: zoom.Round | zoom.Stop = zoom.coarse_round(r, 1)
+    while isinstance(plan, zoom.Round):
+        rounds.append(plan)
+        new = [zoom.Observation(0, x, plan.index, draw(x), True) for _, x in plan.points]
+        if plan.index == 0:
+            ran = asha([o.curve for o in new], SWEEP_GRACE, SWEEP_RF, max_t)
+            new = [replace(o, curve=o.curve[:e]) for o, e in zip(new, ran)]
+        obs += new
+        seen = [replace(o, curve=o.curve[:SWEEP_GRACE], done=len(o.curve) <= SWEEP_GRACE)
+                if o.round == plan.index else o for o in obs]
+        plan = zoom.next_round(r, rounds, seen)
+    pick = zoom.choose(obs, margin=r.cliff_margin, ratio=r.cliff_ratio)
+    return Outcome(pick.x, zoom.epochs_spent(obs) / max_t)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    run: Callable[..., Outcome]
+    rules: dict = field(default_factory=dict)
+
+
+SWEEPS = [Method("sweep, rules before #18", sweep, {"cliff_probe": False}),
+          Method("sweep, default rules", sweep),
+          Method("sweep, default + max_cost 1", sweep, {"max_cost": 1.0})]
+BUDGET_FROM = "sweep, default rules"  # random search gets this row's mean FTE
+PEERS = [Method("grid (1 a decade)", grid), Method("grid + ASHA", grid_asha),
+         Method("two-stage grid + ASHA", two_stage), Method("random search (sweep's budget)", random_search)]
+
+
+def ranges(land: Landscape, shifts: Sequence[float]) -> list[tuple[str, float, float]]:
+    """(label, low, high) of the coarse ranges replayed on ``land``."""
+    out = [(f"shift {s:+.1f}", -6 + s, -1 + s) for s in shifts]
+    opt = float(land.x[int(np.argmin(land.mean["all"]))])
+    if opt - 1 >= land.x[0]:
+        out.append(("miss low (x*-6..x*-1)", opt - 6, opt - 1))
+    out.append(("miss high (x*+1..x*+6)", opt + 1, opt + 6))
+    return out
+
+
+def table(land: Landscape, methods: Sequence[Method], shifts: Sequence[float], draws: int, max_t: int,
+          seed: int = 0) -> list[list]:
+    """Rows [range, method, mean, p90, worst regret (%), mean FTE, picks missing] for every range x method
+    (methods in the given order; each replayed over the same ``draws`` seed draws)."""
+    rows = []
+    for label, low, high in ranges(land, shifts):
+        budget, found = 6.0, {}
+        for m in sorted(methods, key=lambda m: m.name != BUDGET_FROM):  # the budget's row first
+            rng = np.random.default_rng(seed)
+
+            def draw(x: float, rng: np.random.Generator = rng) -> tuple[float, ...]:
+                return replayed_curve(land, x, int(rng.choice(land.search)))
+
+            outs = [m.run(low, high, draw, max_t, rules=m.rules, rng=rng, budget=budget) for _ in range(draws)]
+            ftes = [o.fte for o in outs]
+            if m.name == BUDGET_FROM:
+                budget = float(np.mean(ftes))
+            s = spread(math.inf if o.x is None else land.regret(o.x) for o in outs)
+            found[m.name] = [label, m.name, s.mean, s.p90, s.worst, float(np.mean(ftes)),
+                             sum(o.x is None for o in outs)]
+        rows += [found[m.name] for m in methods]
+    return rows
+
+
+WINDOWS = ((-1.0, 0.6), (-0.5, 0.3))  # decades around the optimum that the frontier's runs span
+RUNS = (4, 8, 12)
+
+
+def frontier(land: Landscape, draws: int, seed: int = 0) -> list[list]:
+    """What any search that trains one seed per point can reach, however it placed its points: ``n`` full runs
+    evenly over x* + WINDOW, the window's position off by up to +-0.3 decade (uniform), picked by the best
+    point (argmin of the 3-epoch-smoothed final loss) or by ``zoom.fit_minimum`` over all of them.
+    Rows [window, n, argmin mean, argmin p90, fit mean, fit p90] (regret %)."""
+    opt = float(land.x[int(np.argmin(land.mean["all"]))])
+    rows = []
+    for lo, hi in WINDOWS:
+        for n in RUNS:
+            rng = np.random.default_rng(seed)
+            best, fit = [], []
+            for _ in range(draws):
+                off = rng.uniform(-0.3, 0.3)
+                pts = []
+                for x in np.linspace(opt + lo + off, opt + hi + off, n):
+                    curve = replayed_curve(land, float(x), int(rng.choice(land.search)))
+                    tail = curve[-zoom.SMOOTH_EPOCHS:]
+                    pts.append((float(land.x[land.nearest(float(x))]),
+                                float(np.mean(tail)) if all(map(math.isfinite, tail)) else math.inf))
+                finite = [p for p in pts if math.isfinite(p[1])]
+                best.append(land.regret(min(finite, key=lambda p: p[1])[0]) if finite else math.inf)
+                fit.append(land.regret(zoom.fit_minimum(pts, reach=2.0)[0]))
+            b, f = spread(best), spread(fit)
+            rows.append([f"x* {lo:+.1f}..{hi:+.1f}", n, b.mean, b.p90, f.mean, f.p90])
+    return rows
+
+
+def cells(row: list) -> list[str]:
+    label, name, mean, p90, worst, fte, none = row
+    return [label, name, pct(mean), pct(p90), pct(worst), f"{fte:.2f}", str(none)]
+
+
+HEADER = ["landscape", "range", "method", "mean regret", "p90", "worst", "mean FTE", "no pick"]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--optimizers", nargs="+", default=["sgd", "adam"],
+                   help="landscapes: landscape_<name>.csv in the results folder")
+    p.add_argument("--draws", type=int, default=300)
+    p.add_argument("--shifts", type=float, nargs="+", default=[0.0, -0.2, -0.4, 0.5])
+    p.add_argument("--max-epochs", type=int, default=27)
+    p.add_argument("--out", default="replay")
+    add_results_option(p)
+    args = p.parse_args(argv)
+    out_rows, lands, reach_rows = [], [], []
+    for name in args.optimizers:
+        try:
+            land = Landscape.load(path_for(name, args.results))
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
+        lands.append(f"{name}: {len(land.lrs)} lrs x {len(land.seeds)} seeds, best mean {land.best():.4f} at "
+                     f"lr {land.lrs[int(np.argmin(land.mean['all']))]:.3g}")
+        for row in table(land, SWEEPS + PEERS, args.shifts, args.draws, args.max_epochs):
+            out_rows.append([name, *cells(row)])
+            print(" | ".join(out_rows[-1]), flush=True)
+        for window, n, bm, bp, fm, fp in frontier(land, args.draws):
+            reach_rows.append([name, window, n, pct(bm), pct(bp), pct(fm), pct(fp)])
+    command = "python -m bench.replay " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = (f"# Search quality replayed over recorded landscapes ({args.draws} seed draws per row)\n\n"
+            f"Reproduce: `{command.strip()}` (seconds to minutes; no training). How each method is replayed "
+            f"and what is approximated: the docstring of bench/replay.py.\n\n"
+            f"Landscapes: {'; '.join(lands)}. Regret = (all-seed mean at the pick, interpolated in log lr - best "
+            f"mean) / best mean (bench/yardstick.py).\n\n" + markdown_table(HEADER, out_rows) + "\n\n"
+            "## What one seed per point reaches, wherever the points are (``frontier``)\n\n"
+            "n full runs evenly over a window around the optimum x* (its position off by up to 0.3 decade), one "
+            "search seed each; pick = the best point, or the parabola fit over all (`zoom.fit_minimum`).\n\n"
+            + markdown_table(["landscape", "window", "runs (FTE)", "best point: mean", "p90", "fit: mean", "p90"],
+                             reach_rows) + "\n")
+    print(text)
+    write_results(args.out, text, HEADER, out_rows, results=args.results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
