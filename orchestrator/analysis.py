@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator import results, zoom
-from orchestrator.results import Mode, TrialStatus
+from orchestrator.results import Goal, Mode, TrialStatus
 from orchestrator.space import nice
 
 GAP_OVERFIT = 0.5  # (val - train) / val above this: overfitting
@@ -60,7 +60,7 @@ class TrialCurve:
 
     ``epochs`` and the value tuples run in parallel, one entry per epoch reported, in epoch order;
     values are as stored (None, NaN or inf included). A trial that errored before reporting has no
-    epochs. ``values`` holds the sweep's metric as reported; ``mode`` says which way it is better."""
+    epochs. ``values`` holds the sweep's metric as reported; ``goal`` says which way it is better."""
 
     trial: str
     round: int
@@ -74,7 +74,11 @@ class TrialCurve:
     train_loss: tuple[float | None, ...]
     val_loss: tuple[float | None, ...]
     val_error: tuple[float | None, ...]
-    mode: Mode = Mode.MIN
+    goal: Goal = field(default_factory=Goal)
+
+    @property
+    def mode(self) -> Mode:
+        return self.goal.mode
 
     def column(self, name: str) -> tuple[float | None, ...]:
         """The per-epoch values of ``name`` (one of ``COLUMNS``)."""
@@ -104,12 +108,12 @@ class TrialCurve:
     def best(self) -> float:
         """The best metric value the trial reached at any epoch (``best_label``: lowest, or highest for
         ``mode`` max); inf (-inf for max) when none is finite."""
-        return self.mode.metric(min((finite(self.mode.loss(v)) for v in self.values if v is not None),
+        return self.goal.metric(min((finite(self.goal.loss(v)) for v in self.values if v is not None),
                                     default=math.inf))
 
     def mean_at(self, epoch: int) -> float:
         """``score_at`` in the metric's units (``mean_label``): -inf for a maximised metric that diverged."""
-        return self.mode.metric(self.score_at(epoch))
+        return self.goal.metric(self.score_at(epoch))
 
     @property
     def law(self) -> str:
@@ -123,11 +127,11 @@ class TrialCurve:
         """The trial as the zoom sees it (ended; x = 0 for a rate that is not positive)."""
         x = math.log10(self.lr) if self.lr and self.lr > 0 else 0.0
         return zoom.Observation.of(self.group, x, self.round,
-                                   [None if v is None else self.mode.loss(v) for v in self.values], True)
+                                   [None if v is None else self.goal.loss(v) for v in self.values], True)
 
     def score_at(self, epoch: int) -> float:
         """The trial's score at ``epoch`` as the zoom compares it (``zoom.score`` of the minimised metric,
-        ``Mode.loss``: averaged over the last few epochs up to ``epoch``); inf when diverged or not reached."""
+        ``Goal.loss``: averaged over the last few epochs up to ``epoch``); inf when diverged or not reached."""
         o = self.observation()
         if epoch < 1 or not o.reached(epoch):
             return math.inf
@@ -160,11 +164,13 @@ def _config(text: str | None) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def trial_curves(rows: Iterable[dict[str, Any]], metric: str, mode: Mode | str = Mode.MIN) -> tuple[TrialCurve, ...]:
+def trial_curves(rows: Iterable[dict[str, Any]], metric: str, goal: Goal | Mode | str = Mode.MIN
+                 ) -> tuple[TrialCurve, ...]:
     """The trial table: one ``TrialCurve`` per trial id, in the order the ids first appear in ``rows``
     (rows as ``results.read_trials`` returns them). A trial's round, group, rate and config are
     those of its first row in epoch order, its status and error those of its last. The metric's values
     come from the ``metric`` column, or for files written before it from the column named ``metric``."""
+    goal = goal if isinstance(goal, Goal) else Goal(Mode(goal))
     rows = list(rows)
     stored = any(r.get("metric") is not None for r in rows)
     if not stored and metric not in COLUMNS:
@@ -181,7 +187,7 @@ def trial_curves(rows: Iterable[dict[str, Any]], metric: str, mode: Mode | str =
         table.append(TrialCurve(
             trial=tid, round=first["round"], group=first["group"], lr=first["lr"], status=_status(last["status"]),
             config=_config(first.get("config")), error=last.get("error"), epochs=tuple(r["epoch"] for r in ep),
-            values=tuple(r.get("metric") for r in ep) if stored else columns[metric], **columns, mode=Mode(mode)))
+            values=tuple(r.get("metric") for r in ep) if stored else columns[metric], **columns, goal=goal))
     return tuple(table)
 
 
@@ -268,9 +274,13 @@ class Summary:
     seconds: float = 0.0  # training time over every epoch of every trial
     meta: dict[str, Any] = field(default_factory=dict, repr=False)  # rounds.json as stored ({} when absent)
     table: tuple[TrialCurve, ...] = field(default=(), repr=False)
-    mode: Mode = Mode.MIN
+    goal: Goal = field(default_factory=Goal)
     score: Score | None = None  # the chosen rate's own score
     band: Band | None = None
+
+    @property
+    def mode(self) -> Mode:
+        return self.goal.mode
 
     @property
     def statistic(self) -> str:
@@ -312,7 +322,7 @@ def _max_epochs(table: tuple[TrialCurve, ...], meta: dict[str, Any]) -> int:
 
 
 def own_score(members: list[TrialCurve], lr: float, epoch: int) -> Score | None:
-    """The score (minimised, ``Mode.loss``) of rate ``lr`` among ``members`` (one group's trials) at
+    """The score (minimised, ``Goal.loss``) of rate ``lr`` among ``members`` (one group's trials) at
     ``epoch``: the trial at that rate when one reached the epoch, else the linear interpolation in log10(rate)
     between the nearest scored trials below and above it (the nearest one alone when ``lr`` lies outside
     them). None when no trial has a finite score there."""
@@ -344,7 +354,7 @@ def seed_noise(points: list[tuple[float, float]]) -> float:
 
 def band(members: list[TrialCurve], lr: float, epoch: int) -> Band:
     """The ``Band`` of ``members`` (one group's trials) at ``epoch`` around the chosen rate ``lr``; its
-    ``noise`` and ``threshold`` as the minimised score (``Mode.loss``) sees them."""
+    ``noise`` and ``threshold`` as the minimised score (``Goal.loss``) sees them."""
     scored = sorted((math.log10(c.lr), c.score_at(epoch), c.lr) for c in members
                     if c.lr and c.lr > 0 and c.observation().reached(epoch))
     pts = [(x, y) for x, y, _ in scored]
@@ -370,9 +380,9 @@ def band(members: list[TrialCurve], lr: float, epoch: int) -> Band:
 def analyse(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Summary:
     """The ``Summary`` of a sweep from its rows (``results.read_trials``) and ``rounds.json`` (``meta``)."""
     metric = meta.get("metric", "val_loss")
-    mode = Mode(meta.get("mode", "min"))
+    goal = Goal(Mode(meta.get("mode", "min")), meta.get("target"))
     param = meta.get("param", "lr")
-    table = trial_curves(rows, metric, mode)
+    table = trial_curves(rows, metric, goal)
     max_epochs = _max_epochs(table, meta)
     obs = observations(table)
     if not obs:
@@ -404,14 +414,14 @@ def analyse(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> S
     epochs = sum(len(c.epochs) for c in table)
     members = [c for c in table if c.group == group]
     own = own_score(members, lr, epoch)
-    score = own and Score(mode.metric(own.value), own.interpolated, own.trials)
+    score = own and Score(goal.metric(own.value), own.interpolated, own.trials)
     b = band(members, lr, epoch)
-    b = Band(b.low, b.high, b.noise, None if b.threshold is None else mode.metric(b.threshold), b.trials)
+    b = Band(b.low, b.high, b.noise, None if b.threshold is None else goal.metric(b.threshold), b.trials)
     interpolated = not any(abs(c.lr - lr) <= 1e-9 * lr for c in members)
     s = Summary(folder, chosen, lr, best.mean_at(epoch), epoch, metric, epochs, epochs / max_epochs, len(table),
                 meta.get("rounds", []), meta.get("stop_reason"), best_trial, notes=notes, interpolated=interpolated,
                 group=group, param=param, max_epochs=max_epochs,
-                seconds=sum(r.get("epoch_seconds") or 0.0 for r in rows), meta=meta, table=table, mode=mode,
+                seconds=sum(r.get("epoch_seconds") or 0.0 for r in rows), meta=meta, table=table, goal=goal,
                 score=score, band=b)
     gap = train_val_gap(s)
     if gap is not None and gap[1] != "normal":
@@ -474,12 +484,12 @@ def best_by(table: Iterable[TrialCurve], label: Callable[[dict[str, Any]], str])
         obs = [c.observation() for c in members if c.epochs]
         epoch = zoom.comparison_epoch(obs) if obs else 0
         if epoch < 1:
-            out.append(Best(key, len(members), members[0].trial, members[0].lr, members[0].mode.metric(math.inf), 0))
+            out.append(Best(key, len(members), members[0].trial, members[0].lr, members[0].goal.metric(math.inf), 0))
             continue
         c = min(members, key=lambda c: (c.score_at(epoch), c.trial))
         out.append(Best(key, len(members), c.trial, c.lr, c.mean_at(epoch), epoch))
-    mode = next(iter(subsets.values()))[0].mode if subsets else Mode.MIN
-    return sorted(out, key=lambda b: (mode.loss(b.value), b.key))
+    goal = next(iter(subsets.values()))[0].goal if subsets else Goal()
+    return sorted(out, key=lambda b: (goal.loss(b.value), b.key))
 
 
 @dataclass(frozen=True)
@@ -497,6 +507,6 @@ def round_stats(s: Summary) -> list[RoundStat]:
     out = []
     for r in s.rounds:
         members = [c for c in s.table if c.round == r["index"]]
-        best = min((finite(s.mode.loss(c.best)) for c in members), default=math.inf)
-        out.append(RoundStat(r["index"], len(members), sum(len(c.epochs) for c in members), s.mode.metric(best)))
+        best = min((finite(s.goal.loss(c.best)) for c in members), default=math.inf)
+        out.append(RoundStat(r["index"], len(members), sum(len(c.epochs) for c in members), s.goal.metric(best)))
     return out

@@ -143,6 +143,9 @@ class SweepConfig(_Frozen):
     metric: str = Field(default="val_loss", pattern=r"^[A-Za-z_][A-Za-z0-9_./-]{0,99}$",
                         description="any key the training reports each epoch (val_loss, val_accuracy, ...)")
     mode: Literal["min", "max"] = Field(default="min", description="min: lower metric is better; max: higher")
+    target: float | None = Field(default=None, allow_inf_nan=False,
+                                 description="the best value the metric can take (accuracy: 1.0); the zoom then "
+                                             "minimises the distance to it, so '3x worse' reads as on a loss")
     max_epochs: int = Field(ge=1, le=100000)
     seed: int = Field(default=0, ge=0)
     storage: str = Field(default="runs",

@@ -222,7 +222,8 @@ def save(folder: Path, cfg: SweepConfig, state: SweepState, errors: dict[str, st
     results.write_trials(folder, rows)
     results.write_json(folder / results.ROUNDS, results.rounds_document(
         metric=state.metric, mode=state.mode, param=state.param, max_epochs=cfg.max_epochs, rounds=state.rounds,
-        stop_reason=state.stop_reason, groups=state.groups, cliff_margin=state.rules.cliff_margin))
+        stop_reason=state.stop_reason, groups=state.groups, cliff_margin=state.rules.cliff_margin,
+        target=state.target))
 
 
 def _status(t, max_epochs: int) -> results.TrialStatus:

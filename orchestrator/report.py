@@ -57,12 +57,12 @@ def build(folder: str | Path) -> Summary:
 def best_json(s: Summary) -> dict[str, Any]:
     """What best.json holds: ``lr`` (the chosen rate) and next to it ``METRIC``, the chosen rate's own score
     (``score``: its ``value``, ``statistic`` such as 'mean of epochs 25-27' at ``epoch``, ``interpolated``,
-    the ``trials`` it comes from and ``source``, those in words); ``band`` (``low``, ``high`` rates, ``noise`` and ``threshold`` in the metric's
-    units, ``trials`` in it, ``sigmas``); ``best_trial`` (its ``score`` under the same statistic, ``METRIC``
-    at that epoch); the cost."""
+    the ``trials`` it comes from and ``source``, those in words); ``band`` (``low``, ``high`` rates,
+    ``noise`` and ``threshold`` in the metric's units, ``trials`` in it, ``sigmas``); ``best_trial`` (its
+    ``score`` under the same statistic, ``METRIC`` at that epoch); ``mode`` and ``target``; the cost."""
     own = s.score
     return {
-        "config": s.chosen, "lr": s.lr, "metric": s.metric, "mode": str(s.mode),
+        "config": s.chosen, "lr": s.lr, "metric": s.metric, "mode": str(s.mode), "target": s.goal.target,
         s.metric: own.value if own else None,
         "score": {"value": own.value if own else None, "statistic": s.statistic, "epoch": s.epoch,
                   "interpolated": own.interpolated if own else None, "trials": list(own.trials) if own else [],

@@ -73,6 +73,27 @@ class Mode(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class Goal:
+    """The sweep's metric as the zoom minimises it: ``mode``, and ``target``, the best value the metric can
+    take when it has one (accuracy 1.0). ``loss`` is the distance from the target (``target - value`` for
+    max, ``value - target`` for min), or without a target the value itself (min) or its negation (max); the
+    zoom's ratio rules ("3x worse": the cliff) then read as they do on a loss. ``metric`` turns a loss back."""
+
+    mode: Mode = Mode.MIN
+    target: float | None = None
+
+    def loss(self, value: float) -> float:
+        if self.mode is Mode.MIN:
+            return value - (self.target or 0.0)
+        return self.target - value if self.target is not None else -value
+
+    def metric(self, loss: float) -> float:
+        if self.mode is Mode.MIN:
+            return loss + (self.target or 0.0)
+        return self.target - loss if self.target is not None else -loss
+
+
+@dataclass(frozen=True)
 class Bracket:
     """The range of rates the zoom searched in one round for one group, in the parameter's units."""
 
@@ -100,11 +121,11 @@ def bracket_of(stored: Any) -> Bracket:
 
 def rounds_document(*, metric: str, mode: Mode | str, param: str, max_epochs: int, rounds: list[Any],
                     stop_reason: str | None, groups: list[dict[str, Any]] | None,
-                    cliff_margin: float | None) -> dict[str, Any]:
+                    cliff_margin: float | None, target: float | None = None) -> dict[str, Any]:
     """What ``rounds.json`` holds, from the zoom's rounds (``zoom.Round``: index, points, brackets as
     (centre, half-width), reason)."""
     return {
-        "metric": metric, "mode": str(Mode(mode)), "param": param, "max_epochs": max_epochs,
+        "metric": metric, "mode": str(Mode(mode)), "target": target, "param": param, "max_epochs": max_epochs,
         "rounds": [{"index": r.index, "points": len(r.points), "reason": r.reason,
                     "brackets": {str(g): Bracket.of(*b).stored() for g, b in r.brackets.items()}} for r in rounds],
         "stop_reason": stop_reason, "groups": groups, "cliff_margin": cliff_margin,
@@ -291,7 +312,7 @@ def _rounds_problem(data: Any) -> str | None:
         return f"expected a JSON object, got {type(data).__name__}"
     fields = {
         "metric": lambda v: isinstance(v, str) and bool(v), "param": lambda v: isinstance(v, str),
-        "mode": lambda v: v in ("min", "max"),
+        "mode": lambda v: v in ("min", "max"), "target": lambda v: v is None or (_number(v) and math.isfinite(v)),
         "max_epochs": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
         "stop_reason": lambda v: v is None or isinstance(v, str),
         "cliff_margin": lambda v: v is None or (_number(v) and v >= 0),

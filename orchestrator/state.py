@@ -51,7 +51,8 @@ class SweepState:
     trials: dict[str, TrialRecord] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str | None = None
-    mode: str = "min"  # results.Mode of ``metric``: the curves hold ``Mode.loss`` of each value (lower is better)
+    mode: str = "min"  # results.Mode of ``metric``: the curves hold ``results.Goal.loss`` of each value
+    target: float | None = None  # the best value the metric can take (``results.Goal``), when it has one
 
     def observations(self) -> list[zoom.Observation]:
         return [zoom.Observation.of(t.group, t.x, t.round, t.curve, t.done) for t in self.trials.values()]
@@ -104,7 +105,8 @@ class SweepState:
             self.rows = [r for r in self.rows if not (r["trial_id"] == trial_id and r["epoch"] >= epoch)]
         value = result.get(self.metric, math.nan)
         value = float(value) if value is not None else math.nan
-        t.curve.append(results.Mode(self.mode).loss(value) if math.isfinite(value) else math.inf)
+        t.curve.append(results.Goal(results.Mode(self.mode), self.target).loss(value) if math.isfinite(value)
+                       else math.inf)
         self.rows.append({"trial_id": trial_id, "round": t.round, "group": t.group,
                           **{k: result[k] for k in results.EPOCH_KEYS if k in result}, "metric": value})
 

@@ -56,7 +56,7 @@ def make_state(cfg: SweepConfig) -> SweepState:
     decision = cfg.decision_epoch
     base = {**cfg.base_config(), "_cpus": cfg.resources.cpu}
     return SweepState(rules=rules, param=cfg.zoom.param, metric=cfg.metric, decision_epoch=decision,
-                      groups=cfg.groups(), base=base, mode=cfg.mode)
+                      groups=cfg.groups(), base=base, mode=cfg.mode, target=cfg.target)
 
 
 class CoarseOnly(FIFOScheduler):

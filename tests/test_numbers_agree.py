@@ -41,7 +41,7 @@ def test_metric_may_be_any_reported_key_and_mode_max_is_accepted():
 NOISE = (0.012, -0.009, 0.004, -0.013, 0.008, -0.002, 0.011, -0.010, 0.001, -0.006, 0.013, -0.007, 0.005)
 
 
-def valley_folder(folder: Path, mode: str = "min") -> Path:
+def valley_folder(folder: Path, mode: str = "min", target: float | None = None) -> Path:
     """One group, 13 trials a quarter decade apart over 10^-3.5 .. 10^-0.5, each its own seed: val_loss
     0.3 + 0.2 (x + 2)^2 plus a fixed noise draw (std ~0.009), flat over 6 epochs; val_accuracy = 1 - val_loss.
     A maximised sweep stores val_accuracy in the ``metric`` column."""
@@ -57,7 +57,8 @@ def valley_folder(folder: Path, mode: str = "min") -> Path:
                          "metric": v if mode == "min" else 1 - v})
     results.write_trials(folder, rows)
     results.write_json(folder / results.ROUNDS, {
-        "metric": "val_loss" if mode == "min" else "val_accuracy", "mode": mode, "param": "lr", "max_epochs": 6,
+        "metric": "val_loss" if mode == "min" else "val_accuracy", "mode": mode, "target": target, "param": "lr",
+        "max_epochs": 6,
         "rounds": [{"index": 0, "points": 13, "reason": "coarse grid", "brackets": {"0": {"low": 10 ** -3.5,
                                                                                          "high": 10 ** -0.5}}}],
         "stop_reason": "round budget spent (1 rounds)", "cliff_margin": 1.0})
@@ -121,17 +122,17 @@ def test_a_real_max_sweep_says_the_same_numbers_everywhere(local_ray, small_conf
     and `sweep report` give the chosen rate, its own score and the band with one label and one value; ASHA
     stopped the least accurate; the pick lies where the val_loss sweep on the same config picks
     (tests/test_sweep.py: 3e-3 .. 0.3)."""
-    path = small_config("acc", "metric: val_accuracy\nmode: max\n")
+    path = small_config("acc", "metric: val_accuracy\nmode: max\ntarget: 1.0\n")
     assert cli.main(["run", str(path), "--quiet", "--no-check"]) == 0
     final = capsys.readouterr().out.strip().splitlines()[-1]
     folder = path.parent / "runs" / "acc"
     best = json.loads((folder / "best.json").read_text())
-    assert best["metric"] == "val_accuracy" and best["mode"] == "max"
+    assert best["metric"] == "val_accuracy" and best["mode"] == "max" and best["target"] == 1.0
     assert best["val_accuracy"] == best["score"]["value"]
     assert 3e-3 <= best["lr"] <= 0.3 and best["band"]["low"] <= best["lr"] <= best["band"]["high"]
     rounds = json.loads((folder / "rounds.json").read_text())
-    assert rounds["mode"] == "max" and all(set(b) == {"low", "high"} for r in rounds["rounds"]
-                                           for b in r["brackets"].values())
+    assert rounds["mode"] == "max" and rounds["target"] == 1.0
+    assert all(set(b) == {"low", "high"} for r in rounds["rounds"] for b in r["brackets"].values())
     rows = results.read_trials(folder)
     stopped = {r["trial_id"] for r in rows if r["status"] == "stopped"}
     acc = {r["trial_id"]: r["metric"] for r in rows if r["epoch"] == 2}
@@ -152,3 +153,23 @@ def test_a_real_max_sweep_says_the_same_numbers_everywhere(local_ray, small_conf
     assert said == {"run": stored, "report": stored, "report.md": stored}
     assert footer == (f"* best trial run: lr {best['best_trial']['lr']:.4g}, val_accuracy "
                       f"{best['best_trial']['score']:.4f} ({best['best_trial']['statistic']})")
+
+
+def test_with_a_target_a_maximised_metric_is_the_distance_to_it_and_the_cliff_reads_as_on_a_loss(tmp_path):
+    """val_accuracy with target 1.0 is minimised as 1 - val_accuracy: the very pick, band and noise of the
+    val_loss twin (here val_loss = 1 - val_accuracy), where the negated metric moved the pick by a hair; and
+    the cliff guard judges 'ratio times worse' on that distance: accuracy 0.75 against 0.975 is a cliff (10x
+    the error), though not a third of the accuracy."""
+    low = report.build(valley_folder(tmp_path / "min"))
+    high = report.build(valley_folder(tmp_path / "max", mode="max", target=1.0))
+    assert high.lr == low.lr and high.score.value == pytest.approx(1 - low.score.value)
+    assert (high.band.low, high.band.high) == (low.band.low, low.band.high)
+    assert high.band.noise == pytest.approx(low.band.noise)
+    goal = results.Goal(results.Mode.MAX, 1.0)
+    points = [(x, goal.loss(a)) for x, a in ((-3.0, 0.9), (-2.0, 0.975), (-1.5, 0.97), (-1.0, 0.75))]
+    assert zoom.cliff_cap(points, margin=1.0) == -2.0
+    negated = [(x, results.Goal(results.Mode.MAX).loss(a)) for x, a in ((-3.0, 0.9), (-2.0, 0.975), (-1.5, 0.97),
+                                                                         (-1.0, 0.75))]
+    assert zoom.cliff_cap(negated, margin=1.0) is None  # without a target: not a third of the best accuracy
+    assert goal.metric(goal.loss(0.97)) == pytest.approx(0.97)
+    assert results.Goal(results.Mode.MIN, 0.5).loss(0.75) == 0.25
