@@ -6,8 +6,8 @@ never attaches to another Ray already running on the machine, and every socket i
 
 An existing cluster (``--address``, else ``RAY_ADDRESS``) is first asked, with one unauthenticated gRPC
 call bounded by ``connect_timeout`` seconds, whether it requires a token. The rules are ``sweep submit``'s
-(``cluster.jobs``): an open cluster is refused unless ``insecure``; a token cluster gets the token Ray's
-loader finds (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``), checked before Ray
+(``cluster.auth.require_auth``): an open cluster is refused unless ``insecure``; a token cluster gets the
+token Ray's loader finds (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``), checked before Ray
 connects, with a warning when it travels unencrypted (no ``RAY_USE_TLS``); an open cluster never gets it.
 A ``sweep run`` started by ``sweep submit`` (a Ray Job's driver, on the cluster it was submitted to
 after that check) connects through ``RAY_ADDRESS`` without asking again.
@@ -22,8 +22,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
-from cluster.jobs import AuthError, Token, require_auth
-from orchestrator.errors import AddressError, ClusterUnreachableError, RunAddressError  # one home: errors.py
+from cluster.auth import Token, require_auth
+from orchestrator.errors import AddressError, AuthError, ClusterUnreachableError, RunAddressError  # one home: errors.py
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_CONNECT_TIMEOUT_S = 30.0

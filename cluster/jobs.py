@@ -7,9 +7,9 @@ What this module adds on top of it:
   time. (Ray's client lets those variables override an explicit address; here the explicit one wins.)
 * the token: Ray's client sends the token only when *this* process runs with ``RAY_AUTH_MODE=token``.
   Here the cluster is asked (``GET /api/authentication_mode``, a public endpoint) and, when it wants a
-  token, the token is found the way Ray's loader finds it: ``RAY_AUTH_TOKEN``, else the file named by
-  ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``. It is sent only to clusters in token mode and
-  never appears in a message: error bodies, job messages and logs (streamed too) show it as ``***``.
+  token, the token is found the way Ray's loader finds it (``cluster.auth``). It is sent only to clusters
+  in token mode and never appears in a message: error bodies, job messages and logs (streamed too) show
+  it as ``***``.
 * the refusal: ``submit`` refuses a cluster whose Jobs API is open (authentication mode not ``token``)
   unless ``insecure=True``: an open Jobs API runs anyone's code (CVE-2023-48022).
 * the storage: ``storage:`` is resolved on the cluster, so a relative or ``~`` path is refused
@@ -27,7 +27,6 @@ import contextlib
 import dataclasses
 import os
 import secrets
-import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cluster.auth import Token, rejected_token_message, require_auth
 from cluster.package import DEFAULT_STOP_WAIT_S, entrypoint, name_and_storage, results_folder, runtime_env, stage
 from orchestrator.errors import (  # noqa: F401  (one home for the errors; re-exported here)
     AddressError,
@@ -49,8 +49,6 @@ from orchestrator.errors import (  # noqa: F401  (one home for the errors; re-ex
 
 # --- constants --------------------------------------------------------------------------------------
 
-TOKEN_ENV = "RAY_AUTH_TOKEN"
-TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 # The head node's job agent registers a little after `ray start` returns; until then the Jobs API answers
 # this (HTTP 500). submit retries exactly this answer, with backoff, for at most AGENT_WAIT_S seconds.
@@ -82,92 +80,6 @@ def dashboard_address(address: str | None = None) -> str:
     if scheme.lower() not in ("http", "https") or not rest:
         raise JobsAddressError(f"address={url!r}: expected http://HEAD:8265 or https://HEAD:PORT")
     return f"{scheme.lower()}://{rest}"
-
-
-# --- token ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Token:
-    """A Ray auth token and where it came from. ``repr`` never shows the value."""
-
-    value: str = field(repr=False)
-    source: str  # "RAY_AUTH_TOKEN" or the file's path
-    loose_permissions: bool = False  # a file readable by group or others
-
-    def header(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.value}"}
-
-
-def _read_token_file(path: Path) -> Token | None:
-    try:
-        value = path.read_text().strip()
-        mode = path.stat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AuthError(f"token file {path}: cannot read it ({exc.__class__.__name__})") from None
-    if not value:
-        return None
-    return Token(value, str(path), bool(mode & (stat.S_IRWXG | stat.S_IRWXO)))
-
-
-def find_token() -> Token | None:
-    """The token Ray's own loader would use, read now: ``RAY_AUTH_TOKEN``, else the file in
-    ``RAY_AUTH_TOKEN_PATH`` (an error if set but missing or empty, as in Ray), else ``~/.ray/auth_token``."""
-    value = os.environ.get(TOKEN_ENV, "").strip()
-    if value:
-        return Token(value, TOKEN_ENV)
-    path = os.environ.get(TOKEN_PATH_ENV, "").strip()
-    if path:
-        token = _read_token_file(Path(path).expanduser())
-        if token is None:
-            raise AuthError(f"{TOKEN_PATH_ENV}={path}: no such file or it is empty; put the cluster's token "
-                            f"(from `ray get-auth-token` on the head node) there, mode 600")
-        return token
-    return _read_token_file(Path.home() / ".ray" / "auth_token")
-
-
-def write_token_file(path: str | Path, token: str) -> Path:
-    """Write a token to ``path`` with mode 600 (created that way: never readable by others, not even briefly)."""
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token.strip())
-    os.chmod(path, 0o600)
-    return path
-
-
-def _missing_token_message(address: str) -> str:
-    return (f"{address} requires a Ray auth token (token authentication is on) and none was found in "
-            f"{TOKEN_ENV}, {TOKEN_PATH_ENV} or ~/.ray/auth_token: get it with `ray get-auth-token` on the "
-            f"head node, save it to a file with mode 600 and set {TOKEN_PATH_ENV}=FILE")
-
-
-def _rejected_token_message(address: str, token: Token | None, status: int) -> str:
-    if token is None:
-        return _missing_token_message(address).replace(" requires", f" answered HTTP {status}: it requires", 1)
-    return (f"{address} rejected the Ray auth token from {token.source} (HTTP {status}): get the cluster's "
-            f"token with `ray get-auth-token` on the head node and set {TOKEN_PATH_ENV} to a file (mode 600) "
-            f"holding it")
-
-
-def require_auth(address: str, mode: str, insecure: bool, what: str = "it") -> Token | None:
-    """The token to send to a cluster in authentication ``mode``; None for an open cluster (which never
-    gets one). Raises ``InsecureClusterError`` for an open cluster unless ``insecure``, ``AuthError`` when
-    the cluster wants a token and none is found. ``sweep submit`` and ``sweep run --address`` share it."""
-    if mode != "token":
-        if not insecure:
-            raise InsecureClusterError(
-                f"{address} does not require a token (authentication_mode={mode}): {what} runs anyone's code "
-                f"(CVE-2023-48022); turn token authentication on (RAY_AUTH_MODE=token, `ray get-auth-token "
-                f"--generate` on the head node) or pass --insecure")
-        return None
-    token = find_token()
-    if token is None:
-        raise AuthError(_missing_token_message(address))
-    return token
 
 
 # --- talking to the cluster -------------------------------------------------------------------------
@@ -245,7 +157,7 @@ class Cluster:
         except AuthenticationError as exc:
             message = str(getattr(exc, "message", ""))  # Ray's text: "Authentication failed: ..." is a 403
             status = 403 if message.startswith("Authentication failed") or "Forbidden" in message else 401
-            raise AuthError(_rejected_token_message(self.address, getattr(self, "token", None), status)) from None
+            raise AuthError(rejected_token_message(self.address, getattr(self, "token", None), status)) from None
         except (requests.exceptions.RequestException, ConnectionError) as exc:
             raise JobsError(f"cannot reach the Ray Jobs API at {self.address} ({exc.__class__.__name__})") from None
         except Exception as exc:  # RuntimeError("Request failed with status code ...") and kin

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import jobs, package
+from cluster import auth, jobs, package
 
 VENV_BIN = Path(sys.executable).parent
 RAY = VENV_BIN / "ray"
@@ -73,24 +73,24 @@ def test_address_flag_then_env_read_at_call_time(clean_env, monkeypatch):
 
 
 def test_token_found_the_way_ray_finds_it(clean_env, monkeypatch, tmp_path):
-    assert jobs.find_token() is None
+    assert auth.find_token() is None
     default = clean_env / ".ray" / "auth_token"
     default.parent.mkdir()
     default.write_text("from-home\n")
     default.chmod(0o644)
-    t = jobs.find_token()
+    t = auth.find_token()
     assert (t.value, t.source, t.loose_permissions) == ("from-home", str(default), True)
-    path = jobs.write_token_file(tmp_path / "sub" / "tok", "from-path")
+    path = auth.write_token_file(tmp_path / "sub" / "tok", "from-path")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(path))
-    assert (jobs.find_token().value, jobs.find_token().loose_permissions) == ("from-path", False)
+    assert (auth.find_token().value, auth.find_token().loose_permissions) == ("from-path", False)
     monkeypatch.setenv("RAY_AUTH_TOKEN", "from-env")
-    assert jobs.find_token().value == "from-env"
-    assert "from-env" not in repr(jobs.find_token())
+    assert auth.find_token().value == "from-env"
+    assert "from-env" not in repr(auth.find_token())
     monkeypatch.delenv("RAY_AUTH_TOKEN")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "absent"))
     with pytest.raises(jobs.AuthError, match="RAY_AUTH_TOKEN_PATH"):
-        jobs.find_token()
+        auth.find_token()
 
 
 def test_package_runtime_env_and_entrypoint(tmp_path, small_config):
