@@ -23,6 +23,10 @@ hp_lr_grid          the learning-rate grid spans >= 3 decades (warn only)
 Every check runs inside :func:`_isolated`: it seeds torch itself and leaves torch's RNG, default dtype
 and grad mode as it found them. A check that raises is reported as a failed check (the message says
 what raised); a workload that cannot be built at all raises ``WorkloadError`` from ``run_checks``.
+
+One module for one concern: ten checks of 10-50 lines each, over one shared probe, isolation and
+``Check`` contract; the checks are read and extended as one list, so the length is theirs, not a second
+concern's.
 """
 from __future__ import annotations
 
