@@ -96,6 +96,25 @@ def _number(value: Any) -> Any:
     return value
 
 
+class Parallel:
+    """How a trial's training is spread over processes; this null object is one process (rank 0 of 1).
+
+    A data-parallel trial (``orchestrator.distributed``) passes one whose ``model`` wraps the model for
+    gradient averaging (DDP) and whose ``shard`` keeps this rank's equal share of a training set; the
+    built-in loop calls both, a training function may. Only rank 0's reports and checkpoints reach the sweep."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    def model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module to train (forward and backward) in place of ``model``; its state stays ``model``'s."""
+        return model
+
+    def shard(self, dataset):
+        """This rank's part of the training set ``dataset``."""
+        return dataset
+
+
 class Trial:
     """One trial's handle on the sweep, passed to ``train(config, trial)``.
 
@@ -103,11 +122,12 @@ class Trial:
     messages name the function (``train='pkg.mod:fn'``). ``sink(metrics, state_or_None)`` receives each
     report. ``state``: a checkpoint to resume from (its ``epoch`` epochs are done). ``metric``/``mode``: the
     sweep's metric and direction (default: the ``_metric``/``_mode`` keys of ``config``, else val_loss/min).
+    ``parallel``: how training is spread over processes (``Parallel``: one process).
     """
 
     def __init__(self, config: dict, *, function: str = "train", sink: Sink | None = None,
                  state: dict | None = None, device: torch.device | None = None,
-                 metric: str | None = None, mode: str | None = None) -> None:
+                 metric: str | None = None, mode: str | None = None, parallel: Parallel | None = None) -> None:
         self.config: dict = {k: v for k, v in config.items() if not str(k).startswith("_")}
         self.function = function
         self.metric: str = metric or str(config.get("_metric", "val_loss"))
@@ -115,6 +135,7 @@ class Trial:
         if self.mode not in ("min", "max"):
             raise ValueError(f"mode={self.mode!r}: expected 'min' or 'max'")
         self.device: torch.device = device or torch.device("cpu")
+        self.parallel: Parallel = parallel or Parallel()
         self.max_epochs: int = int(config["max_epochs"])
         self.seed: int = int(config.get("seed", 0)) + int(config.get("seed_offset", 0))
         self.history: list[dict] = []  # the metrics reported in this run (not those before the checkpoint)

@@ -67,6 +67,8 @@ def train_workload(config: dict, trial: Trial) -> None:
     wl = workloads.build(config["workload"], config)
     device = trial.device
     model = wl.model.to(device)
+    net = trial.parallel.model(model)  # what trains; `model` holds the state (the same parameters)
+    train_set = trial.parallel.shard(wl.train)
     optimizer = trial.optimizer(model.parameters())
     batch_size = int(config.get("batch_size", 32))
     generator = torch.Generator().manual_seed(trial.seed)
@@ -75,12 +77,12 @@ def train_workload(config: dict, trial: Trial) -> None:
         model.load_state_dict(saved["model"])
         generator.set_state(saved["generator"])
     for _ in trial.epochs():
-        model.train()
+        net.train()  # the DDP wrapper and the model it holds
         total, n, diverged = 0.0, 0, False
-        for x, y in batches(wl.train, batch_size, shuffle=True, generator=generator):
+        for x, y in batches(train_set, batch_size, shuffle=True, generator=generator):
             x, y = x.to(device), y.to(device)
             optimizer.zero_grad(set_to_none=True)
-            loss = wl.loss(model(x), y)
+            loss = wl.loss(net(x), y)
             if not torch.isfinite(loss):
                 diverged = True
                 break
