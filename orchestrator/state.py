@@ -94,12 +94,16 @@ class SweepState:
         return Suggestion(finished=self.stop_reason is not None)
 
     def record(self, trial_id: str, result: dict[str, Any] | None) -> None:
-        """Add one epoch's result. A repeated or replayed epoch (Tune re-sends the last result when a
-        trial ends; a trial restored from a checkpoint replays epochs after it) replaces the old one."""
+        """Add one epoch's result. A replayed epoch (a trial restored from a checkpoint replays epochs after
+        it) replaces the old one; the result Tune re-sends as a trial ends (``done``), an epoch already
+        recorded, is ignored: after a driver crash it is the last result Tune had saved, which can be older
+        than the epochs this state was filled with from the trial's checkpoint."""
         t = self.trials.get(trial_id)
         if t is None or not result or "epoch" not in result:
             return
         epoch = int(result["epoch"])
+        if result.get("done") and epoch <= len(t.curve):
+            return  # Tune re-sending the last result it knew as the trial ends (maybe older than the curve)
         if epoch <= len(t.curve):
             del t.curve[epoch - 1:]
             self.rows = [r for r in self.rows if not (r["trial_id"] == trial_id and r["epoch"] >= epoch)]

@@ -66,3 +66,20 @@ def test_reconcile_fills_epochs_the_searcher_lost_from_the_checkpoint_and_comple
     s.record("t1", {"epoch": 3, "val_loss": 0.4})  # Tune resumes t1 after its checkpoint: stays aligned
     assert s.trials["t1"].curve == [1.0, 0.5, 0.4]
     assert sorted(r["epoch"] for r in s.rows if r["trial_id"] == "t1") == [1, 2, 3]
+
+
+def test_the_last_result_tune_resends_as_a_trial_ends_never_cuts_the_curve():
+    s = state()
+    s.next_config("t0")
+    for epoch in (1, 2, 3):
+        s.record("t0", {"epoch": epoch, "val_loss": 1.0 / epoch})
+    # after a driver crash Tune's saved last result can be older than the checkpoint the trial resumed
+    # from (epoch 3, nothing left to run): as the trial ends, Tune re-sends that stale result with done
+    s.record("t0", {"epoch": 1, "val_loss": 1.0, "done": True})
+    s.complete("t0", {"epoch": 1, "val_loss": 1.0, "done": True}, errored=False)
+    assert s.trials["t0"].curve == [1.0, 0.5, 1.0 / 3] and s.trials["t0"].done
+    assert [r["epoch"] for r in s.rows] == [1, 2, 3]
+    s.next_config("t1")
+    s.record("t1", {"epoch": 1, "val_loss": 2.0})
+    s.record("t1", {"epoch": 1, "val_loss": 1.5})  # a replayed epoch (no done) still replaces the old one
+    assert s.trials["t1"].curve == [1.5]
