@@ -201,6 +201,45 @@ def _run(args: argparse.Namespace, cfg, text: str, where) -> int:
     return EXIT_OK
 
 
+def cmd_extend(args: argparse.Namespace) -> int:
+    """``sweep extend RUN --rounds N | --budget-fte X``: a finished sweep goes on with more rounds (checked
+    before Ray starts: a refusal is one line, exit 2)."""
+    from cluster.connect import ray_session, resolve_address
+    from orchestrator import folder
+    from orchestrator.errors import SweepInterrupted
+
+    resolve_address(args.address)
+    try:
+        folder.extension(folder.locate(args.run), args.rounds, args.budget_fte, quiet=True, record=False)
+    except ValueError as exc:
+        _err(f"extend: {exc}")
+        return EXIT_BAD_INPUT
+    try:
+        with ray_lines(args.verbose), ray_session(args.address, insecure=args.insecure,
+                                                  connect_timeout=args.connect_timeout):
+            from orchestrator import tuning
+
+            summary = tuning.extend(args.run, rounds=args.rounds, budget_fte=args.budget_fte, quiet=args.quiet)
+    except SweepInterrupted as exc:
+        _err(str(exc).replace("sweep run CONFIG --resume", "sweep run CONFIG --resume (CONFIG: the sweep's config)"))
+        return ExitCode.INTERRUPTED
+    print(summary.line())
+    return EXIT_OK
+
+
+def _extend_parser(sub) -> None:
+    e = sub.add_parser("extend", help="continue a finished sweep with more rounds, in the same folder")
+    e.add_argument("run", help="the sweep's folder or URI, e.g. runs/digits-lr or s3://bucket/runs/digits-lr")
+    e.add_argument("--rounds", type=int, metavar="N", help="the total rounds (more than it ran)")
+    e.add_argument("--budget-fte", type=float, metavar="X", help="a larger epoch budget, in full trainings")
+    e.add_argument("--address", help="existing Ray cluster's GCS, e.g. HEAD:6379 (default: RAY_ADDRESS, else embedded)")
+    e.add_argument("--insecure", action="store_true", help="drive a cluster that does not require a token")
+    e.add_argument("--connect-timeout", type=_seconds, default=30.0, metavar="SECONDS")
+    e.add_argument("--quiet", action="store_true", help="print only the final line")
+    e.add_argument("--verbose", action="store_true", help="also show Ray's warnings")
+    e.set_defaults(func=cmd_extend)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from orchestrator import build_report, report
 
@@ -254,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     from orchestrator.tbserver import register as register_tensorboard
 
     register_tensorboard(sub)  # tensorboard RUN
+
+    _extend_parser(sub)  # extend RUN
 
     rep = sub.add_parser("report", help="rebuild report.md, best.json and plots from a sweep folder")
     rep.add_argument("folder", help="a sweep folder, e.g. runs/digits-lr, or a URI, e.g. s3://bucket/runs/digits-lr")

@@ -107,6 +107,13 @@ class Zoom(_Frozen):
                                          "single-seed noise often exceeds the gain of a finer round)")
     budget_fte: float | None = Field(default=None, gt=0, le=10000,
                                      description="stop when epochs spent / max_epochs reaches this")
+    budget_wall_s: float | None = Field(default=None, gt=0, le=1e8,
+                                        description="start no new round once the sweep has run this many seconds")
+    budget_gpu_hours: float | None = Field(default=None, gt=0, le=1e7,
+                                           description="start no new round once trials have held GPUs this long")
+    on_budget: Literal["finish", "stop"] = Field(default="finish",
+                                                 description="when a budget ends, running trials finish, or stop "
+                                                             "at their next report")
     groups: int = Field(default=1, ge=1, le=1000,
                         description="how many of the best groups (combinations of the other dimensions) to refine")
     cliff_margin: float | None = Field(default=1.0, ge=0, le=10,
@@ -117,6 +124,16 @@ class Zoom(_Frozen):
                                        description="plan the next round once every trial of the current one reached "
                                                    "this epoch (default: ASHA's first rung, a third of max_epochs, "
                                                    "ASHA on or off); max_epochs makes rounds wait for each other")
+
+
+class Notify(_Frozen):
+    """Who is told, once, when a sweep ends, fails or is stopped (``orchestrator.notify``)."""
+
+    url: str | None = Field(default=None, pattern=r"^https?://\S+$",
+                            description="an http(s) URL that gets a JSON POST with the one-line summary")
+    command: list[str] | None = Field(default=None, min_length=1,
+                                      description="a command (no shell) that gets the summary on stdin and in "
+                                                  "SWEEP_SUMMARY")
 
 
 class Resources(_Frozen):
@@ -159,6 +176,7 @@ class SweepConfig(_Frozen):
     asha: Asha = Asha()
     zoom: Zoom = Zoom()
     resources: Resources = Resources()
+    notify: Notify | None = None
 
     @field_validator("name")
     @classmethod
@@ -512,8 +530,9 @@ def dump(cfg: SweepConfig) -> str:
 
 
 # --- resuming with an edited config ------------------------------------------------------------------
-RESUME_MAY_GROW = ("zoom.max_rounds", "zoom.budget_fte")  # more rounds, a larger budget: the sweep extends
-RESUME_MAY_CHANGE = ("resources.", "max_trials_per_round")  # where trials run, a cap: nothing trained moves
+RESUME_MAY_GROW = ("zoom.max_rounds", "zoom.budget_fte", "zoom.budget_wall_s",  # more rounds, a larger
+                   "zoom.budget_gpu_hours")  # budget: the sweep extends
+RESUME_MAY_CHANGE = ("resources.", "max_trials_per_round", "zoom.on_budget", "notify")  # nothing trained moves
 RESUME_NOT_COMPARED = ("name", "storage")  # how the sweep folder was found
 
 

@@ -12,10 +12,12 @@ import os
 import shutil
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from orchestrator import config as configs, results, storage
+from orchestrator.budget import Budget, OnBudget
 from orchestrator.config import SweepConfig
 from orchestrator.errors import SweepExistsError
 from orchestrator.state import SweepState
@@ -181,8 +183,9 @@ def check_resume(cfg: SweepConfig, folder: Path, shown: str, quiet: bool = False
     ended = (results.read_json(folder / results.ROUNDS) or {}).get("stop_reason")
     if ended and set(allowed) & set(configs.RESUME_MAY_GROW):
         raise configs.ConfigError(
-            f"cannot resume {shown} with {line}: its search had already ended ({configs.shown(ended)}), so no "
-            f"round can be added to it; resume it with the values in {path}, or start a new sweep")
+            f"cannot resume {shown} with {line}: its search had already ended ({configs.shown(ended)}); "
+            f"continue it with: sweep extend {shown} --rounds N (or --budget-fte X), or resume it with the values "
+            f"in {path}")
     results.atomic_write_bytes(folder / "resume.log", (_read_or_empty(folder / "resume.log") + time.strftime(
         "%Y-%m-%dT%H:%M:%S%z") + f" resumed with {line}\n").encode())
     if not quiet:
@@ -192,7 +195,104 @@ def check_resume(cfg: SweepConfig, folder: Path, shown: str, quiet: bool = False
         grown["max_rounds"] = cfg.zoom.max_rounds
     if "zoom.budget_fte" in allowed:
         grown["budget_epochs"] = cfg.zoom.budget_fte * cfg.max_epochs if cfg.zoom.budget_fte else None
+    if {"zoom.budget_wall_s", "zoom.budget_gpu_hours", "zoom.on_budget"} & set(allowed):
+        z = cfg.zoom
+        grown["budget"] = Budget(wall_s=z.budget_wall_s, gpu_hours=z.budget_gpu_hours, on_end=OnBudget(z.on_budget))
     return grown
+
+
+# --- an extended sweep ------------------------------------------------------------------------------------
+EXTENDABLE = ("round budget spent", "epoch budget spent")  # the stop reasons (zoom.next_round) a limit ends
+
+
+def locate(run_at: str | os.PathLike) -> storage.Target:
+    """The ``storage.Target`` of a sweep given as its folder or its URI (``STORAGE/NAME``)."""
+    text = str(run_at)
+    if storage.is_uri(text):
+        return storage.target(_parent_uri(text), storage.name_of(text))
+    path = storage.local_path(text)
+    return storage.Target(folder=path)
+
+
+def extension(where: storage.Target, rounds: int | None, budget_fte: float | None, quiet: bool = False,
+              record: bool = True) -> tuple[SweepConfig, dict[str, Any]]:
+    """Check that the finished sweep at ``where`` can go on with ``rounds`` (the total rounds, above those
+    it ran) and/or ``budget_fte`` (above the full trainings it spent), and record the extension in
+    ``resume.log`` (unless not ``record``: a check only). Returns the sweep's config (from its
+    ``sweep.yaml``, with the raised limits; its storage and name from ``where``) and the ``zoom.Rules``
+    fields to raise (``Reconcile.grown``).
+
+    Raises ``ConfigError`` (one line, nothing touched) for a folder holding no finished sweep (an interrupted
+    one: use --resume), for limits that would add nothing, and for a search that ended for a reason more
+    rounds or budget do not change (the bracket reached the resolution, a round gained too little)."""
+    shown = where.shown
+    if rounds is not None and rounds < 1:
+        raise ValueError(f"rounds={rounds}: expected >= 1")
+    if budget_fte is not None and not (math.isfinite(budget_fte) and budget_fte > 0):
+        raise ValueError(f"budget_fte={budget_fte}: expected > 0")
+    if rounds is None and budget_fte is None:
+        raise configs.ConfigError(f"extend {shown}: nothing to extend; give --rounds N (more rounds than it ran) "
+                                  f"or --budget-fte X")
+    if where.uri:
+        if not storage.exists(where.uri):
+            raise configs.ConfigError(f"{shown}: no sweep there to extend")
+        storage.download(where.uri, where.folder, names=(*storage.INPUTS, "best.json", "resume.log"))
+    elif not (where.folder / "sweep.yaml").is_file():
+        raise configs.ConfigError(f"{shown}: no sweep there to extend (no sweep.yaml)")
+    meta = results.read_json(where.folder / results.ROUNDS) or {}
+    best = results.read_json(where.folder / "best.json") if (where.folder / "best.json").is_file() else None
+    reason = meta.get("stop_reason")
+    if not reason or not best or best.get("stop_reason") != reason:
+        raise configs.ConfigError(f"{shown}: the sweep did not finish (interrupted, or still running); continue it "
+                                  f"with: sweep run CONFIG --resume")
+    text = (where.folder / "sweep.yaml").read_text()
+    if not text.strip() or text.startswith(NO_CONFIG):
+        raise configs.ConfigError(f"{where.folder / 'sweep.yaml'}: holds no config (a sweep started from Python "
+                                  f"before configs were stored); it cannot be extended")
+    stored = configs.loads(text, str(where.folder / "sweep.yaml"))
+    ran = len(meta.get("rounds") or [])
+    spent = sum(1 for r in results.read_trials(where.folder) if r.get("epoch") is not None) / stored.max_epochs
+    if rounds is not None and rounds <= ran:
+        raise configs.ConfigError(f"extend {shown} --rounds {rounds}: it already ran {ran} round(s); expected "
+                                  f"more than {ran}")
+    if budget_fte is not None and budget_fte <= spent:
+        raise configs.ConfigError(f"extend {shown} --budget-fte {budget_fte:g}: it already spent {spent:.3g} full "
+                                  f"trainings; expected more than that")
+    if not reason.startswith(EXTENDABLE):
+        raise configs.ConfigError(f"extend {shown}: its search ended because {reason}; more rounds or budget would "
+                                  f"not change that")
+    if reason.startswith(EXTENDABLE[0]) and rounds is None:
+        raise configs.ConfigError(f"extend {shown}: its search ended because {reason}; give --rounds N (more than "
+                                  f"{ran}) to add rounds")
+    if reason.startswith(EXTENDABLE[1]) and budget_fte is None:
+        raise configs.ConfigError(f"extend {shown}: its search ended because {reason}; give --budget-fte X (more "
+                                  f"than {spent:.3g}) to add rounds")
+    zoom = stored.zoom.model_copy(update={k: v for k, v in (("max_rounds", rounds), ("budget_fte", budget_fte))
+                                          if v is not None})
+    storage_at = _parent_uri(where.uri) if where.uri else str(where.folder.parent)
+    cfg = stored.model_copy(update={"zoom": zoom, "name": where.folder.name, "storage": storage_at})
+    grown: dict[str, Any] = {}
+    changes = []
+    if rounds is not None:
+        grown["max_rounds"] = rounds
+        changes.append(f"zoom.max_rounds -> {rounds} ({ran} round(s) had run)")
+    if budget_fte is not None:
+        grown["budget_epochs"] = budget_fte * stored.max_epochs
+        changes.append(f"zoom.budget_fte -> {budget_fte:g} ({spent:.3g} spent)")
+    line = f"extended with {', '.join(changes)}; it had stopped: {reason}"
+    if not record:
+        return cfg, grown
+    log = where.folder / "resume.log"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    results.atomic_write_bytes(log, (_read_or_empty(log) + f"{stamp} {line}\n").encode())
+    if not quiet:
+        print(f"[sweep] {line} (recorded in {where.folder / 'resume.log'})", flush=True)
+    return cfg, grown
+
+
+def _parent_uri(uri: str) -> str:
+    parts = urllib.parse.urlsplit(uri)
+    return parts._replace(path=parts.path.rstrip("/").rpartition("/")[0]).geturl()
 
 
 def _read_or_empty(path: Path) -> str:

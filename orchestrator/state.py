@@ -7,11 +7,13 @@ forwards Tune's Searcher hooks to it; it is pickled whole for ``Tuner.restore``.
 from __future__ import annotations
 
 import math
+import time
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from orchestrator import results, zoom
+from orchestrator import budget as budgets, results, zoom
 from orchestrator.space import nice
 
 
@@ -25,6 +27,7 @@ class TrialRecord:
     curve: list[float] = field(default_factory=list)
     done: bool = False
     errored: bool = False
+    seconds: float = 0.0  # training seconds so far (Tune's time_total_s): what the GPU-hour budget counts
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class SweepState:
     stop_reason: str | None = None
     mode: str = "min"  # results.Mode of ``metric``: the curves hold ``results.Goal.loss`` of each value
     target: float | None = None  # the best value the metric can take (``results.Goal``), when it has one
+    budget: budgets.Budget = budgets.NO_BUDGET  # wall-clock and GPU-hour limits (``check_budget``)
+    gpus_per_trial: float = 0.0
+    started: float | None = None  # ``clock()`` when round 0 was planned
+    budget_ended: bool = False
+    clock: Callable[[], float] = time.time  # injected by tests; pickled by reference
 
     def observations(self) -> list[zoom.Observation]:
         return [zoom.Observation.of(t.group, t.x, t.round, t.curve, t.done) for t in self.trials.values()]
@@ -78,11 +86,14 @@ class SweepState:
 
     def next_config(self, trial_id: str) -> Suggestion:
         """A config for ``trial_id`` (its point is then taken off the queue), or wait, or finished."""
+        self.check_budget()
         if not self.queue and self.stop_reason is None:
             plan = self.plan()
             if isinstance(plan, zoom.Stop):
                 self.stop_reason = plan.reason
             elif isinstance(plan, zoom.Round):
+                if not self.rounds:
+                    self.started = self.clock()
                 self.rounds.append(plan)
                 self.queue = list(plan.points)
         if self.queue:
@@ -92,6 +103,37 @@ class SweepState:
             self.trials[trial_id] = TrialRecord(trial_id, group, x, round_index, config)
             return Suggestion(config)
         return Suggestion(finished=self.stop_reason is not None)
+
+    def spent(self) -> budgets.Spent:
+        """Wall-clock seconds since round 0 was planned (pauses of the driver included) and GPU-hours."""
+        wall = self.clock() - self.started if self.started is not None else 0.0
+        return budgets.Spent(wall, budgets.gpu_hours([t.seconds for t in self.trials.values()], self.gpus_per_trial))
+
+    def check_budget(self) -> bool:
+        """End the search when a real-unit budget (``budget``) is spent: no new round, no more points of
+        the current one (the queue is dropped), the stop reason names the budget. With ``OnBudget.STOP`` a
+        budget that ends after the search ended for another reason is still recorded (its trials are cut:
+        the reason reads "REASON; then BUDGET"). Returns whether running trials are to be stopped now."""
+        if not self.budget_ended and self.rounds:
+            reason = budgets.ended(self.budget, self.spent())
+            if reason is not None and (self.stop_reason is None or self.budget.on_end is budgets.OnBudget.STOP):
+                self.budget_ended = True
+                self.queue = []
+                self.stop_reason = reason if self.stop_reason is None else f"{self.stop_reason}; then {reason}"
+        return self.budget_ended and self.budget.on_end is budgets.OnBudget.STOP
+
+    def extend(self, grown: dict[str, Any]) -> None:
+        """Raise the search's limits (a resume with a larger config, ``sweep extend``): ``zoom.Rules``
+        fields by name, and ``budget`` (a ``budget.Budget``). A search that had ended goes on: its stop
+        reason is cleared, so the next request plans again (a new round, or the same stop when the new
+        limits allow none)."""
+        fields = {k: v for k, v in grown.items() if k != "budget"}
+        if fields:
+            self.rules = replace(self.rules, **fields)
+        if "budget" in grown:
+            self.budget, self.budget_ended = grown["budget"], False
+        if not self.budget_ended:
+            self.stop_reason = None
 
     def record(self, trial_id: str, result: dict[str, Any] | None) -> None:
         """Add one epoch's result. A replayed epoch (a trial restored from a checkpoint replays epochs after
@@ -107,6 +149,7 @@ class SweepState:
         if epoch <= len(t.curve):
             del t.curve[epoch - 1:]
             self.rows = [r for r in self.rows if not (r["trial_id"] == trial_id and r["epoch"] >= epoch)]
+        t.seconds = float(result.get("time_total_s") or t.seconds)
         value = result.get(self.metric, math.nan)
         value = float(value) if value is not None else math.nan
         t.curve.append(results.Goal(results.Mode(self.mode), self.target).loss(value) if math.isfinite(value)

@@ -1,7 +1,6 @@
 """The one place that builds Ray Tune's Tuner, TuneConfig, RunConfig and ASHAScheduler."""
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sys
@@ -13,8 +12,10 @@ from typing import Any
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import SearchGenerator
 
-from orchestrator import board, config as configs, credfs, folder as folders, report, storage, zoom
+from orchestrator import board, config as configs, credfs, folder as folders, notify, report, storage, zoom
+from orchestrator.budget import Budget, OnBudget
 from orchestrator.config import SweepConfig
 from orchestrator.errors import SweepExistsError, SweepInterrupted  # also re-exported; one home: errors.py
 from orchestrator.searcher import ZoomSearcher
@@ -56,7 +57,36 @@ def make_state(cfg: SweepConfig) -> SweepState:
     decision = cfg.decision_epoch
     base = {**cfg.base_config(), "_cpus": cfg.resources.cpu}
     return SweepState(rules=rules, param=cfg.zoom.param, metric=cfg.metric, decision_epoch=decision,
-                      groups=cfg.groups(), base=base, mode=cfg.mode, target=cfg.target)
+                      groups=cfg.groups(), base=base, mode=cfg.mode, target=cfg.target, budget=budget_of(cfg),
+                      gpus_per_trial=cfg.resources.gpu * getattr(cfg.resources, "workers", 1))
+
+
+def budget_of(cfg: SweepConfig) -> Budget:
+    z = cfg.zoom
+    return Budget(wall_s=z.budget_wall_s, gpu_hours=z.budget_gpu_hours, on_end=OnBudget(z.on_budget))
+
+
+class BudgetStop(tune.Stopper):
+    """Stops running trials once a real-unit budget ended with ``zoom.on_budget: stop``
+    (``SweepState.check_budget``, asked at each result, so a budget ends even while no trial is handed out)."""
+
+    def __init__(self, searcher: ZoomSearcher) -> None:
+        self.searcher = searcher
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return self.searcher.state.check_budget()
+
+    def stop_all(self) -> bool:
+        return False
+
+
+class Reopened(SearchGenerator):
+    """Tune's wrapper of the searcher for a restored sweep whose limits were raised (``sweep extend``):
+    Tune saved it as finished; restored, it is not, so Tune asks the searcher again (which plans a new round,
+    or stops again). Module-level: Tune pickles it."""
+
+    def set_state(self, state: dict) -> None:
+        super().set_state({**state, "finished": False})
 
 
 class CoarseOnly(FIFOScheduler):
@@ -148,7 +178,7 @@ class Reconcile(tune.Callback):
         state = self.searcher.state
         grown = getattr(self, "grown", None)  # absent from a Reconcile pickled before it existed
         if grown:
-            state.rules = dataclasses.replace(state.rules, **grown)
+            state.extend(grown)
         open_ = [t for t in trials if t.trial_id not in state.trials or not state.trials[t.trial_id].done]
         for t in open_:
             source = mend_checkpoint(t.checkpoint)
@@ -184,6 +214,7 @@ def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bo
             name=cfg.name, storage_path=path, storage_filesystem=filesystem, verbose=0,
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            stop=BudgetStop(searcher),
             callbacks=[FailureCounter(), Reconcile(searcher, quiet),
                        *board.callbacks(folder, quiet=quiet, verbose=verbose, metric=cfg.metric,
                                        searched=board.Searched.of(cfg))],
@@ -229,17 +260,52 @@ def run(cfg: SweepConfig, config_text: str = "", resume: bool = False, quiet: bo
     from orchestrator import lease  # one driver at a time: held from before Tune trains until the end
 
     where = storage.target(cfg.storage, cfg.name)
-    tuner = _tuner(cfg, where, config_text, resume, quiet, checks, verbose)
-    with lease.held(lease.store_for(where.folder, where.uri), quiet=quiet):
-        if where.uri is None:
-            return _fit(cfg, tuner, where, quiet)
-        try:
-            summary = _fit(cfg, tuner, where, quiet)
-        except BaseException as exc:
-            folders.publish(where.folder, where.uri, strict=isinstance(exc, SweepInterrupted))
-            raise
-        storage.upload(where.folder, where.uri)
+    with notified(cfg, where) as lines:
+        tuner = _tuner(cfg, where, config_text, resume, quiet, checks, verbose)
+        with lease.held(lease.store_for(where.folder, where.uri), quiet=quiet):
+            summary = _fit_and_publish(cfg, tuner, where, quiet)
+        lines.append(f"{cfg.name}: {summary.line()}")
     return summary
+
+
+def _fit_and_publish(cfg: SweepConfig, tuner: tune.Tuner, where: storage.Target, quiet: bool) -> report.Summary:
+    if where.uri is None:
+        return _fit(cfg, tuner, where, quiet)
+    try:
+        summary = _fit(cfg, tuner, where, quiet)
+    except BaseException as exc:
+        folders.publish(where.folder, where.uri, strict=isinstance(exc, SweepInterrupted))
+        raise
+    storage.upload(where.folder, where.uri)
+    return summary
+
+
+@contextmanager
+def notified(cfg: SweepConfig, where: storage.Target):
+    """Send ``cfg.notify`` (``notify.Notifier``) once when the block ends: finished (the summary line),
+    stopped (interrupted: ``SweepInterrupted``, Ctrl-C) or failed (any other error, its first line). A
+    sweep refused before it started (its folder taken, another driver running it) is not notified."""
+    notifier = notify.Notifier.of(cfg)
+    lines: list[str] = []  # the block appends the finished sweep's summary line
+    if notifier == notify.Notifier():
+        yield lines
+        return
+    try:
+        yield lines
+    except (SweepExistsError, configs.ConfigError):
+        raise
+    except (SweepInterrupted, KeyboardInterrupt) as exc:
+        line = str(exc).strip().splitlines()[0] if str(exc).strip() else f"{where.shown}: sweep interrupted"
+        notifier.send(notify.Event.STOPPED, cfg.name, storage.redact(line))
+        raise
+    except BaseException as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        notifier.send(notify.Event.FAILED, cfg.name,
+                      storage.redact(f"{where.shown}: sweep failed: {type(exc).__name__}: {first}"[:500]))
+        raise
+    else:
+        notifier.send(notify.Event.FINISHED, cfg.name, storage.redact(lines[-1] if lines else
+                                                                       f"{where.shown}: sweep finished"))
 
 
 def _tuner(cfg: SweepConfig, where: storage.Target, config_text: str, resume: bool, quiet: bool,
@@ -254,13 +320,17 @@ def _tuner(cfg: SweepConfig, where: storage.Target, config_text: str, resume: bo
     return build_tuner(cfg, where.folder, quiet, verbose, storage_path=cfg.storage if where.uri else None)
 
 
-def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool) -> tune.Tuner:
+def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool,
+             grown: dict[str, Any] | None = None) -> tune.Tuner:
+    """The restored Tuner of the sweep at ``where``. ``grown``: the limits ``sweep extend`` raises (the
+    folder already checked and downloaded); None: a resume, its config checked by ``folder.check_resume``."""
     path, filesystem = credfs.for_tune(where.uri) if where.uri else (str(where.folder), None)
     if not tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         raise SweepExistsError(f"{where.shown}: cannot resume: no Ray Tune experiment state in it")
-    if where.uri:
-        storage.download(where.uri, where.folder)  # sweep.yaml, preflight.json, results so far: not Tune's files
-    grown = folders.check_resume(cfg, where.folder, where.shown, quiet)
+    if grown is None:
+        if where.uri:
+            storage.download(where.uri, where.folder)  # sweep.yaml, preflight.json, results so far: not Tune's
+        grown = folders.check_resume(cfg, where.folder, where.shown, quiet)
     tuner = tune.Tuner.restore(path, trainable_with_resources(cfg), resume_unfinished=True, resume_errored=True,
                                storage_filesystem=filesystem)
     if where.uri:
@@ -268,7 +338,31 @@ def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool) -> tune.Tuner
             if isinstance(c, (board.SweepBoard, board.TrialBoard)):
                 c.folder = where.folder  # the pickled path may be another machine's local copy
     _extend(tuner, grown)
+    searcher = _searcher_of(tuner)
+    tuner._local_tuner._tune_config.search_alg = Reopened(searcher) if grown else searcher  # type: ignore[union-attr]
     return tuner
+
+
+def extend(run_at: str, rounds: int | None = None, budget_fte: float | None = None, quiet: bool = False
+           ) -> report.Summary:
+    """Continue the finished sweep at ``run_at`` (a folder or a URI) with more rounds (``rounds``: the
+    total, above the rounds it ran) or a larger epoch budget, on the Ray this process is connected to: no
+    trial runs again, the zoom plans from where it stopped, the new rounds are written as rounds (results,
+    report, TensorBoard), and the extension is recorded in ``resume.log``.
+
+    Raises ``ConfigError`` (one line) when nothing would change or the sweep is not finished (an interrupted
+    one is continued with ``sweep run CONFIG --resume``), ``lease.LeaseHeldError`` while a driver runs it."""
+    from orchestrator import lease
+
+    where = folders.locate(run_at)
+    lease.check(lease.store_for(where.folder, where.uri))
+    cfg, grown = folders.extension(where, rounds, budget_fte, quiet)
+    with notified(cfg, where) as lines:
+        tuner = _restore(cfg, where, quiet, grown=grown)
+        with lease.held(lease.store_for(where.folder, where.uri), quiet=quiet):
+            summary = _fit_and_publish(cfg, tuner, where, quiet)
+        lines.append(f"{cfg.name}: {summary.line()}")
+    return summary
 
 
 def _extend(tuner: tune.Tuner, grown: dict[str, Any]) -> None:
@@ -309,6 +403,8 @@ def _searcher_of(tuner) -> ZoomSearcher:
     # The searcher Tune ran (after Tuner.restore: the unpickled copy, restored from the experiment
     # folder). Ray has no public getter for it; this private path is the one place that relies on it.
     search = tuner._local_tuner._tune_config.search_alg
+    if isinstance(search, SearchGenerator):
+        search = search.searcher
     if not isinstance(search, ZoomSearcher):
         raise RuntimeError(f"expected the ZoomSearcher in the Tuner, found {type(search).__name__}")
     return search

@@ -1,0 +1,82 @@
+"""``sweep extend``: a finished sweep goes on with more rounds in its own folder, on a real local Ray; no
+trial runs again, the new round is a round (results, report, TensorBoard), resume.log records it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from orchestrator import cli, config, folder as folders
+
+from .test_monitor import events
+
+SPEC = {
+    "name": "ext", "workload": "digits_mlp", "max_epochs": 2,
+    "space": {"lr": {"log": [1e-3, 1e-1], "per_decade": 1}, "optimizer": "sgd", "momentum": 0.9, "width": 8},
+    "asha": {"enabled": False}, "zoom": {"max_rounds": 2, "points_per_round": 2, "resolution": 0.01},
+}
+
+
+def _rows(folder: Path) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for r in pq.read_table(folder / "trials.parquet").to_pylist():
+        out.setdefault(r["trial_id"], []).append((r["round"], r["epoch"], r["lr"], r["val_loss"]))
+    return out
+
+
+def _refused(capsys, argv: list[str], *words: str) -> None:
+    assert cli.main(argv) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("sweep: error:"), err
+    for w in words:
+        assert w in err, err
+
+
+@pytest.mark.slow
+def test_extend_a_finished_sweep_by_one_round_then_refuse_what_adds_nothing(local_ray, tmp_path, capsys):
+    from orchestrator import run_sweep
+
+    cfg = config.parse({**SPEC, "storage": str(tmp_path / "runs")})
+    run_sweep(cfg, quiet=True, config_text=config.dump(cfg))
+    folder = tmp_path / "runs" / "ext"
+    before = _rows(folder)
+    yaml_before = (folder / "sweep.yaml").read_text()
+    assert sorted({v[0][0] for v in before.values()}) == [0, 1]
+
+    # nothing would change, or nothing is there: one line, exit 2, nothing touched
+    _refused(capsys, ["extend", str(folder), "--rounds", "2"], "already ran 2 round(s)", "more than 2")
+    _refused(capsys, ["extend", str(folder)], "nothing to extend", "--rounds N")
+    _refused(capsys, ["extend", str(folder), "--budget-fte", "100"], "round budget spent", "--rounds N")
+    _refused(capsys, ["extend", str(tmp_path / "runs" / "absent"), "--rounds", "3"], "no sweep there")
+    assert not (folder / "resume.log").exists() and _rows(folder) == before
+
+    assert cli.main(["extend", str(folder), "--rounds", "3", "--quiet"]) == cli.EXIT_OK
+    after = _rows(folder)
+    assert {t: after[t] for t in before} == before  # no trial ran again, none lost
+    new = {t: v for t, v in after.items() if t not in before}
+    assert new and {v[0][0] for v in new.values()} == {2}  # the new trials are round 2
+    assert all(len(v) == 2 for v in new.values())
+    rounds = json.loads((folder / "rounds.json").read_text())
+    assert [r["index"] for r in rounds["rounds"]] == [0, 1, 2]
+    best = json.loads((folder / "best.json").read_text())
+    assert best["stop_reason"] == "round budget spent (3 rounds)"
+    assert "extended with zoom.max_rounds -> 3 (2 round(s) had run)" in (folder / "resume.log").read_text()
+    assert (folder / "sweep.yaml").read_text() == yaml_before
+    assert "| 2 |" in (folder / "report.md").read_text()  # the report's rounds table has round 2
+    tb = events(folder / "_sweep")
+    assert max(v for _, v in tb["sweep/round"]) == 2  # TensorBoard: round 2 as a round
+
+    # a second extend with --rounds 3 adds nothing: refused; an interrupted sweep is resumed instead
+    _refused(capsys, ["extend", str(folder), "--rounds", "3"], "already ran 3 round(s)")
+    rounds["stop_reason"] = None
+    (folder / "rounds.json").write_text(json.dumps(rounds))
+    _refused(capsys, ["extend", str(folder), "--rounds", "4"], "did not finish", "--resume")
+
+
+def test_locate_a_folder_or_a_uri():
+    t = folders.locate("s3://KEY:SECRET@bucket/runs/ext?endpoint_override=127.0.0.1:9000&scheme=http")
+    assert t.uri == "s3://KEY:SECRET@bucket/runs/ext?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert t.folder.name == "ext" and "SECRET" not in t.shown
+    assert folders.locate("runs/ext").folder == Path("runs/ext").resolve()
