@@ -1,33 +1,34 @@
 """A Hugging Face ``Trainer`` swept by ``examples/hf-trainer.yaml`` (needs ``pip install -e '.[hf]'``).
 
 The model is a 2-layer BERT built from a ``BertConfig`` (no download); the data are generated token
-sequences, labelled 1 when they hold the marker token. The training function builds the Trainer as one
-would anyway and hands it to ``orchestrator.integrations.hf.fit``, which supplies the learning rate, the
-optimizer and its decay law, the epochs left, checkpoints and the per-epoch report (``eval_loss`` ->
-``val_loss``, ``eval_accuracy`` -> ``val_accuracy``).
+sequences, labelled by the half of the vocabulary most of their tokens come from. The training function
+builds the Trainer as one would anyway and hands it to ``orchestrator.integrations.hf.fit``, which supplies
+the learning rate, the optimizer and its decay law, the epochs left, checkpoints and the per-epoch report
+(``eval_loss`` -> ``val_loss``, ``eval_accuracy`` -> ``val_accuracy``).
 """
 from __future__ import annotations
 
+from orchestrator.integrations import hf  # first: names the extra to install if missing
+
+# isort: split
 import numpy as np
 import torch
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
-from orchestrator.integrations import hf
-
 space_keys = {"hidden", "batch_size", "n_train"}  # what this function reads from the sweep's space
 
-VOCAB, LENGTH, MARKER = 32, 16, 3
+VOCAB, LENGTH = 32, 16
 
 
 def token_data(n: int, seed: int) -> list[dict[str, torch.Tensor]]:
-    """``n`` sequences of ``LENGTH`` random tokens; half of them get the ``MARKER`` token at a random place
-    (label 1), the others hold none (label 0)."""
+    """``n`` sequences of ``LENGTH`` tokens: label 1 draws each token from the upper half of the vocabulary
+    (1..15 + 15) with probability 3/4, else from the lower half (1..15); label 0 the other way round."""
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(MARKER + 1, VOCAB, (n, LENGTH), generator=g)
     labels = torch.randint(0, 2, (n,), generator=g)
-    where = torch.randint(1, LENGTH, (n,), generator=g)
-    ids[labels == 1, where[labels == 1]] = MARKER
-    ids[:, 0] = 2  # a [CLS]-like first token
+    upper = (torch.rand(n, LENGTH, generator=g) < 0.75) == labels[:, None].bool()
+    half = VOCAB // 2
+    ids = torch.randint(1, half, (n, LENGTH), generator=g) + upper.long() * (half - 1)
+    ids[:, 0] = VOCAB - 1  # a [CLS]-like first token (0 is BertConfig's padding id)
     return [{"input_ids": ids[i], "labels": labels[i]} for i in range(n)]
 
 

@@ -7,13 +7,14 @@ learning rate, the epochs left, checkpoints and the per-epoch report.
 """
 from __future__ import annotations
 
+from orchestrator.integrations import lightning as sweep_lightning  # first: names the extra to install if missing
+
+# isort: split
 import lightning as L
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-
-from orchestrator.integrations import lightning as sweep_lightning
 
 space_keys = {"width", "batch_size"}  # what this function reads from the sweep's space
 

@@ -31,9 +31,12 @@ The Trainer must evaluate once per epoch (``eval_strategy="epoch"``) and must no
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.integrations import missing
+
+if TYPE_CHECKING:
+    from orchestrator.session import Trial
 
 try:
     import transformers
@@ -60,7 +63,7 @@ class TrialSchedule:
     law); ``get_last_lr()`` reads the optimizer's rates for the Trainer's logs. Its state is the trial's:
     ``state_dict()`` is empty, as the sweep's checkpoints carry the schedule."""
 
-    def __init__(self, trial: Any, optimizer: Any) -> None:
+    def __init__(self, trial: Trial, optimizer: Any) -> None:
         self.trial = trial
         self.optimizer = optimizer
 
@@ -77,7 +80,7 @@ class TrialSchedule:
         pass
 
 
-def optimizers(trial: Any, model: Any) -> tuple[Any, TrialSchedule]:
+def optimizers(trial: Trial, model: Any) -> tuple[Any, TrialSchedule]:
     """``Trainer(optimizers=...)``: the trial's optimizer over ``model``'s parameters and its schedule."""
     optimizer = trial.optimizer(model.parameters())
     return optimizer, TrialSchedule(trial, optimizer)
@@ -88,7 +91,7 @@ class SweepCallback(transformers.TrainerCallback):
     weights})`` then ``trial.report(**val_metrics(metrics), train_loss=...)``. An evaluation outside
     training (``trainer.evaluate()`` after it) reports nothing."""
 
-    def __init__(self, trial: Any, epochs: Iterator[int] | None = None) -> None:
+    def __init__(self, trial: Trial, epochs: Iterator[int] | None = None) -> None:
         self.trial = trial
         self.epochs = epochs  # fit's trial.epochs(), advanced after each report
         self.training = False
@@ -118,13 +121,14 @@ class SweepCallback(transformers.TrainerCallback):
             next(self.epochs, None)
 
 
-def fit(trainer: Any, trial: Any) -> None:
+def fit(trainer: Any, trial: Trial) -> None:
     """Run ``trainer`` (a ``transformers.Trainer``) as the trial: restore, optimizer and schedule, the epochs
     left, a ``SweepCallback`` (see the module's doc). Raises ``ValueError`` for a Trainer that does not
     evaluate each epoch or that caps its steps."""
     args = trainer.args
     if args.eval_strategy != "epoch":
-        raise ValueError(f"TrainingArguments.eval_strategy={str(args.eval_strategy)!r}: expected 'epoch' "
+        shown = getattr(args.eval_strategy, "value", args.eval_strategy)  # IntervalStrategy is a str enum
+        raise ValueError(f"TrainingArguments.eval_strategy={shown!r}: expected 'epoch' "
                          f"(the sweep takes one report per epoch)")
     if args.max_steps is not None and args.max_steps > 0:
         raise ValueError(f"TrainingArguments.max_steps={args.max_steps}: expected -1 (the sweep sets the "

@@ -30,9 +30,12 @@ validation. The callback subclasses ``lightning.pytorch.Callback`` (the ``lightn
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.integrations import missing
+
+if TYPE_CHECKING:
+    from orchestrator.session import Trial
 
 try:
     import lightning.pytorch as pl
@@ -55,7 +58,7 @@ class SweepCallback(pl.Callback):
     """At the end of each training epoch (after its validation): ``trial.checkpoint({"model": weights})``
     then ``trial.report(**callback_metrics)``; after each optimizer step, ``trial.step()``."""
 
-    def __init__(self, trial: Any, epochs: Iterator[int] | None = None) -> None:
+    def __init__(self, trial: Trial, epochs: Iterator[int] | None = None) -> None:
         self.trial = trial
         self.epochs = epochs  # fit's trial.epochs(), advanced after each report
         self.validated = False
@@ -84,7 +87,7 @@ class SweepCallback(pl.Callback):
             next(self.epochs, None)
 
 
-def fit(trainer: Any, module: Any, trial: Any, **fit_kwargs: Any) -> None:
+def fit(trainer: Any, module: Any, trial: Trial, **fit_kwargs: Any) -> None:
     """Run ``trainer.fit(module, **fit_kwargs)`` as the trial: restore, the trial's optimizer, the epochs
     left, a ``SweepCallback`` (see the module's doc). Raises ``ValueError`` for a Trainer that does not
     validate every epoch."""
