@@ -1,19 +1,20 @@
 """The search-quality table: every search replayed over recorded landscapes, judged by ``bench/yardstick.py``.
 
-    .venv/bin/python -m bench.replay [--optimizers sgd adam] [--draws 300] [--out replay]
+    .venv/bin/python -m bench.replay [--landscapes sgd adam] [--draws 300] [--shifts 0 -0.2 -0.4 0.5] [--out replay]
 
 Rows: landscape x coarse range x method. Ranges: the demo's grid 10^(-6+s)..10^(-1+s), one point a decade, at
 shifts s = 0, -0.2, -0.4, +0.5, and a range that misses the landscape's optimum x* by a decade:
 ``miss low`` = x*-6 .. x*-1 (only where the landscape reaches x*-1) and ``miss high`` = x*+1 .. x*+6.
 Methods (each trial its own search seed, drawn from the landscape's non-fresh seeds; 2 trials at a time):
-  sweep (...)     this project's zoom (orchestrator/zoom.py) with the named Rules; round 0 under ASHA
+  sweep, ...      this project's zoom (orchestrator/zoom.py) with the named Rules; round 0 under ASHA
                   (grace 9, rf 3, as examples/digits.yaml), later rounds run to the end; a round is planned
-                  from curves cut at the decision epoch (9), the pick sees the full curves
+                  from curves cut at the decision epoch (9), the pick sees the full curves; "rules before
+                  #18": cliff_probe off; "coarse round alone": max_rounds 1, the floor of the sweep's cost
   grid            Ray Tune grid, one point a decade over the range, full runs, pick = best final value
   grid + ASHA     the same under Ray's ASHAScheduler(grace_period=1, reduction_factor=3), pick = best trial
                   that completed
   two-stage       grid + ASHA, then 5 points at best x 10^(-0.5..0.5) under ASHA; best completed of both
-  random          round(B) log-uniform lrs over the range, full runs; B = the first sweep's mean FTE on the row
+  random          round(B) log-uniform lrs over the range, full runs; B = the default sweep's mean FTE on the row
 ASHA is replayed asynchronously as Ray runs it (``asha``): a trial reaching a rung is stopped when it is
 worse than the 1/rf quantile of the values recorded there before it; the first trial at a rung goes on.
 Not replayed: Optuna TPE + Hyperband (optuna is not installed here) and the LR range test (its per-batch
@@ -158,7 +159,8 @@ class Method:
 
 SWEEPS = [Method("sweep, rules before #18", sweep, {"cliff_probe": False}),
           Method("sweep, default rules", sweep),
-          Method("sweep, default + max_cost 1", sweep, {"max_cost": 1.0})]
+          Method("sweep, default + max_cost 1", sweep, {"max_cost": 1.0}),
+          Method("sweep's coarse round alone", sweep, {"max_rounds": 1})]
 BUDGET_FROM = "sweep, default rules"  # random search gets this row's mean FTE
 PEERS = [Method("grid (1 a decade)", grid), Method("grid + ASHA", grid_asha),
          Method("two-stage grid + ASHA", two_stage), Method("random search (sweep's budget)", random_search)]
@@ -239,8 +241,8 @@ HEADER = ["landscape", "range", "method", "mean regret", "p90", "worst", "mean F
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--optimizers", nargs="+", default=["sgd", "adam"],
-                   help="landscapes: landscape_<name>.csv in the results folder")
+    p.add_argument("--landscapes", nargs="+", default=["sgd", "adam"],
+                   help="landscape_<NAME>.csv files in the results folder (default: %(default)s)")
     p.add_argument("--draws", type=int, default=300)
     p.add_argument("--shifts", type=float, nargs="+", default=[0.0, -0.2, -0.4, 0.5])
     p.add_argument("--max-epochs", type=int, default=27)
@@ -248,12 +250,13 @@ def main(argv=None) -> int:
     add_results_option(p)
     args = p.parse_args(argv)
     out_rows, lands, reach_rows = [], [], []
-    for name in args.optimizers:
+    for name in args.landscapes:
         try:
             land = Landscape.load(path_for(name, args.results))
         except ValueError as exc:
             raise SystemExit(str(exc)) from None
-        lands.append(f"{name}: {len(land.lrs)} lrs x {len(land.seeds)} seeds, best mean {land.best():.4f} at "
+        lands.append(f"{name}: {len(land.lrs)} lrs {land.lrs[0]:.3g}..{land.lrs[-1]:.3g} x {len(land.seeds)} seeds "
+                     f"({len(land.search)} search seeds), best mean {land.best():.4f} at "
                      f"lr {land.lrs[int(np.argmin(land.mean['all']))]:.3g}")
         for row in table(land, SWEEPS + PEERS, args.shifts, args.draws, args.max_epochs):
             out_rows.append([name, *cells(row)])
@@ -264,8 +267,9 @@ def main(argv=None) -> int:
     text = (f"# Search quality replayed over recorded landscapes ({args.draws} seed draws per row)\n\n"
             f"Reproduce: `{command.strip()}` (seconds to minutes; no training). How each method is replayed "
             f"and what is approximated: the docstring of bench/replay.py.\n\n"
-            f"Landscapes: {'; '.join(lands)}. Regret = (all-seed mean at the pick, interpolated in log lr - best "
-            f"mean) / best mean (bench/yardstick.py).\n\n" + markdown_table(HEADER, out_rows) + "\n\n"
+            f"Landscapes: {'; '.join(lands)}. A point outside a landscape's lrs replays its end lr's curves "
+            f"(below the lowest lr that flatters the low side). Regret = (all-seed mean at the pick, interpolated "
+            f"in log lr - best mean) / best mean (bench/yardstick.py).\n\n" + markdown_table(HEADER, out_rows) + "\n\n"
             "## What one seed per point reaches, wherever the points are (``frontier``)\n\n"
             "n full runs evenly over a window around the optimum x* (its position off by up to 0.3 decade), one "
             "search seed each; pick = the best point, or the parabola fit over all (`zoom.fit_minimum`).\n\n"

@@ -201,7 +201,7 @@ def test_replay_writes_the_table_for_every_range_and_method(tmp_path):
     from bench import replay
 
     write_landscape(tmp_path / "landscape_sgd.csv")
-    assert replay.main(["--optimizers", "sgd", "--draws", "2", "--shifts", "0", "--results", str(tmp_path)]) == 0
+    assert replay.main(["--landscapes", "sgd", "--draws", "2", "--shifts", "0", "--results", str(tmp_path)]) == 0
     rows = [r.split(" | ") for r in (tmp_path / "replay.md").read_text().splitlines() if r.startswith("| sgd | ")]
     labels = ["shift +0.0", "miss low (x*-6..x*-1)", "miss high (x*+1..x*+6)"]
     methods = [m.name for m in replay.SWEEPS + replay.PEERS]
