@@ -1,0 +1,66 @@
+"""``batch_size: auto``: the doubling-then-bisecting search (closed form), and the same search through a
+real training step of the image workload with a memory stand-in (bytes autograd saves for backward);
+the image workload's training function on a CPU."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from orchestrator import autobatch
+
+
+@pytest.mark.parametrize("budget", [1, 7, 8, 9, 100, 1000, 4096, 65535])
+def test_largest_is_the_closed_form_answer_in_logarithmic_probes(budget):
+    per_example, fixed = 3, 5  # b fits when 3 b + 5 <= 3 budget + 5: the answer is budget
+    found = autobatch.largest(lambda b: per_example * b + fixed <= per_example * budget + fixed, limit=1 << 20)
+    assert found.batch == budget and not found.limited
+    assert len(found.probes) <= 2 * math.ceil(math.log2(budget + 1)) + 2
+    assert found.probes[:3] == (1, 2, 4)[:len(found.probes[:3])]
+
+
+def test_largest_at_the_limit_and_when_nothing_fits():
+    found = autobatch.largest(lambda b: True, start=8, limit=100)
+    assert (found.batch, found.limited, found.probes) == (100, True, (8, 16, 32, 64, 100))
+    with pytest.raises(autobatch.NothingFits, match="batch_size=4"):
+        autobatch.largest(lambda b: False, start=4)
+    with pytest.raises(ValueError, match="start=0"):
+        autobatch.largest(lambda b: True, start=0)
+
+
+def test_memory_stand_in_finds_the_batch_a_step_fits_in():
+    from orchestrator import memprobe
+    from orchestrator.workloads.images import cifar_resnet
+
+    wl = cifar_resnet({"n_train": 40, "width": 4, "blocks": 1})
+    cpu = torch.device("cpu")
+    meter = memprobe.ActivationLimit(1 << 40)
+    with meter():
+        wl.loss(wl.model(torch.stack([wl.train[i][0] for i in range(10)])), wl.train.tensors[1][:10]).backward()
+    per_10 = meter.peak  # bytes saved for backward by 10 images
+    wl.model.zero_grad()
+    limit = per_10 * 7  # room for about 70 images' activations
+    found = memprobe.largest_batch(wl, cpu, start=8, limit=lambda: memprobe.ActivationLimit(limit)())
+    assert 64 <= found.batch <= 72, found  # saved bytes grow linearly with the batch (the weights' part is small)
+    assert memprobe.step_fits(wl, found.batch, cpu, lambda: memprobe.ActivationLimit(limit)())
+    assert not memprobe.step_fits(wl, found.batch + 1, cpu, lambda: memprobe.ActivationLimit(limit)())
+    assert found.probes[:4] == (8, 16, 32, 64) and not found.limited
+    assert all(p.grad is None for p in wl.model.parameters())  # the probe leaves no gradients behind
+
+
+def test_image_training_function_learns_on_a_cpu():
+    from orchestrator import session
+    from orchestrator.workloads import images
+
+    config = {"train": "orchestrator.workloads.images:train", "n_train": 200, "width": 8, "blocks": 1,
+              "batch_size": 32, "lr": 0.05, "optimizer": "momentum", "max_epochs": 3, "checkpoint_every": 1}
+    saves: list = []
+    trial = session.Trial(config, function="images.train", sink=lambda m, s: saves.append(s))
+    history = session.run(images.train, trial)
+    assert [h["epoch"] for h in history] == [1, 2, 3] and history[0]["device"] == "cpu"
+    assert history[-1]["val_loss"] < history[0]["val_loss"] or history[-1]["val_error"] < 0.9
+    assert all(s is not None and "scaler" in s for s in saves)
+    x, y = images.images(50)
+    assert x.shape == (50, 3, 32, 32) and int(y.max()) < 10
+    assert torch.equal(images.images(50)[0], x)  # the same data in every trial
