@@ -123,7 +123,7 @@ def test_a_real_sweep_notifies_once_when_it_ends_and_when_it_fails(local_ray, tm
             "asha": {"enabled": False}, "zoom": {"max_rounds": 1}, "notify": {"url": hook.url()}}
     summary = run_sweep(config.parse(data), quiet=True)
     assert [b["event"] for _, b in hook.posts] == ["finished"]
-    assert hook.posts[0][1]["text"] == f"note: {summary.line()}"
+    assert hook.posts[0][1]["text"] == " ".join(f"note: {summary.line()}".split())  # one line, spaces collapsed
     failing = {**data, "name": "fails", "workload": "tests.faulty_workloads:raises_at_1e_3",
         "space": {"lr": {"log": [1e-3, 1e-3], "per_decade": 1}, "optimizer": "sgd", "width": 8}, "notify": {
         "url": hook.url(), "command": [sys.executable, "-c", "import sys; sys.exit(3)"]}}
