@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from orchestrator import cli, config, folder as folders
 
+from . import test_storage
 from .test_monitor import events
+
+moto_endpoint, s3 = test_storage.moto_endpoint, test_storage.s3  # fixtures
 
 SPEC = {
     "name": "ext", "workload": "digits_mlp", "max_epochs": 2,
@@ -80,3 +84,33 @@ def test_locate_a_folder_or_a_uri():
     assert t.uri == "s3://KEY:SECRET@bucket/runs/ext?endpoint_override=127.0.0.1:9000&scheme=http"
     assert t.folder.name == "ext" and "SECRET" not in t.shown
     assert folders.locate("runs/ext").folder == Path("runs/ext").resolve()
+
+
+@pytest.mark.slow
+def test_extend_a_sweep_stored_at_a_uri_from_a_machine_without_its_local_copy(s3, tmp_path, monkeypatch):
+    """A one-round sweep on the moto S3 server, then ``sweep extend URI --rounds 2`` from a fresh cache."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+    from .test_storage import SWEEP
+
+    path = tmp_path / "s3.yaml"
+    path.write_text(SWEEP.format(name="s3ext", storage=s3.uri("runs")).replace("max_epochs: 3", "max_epochs: 2"))
+    cmd = [sys.executable, "-m", "orchestrator.cli"]
+    run = subprocess.run(cmd + ["run", str(path), "--no-check", "--quiet"], capture_output=True, text=True, cwd=ROOT,
+                         env=dict(os.environ), timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    first = pq.read_table(pa.BufferReader(s3.read("runs/s3ext/trials.parquet"))).num_rows
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-machine"))
+    done = subprocess.run(cmd + ["extend", s3.uri("runs/s3ext"), "--rounds", "2", "--quiet"], capture_output=True,
+                          text=True, cwd=ROOT, env=dict(os.environ), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1].startswith("chosen lr=")
+    rounds = json.loads(s3.read("runs/s3ext/rounds.json"))
+    assert [r["index"] for r in rounds["rounds"]] == [0, 1]
+    assert json.loads(s3.read("runs/s3ext/best.json"))["stop_reason"] == "round budget spent (2 rounds)"
+    assert "extended with zoom.max_rounds -> 2" in s3.read("runs/s3ext/resume.log").decode()
+    assert pq.read_table(pa.BufferReader(s3.read("runs/s3ext/trials.parquet"))).num_rows > first
