@@ -38,6 +38,7 @@ from typing import Any
 from ray import tune
 from ray.tune.logger import TBXLoggerCallback
 
+from orchestrator import atomicfs
 from orchestrator.progress import SWEEP_RUN, Searched, Tally, hparams_of, number, run_name, tag_of, trial_scalars
 
 
@@ -105,7 +106,7 @@ def _experiment_folder(trial, folder: Path | None) -> Path | None:
     that was moved or copied: the new place rather than the pickled one); else ``folder``. Never Tune's
     driver staging folder: Tune copies that to storage for the last time *before* ``on_experiment_end``."""
     storage = getattr(trial, "storage", None)
-    if getattr(getattr(storage, "storage_filesystem", None), "type_name", None) == "local":
+    if atomicfs.is_local(getattr(storage, "storage_filesystem", None)):
         return Path(trial.remote_experiment_path)
     return folder
 

@@ -58,7 +58,9 @@ class SweepState:
     target: float | None = None  # the best value the metric can take (``results.Goal``), when it has one
     budget: budgets.Budget = budgets.NO_BUDGET  # wall-clock and GPU-hour limits (``check_budget``)
     gpus_per_trial: float = 0.0
-    started: float | None = None  # ``clock()`` when round 0 was planned
+    started: float | None = None  # ``clock()`` when round 0 was planned, or this driver restarted the sweep
+    wall_before: float = 0.0  # wall-clock seconds earlier drivers ran the sweep (``restart_clock``)
+    last_seen: float | None = None  # ``clock()`` at the last budget check
     budget_ended: bool = False
     clock: Callable[[], float] = time.time  # injected by tests; pickled by reference
 
@@ -105,8 +107,9 @@ class SweepState:
         return Suggestion(finished=self.stop_reason is not None)
 
     def spent(self) -> budgets.Spent:
-        """Wall-clock seconds since round 0 was planned (pauses of the driver included) and GPU-hours."""
-        wall = self.clock() - self.started if self.started is not None else 0.0
+        """Wall-clock seconds the sweep's drivers ran it (from round 0 on; a driver's absence between a stop
+        and a resume or ``sweep extend`` not counted) and GPU-hours."""
+        wall = self.wall_before + (self.clock() - self.started if self.started is not None else 0.0)
         return budgets.Spent(wall, budgets.gpu_hours([t.seconds for t in self.trials.values()], self.gpus_per_trial))
 
     def check_budget(self) -> bool:
@@ -114,6 +117,7 @@ class SweepState:
         the current one (the queue is dropped), the stop reason names the budget. With ``OnBudget.STOP`` a
         budget that ends after the search ended for another reason is still recorded (its trials are cut:
         the reason reads "REASON; then BUDGET"). Returns whether running trials are to be stopped now."""
+        self.last_seen = self.clock()
         if not self.budget_ended and self.rounds:
             reason = budgets.ended(self.budget, self.spent())
             if reason is not None and (self.stop_reason is None or self.budget.on_end is budgets.OnBudget.STOP):
@@ -121,6 +125,14 @@ class SweepState:
                 self.queue = []
                 self.stop_reason = reason if self.stop_reason is None else f"{self.stop_reason}; then {reason}"
         return self.budget_ended and self.budget.on_end is budgets.OnBudget.STOP
+
+    def restart_clock(self) -> None:
+        """A driver (re)starts a sweep that ran before: the wall clock goes on from what earlier drivers
+        spent (up to their last budget check), not from when round 0 was planned."""
+        if self.started is not None:
+            last = self.last_seen if self.last_seen is not None else self.started
+            self.wall_before += max(0.0, last - self.started)
+            self.started = self.clock()
 
     def extend(self, grown: dict[str, Any]) -> None:
         """Raise the search's limits (a resume with a larger config, ``sweep extend``): ``zoom.Rules``

@@ -176,9 +176,9 @@ def mend_checkpoint(checkpoint) -> str | None:
     ``checkpoint_*`` that holds one into it, so that Tune can restore the trial from there. Returns the
     folder copied, or None when nothing was missing (or it is not local, or no sibling holds a state).
     Why: docs/decisions.md, "Resume from the newest sibling checkpoint"."""
-    import pyarrow.fs
+    from orchestrator import atomicfs
 
-    if checkpoint is None or not isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+    if checkpoint is None or not atomicfs.is_local(checkpoint.filesystem):
         return None
     target = checkpoint.path
     if os.path.exists(os.path.join(target, CHECKPOINT_FILE)):

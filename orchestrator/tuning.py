@@ -12,12 +12,12 @@ from typing import Any
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import SearchGenerator
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 
-from orchestrator import board, config as configs, credfs, folder as folders, notify, report, storage, zoom
+from orchestrator import atomicfs, board, config as configs, credfs, folder as folders, notify, report, storage, zoom
 from orchestrator.budget import Budget, OnBudget
 from orchestrator.config import SweepConfig
-from orchestrator.errors import SweepExistsError, SweepInterrupted  # also re-exported; one home: errors.py
+from orchestrator.errors import LeaseHeldError, SweepExistsError, SweepInterrupted  # re-exported; home: errors.py
 from orchestrator.searcher import ZoomSearcher
 from orchestrator.state import SweepState
 from orchestrator.trial import checkpoint_history, mend_checkpoint, train_trial
@@ -176,6 +176,7 @@ class Reconcile(tune.Callback):
             return
         self.checked = True
         state = self.searcher.state
+        state.restart_clock()  # a restored sweep's wall-clock budget counts this driver's time, not the pause
         grown = getattr(self, "grown", None)  # absent from a Reconcile pickled before it existed
         if grown:
             state.extend(grown)
@@ -202,7 +203,7 @@ def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bo
     being the experiment folder); a URI for a sweep stored at a URI (its credentials kept out of Tune's
     pickles: ``credfs.for_tune``)."""
     searcher = ZoomSearcher(make_state(cfg), RoundPrinter(quiet))
-    path, filesystem = credfs.for_tune(storage_path) if storage_path else (str(folder.parent), None)
+    path, filesystem = credfs.for_tune(storage_path) if storage_path else (str(folder.parent), atomicfs.local())
     return tune.Tuner(
         trainable_with_resources(cfg),
         tune_config=tune.TuneConfig(
@@ -292,7 +293,7 @@ def notified(cfg: SweepConfig, where: storage.Target):
         return
     try:
         yield lines
-    except (SweepExistsError, configs.ConfigError):
+    except (SweepExistsError, configs.ConfigError, LeaseHeldError):  # refused before it started
         raise
     except (SweepInterrupted, KeyboardInterrupt) as exc:
         line = str(exc).strip().splitlines()[0] if str(exc).strip() else f"{where.shown}: sweep interrupted"
@@ -324,7 +325,7 @@ def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool,
              grown: dict[str, Any] | None = None) -> tune.Tuner:
     """The restored Tuner of the sweep at ``where``. ``grown``: the limits ``sweep extend`` raises (the
     folder already checked and downloaded); None: a resume, its config checked by ``folder.check_resume``."""
-    path, filesystem = credfs.for_tune(where.uri) if where.uri else (str(where.folder), None)
+    path, filesystem = credfs.for_tune(where.uri) if where.uri else (str(where.folder), atomicfs.local())
     if not tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         raise SweepExistsError(f"{where.shown}: cannot resume: no Ray Tune experiment state in it")
     if grown is None:
@@ -338,8 +339,12 @@ def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool,
             if isinstance(c, (board.SweepBoard, board.TrialBoard)):
                 c.folder = where.folder  # the pickled path may be another machine's local copy
     _extend(tuner, grown)
-    searcher = _searcher_of(tuner)
-    tuner._local_tuner._tune_config.search_alg = Reopened(searcher) if grown else searcher  # type: ignore[union-attr]
+    searcher: Any = _searcher_of(tuner)
+    tc = tuner._local_tuner._tune_config  # type: ignore[union-attr]
+    limit = getattr(tc, "max_concurrent_trials", None)
+    if grown and limit:  # Tune adds the limiter to a Searcher only: add it here
+        searcher, tc.max_concurrent_trials = ConcurrencyLimiter(searcher, max_concurrent=int(limit)), None
+    tc.search_alg = Reopened(searcher) if grown else searcher
     return tuner
 
 
@@ -403,7 +408,7 @@ def _searcher_of(tuner) -> ZoomSearcher:
     # The searcher Tune ran (after Tuner.restore: the unpickled copy, restored from the experiment
     # folder). Ray has no public getter for it; this private path is the one place that relies on it.
     search = tuner._local_tuner._tune_config.search_alg
-    if isinstance(search, SearchGenerator):
+    while isinstance(search, (SearchGenerator, ConcurrencyLimiter)):
         search = search.searcher
     if not isinstance(search, ZoomSearcher):
         raise RuntimeError(f"expected the ZoomSearcher in the Tuner, found {type(search).__name__}")

@@ -111,3 +111,18 @@ def test_a_wall_budget_ends_a_real_sweep_its_trials_stopped_and_the_pick_made_fr
     assert summary.epochs < 3 * 30  # the trials that ran were stopped, not trained to the end
     assert "wall-clock budget spent" in (summary.folder / "report.md").read_text()
     assert math.isfinite(summary.lr)
+
+
+def test_the_wall_clock_does_not_count_the_pause_between_two_drivers():
+    clock = Clock()
+    s = state(Budget(wall_s=100), clock)
+    s.next_config("a")
+    clock.now += 60
+    assert s.next_config("b").config is not None  # a budget check at 60 s; then the driver stops
+    clock.now += 86400  # a day later: resumed, or extended
+    s.restart_clock()
+    assert s.spent().wall_s == pytest.approx(60)
+    clock.now += 39
+    assert s.next_config("c").config is not None and s.stop_reason is None
+    clock.now += 1
+    assert s.next_config("d").finished and s.stop_reason == "wall-clock budget spent (100 s >= 100 s)"
