@@ -73,3 +73,22 @@ def largest_batch(wl: Workload, device: torch.device, start: int = 8, limit_batc
                   amp: bool = False) -> autobatch.Found:
     """The largest batch of ``wl`` that fits on ``device`` (``autobatch.largest`` over ``step_fits``)."""
     return autobatch.largest(lambda b: step_fits(wl, b, device, limit, amp), start=start, limit=limit_batch)
+
+
+AUTO = "auto"
+
+
+def resolve_auto(config: dict, device: torch.device,
+                 limit: Callable[[], contextlib.AbstractContextManager] | None = None
+                 ) -> tuple[dict, autobatch.Found | None]:
+    """``config`` with ``batch_size: auto`` replaced by the largest batch of its workload that fits on
+    ``device`` (with ``amp`` as configured), and the search's answer; any other config as it is, None."""
+    if config.get("batch_size") != AUTO:
+        return config, None
+    from orchestrator import workloads
+
+    if not config.get("workload"):
+        raise ValueError("batch_size='auto': expected a workload: config (a train: function sizes its own batches)")
+    wl = workloads.build(str(config["workload"]), {**config, "batch_size": 1})
+    found = largest_batch(wl, device, limit=limit, amp=bool(config.get("amp", False)) and device.type == "cuda")
+    return {**config, "batch_size": found.batch}, found

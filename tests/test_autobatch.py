@@ -64,3 +64,14 @@ def test_image_training_function_learns_on_a_cpu():
     x, y = images.images(50)
     assert x.shape == (50, 3, 32, 32) and int(y.max()) < 10
     assert torch.equal(images.images(50)[0], x)  # the same data in every trial
+
+
+def test_resolve_auto_replaces_only_auto():
+    from orchestrator import memprobe
+
+    cpu = torch.device("cpu")
+    config = {"workload": "cifar_resnet", "n_train": 20, "width": 4, "blocks": 1, "batch_size": "auto"}
+    limit = lambda: memprobe.ActivationLimit(3 << 20)()  # noqa: E731 - 3 MiB saved for backward
+    resolved, found = memprobe.resolve_auto(config, cpu, limit)
+    assert found is not None and resolved["batch_size"] == found.batch and 8 <= found.batch < 1000
+    assert memprobe.resolve_auto({**config, "batch_size": 32}, cpu) == ({**config, "batch_size": 32}, None)
