@@ -13,7 +13,10 @@ imports neither Ray, torch nor matplotlib. ``report`` renders what this module r
   epoch, its mean over the epochs the zoom compares (``zoom.SMOOTH_EPOCHS`` up to the comparison epoch),
   its value at the last epoch;
 - ``best_by``: the best trial per decay law, per optimizer (any label of the config);
-- ``train_val_gap``: the winner's train/validation gap and its verdict.
+- ``train_val_gap``: the winner's train/validation gap and its verdict;
+- the cost in real units (``cost.Cost``, from ``sweep.yaml``'s ``resources:`` and ``cost:``) and per round
+  what it cost and the pick and band had the sweep stopped after it (``cost.RoundPick``, the pick recomputed
+  by ``analyse`` from the trials of that round and the earlier ones), and the closing ``cost.advice``.
 """
 from __future__ import annotations
 
@@ -25,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
-from orchestrator import results, zoom
+from orchestrator import cost as costs, results, zoom
 from orchestrator.results import Goal, Mode, TrialStatus
 from orchestrator.space import nice
 
@@ -277,6 +281,9 @@ class Summary:
     goal: Goal = field(default_factory=Goal)
     score: Score | None = None  # the chosen rate's own score
     band: Band | None = None
+    cost: costs.Cost | None = None  # in real units, every trial
+    round_picks: list[costs.RoundPick] = field(default_factory=list)  # per round: its cost, the pick after it
+    advice: str | None = None  # the closing line: stop here, or one more round (``cost.advice``)
 
     @property
     def mode(self) -> Mode:
@@ -309,7 +316,22 @@ def summarise(folder: str | Path) -> Summary:
     folder = Path(folder)
     rows = results.read_trials(folder)
     meta = results.read_json(folder / results.ROUNDS) or {}
-    return analyse(folder, rows, meta)
+    config, problem = read_config(folder)
+    s = analyse(folder, rows, meta, config)
+    if problem:
+        s.warnings.append(problem)
+    return s
+
+
+def read_config(folder: Path) -> tuple[dict[str, Any], str | None]:
+    """``folder/sweep.yaml`` as a plain mapping (not validated: only ``resources:``, ``cost:`` and ``zoom:`` are
+    read from it) and a warning when it cannot be read; ({}, None) when there is none or it holds no config."""
+    path = folder / "sweep.yaml"
+    try:
+        data = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return {}, f"{path}: not read ({type(exc).__name__}); cost assumes 1 CPU and no GPU per trial"
+    return (data if isinstance(data, dict) else {}), None
 
 
 def _max_epochs(table: tuple[TrialCurve, ...], meta: dict[str, Any]) -> int:
@@ -377,8 +399,11 @@ def band(members: list[TrialCurve], lr: float, epoch: int) -> Band:
     return Band(min(scored[lo][2], lr), max(scored[hi][2], lr), noise, threshold, hi - lo + 1)
 
 
-def analyse(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Summary:
-    """The ``Summary`` of a sweep from its rows (``results.read_trials``) and ``rounds.json`` (``meta``)."""
+def analyse(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any], config: dict[str, Any] | None = None,
+            *, per_round: bool = True) -> Summary:
+    """The ``Summary`` of a sweep from its rows (``results.read_trials``), ``rounds.json`` (``meta``) and
+    its config as a plain mapping (``sweep.yaml``; None: 1 CPU, no GPU, no rates). ``per_round``: also the
+    pick after each round (``cost.RoundPick``) and the closing advice."""
     metric = meta.get("metric", "val_loss")
     goal = Goal(Mode(meta.get("mode", "min")), meta.get("target"))
     param = meta.get("param", "lr")
@@ -426,7 +451,40 @@ def analyse(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> S
     gap = train_val_gap(s)
     if gap is not None and gap[1] != "normal":
         s.warnings.append(f"train/validation gap of the winner {gap[0]:+.4f}: {gap[1]}")
+    _add_cost(s, rows, config or {}, per_round)
     return s
+
+
+def _add_cost(s: Summary, rows: list[dict[str, Any]], config: dict[str, Any], per_round: bool) -> None:
+    """Set ``s.cost`` and, with ``per_round``, ``s.round_picks`` and ``s.advice``."""
+    try:
+        resources, rates = costs.resources_of(config), costs.rates_of(config)
+    except ValueError as exc:
+        s.warnings.append(f"sweep.yaml: {exc}; cost assumes 1 CPU and no GPU per trial")
+        resources, rates = costs.Resources(), None
+    s.cost = costs.cost_of(rows, resources, rates)
+    if not per_round:
+        return
+    indices = sorted({r["index"] for r in s.rounds} | {c.round for c in s.table})
+    for k in indices:
+        upto = [r for r in rows if r["round"] <= k]
+        meta = {**s.meta, "rounds": [r for r in s.rounds if r["index"] <= k]}
+        try:
+            after = analyse(s.folder, upto, meta, config, per_round=False)
+        except results.NoMetricError:
+            after = None
+        own = costs.cost_of([r for r in rows if r["round"] == k], resources, rates)
+        b = after.band if after else None
+        s.round_picks.append(costs.RoundPick(k, own, after.lr if after else None, b.low if b else None,
+                                             b.high if b else None, b is not None and b.noise is not None))
+    z = config.get("zoom") or {}
+    try:
+        resolution, points = float(z.get("resolution", zoom.Rules.resolution)), int(
+            z.get("points_per_round", zoom.Rules.points_per_round))
+    except (TypeError, ValueError):
+        resolution, points = zoom.Rules.resolution, zoom.Rules.points_per_round
+    if s.round_picks:
+        s.advice = costs.advice(s.round_picks, resolution, points)
 
 
 def _no_metric(folder: Path, table: tuple[TrialCurve, ...], meta: dict[str, Any]) -> str:

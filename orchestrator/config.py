@@ -149,6 +149,14 @@ class Resources(_Frozen):
         return v
 
 
+class Cost(_Frozen):
+    """Money per hour of what trials hold (``orchestrator.cost``): the report's money figure."""
+
+    gpu_hour: float = Field(default=0.0, ge=0, le=1e6, allow_inf_nan=False, description="money per GPU-hour")
+    cpu_hour: float = Field(default=0.0, ge=0, le=1e6, allow_inf_nan=False, description="money per CPU-hour")
+    currency: str = Field(default="USD", pattern=r"^[A-Za-z$€£¥]{1,8}$", description="the money's unit, as printed")
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -176,6 +184,7 @@ class SweepConfig(_Frozen):
     asha: Asha = Asha()
     zoom: Zoom = Zoom()
     resources: Resources = Resources()
+    cost: Cost | None = None  # rates: the report gives the sweep's cost in money
     notify: Notify | None = None
 
     @field_validator("name")

@@ -7,7 +7,8 @@ local or copied from a cluster), ``build`` writes beside them:
   that rate, or interpolated between its neighbours, labelled), the band of rates the sweep cannot tell
   apart from the best (``band``), the best trial actually run, the cost (``best_json``);
 - ``report.md``: the choice, why the zoom chose each round's bracket, the best learning rate per decay law
-  and per optimizer, the winner's train/validation gap, the cost in epochs and FTE, all trials;
+  and per optimizer, the winner's train/validation gap, the cost in epochs and FTE and in real units (wall
+  time, trial-hours, GPU-hours, money), what each round cost and bought, the closing advice, all trials;
 - ``val_loss_vs_lr.png``: the metric against the learning rate (log axis), one colour per round, the
   last bracket and the band shaded;
 - ``val_curves.png``: the metric over epochs of the finalists (train loss dashed).
@@ -25,7 +26,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from orchestrator import analysis, results, zoom
+from orchestrator import analysis, cost as costs, results, zoom
 from orchestrator.analysis import LAST, Summary, best_label, law_of, mean_label, optimizer_of, ordered, train_val_gap
 from orchestrator.results import TrialStatus
 from orchestrator.space import nice
@@ -59,7 +60,11 @@ def best_json(s: Summary) -> dict[str, Any]:
     (``score``: its ``value``, ``statistic`` such as 'mean of epochs 25-27' at ``epoch``, ``interpolated``,
     the ``trials`` it comes from and ``source``, those in words); ``band`` (``low``, ``high`` rates,
     ``noise`` and ``threshold`` in the metric's units, ``trials`` in it, ``sigmas``); ``best_trial`` (its
-    ``score`` under the same statistic, ``METRIC`` at that epoch); ``mode`` and ``target``; the cost."""
+    ``score`` under the same statistic, ``METRIC`` at that epoch); ``mode`` and ``target``; the cost in epochs
+    and ``cost`` in real units (``cost.Cost.stored``: ``wall_s``, ``trial_hours``, ``cpu_hours``,
+    ``gpu_hours`` and ``gpu_hours_by_kind``, ``money`` in ``currency``), its ``rounds`` (each: ``round``, its
+    own cost, the ``lr`` and ``band_low``/``band_high`` had the sweep stopped after it, ``moved_decades``,
+    ``narrowed_decades``) and the closing ``advice``."""
     own = s.score
     return {
         "config": s.chosen, "lr": s.lr, "metric": s.metric, "mode": str(s.mode), "target": s.goal.target,
@@ -71,7 +76,46 @@ def best_json(s: Summary) -> dict[str, Any]:
         "interpolated": s.interpolated, "epoch": s.epoch,
         "epochs_spent": s.epochs, "fte": s.fte, "trials": s.trials,
         "best_trial": s.best_trial, "stop_reason": s.stop_reason, "warnings": s.warnings, "notes": s.notes,
+        "cost": _cost_json(s),
     }
+
+
+def _cost_json(s: Summary) -> dict[str, Any] | None:
+    if s.cost is None:
+        return None
+    rounds = []
+    for before, p in zip([None, *s.round_picks], s.round_picks):
+        rounds.append({"round": p.index, **p.cost.stored(), "lr": p.lr, "band_low": p.low if p.measured else None,
+                       "band_high": p.high if p.measured else None, "moved_decades": costs.moved(before, p),
+                       "narrowed_decades": costs.narrowed(before, p)})
+    return {**s.cost.stored(), "rounds": rounds, "advice": s.advice}
+
+
+def cost_lines(s: Summary) -> list[str]:
+    """The cost in real units, one markdown bullet, and the closing advice (report.md, ``sweep report``)."""
+    if s.cost is None:
+        return []
+    return [f"- Cost in real units: {s.cost.text()}"] + ([f"- Advice: {s.advice}"] if s.advice else [])
+
+
+def _rounds_cost_table(s: Summary) -> list[str]:
+    """report.md's table of what each round cost and how it moved the pick and its band."""
+    m = s.cost.currency if s.cost else "USD"
+    lines = ["| round | trials | epochs | wall time (s) | trial-hours | GPU-hours | CPU-hours | money "
+             f"({m}) | pick after it ({s.param}) | moved (decades) | band after it | narrowed (decades) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for before, p in zip([None, *s.round_picks], s.round_picks):
+        c = p.cost
+        band = f"{p.low:.4g} .. {p.high:.4g}" if p.measured and p.low is not None and p.high is not None \
+            else "not measured"
+        lines.append(f"| {p.index} | {c.trials} | {c.epochs} | {_num(c.wall_s, '.0f')} | {c.trial_hours:.3g} | "
+                     f"{c.gpu_total:.3g} | {c.cpu_hours:.3g} | {_num(c.money, '.2f')} | {_num(p.lr, '.4g')} | "
+                     f"{_num(costs.moved(before, p), '.2f')} | {band} | {_num(costs.narrowed(before, p), '.2f')} |")
+    return lines
+
+
+def _num(v: float | None, spec: str) -> str:
+    return "n/a" if v is None else format(v, spec)
 
 
 def _group_label(meta: dict[str, Any], group: int) -> str:
@@ -130,7 +174,7 @@ def markdown(s: Summary, plots: list[Path]) -> str:
     lines += [f"- Cost: {s.epochs} epochs = {s.fte:.2f} FTE (full-training equivalents of "
               f"{s.max_epochs} epochs) over {s.trials} trials and {len(s.rounds)} rounds"
               + (f"; {s.seconds:.0f} s of training time" if s.seconds else ""),
-              f"- Stopped because: {s.stop_reason or 'n/a (interrupted?)'}"]
+              f"- Stopped because: {s.stop_reason or 'n/a (interrupted?)'}"] + cost_lines(s)[:1]
 
     best_name = best_label(s.mode)
     lines += ["", "## Rounds: where the zoom looked and why", "",
@@ -144,6 +188,13 @@ def markdown(s: Summary, plots: list[Path]) -> str:
                      f"{r.get('reason', '')} |")
     lines += ["", "The bracket is the range of rates the zoom searched in that round (round 0: the configured coarse "
               "grid); rates tried is the range its trials ran at. Later rounds add only points not tried before."]
+    if s.round_picks:
+        lines += ["", "## Cost per round, and what it bought", ""] + _rounds_cost_table(s) + [
+            "", "Each round's own trials' cost (trial-hours: training time summed over trials; GPU- and CPU-hours: "
+                "trial-hours x the GPUs and CPUs a trial holds, from the config's resources; wall time: its first "
+                "epoch's start to its last epoch's end), and the pick and band the sweep would have had had it "
+                "stopped after that round (recomputed from the trials of that round and the earlier ones).",
+            "", f"**Advice: {s.advice}**"]
 
     for title, label in (("decay law", law_of), ("optimizer", optimizer_of)):
         lines += ["", f"## Best learning rate per {title}", "",
@@ -227,6 +278,7 @@ def terminal_table(source: Summary | str | Path) -> str:
     out = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in table]
     out.append(f"columns: {best_name.split(', ')[1]} = {best_label(s.mode)}, last = {LAST}")
     out.append(f"* best trial run: lr {s.best_trial['lr']:.4g}, {m} {s.value:.4f} ({s.statistic})")
+    out += [line[2:] for line in cost_lines(s)]
     return "\n".join(out)
 
 

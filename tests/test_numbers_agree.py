@@ -142,7 +142,9 @@ def test_a_real_max_sweep_says_the_same_numbers_everywhere(local_ray, small_conf
 
     assert cli.main(["report", str(folder)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    footer, line = out[-3], out[-2]
+    footer, cost_line, line = out[-5], out[-4], out[-2]
+    assert cost_line.startswith("Cost in real units: ") and best["cost"]["trial_hours"] == pytest.approx(
+        sum(r["epoch_seconds"] or 0.0 for r in rows if r["epoch"]) / 3600)  # the trials' own times, in hours
     said = {name: _numbers(text) for name, text in (("run", final), ("report", line),
                                                     ("report.md", (folder / "report.md").read_text()))}
     stored = {"lr": f"{best['lr']:.4g}", "metric": "val_accuracy", "value": f"{best['score']['value']:.4f}",

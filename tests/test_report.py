@@ -217,7 +217,7 @@ def test_terminal_table_lists_every_trial(tmp_path):
     text = report.terminal_table(folder)
     lines = text.splitlines()
     assert lines[0].split()[:2] == ["trial", "round"] and "group" in lines[0] and "law" in lines[0]
-    body = [line for line in lines[2:] if not line.startswith(("*", "columns:"))]
+    body = [line for line in lines[2:] if not line.startswith(("*", "columns:", "Cost in real units:", "Advice:"))]
     assert len(body) == 14
     starred = [line for line in body if " * " in line]
     assert len(starred) == 1 and "0.001" in starred[0] and "adam" in starred[0] and "cosine" in starred[0]
@@ -225,8 +225,11 @@ def test_terminal_table_lists_every_trial(tmp_path):
     assert "errored" in errored and " 0 " in errored and "n/a" in errored
     diverged = next(line for line in body if line.startswith("r0g1_div"))
     assert "diverged" in diverged and "inf" in diverged
-    assert lines[-2] == "columns: lowest = lowest at any epoch, last = at the last epoch"
-    assert lines[-1] == f"* best trial run: lr 0.001, val_loss {score(1, 1e-3):.4f} (mean of epochs 6-8)"
+    assert lines[-4] == "columns: lowest = lowest at any epoch, last = at the last epoch"
+    assert lines[-3] == f"* best trial run: lr 0.001, val_loss {score(1, 1e-3):.4f} (mean of epochs 6-8)"
+    # no sweep.yaml: 1 CPU and no GPU per trial; no ended_at in these rows: no wall time
+    assert lines[-2].startswith("Cost in real units: wall time n/a, ") and "0 GPU-hours" in lines[-2]
+    assert lines[-1].startswith("Advice: ")
 
 
 def test_report_works_without_rounds_json(tmp_path):
@@ -356,11 +359,12 @@ def test_a_pick_between_trials_stands_next_to_its_own_interpolated_score_everywh
     assert "**Chosen learning rate: 0.005012**" in md and f"- Chosen: {said}" in md
     assert f"- Best trial run: `r1_0` at lr 0.003162: val_loss {best_score:.4f} (mean of epochs 6-8)" in md
     assert "The chosen rate is a fit, not a trial that ran: retrain it fully to confirm." in md
-    assert "0.005012 |" not in md  # no row of any table claims a trial at the chosen rate
+    trials_tables = md[:md.index("## Cost per round")] + md[md.index("## Best learning rate per decay law"):]
+    assert "0.005012 |" not in trials_tables  # no row of a table of trials claims a trial at the chosen rate
     assert "| 0.001 .. 0.1 | 0.003162 .. 0.03162 |" in md  # round 1: the zoom's bracket, then the rates tried
 
     table = report.terminal_table(folder).splitlines()
-    assert table[-1] == f"* best trial run: lr 0.003162, val_loss {best_score:.4f} (mean of epochs 6-8)"
+    assert table[-3] == f"* best trial run: lr 0.003162, val_loss {best_score:.4f} (mean of epochs 6-8)"
     (starred,) = [line for line in table[2:-1] if " * " in line]
     assert starred.startswith("r1_0 *") and " 0.003162 " in starred
     assert s.line().startswith(f"chosen {said}")
