@@ -13,10 +13,10 @@ Everything goes into the sweep folder itself (written by the driver, so TensorBo
   that Tune adds no TBX logger of its own (Tune adds one unless a callback is one): none of Ray's
   writing is used, so no ``ray/tune/*`` counters reach TensorBoard.
 - ``SweepBoard``: the run ``_sweep``. Against cumulative epochs spent: ``sweep/best_<metric>`` (the
-  lowest any trial reached at any epoch) and ``sweep/best_lr``, ``sweep/round``, ``sweep/trials_running``,
-  ``sweep/trials_ended``. Text: ``sweep/rounds`` (a table of the rounds, written when a round closes and at
-  the end). The HParams experiment (``hparams_experiment``: ``round``, the searched parameters and the
-  metrics, nothing else) when ``searched`` is known; a Custom Scalars layout.
+  best any trial reached at any epoch: lowest, or highest for ``mode: max``) and ``sweep/best_lr``,
+  ``sweep/round``, ``sweep/trials_running``, ``sweep/trials_ended``. Text: ``sweep/rounds`` (a table of the
+  rounds, written when a round closes and at the end). The HParams experiment (``hparams_experiment``:
+  ``round``, the searched parameters and the metrics, nothing else) when ``searched`` is known; a Custom Scalars layout.
 - ``write_pick`` (after the report is built): the chosen rate into ``_sweep``: ``chosen/lr``,
   ``chosen/lr_low``, ``chosen/lr_high``, ``chosen/<metric>`` (step = epochs spent), the Text ``chosen/summary``,
   and the metric-vs-lr plot for rounds 0..k as the image ``chosen/<metric>_vs_lr`` at step k.
@@ -178,10 +178,11 @@ class TrialBoard(TBXLoggerCallback):
 class SweepBoard(tune.Callback):
     """The sweep-level TensorBoard run ``FOLDER/_sweep`` (see the module doc)."""
 
-    def __init__(self, folder: str | Path, metric: str = "val_loss", searched: Searched | None = None):
+    def __init__(self, folder: str | Path, metric: str = "val_loss", searched: Searched | None = None,
+                 mode: str = "min", target: float | None = None):
         self.folder = Path(folder)
         self.searched = searched
-        self.tally = Tally(metric=metric)
+        self.tally = Tally(metric=metric, mode=mode, target=target)
         self.emitted: list[int] = []  # rounds whose table row was written
         self._writer: Any = None  # a tensorboardX SummaryWriter once opened
 
@@ -202,7 +203,7 @@ class SweepBoard(tune.Callback):
                 self._writer.file_writer.add_summary(hparams_experiment(searched, m))
             self._writer.add_custom_scalars({
                 "sweep (x: epochs spent)": {
-                    f"lowest {m} so far": ["Multiline", [f"^sweep/best_{m}$"]],
+                    f"{self.tally.best_word} {m} so far": ["Multiline", [f"^sweep/best_{m}$"]],
                     "its learning rate, and the chosen one with its band": ["Multiline", [r"^sweep/best_lr$",
                                                                                         r"^chosen/lr"]]},
                 "trials (x: epoch)": {
@@ -391,11 +392,11 @@ class Progress(tune.Callback):
     """The compact live view on stdout (see the module doc)."""
 
     def __init__(self, quiet: bool = False, verbose: bool = False, metric: str = "val_loss",
-                 interval: float = 15.0):
+                 interval: float = 15.0, mode: str = "min", target: float | None = None):
         self.quiet = quiet
         self.verbose = verbose
         self.interval = interval
-        self.tally = Tally(metric=metric)
+        self.tally = Tally(metric=metric, mode=mode, target=target)
         self._t0 = time.time()
         self._last_print = 0.0
         self._dirty = self._new_round = False
@@ -454,10 +455,12 @@ class Progress(tune.Callback):
 
 
 def callbacks(folder: Path, quiet: bool = False, verbose: bool = False, *, metric: str = "val_loss",
-              interval: float = 15.0, searched: Searched | None = None) -> list[tune.Callback]:
+              interval: float = 15.0, searched: Searched | None = None, mode: str = "min",
+              target: float | None = None) -> list[tune.Callback]:
     """The callbacks for ``tune.RunConfig(callbacks=...)``: a TensorBoard run per trial with HParams, the
     sweep-level run ``FOLDER/_sweep`` and the progress view. ``searched`` (``Searched.of(cfg)``): names
-    the trial runs and declares the HParams columns. Keep their order across a resume (Tune restores
-    callback state by position)."""
-    return [TrialBoard(folder, searched=searched, metric=metric), SweepBoard(folder, metric=metric, searched=searched),
-            Progress(quiet=quiet, verbose=verbose, metric=metric, interval=interval)]
+    the trial runs and declares the HParams columns; ``mode`` and ``target`` (the config's): which way the
+    best so far is best. Keep their order across a resume (Tune restores callback state by position)."""
+    return [TrialBoard(folder, searched=searched, metric=metric),
+            SweepBoard(folder, metric=metric, searched=searched, mode=mode, target=target),
+            Progress(quiet=quiet, verbose=verbose, metric=metric, interval=interval, mode=mode, target=target)]

@@ -1,6 +1,7 @@
 """What the sweep's watchers know and say, with no Ray in it: ``Tally`` (the trials, their rounds, epochs
-and outcomes, the best so far), its one-line status, trial lines and table of rounds; ``Searched`` (what
-the sweep varies) and the TensorBoard run name of a trial; a trial config as TensorBoard HParams values.
+and outcomes, the best so far: lowest, or highest for a sweep with ``mode: max``, ``results.Goal``), its
+one-line status, trial lines and table of rounds; ``Searched`` (what the sweep varies) and the TensorBoard
+run name of a trial; a trial config as TensorBoard HParams values.
 The Tune callbacks in ``board.py`` feed a ``Tally`` from Tune's events.
 
 A ``Tally`` is plain data: ``asdict`` / ``Tally.from_state`` round trip (Tune's callback state on resume).
@@ -13,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.results import TrialStatus
+from orchestrator.results import Goal, Mode, TrialStatus
 
 SWEEP_RUN = "_sweep"  # the sweep-level TensorBoard run, beside the trial runs
 
@@ -25,22 +26,38 @@ class TrialInfo:
     lr: float
     max_epochs: int
     epochs: int = 0
-    best: float = math.inf  # best metric value this trial reached
+    best: float = math.inf  # best metric value this trial reached (inf: none yet, whatever the mode)
     last: float = math.nan
     status: str = "running"  # pending | running | completed | stopped | diverged | errored
 
 
 @dataclass
 class Tally:
-    """What the callbacks know of the sweep so far. Plain data: ``asdict`` / ``from_state`` round trip."""
+    """What the callbacks know of the sweep so far. Plain data: ``asdict`` / ``from_state`` round trip.
+    ``mode`` and ``target`` (``goal``) say which way the metric is better; ``best``: inf while none."""
 
     metric: str = "val_loss"
+    mode: str = "min"
+    target: float | None = None
     trials: dict[str, TrialInfo] = field(default_factory=dict)
     epochs: int = 0  # distinct trial-epochs reported (a replayed epoch counts once, as in the results)
     best: float = math.inf
     best_trial: str | None = None
     best_epoch: int = 0
     elapsed: float = 0.0  # seconds of earlier sessions (before a resume)
+
+    @property
+    def goal(self) -> Goal:
+        return Goal(Mode(self.mode), self.target)
+
+    def better(self, value: float, than: float) -> bool:
+        """``value`` is a finite metric value better than ``than`` (any value is better than a non-finite one)."""
+        return math.isfinite(value) and (not math.isfinite(than) or self.goal.loss(value) < self.goal.loss(than))
+
+    @property
+    def best_word(self) -> str:
+        """'lowest' (``mode`` min) or 'highest' (max)."""
+        return "highest" if self.goal.mode is Mode.MAX else "lowest"
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Tally:
@@ -74,9 +91,9 @@ class Tally:
         epoch = int(result.get("epoch") or result.get("training_iteration") or 0)
         value = number(result.get(self.metric))
         t.last = value
-        if math.isfinite(value) and value < t.best:
+        if self.better(value, t.best):
             t.best = value
-        if math.isfinite(value) and value < self.best:
+        if self.better(value, self.best):
             self.best, self.best_trial, self.best_epoch = value, trial_id, epoch
         if epoch <= t.epochs:
             return False
@@ -163,21 +180,24 @@ class Tally:
 
     def rounds_markdown(self) -> str:
         """The rounds as a Markdown table: the learning rates tried (lowest..highest of the round's trials),
-        trial outcomes, the lowest metric any of its trials reached at any epoch, the epochs spent."""
+        trial outcomes, the best metric value any of its trials reached at any epoch (lowest, or highest for
+        ``mode`` max), the epochs spent."""
         m = self.metric
         lines = [f"| round | lr tried (lowest..highest) | trials | completed | stopped early | diverged | errored "
-                 f"| lowest {m} at any epoch | epochs |",
+                 f"| {self.best_word} {m} at any epoch | epochs |",
                  "|---|---|---|---|---|---|---|---|---|"]
         for k in sorted({i.round for i in self.trials.values()}):
             members = [i for i in self.trials.values() if i.round == k]
             low, high = self.bracket(k)
-            best = min((i.best for i in members), default=math.inf)
+            best = math.inf
+            for i in members:
+                best = i.best if self.better(i.best, best) else best
             lines.append(f"| {k} | {low:.3g}..{high:.3g} | {len(members)} | {self.count('completed', round_index=k)} | "
                          f"{self.count('stopped', round_index=k)} | {self.count('diverged', round_index=k)} | "
                          f"{self.count('errored', round_index=k)} | {_fmt4(best)} | {sum(i.epochs for i in members)} |")
         lines += ["", f"{self.epochs} epochs spent" + (f" ({self.fte:.2f} FTE)" if math.isfinite(self.fte) else "")
-                  + (f"; lowest {m} at any epoch {self.best:.4f} at lr {self.best_lr():.3g} (trial {self.best_trial}, "
-                     f"epoch {self.best_epoch})" if self.best_trial else "")]
+                  + (f"; {self.best_word} {m} at any epoch {self.best:.4f} at lr {self.best_lr():.3g} "
+                     f"(trial {self.best_trial}, epoch {self.best_epoch})" if self.best_trial else "")]
         return "\n".join(lines)
 
 

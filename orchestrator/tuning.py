@@ -218,7 +218,7 @@ def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bo
             stop=BudgetStop(searcher),
             callbacks=[FailureCounter(), Reconcile(searcher, quiet),
                        *board.callbacks(folder, quiet=quiet, verbose=verbose, metric=cfg.metric,
-                                       searched=board.Searched.of(cfg))],
+                                       searched=board.Searched.of(cfg), mode=cfg.mode, target=cfg.target)],
         ),
     )
 

@@ -78,6 +78,28 @@ def test_tally_counts_epochs_rounds_and_outcomes():
     assert json.dumps(asdict(progress.Tally.from_state(json.loads(state))), sort_keys=True) == state
 
 
+def test_the_best_so_far_follows_the_sweeps_mode():
+    t = progress.Tally(metric="val_accuracy", mode="max", target=1.0)
+    t.start("a", {"max_epochs": 3, "round": 0, "lr": 0.01})
+    t.start("b", {"max_epochs": 3, "round": 0, "lr": 0.1})
+    for e, acc in ((1, 0.5), (2, 0.8), (3, 0.7)):
+        t.result("a", {"epoch": e, "val_accuracy": acc})
+    t.result("b", {"epoch": 1, "val_accuracy": 0.6})
+    t.result("b", {"epoch": 2, "val_accuracy": math.nan})  # diverged: never the best, whatever the mode
+    assert (t.best, t.best_trial, t.best_epoch) == (0.8, "a", 2) and t.trials["b"].best == 0.6
+    assert "best val_accuracy 0.8000 (lr 0.01, trial a, epoch 2)" in t.status_line(1)
+    table = t.rounds_markdown()
+    assert "| highest val_accuracy at any epoch |" in table and "| 0.8000 | 5 |" in table
+    assert table.endswith("highest val_accuracy at any epoch 0.8000 at lr 0.01 (trial a, epoch 2)")
+    again = progress.Tally.from_state(json.loads(json.dumps(asdict(t))))
+    assert again.goal == t.goal and again.best == 0.8
+    low = progress.Tally()  # mode min, the default: lower is better, as before
+    low.start("a", {"max_epochs": 2, "round": 0, "lr": 0.01})
+    low.result("a", {"epoch": 1, "val_loss": 0.5})
+    low.result("a", {"epoch": 2, "val_loss": 0.8})
+    assert (low.best, low.best_epoch) == (0.5, 1) and "| lowest val_loss at any epoch |" in low.rounds_markdown()
+
+
 def test_the_first_page_pins_the_losses_unsmoothed(tmp_path):
     url = tbserver.first_page("http://127.0.0.1:6006/", tbserver.metric_of(tmp_path))  # no rounds.json: val_loss
     parts = urllib.parse.urlsplit(url)
@@ -255,6 +277,22 @@ def test_callbacks_write_trial_hparams_and_the_sweep_run(tmp_path, capsys, monke
     assert any(line.startswith("[sweep 0:01:15] round 1 started") for line in out)
     assert out[-1].startswith("[sweep 0:01:15] round 1 (lr 0.003..0.003)")
     assert "1 completed, 0 stopped early, 1 diverged, 1 errored" in out[-1] and "5 epochs" in out[-1]
+
+
+def test_the_sweep_run_and_the_status_line_follow_a_max_metric(tmp_path, capsys):
+    _, sweep_board, live = board.callbacks(tmp_path, metric="val_accuracy", mode="max", target=1.0, interval=0)
+    trial = FakeTrial(tmp_path, "a", {"max_epochs": 3, "round": 0, "lr": 0.01})
+    for cb in (sweep_board, live):
+        cb.setup()
+        cb.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    for e, acc in ((1, 0.5), (2, 0.8), (3, 0.7)):
+        for cb in (sweep_board, live):
+            cb.on_trial_result(iteration=0, trials=[trial], trial=trial, result={"epoch": e, "val_accuracy": acc})
+    live.on_step_end(iteration=0, trials=[trial])
+    sweep_board.writer.close()
+    best = events(tmp_path / board.SWEEP_RUN)["sweep/best_val_accuracy"]
+    assert [(s, round(v, 6)) for s, v in best] == [(1, 0.5), (2, 0.8), (3, 0.8)]  # the highest so far
+    assert "best val_accuracy 0.8000 (lr 0.01, trial a, epoch 2)" in capsys.readouterr().out
 
 
 def test_quiet_prints_nothing_and_state_survives_a_resume(tmp_path, capsys):
