@@ -541,7 +541,7 @@ def dump(cfg: SweepConfig) -> str:
 # --- resuming with an edited config ------------------------------------------------------------------
 RESUME_MAY_GROW = ("zoom.max_rounds", "zoom.budget_fte", "zoom.budget_wall_s",  # more rounds, a larger
                    "zoom.budget_gpu_hours")  # budget: the sweep extends
-RESUME_MAY_CHANGE = ("resources.", "max_trials_per_round", "zoom.on_budget", "notify")  # nothing trained moves
+RESUME_MAY_CHANGE = ("resources.", "max_trials_per_round", "zoom.on_budget", "notify", "cost")  # nothing trained moves
 RESUME_NOT_COMPARED = ("name", "storage")  # how the sweep folder was found
 
 

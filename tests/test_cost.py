@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import analysis, cost, report, results
+from orchestrator import analysis, config as configs, cost, report, results
 
 A100 = cost.Resources(cpu=4, gpu=0.5, workers=2, gpu_kind="A100")
 RATES = cost.Rates(gpu_hour=2.5, cpu_hour=0.05)
@@ -147,3 +147,10 @@ def test_a_folder_without_a_config_costs_one_cpu_and_no_money(tmp_path):
     s = analysis.summarise(folder)
     assert s.cost is not None and s.cost.gpu_hours == {} and s.cost.money is None
     assert s.cost.cpu_hours == pytest.approx(s.cost.trial_hours) and math.isfinite(s.cost.trial_hours)
+
+
+def test_rates_may_change_on_resume_nothing_trained_moves():
+    base = {"name": "s", "workload": "digits_mlp", "max_epochs": 2, "space": {"lr": {"log": [1e-4, 1e-1]}}}
+    refused, allowed = configs.resume_changes(configs.SweepConfig.model_validate(base),
+                                              configs.SweepConfig.model_validate({**base, "cost": {"gpu_hour": 2.5}}))
+    assert refused == [] and allowed["cost.gpu_hour"] == (None, 2.5)
