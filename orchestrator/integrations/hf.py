@@ -26,7 +26,9 @@ In a training function (``train: "module:train"`` in the sweep YAML)::
 
 The Trainer must evaluate once per epoch (``eval_strategy="epoch"``) and must not cap its steps
 (``max_steps``); ``fit`` raises ``ValueError`` otherwise. The sweep keeps the checkpoints: set
-``save_strategy="no"`` unless you want the Trainer's own as well.
+``save_strategy="no"`` unless you want the Trainer's own as well. A resumed trial goes on from the
+checkpoint's weights, optimizer and decay law; its batches come in the order the Trainer draws anew
+(``args.seed``), not the order the uninterrupted run would have drawn.
 """
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ In a training function (``train: "module:train"`` in the sweep YAML)::
 The Trainer must validate every epoch (``check_val_every_n_epoch=1``, the default, and validation data);
 ``fit`` raises ``ValueError`` otherwise, and the callback raises ``RuntimeError`` for an epoch that ran no
 validation. The callback subclasses ``lightning.pytorch.Callback`` (the ``lightning`` package, not
-``pytorch_lightning``).
+``pytorch_lightning``). A resumed trial goes on from the checkpoint's weights, optimizer and decay law;
+its batches come in the order its DataLoaders draw anew, not the order the uninterrupted run would have drawn.
 """
 from __future__ import annotations
 
