@@ -201,11 +201,12 @@ def advice(rounds: list[RoundPick], resolution: float, points_per_round: int) ->
         return (f"one more round: a single round measures no move of the pick; the next would cost {expected} "
                 f"and refine around {_rate(last.lr)}")
     m, n = moved(rounds[-2], last), narrowed(rounds[-2], last)
-    bought = (f"the last round (round {last.index}) moved the pick by {_decades(m)} and narrowed the band by "
-              f"{_decades(n)}")
+    bought = (f"the last round (round {last.index}) moved the pick by {_decades(m)} and "
+              + (f"narrowed the band by {_decades(n)}" if n is not None
+                 else "did not measure the band both before and after it (noise: fewer than 4 trials near the best)"))
     if (m is None or m < resolution) and (n is None or n < resolution):
-        return f"stop here: {bought}, both below the resolution of {resolution:g} decades"
-    return (f"one more round: {bought} (resolution {resolution:g} decades); the next would cost {expected} and "
+        return f"stop here: {bought}; below the resolution of {resolution:g} decades"
+    return (f"one more round: {bought}; the resolution is {resolution:g} decades; the next would cost {expected} and "
             f"is expected to move the pick by at most {_decades(m)}")
 
 

@@ -63,8 +63,7 @@ def test_moved_and_narrowed_in_decades():
 def test_advice_stops_when_the_last_round_moved_and_narrowed_less_than_the_resolution():
     rounds = [_pick(0, 1e-3, 1e-4, 1e-2), _pick(1, 10 ** -2.95, 10 ** -3.98, 10 ** -2.01)]  # 0.05 and 0.03 decades
     assert cost.advice(rounds, 0.1, 4) == ("stop here: the last round (round 1) moved the pick by 0.05 decades and "
-                                           "narrowed the band by 0.03 decades, both below the resolution of 0.1 "
-                                           "decades")
+                                           "narrowed the band by 0.03 decades; below the resolution of 0.1 decades")
 
 
 def test_advice_is_one_more_round_with_its_expected_cost_when_the_last_round_moved_the_pick():
@@ -72,7 +71,7 @@ def test_advice_is_one_more_round_with_its_expected_cost_when_the_last_round_mov
     line = cost.advice(rounds, 0.1, 4)
     # 4 points x the last round's 0.25 trial-hours and 0.5 USD per trial
     assert line == ("one more round: the last round (round 1) moved the pick by 0.30 decades and narrowed the band "
-                    "by 0.50 decades (resolution 0.1 decades); the next would cost 4 trials, about 1 trial-hours "
+                    "by 0.50 decades; the resolution is 0.1 decades; the next would cost 4 trials, about 1 trial-hours "
                     "(2.00 USD) and is expected to move the pick by at most 0.30 decades")
     # a band not measured counts as not narrowed; a move under the resolution then stops
     assert cost.advice([rounds[0], _pick(1, 10 ** -2.95, 0, 0, False)], 0.1, 4).startswith("stop here")
@@ -130,10 +129,10 @@ def test_a_stored_sweep_reports_its_cost_per_round_and_the_advice(tmp_path):
     assert r0["band_low"] is None and r1["band_low"] <= s.lr <= r1["band_high"]  # round 0's noise: not measured
     # the last round moved the pick 0.4 > 0.1 decades: one more round, 4 trials at round 1's 0.1 trial-hours
     # (0.26 USD) each
-    assert best["advice"] == ("one more round: the last round (round 1) moved the pick by 0.40 decades and narrowed "
-                              "the band by n/a (not measured) (resolution 0.1 decades); the next would cost 4 trials, "
-                              "about 0.4 trial-hours (1.04 USD) and is expected to move the pick by at most 0.40 "
-                              "decades")
+    assert best["advice"] == ("one more round: the last round (round 1) moved the pick by 0.40 decades and did not "
+                              "measure the band both before and after it (noise: fewer than 4 trials near the best); "
+                              "the resolution is 0.1 decades; the next would cost 4 trials, about 0.4 trial-hours "
+                              "(1.04 USD) and is expected to move the pick by at most 0.40 decades")
     md = (folder / "report.md").read_text()
     assert "## Cost per round, and what it bought" in md and f"**Advice: {best['advice']}**" in md
     assert f"- Cost in real units: wall time 2520 s, {hours:.3g} trial-hours, {hours:.3g} GPU-hours (H100)" in md
