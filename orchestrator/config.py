@@ -139,6 +139,8 @@ class Notify(_Frozen):
 class Resources(_Frozen):
     cpu: float = Field(default=1.0, gt=0, le=1024)
     gpu: float = Field(default=0.0, ge=0, le=64)
+    workers: int = Field(default=1, ge=1, le=1024,
+                         description="processes per trial (data-parallel, Ray Train); cpu and gpu are per worker")
     custom: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("gpu")

@@ -141,8 +141,28 @@ def make_scheduler(cfg: SweepConfig):
 
 
 def trainable_with_resources(cfg: SweepConfig):
-    res: dict[str, Any] = {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu, **cfg.resources.custom}
+    r = cfg.resources
+    if r.workers > 1:  # a data-parallel trial: a driver taking no CPU; Ray Train asks for its workers
+        from orchestrator import distributed
+
+        scaling = distributed.Scaling(workers=r.workers, cpu=r.cpu, gpu=r.gpu, custom=dict(r.custom))
+        return tune.with_resources(distributed.trainable(scaling), distributed.DRIVER)
+    res: dict[str, Any] = {"cpu": r.cpu, "gpu": r.gpu, **r.custom}
     return tune.with_resources(train_trial, res)
+
+
+def _data_parallel_slots(cfg: SweepConfig) -> int | None:
+    """Data-parallel trials at once on the connected cluster (``distributed.concurrent_trials``); None
+    (no limit) for one-worker trials."""
+    r = cfg.resources
+    if r.workers == 1:
+        return None
+    import ray
+
+    from orchestrator import distributed
+
+    scaling = distributed.Scaling(workers=r.workers, cpu=r.cpu, gpu=r.gpu, custom=dict(r.custom))
+    return distributed.concurrent_trials(scaling, ray.cluster_resources())
 
 
 class FailureCounter(tune.Callback):
@@ -209,7 +229,7 @@ def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bo
         tune_config=tune.TuneConfig(
             metric=cfg.metric, mode=cfg.mode, search_alg=searcher,
             scheduler=make_scheduler(cfg), num_samples=-1, reuse_actors=True,
-            trial_dirname_creator=trial_dirname,
+            trial_dirname_creator=trial_dirname, max_concurrent_trials=_data_parallel_slots(cfg),
         ),
         run_config=tune.RunConfig(
             name=cfg.name, storage_path=path, storage_filesystem=filesystem, verbose=0,
