@@ -1,5 +1,5 @@
 """Data-parallel trials: one Tune trial trains on ``workers`` processes with Ray Train's ``TorchTrainer``
-(DDP; gloo on CPUs, nccl on GPUs).
+(DDP; nccl when each worker has a whole GPU, else gloo).
 
 ``resources: {workers: N, cpu: C, gpu: G}`` asks C CPUs and G GPUs for each of the N workers. The Tune
 trial itself is a driver taking no resources (Ray Train's documented way to tune a trainer since Train V2:
@@ -81,6 +81,11 @@ class Scaling:
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"workers={self.workers}: expected >= 1")
+
+    def backend(self) -> str:
+        """nccl when each worker holds a whole GPU (or more); gloo on CPUs and for workers sharing a GPU
+        (NCCL refuses two ranks on one device)."""
+        return "nccl" if self.gpu >= 1 else "gloo"
 
     def per_worker(self) -> dict[str, float]:
         return {"CPU": self.cpu, **({"GPU": self.gpu} if self.gpu else {}), **self.custom}
@@ -174,7 +179,7 @@ def trainable(scaling: Scaling):
         trainer = TorchTrainer(
             worker_loop,
             train_loop_config={"config": config, "state": state, "threads": scaling.cpu, "gpu": scaling.gpu > 0},
-            torch_config=TorchConfig(backend="nccl" if scaling.gpu else "gloo", timeout_s=COLLECTIVE_TIMEOUT_S),
+            torch_config=TorchConfig(backend=scaling.backend(), timeout_s=COLLECTIVE_TIMEOUT_S),
             scaling_config=ScalingConfig(num_workers=scaling.workers, use_gpu=scaling.gpu > 0,
                                                resources_per_worker=scaling.per_worker()),
             run_config=RunConfig(

@@ -33,6 +33,8 @@ def test_shards_are_equal_disjoint_and_cover_whole_steps():
     two = distributed.Scaling(workers=2, cpu=1, gpu=0.5)
     assert distributed.concurrent_trials(two, {"CPU": 5, "GPU": 4}) == 2  # CPUs: 5 // 2; GPUs: 4 // 1
     assert distributed.concurrent_trials(two, {"CPU": 1}) == 1  # never below one (it waits for a node)
+    assert (two.backend(), distributed.Scaling(2, gpu=1).backend(), distributed.Scaling(2).backend()) == (
+        "gloo", "nccl", "gloo")  # NCCL refuses two ranks on one GPU
 
 
 @pytest.mark.slow
