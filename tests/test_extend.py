@@ -114,3 +114,48 @@ def test_extend_a_sweep_stored_at_a_uri_from_a_machine_without_its_local_copy(s3
     assert json.loads(s3.read("runs/s3ext/best.json"))["stop_reason"] == "round budget spent (2 rounds)"
     assert "extended with zoom.max_rounds -> 2" in s3.read("runs/s3ext/resume.log").decode()
     assert pq.read_table(pa.BufferReader(s3.read("runs/s3ext/trials.parquet"))).num_rows > first
+
+
+def test_extension_checks_what_a_finished_sweep_folder_allows_without_ray(tmp_path, capsys):
+    """``folder.extension`` on a synthetic finished sweep: what it refuses (one line, nothing written) and
+    what it returns and records."""
+    from orchestrator import results
+
+    from .test_report import MAX_EPOCHS, make_sweep
+
+    folder = make_sweep(tmp_path / "runs" / "synth")
+    spec = {**SPEC, "name": "other", "max_epochs": MAX_EPOCHS, "storage": "elsewhere"}
+    (folder / "sweep.yaml").write_text(config.dump(config.parse(spec)))
+    where = folders.locate(folder)
+
+    def finished(reason: str) -> None:
+        meta = json.loads((folder / results.ROUNDS).read_text())
+        results.write_json(folder / results.ROUNDS, {**meta, "stop_reason": reason})
+        results.write_json(folder / "best.json", {"stop_reason": reason})
+
+    def refused(rounds, fte, *words) -> None:
+        with pytest.raises(config.ConfigError) as exc:
+            folders.extension(where, rounds, fte)
+        assert "\n" not in str(exc.value) and all(w in str(exc.value) for w in words), str(exc.value)
+
+    spent = sum(1 for r in results.read_trials(folder) if r.get("epoch") is not None) / MAX_EPOCHS
+    finished("round budget spent (2 rounds)")
+    refused(2, None, "already ran 2 round(s)")
+    refused(None, spent + 10, "round budget spent", "--rounds N")
+    refused(3, spent / 2, "--budget-fte", "already spent")
+    finished("epoch budget spent (99 >= 98 epochs)")
+    refused(3, None, "epoch budget spent", "--budget-fte X")
+    finished("bracket narrower than the resolution (0.1 decades)")
+    refused(3, None, "ended because bracket narrower", "would not change that")
+    results.write_json(folder / "best.json", {"stop_reason": "round budget spent (1 rounds)"})  # an older finish
+    refused(3, None, "did not finish", "--resume")
+    assert not (folder / "resume.log").exists()
+
+    finished("epoch budget spent (99 >= 98 epochs)")
+    cfg, grown = folders.extension(where, 3, spent + 1)
+    assert grown == {"max_rounds": 3, "budget_epochs": (spent + 1) * MAX_EPOCHS}
+    assert (cfg.name, cfg.storage, cfg.zoom.max_rounds, cfg.zoom.budget_fte) == ("synth", str(folder.parent), 3,
+                                                                                 spent + 1)
+    log = (folder / "resume.log").read_text()
+    assert log.count("\n") == 1 and "extended with zoom.max_rounds -> 3 (2 round(s) had run)" in log
+    assert "[sweep] extended with" in capsys.readouterr().out
