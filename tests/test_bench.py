@@ -45,7 +45,8 @@ def write_landscape(path: Path, epochs: int = 27, seeds=SEARCH_SEEDS + FRESH, pe
     return lrs
 
 
-SCRIPTS = ("landscape", "frontier", "simulate", "replay", "robust", "regret", "peers", "overhead", "utilization", "gpu")
+SCRIPTS = ("landscape", "frontier", "simulate", "replay", "robust", "regret", "peers", "overhead", "utilization", "gpu",
+           "gpu_busy")
 
 
 def test_every_bench_runs_as_a_module():
@@ -364,3 +365,20 @@ def test_trivial_workloads():
     start = time.perf_counter()
     loss(out, target)
     assert time.perf_counter() - start >= 0.2  # a training batch does
+
+
+# ------------------------------------------------------------------------------------------ gpu_busy
+@pytest.mark.slow
+def test_gpu_busy_dry_run_on_cpu(tmp_path, local_ray):
+    from bench import gpu_busy
+
+    assert gpu_busy.lrs(3) == pytest.approx([1e-3, 1e-2, 1e-1])
+    assert gpu_busy.main(["--cpu", "--results", str(tmp_path)]) == 0
+    text = (tmp_path / "gpu_cpu.md").read_text()
+    rows = {r.split(" | ")[0].lstrip("| "): r.rstrip(" |").split(" | ") for r in text.splitlines()
+            if r.startswith("| ")}
+    assert set(rows) >= {s.label for s in gpu_busy.DRY_SCENARIOS}
+    for label in (s.label for s in gpu_busy.DRY_SCENARIOS):
+        assert rows[label][1:3] == ["1", "2"], rows[label]  # 1 trial, 2 epochs in each run (DDP: rank 0's only)
+        assert rows[label][6] == "n/a"  # no GPU: no busy fraction
+        assert float(rows[label][7]) > 0  # epoch time against the solo trial's
