@@ -70,7 +70,8 @@ def test_resolve_auto_replaces_only_auto():
     from orchestrator import memprobe
 
     cpu = torch.device("cpu")
-    config = {"workload": "cifar_resnet", "n_train": 20, "width": 4, "blocks": 1, "batch_size": "auto"}
+    config = {"workload": "orchestrator.workloads.images:cifar_resnet", "n_train": 20, "width": 4, "blocks": 1,
+              "batch_size": "auto"}
     limit = lambda: memprobe.ActivationLimit(3 << 20)()  # noqa: E731 - 3 MiB saved for backward
     resolved, found = memprobe.resolve_auto(config, cpu, limit)
     assert found is not None and resolved["batch_size"] == found.batch and 8 <= found.batch < 1000

@@ -51,7 +51,6 @@ BUILTINS = {
     "digits_mlp": "orchestrator.workloads.digits:digits_mlp",
     "digits_cnn": "orchestrator.workloads.more:digits_cnn",
     "diabetes_regression": "orchestrator.workloads.more:diabetes_regression",
-    "cifar_resnet": "orchestrator.workloads.images:cifar_resnet",
 }
 
 
