@@ -5,7 +5,8 @@ classes), and ``train``, a training function for it with the GPU path on.
 ``BUILTINS``: its default size is a GPU's, too slow for the CPU checks every built-in gets);
 ``train: orchestrator.workloads.images:train`` with the GPU path, which is used only when the trial has a
 GPU: data kept on the device (copied once, pinned and non-blocking), ``channels_last``, ``cudnn.benchmark``,
-and mixed precision when ``amp: true`` (float16 with a gradient scaler). On a CPU it is the plain loop, so the same config runs anywhere.
+and mixed precision when ``amp: true`` (float16 with a gradient scaler). On a CPU it is the plain loop, so
+the same config runs anywhere.
 
 Config keys (all optional): ``width`` (64: channels of the first stage; 2x, 4x in the next two),
 ``blocks`` (2 residual blocks a stage), ``n_train`` (20000 images; 20% more for validation), ``amp``
