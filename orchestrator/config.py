@@ -136,6 +136,15 @@ class Notify(_Frozen):
                                                   "SWEEP_SUMMARY")
 
 
+class WarmStart(_Frozen):
+    """Seed round 0 with an old sweep's pick (``orchestrator.warm``)."""
+
+    run: str = Field(min_length=1, description="the old sweep's folder or URI (STORAGE/NAME)")
+    scaling: Literal["linear", "sqrt"] = Field(default="linear", description="how the old pick moves when the "
+                                               "global batch (batch_size x workers) changed")
+    width: float = Field(default=1.0, gt=0, le=10, description="decades round 0 looks either side of the prior")
+
+
 class Resources(_Frozen):
     cpu: float = Field(default=1.0, gt=0, le=1024)
     gpu: float = Field(default=0.0, ge=0, le=64)
@@ -188,6 +197,7 @@ class SweepConfig(_Frozen):
     resources: Resources = Resources()
     cost: Cost | None = None  # rates: the report gives the sweep's cost in money
     notify: Notify | None = None
+    warm_start: WarmStart | None = None
 
     @field_validator("name")
     @classmethod

@@ -16,7 +16,9 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from orchestrator import config as configs, results, storage
+import yaml
+
+from orchestrator import config as configs, results, storage, warm
 from orchestrator.budget import Budget, OnBudget
 from orchestrator.config import SweepConfig
 from orchestrator.errors import SweepExistsError
@@ -288,6 +290,43 @@ def extension(where: storage.Target, rounds: int | None, budget_fte: float | Non
     if not quiet:
         print(f"[sweep] {line} (recorded in {where.folder / 'resume.log'})", flush=True)
     return cfg, grown
+
+
+# --- a warm start -------------------------------------------------------------------------------------------
+def warm_prior(cfg: SweepConfig) -> warm.Prior | None:
+    """The prior of ``cfg.warm_start`` (None without one), from the old sweep's ``best.json`` and
+    ``sweep.yaml`` (a folder, or a URI: downloaded into a cache). Raises ``ConfigError`` (one line) when the
+    old sweep has no pick or its metric or direction differs from ``cfg``'s."""
+    ws = cfg.warm_start
+    if ws is None:
+        return None
+    where = locate(ws.run)
+    if where.uri:
+        if not storage.exists(where.uri):
+            raise configs.ConfigError(f"warm_start.run: {where.shown}: no sweep there")
+        uri = where.uri
+        where = storage.Target(folder=storage.cache_dir("warm", uri) / where.folder.name, uri=uri)
+        storage.download(uri, where.folder, names=("best.json", "sweep.yaml"))
+    best = results.read_json(where.folder / "best.json") if (where.folder / "best.json").is_file() else None
+    if not isinstance(best, dict) or not isinstance(best.get("lr"), (int, float)):
+        raise configs.ConfigError(f"warm_start.run: {where.shown}: no finished sweep there (no best.json with a "
+                                  f"chosen lr)")
+    old_metric, old_mode = best.get("metric"), best.get("mode") or "min"
+    if old_metric != cfg.metric or old_mode != cfg.mode:
+        raise configs.ConfigError(f"warm_start.run: {where.shown} picked for {old_metric} ({old_mode}); this sweep "
+                                  f"optimises {cfg.metric} ({cfg.mode}): a warm start needs the same metric and "
+                                  f"direction")
+    try:
+        old = yaml.safe_load(_read_or_empty(where.folder / "sweep.yaml")) or {}
+    except yaml.YAMLError:
+        old = {}
+    old = old if isinstance(old, dict) else {}
+    old_space: dict[str, Any] = old["space"] if isinstance(old.get("space"), dict) else {}
+    old_workers = (old.get("resources") or {}).get("workers", 1) if isinstance(old.get("resources"), dict) else 1
+    rng = cfg.zoom_range
+    return warm.prior(float(best["lr"]), warm.global_batch(old_space, int(old_workers or 1)),
+                      warm.global_batch(dict(cfg.space), getattr(cfg.resources, "workers", 1)),
+                      math.log10(rng.log[0]), math.log10(rng.log[1]), ws.scaling, ws.width)
 
 
 def _parent_uri(uri: str) -> str:

@@ -1,6 +1,7 @@
 """The one place that builds Ray Tune's Tuner, TuneConfig, RunConfig and ASHAScheduler."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -18,9 +19,11 @@ from orchestrator import atomicfs, board, config as configs, credfs, folder as f
 from orchestrator.budget import Budget, OnBudget
 from orchestrator.config import SweepConfig
 from orchestrator.errors import LeaseHeldError, SweepExistsError, SweepInterrupted  # re-exported; home: errors.py
+from orchestrator.results import write_json
 from orchestrator.searcher import ZoomSearcher
 from orchestrator.state import SweepState
 from orchestrator.trial import checkpoint_history, mend_checkpoint, train_trial
+from orchestrator.warm import Prior
 
 
 def trial_dirname(trial) -> str:  # module-level: Tune pickles it
@@ -42,11 +45,13 @@ class RoundPrinter:
             print(f"[sweep] round {event.index}: {len(event.points)} trials ({event.reason})", flush=True)
 
 
-def make_state(cfg: SweepConfig) -> SweepState:
+def make_state(cfg: SweepConfig, start: Prior | None = None) -> SweepState:
+    """``start``: a warm start's prior (``folder.warm_prior``): round 0 looks at its range only."""
     rng = cfg.zoom_range
     z = cfg.zoom
+    low, high = (start.low, start.high) if start else (math.log10(rng.log[0]), math.log10(rng.log[1]))
     rules = zoom.Rules(
-        low=math.log10(rng.log[0]), high=math.log10(rng.log[1]), spacing=1.0 / rng.per_decade,
+        low=low, high=high, spacing=1.0 / rng.per_decade,
         max_epochs=cfg.max_epochs, max_rounds=z.max_rounds, points_per_round=z.points_per_round,
         resolution=z.resolution, tolerance=z.tolerance,
         budget_epochs=z.budget_fte * cfg.max_epochs if z.budget_fte else None, groups=z.groups,
@@ -218,11 +223,11 @@ class Reconcile(tune.Callback):
 
 
 def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bool = False,
-                storage_path: str | None = None) -> tune.Tuner:
+                storage_path: str | None = None, start: Prior | None = None) -> tune.Tuner:
     """``storage_path``: where Tune writes the experiment (default: ``folder``'s parent, ``folder`` then
     being the experiment folder); a URI for a sweep stored at a URI (its credentials kept out of Tune's
     pickles: ``credfs.for_tune``)."""
-    searcher = ZoomSearcher(make_state(cfg), RoundPrinter(quiet))
+    searcher = ZoomSearcher(make_state(cfg, start), RoundPrinter(quiet))
     path, filesystem = credfs.for_tune(storage_path) if storage_path else (str(folder.parent), atomicfs.local())
     return tune.Tuner(
         trainable_with_resources(cfg),
@@ -337,8 +342,15 @@ def _tuner(cfg: SweepConfig, where: storage.Target, config_text: str, resume: bo
         folders.refuse_symlink(where.folder)
     if resume and folders.present(where):
         return _restore(cfg, where, quiet)
+    start = folders.warm_prior(cfg)  # a warm start that cannot be made is refused before the claim
     folders.claim(where, config_text or configs.dump(cfg), checks)
-    return build_tuner(cfg, where.folder, quiet, verbose, storage_path=cfg.storage if where.uri else None)
+    if start is not None:
+        run_at = storage.display(cfg.warm_start.run) if cfg.warm_start else ""
+        write_json(where.folder / "warm_start.json", {"run": run_at, **dataclasses.asdict(start)})
+        if not quiet:
+            print(f"[sweep] warm start: {start.note}", flush=True)
+    return build_tuner(cfg, where.folder, quiet, verbose, storage_path=cfg.storage if where.uri else None,
+                       start=start)
 
 
 def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool,
