@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -44,16 +45,15 @@ def test_two_worker_trials_on_a_cluster_survive_a_lost_node(tmp_path, ray_temp):
 
     from orchestrator import config, run_sweep
 
-    data = {"name": "ddp", "workload": "digits_mlp", "max_epochs": EPOCHS, "storage": str(tmp_path / "runs"),
-            "checkpoint_every": 1, "max_failures": 2,
-            "space": {"lr": {"log": [1e-2, 1e-1], "per_decade": 1}, "optimizer": "sgd", "momentum": 0.9,
-                      "width": 32, "batch_size": 64},
-            "asha": {"enabled": False}, "zoom": {"max_rounds": 1},
-            "resources": {"workers": 2, "cpu": 1}}
+    # examples/ddp.yaml (workers: 2, the built-in loop), shortened: one round of 2 rates, ASHA off
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "ddp.yaml").read_text())
+    data.update(name="ddp", max_epochs=EPOCHS, storage=str(tmp_path / "runs"), checkpoint_every=1, max_failures=2,
+                asha={"enabled": False}, zoom={"max_rounds": 1})
+    data["space"].update(lr={"log": [1e-2, 1e-1], "per_decade": 1}, width=32, batch_size=64)
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(data))
     cfg = config.load(path)
-    assert cfg.resources.workers == 2
+    assert (cfg.resources.workers, cfg.resources.cpu) == (2, 1)
     temp = ray_temp
     # the head runs the drivers (no CPU); each worker node fits one trial's 2 workers (packed on it)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "temp_dir": temp,
