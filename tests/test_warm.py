@@ -8,6 +8,10 @@ import pytest
 
 from orchestrator import config, folder as folders, results, warm
 
+from . import test_storage
+
+moto_endpoint, s3 = test_storage.moto_endpoint, test_storage.s3  # fixtures
+
 
 def test_prior_moves_the_old_pick_by_the_rule_and_narrows_round_0_inside_the_range():
     p = warm.prior(0.01, 32, 128, low=-6, high=0, scaling="linear")
@@ -63,3 +67,14 @@ def test_a_warm_started_sweep_trains_a_narrower_round_0_around_the_moved_pick(lo
     assert start["x"] == pytest.approx(min(0.0, math.log10(cold.lr * 2)))
     rounds = json.loads((warm_run.folder / "rounds.json").read_text())["rounds"]
     assert rounds[0]["points"] < 5 and warm_run.epochs < cold.epochs  # fewer trials than the cold grid's 5
+
+
+def test_a_warm_start_reads_the_old_sweep_from_a_uri(s3):
+    s3.write("runs/old/best.json", json.dumps({"lr": 0.01, "metric": "val_loss", "mode": "min"}).encode())
+    s3.write("runs/old/sweep.yaml", b"name: old\nspace: {batch_size: 16}\n")
+    cfg = config.parse({**BASE, "space": {**BASE["space"], "batch_size": 64},
+                        "warm_start": {"run": s3.uri("runs/old")}})
+    p = folders.warm_prior(cfg)
+    assert p is not None and p.factor == pytest.approx(4) and p.x == pytest.approx(math.log10(0.04))
+    with pytest.raises(config.ConfigError, match="no sweep there"):
+        folders.warm_prior(config.parse({**BASE, "warm_start": {"run": s3.uri("runs/absent")}}))
