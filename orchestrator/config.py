@@ -8,6 +8,7 @@ import math
 import re
 import reprlib
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -410,7 +411,50 @@ def _trial_keys() -> frozenset[str]:
 
     laws = {f.name for law in schedules.LAWS.values() for f in dataclasses.fields(law)}
     return frozenset({"lr", "optimizer", "momentum", "weight_decay", "batch_size", "seed", "checkpoint_every",
-                      "schedule", "warmup", *laws})
+                      "schedule", "warmup", *laws, *(f.name for f in dataclasses.fields(LoopOptions))})
+
+
+class Amp(str, Enum):
+    """Mixed precision of the built-in loop: ``off`` (fp32), ``bf16`` (autocast, CPU or GPU), ``fp16``
+    (autocast with a gradient scaler; CUDA only)."""
+
+    OFF = "off"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopOptions:
+    """The built-in loop's options, space keys like ``batch_size``: ``amp``; ``grad_clip`` (clip the
+    gradient norm to it before each optimizer step; None: no clipping); ``grad_accum`` (the optimizer steps
+    every N batches on their mean gradient; the lr is not rescaled); ``num_workers``, ``pin_memory`` (the
+    DataLoader of a dataset that is not an in-memory ``TensorDataset``; pin_memory None: pinned on a GPU)."""
+
+    amp: Amp = Amp.OFF
+    grad_clip: float | None = None
+    grad_accum: int = 1
+    num_workers: int = 0
+    pin_memory: bool | None = None
+
+
+def loop_options(config: dict[str, Any]) -> LoopOptions:
+    """The ``LoopOptions`` of a trial config; ValueError naming the key and value for a bad one (YAML reads
+    ``amp: off`` as false: taken as off)."""
+    amp = config.get("amp", Amp.OFF.value)
+    amp = Amp.OFF.value if amp is False or amp is None else amp
+    if amp not in {a.value for a in Amp}:
+        raise ValueError(f"amp={shown(amp)}: expected one of {', '.join(a.value for a in Amp)}")
+    clip = config.get("grad_clip")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 < clip < math.inf):
+        raise ValueError(f"grad_clip={shown(clip)}: expected a number > 0, or null for no clipping")
+    accum, workers = config.get("grad_accum", 1), config.get("num_workers", 0)
+    for key, value, low in (("grad_accum", accum, 1), ("num_workers", workers, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{key}={shown(value)}: expected an integer >= {low}")
+    pin = config.get("pin_memory")
+    if pin is not None and not isinstance(pin, bool):
+        raise ValueError(f"pin_memory={shown(pin)}: expected true, false or null (pinned on a GPU)")
+    return LoopOptions(Amp(amp), None if clip is None else float(clip), accum, workers, pin)
 
 
 def declared_keys(reader: Any, what: str) -> frozenset[str] | None:
@@ -467,6 +511,8 @@ def _check_trials(cfg: SweepConfig, source: str) -> None:
             raise ConfigError(f"{source}: space.optimizer: {shown(name)} is not one of {', '.join(OPTIMIZERS)}")
         try:
             schedules.law_from_config(trial)
+            if cfg.workload is not None:  # a training function reads its own keys
+                loop_options(trial)
         except (ValueError, TypeError) as exc:
             text = str(exc)
             key = next((k for k in sorted(trial, key=len, reverse=True) if text.startswith(k)), "schedule")

@@ -22,7 +22,7 @@ from orchestrator.errors import LeaseHeldError, SweepExistsError, SweepInterrupt
 from orchestrator.results import write_json
 from orchestrator.searcher import ZoomSearcher
 from orchestrator.state import SweepState
-from orchestrator.trial import checkpoint_history, mend_checkpoint, train_trial
+from orchestrator.trial import checkpoint_history, mend_checkpoint, trainable
 from orchestrator.warm import Prior
 
 
@@ -153,7 +153,7 @@ def trainable_with_resources(cfg: SweepConfig):
         scaling = distributed.Scaling(workers=r.workers, cpu=r.cpu, gpu=r.gpu, custom=dict(r.custom))
         return tune.with_resources(distributed.trainable(scaling), distributed.DRIVER)
     res: dict[str, Any] = {"cpu": r.cpu, "gpu": r.gpu, **r.custom}
-    return tune.with_resources(train_trial, res)
+    return tune.with_resources(trainable(cfg), res)  # the workloads built once, shared (trial.trainable)
 
 
 def _data_parallel_slots(cfg: SweepConfig) -> int | None:
