@@ -300,8 +300,10 @@ def share_workloads(configs: list[dict], param: str) -> Shared | None:
     names = {str(c.get("workload")) for c in configs}
     if not configs or any(c.get("train") for c in configs) or len(names) != 1:
         return None
-    reader = workloads.resolve(names.pop())
-    declared = declared_keys(reader, "workload")
+    try:
+        declared = declared_keys(workloads.resolve(names.pop()), "workload")
+    except Exception:  # the trials resolve it again, and error with their own message
+        return None
     if declared is None or param in declared:
         return None
     puts: dict[tuple, Any] = {}  # one put per distinct tensor (views of one cached array share it)
@@ -313,7 +315,7 @@ def share_workloads(configs: list[dict], param: str) -> Shared | None:
             packed = {"model": wl.model, "loss": wl.loss, "num_classes": wl.num_classes, "meta": wl.meta,
                       "train": [_put(t, puts, ray) for t in _tensors(wl.train)],
                       "val": [_put(t, puts, ray) for t in _tensors(wl.val)]}
-        except (TypeError, RuntimeError, ValueError, workloads.WorkloadError):
+        except Exception:  # a plugin's own error, data Ray cannot hold: its trials build it (and may raise)
             continue
         refs[share_key(config, param)] = ray.put(packed)
     return Shared(param, refs) if refs else None
