@@ -1,6 +1,6 @@
 """Warm start against a cold sweep on digits, when the batch size changed: the same pick for less cost?
 
-    .venv/bin/python -m bench.warm_start [--seeds 3] [--out bench/results/warm_start_digits.md]
+    .venv/bin/python -m bench.warm_start [--seeds 3] [--results DIR]   # writes DIR/warm_start_digits.md
 
 One embedded Ray session (2 CPUs). A: the old sweep (batch 32, 6 epochs). Then the new settings (batch 64,
 8 epochs): B cold over the full range; C warm from A with ``scaling: linear``; D warm from A with
@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import add_results_option
+
 SPACE = {"lr": {"log": [1e-4, 1e-0], "per_decade": 2}, "optimizer": "sgd", "momentum": 0.9, "width": 32}
 
 
@@ -28,8 +30,9 @@ def spec(name: str, storage: str, batch: int, epochs: int, warm: dict | None = N
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "warm_start_digits.md"))
+    add_results_option(p)
     args = p.parse_args(argv)
+    out = Path(args.results) / "warm_start_digits.md"
 
     from cluster.connect import ray_session
     from orchestrator import config, tuning
@@ -72,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", "A's row: how far the OLD settings' pick lies from B's (what a warm start must move). Each sweep "
               "trains one seed per point, so a pick moves by ~0.1-0.3 decades between seeds of the same sweep: "
               "read distances under that as the same pick."]
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
     return 0
 
 
