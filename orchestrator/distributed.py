@@ -197,6 +197,7 @@ def trainable(scaling: Scaling):
 
         thread = threading.Thread(target=fit, name=f"train-{trial_id}", daemon=True)
         thread.start()
+        last = None  # the trial's last report, held until the trainer has ended (see below)
         try:
             while True:
                 try:
@@ -205,14 +206,22 @@ def trainable(scaling: Scaling):
                     if not thread.is_alive() and queue.empty():
                         break
                     continue
-                _report(metrics, data)
+                if metrics.get("diverged") or int(metrics.get("epoch", 0)) >= int(config["max_epochs"]):
+                    last = (metrics, data)
+                else:
+                    _report(metrics, data)
+            if last is not None:
+                # Tune (ASHA at max_t) may stop the trial at its last report and kill this actor; the trainer,
+                # owned by it, would die before removing its placement group, so the last report waits for it.
+                _report(*last)
         finally:
             import ray
 
             ray.kill(queue.actor)  # type: ignore[arg-type]  # a trial stopped by ASHA: the callback sees the queue gone, ends the run
         if "error" in outcome:
             error = outcome["error"]
-            text = " ".join(str(error).split())[-1500:]
+            text = " ".join(str(error).split())
+            text = text if len(text) <= 1500 else f"{text[:500]} ... {text[-900:]}"  # the kind, and the cause
             raise RuntimeError(f"data-parallel trial ({scaling.workers} workers): {type(error).__name__}: {text}")
 
     return ddp_trial

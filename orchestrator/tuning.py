@@ -233,7 +233,8 @@ def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bo
         trainable_with_resources(cfg),
         tune_config=tune.TuneConfig(
             metric=cfg.metric, mode=cfg.mode, search_alg=searcher,
-            scheduler=make_scheduler(cfg), num_samples=-1, reuse_actors=True,
+            scheduler=make_scheduler(cfg), num_samples=-1,
+            reuse_actors=cfg.resources.workers == 1,  # a stopped data-parallel trial's driver ends, its trainer too
             trial_dirname_creator=trial_dirname, max_concurrent_trials=_data_parallel_slots(cfg),
         ),
         run_config=tune.RunConfig(
