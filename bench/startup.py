@@ -1,7 +1,7 @@
 """Trial start-up and per-epoch time: trials that build their workload (before) against trials that take the
 driver's, built once and shared through Ray's object store (after: ``orchestrator.trial.trainable``).
 
-    .venv/bin/python -m bench.startup [--repeats 3] [--trials 2] [--quick]
+    .venv/bin/python -m bench.startup [--repeats 3] [--trials 2] [--only NAME ...] [--quick]
 
 Each fit is a raw Ray Tune grid of ``--trials`` learning rates, 1 CPU a trial, in one embedded Ray session:
 ``tune.with_resources(train_trial)`` (before) or the same over ``tune.with_parameters(train_trial,
@@ -27,8 +27,10 @@ WORKLOADS = {
     # the generated CIFAR-shaped set (orchestrator.workloads.images), a small ResNet: sized for a loaded CPU
     "images_6k": {"workload": "orchestrator.workloads.images:cifar_resnet", "max_epochs": 1, "batch_size": 256,
                   "n_train": 5000, "width": 2, "blocks": 1},
+    "images_24k": {"workload": "orchestrator.workloads.images:cifar_resnet", "max_epochs": 1, "batch_size": 256,
+                   "n_train": 20000, "width": 2, "blocks": 1},
 }
-QUICK = {"digits_cnn": {"max_epochs": 1}, "images_6k": {"n_train": 200}}
+QUICK = {"digits_cnn": {"max_epochs": 1}, "images_6k": {"n_train": 200}, "images_24k": {"n_train": 200}}
 
 
 def fit(trainable, base: dict, lrs: list[float], storage: str, name: str) -> tuple[float, list[tuple[float, float]]]:
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.startup", description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--trials", type=int, default=2, help="learning rates (trials) a fit")
+    parser.add_argument("--only", nargs="+", choices=sorted(WORKLOADS), default=["digits_cnn", "images_6k"],
+                        help="the workloads measured (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="tiny data and one epoch (the test's run)")
     add_results_option(parser)
     args = parser.parse_args(argv)
@@ -64,11 +68,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from orchestrator.trial import share_workloads, train_trial
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     lrs = [0.01 * 3**i for i in range(args.trials)]
     rows, lines = [], []
     storage = tempfile.mkdtemp(prefix="startup")
-    for label, base in WORKLOADS.items():
+    for label in args.only:
+        base = WORKLOADS[label]
         base = {**base, **(QUICK[label] if args.quick else {}), "seed": 0, "optimizer": "momentum", "_cpus": 1}
         samples: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
         walls: dict[str, list[float]] = {"before": [], "after": []}

@@ -10,7 +10,7 @@ from torch import nn
 
 from orchestrator import session, workloads
 from orchestrator.config import Amp, ConfigError, loads, loop_options
-from orchestrator.trial import share_workloads, shared_workload, train_workload
+from orchestrator.trial import share_workloads, shared_workload, train_trial, train_workload, trainable
 
 space_keys = frozenset({"n"})
 
@@ -113,3 +113,5 @@ def test_shared_workloads_hold_the_tensors_a_trial_would_build(local_ray):
                                                      built.model.state_dict().values(), strict=True))
     assert shared_workload(shared, {**configs[0], "n": 32}) is None  # a config not built: the trial builds it
     assert share_workloads(configs, "n") is None  # the factory reads the zoomed key: nothing shared
+    cfg = loads(f"name: x\nworkload: '{WORKLOAD}'\nmax_epochs: 1\nspace: {{lr: {{log: [1e-3, 1e-1]}}, n: [8, 12]}}\n")
+    assert trainable(cfg) is not train_trial  # the sweep's trainable carries the shared workloads
