@@ -35,24 +35,11 @@ class _Replacing(io.FileIO):
         os.replace(self.temporary, self.final)
 
 
-class AtomicLocal(pyarrow.fs.FileSystemHandler):
-    """The local filesystem, except that output streams replace their file whole on close. Stateless:
-    pickles as the class alone, so Tune can ship it to workers."""
+class Forwarding(pyarrow.fs.FileSystemHandler):
+    """A filesystem handler that forwards every call to ``self.fs``; subclasses say what ``fs`` is and
+    override the calls they change."""
 
-    def __init__(self) -> None:
-        self.fs = pyarrow.fs.LocalFileSystem()
-
-    def __reduce__(self):
-        return (AtomicLocal, ())
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, AtomicLocal)
-
-    def __hash__(self) -> int:
-        return hash(AtomicLocal)
-
-    def get_type_name(self) -> str:
-        return "sweep+atomic-local"
+    fs: pyarrow.fs.FileSystem
 
     def normalize_path(self, path):
         return self.fs.normalize_path(path)
@@ -73,7 +60,7 @@ class AtomicLocal(pyarrow.fs.FileSystemHandler):
         self.fs.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
 
     def delete_root_dir_contents(self):
-        raise OSError("refusing to delete the contents of / through the sweep's filesystem")
+        self.fs.delete_dir_contents("/", accept_root_dir=True)
 
     def delete_file(self, path):
         self.fs.delete_file(path)
@@ -91,10 +78,36 @@ class AtomicLocal(pyarrow.fs.FileSystemHandler):
         return self.fs.open_input_file(path)
 
     def open_output_stream(self, path, metadata):
-        return pyarrow.PythonFile(_Replacing(path), mode="w")
+        return self.fs.open_output_stream(path, metadata=metadata)
 
     def open_append_stream(self, path, metadata):
         return self.fs.open_append_stream(path, metadata=metadata)
+
+
+class AtomicLocal(Forwarding):
+    """The local filesystem, except that output streams replace their file whole on close. Stateless:
+    pickles as the class alone, so Tune can ship it to workers."""
+
+    def __init__(self) -> None:
+        self.fs = pyarrow.fs.LocalFileSystem()
+
+    def __reduce__(self):
+        return (AtomicLocal, ())
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, AtomicLocal)
+
+    def __hash__(self) -> int:
+        return hash(AtomicLocal)
+
+    def get_type_name(self) -> str:
+        return "sweep+atomic-local"
+
+    def delete_root_dir_contents(self):
+        raise OSError("refusing to delete the contents of / through the sweep's filesystem")
+
+    def open_output_stream(self, path, metadata):
+        return pyarrow.PythonFile(_Replacing(path), mode="w")
 
 
 def local() -> pyarrow.fs.FileSystem:

@@ -15,7 +15,7 @@ import urllib.parse
 
 import pyarrow.fs
 
-from orchestrator import storage
+from orchestrator import atomicfs, storage
 
 _KNOWN: dict[str, str] = {}  # the masked filesystem part of a URI -> the full URI (this process)
 _NAMESPACE = "sweep_storage"
@@ -70,7 +70,7 @@ def _lookup(key: str) -> str:
     return _KNOWN[key]
 
 
-class Credentialed(pyarrow.fs.FileSystemHandler):
+class Credentialed(atomicfs.Forwarding):
     """Forwards every call to the filesystem of the full URI, opened on first use. Pickles as its key."""
 
     def __init__(self, key: str) -> None:
@@ -94,48 +94,6 @@ class Credentialed(pyarrow.fs.FileSystemHandler):
 
     def get_type_name(self) -> str:
         return "sweep+" + urllib.parse.urlsplit(self.key).scheme
-
-    def normalize_path(self, path):
-        return self.fs.normalize_path(path)
-
-    def get_file_info(self, paths):
-        return self.fs.get_file_info(paths)
-
-    def get_file_info_selector(self, selector):
-        return self.fs.get_file_info(selector)
-
-    def create_dir(self, path, recursive):
-        self.fs.create_dir(path, recursive=recursive)
-
-    def delete_dir(self, path):
-        self.fs.delete_dir(path)
-
-    def delete_dir_contents(self, path, missing_dir_ok=False):
-        self.fs.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
-
-    def delete_root_dir_contents(self):
-        self.fs.delete_dir_contents("/", accept_root_dir=True)
-
-    def delete_file(self, path):
-        self.fs.delete_file(path)
-
-    def move(self, src, dest):
-        self.fs.move(src, dest)
-
-    def copy_file(self, src, dest):
-        self.fs.copy_file(src, dest)
-
-    def open_input_stream(self, path):
-        return self.fs.open_input_stream(path)
-
-    def open_input_file(self, path):
-        return self.fs.open_input_file(path)
-
-    def open_output_stream(self, path, metadata):
-        return self.fs.open_output_stream(path, metadata=metadata)
-
-    def open_append_stream(self, path, metadata):
-        return self.fs.open_append_stream(path, metadata=metadata)
 
 
 def for_tune(uri: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
