@@ -36,7 +36,7 @@ demo: $(VENV)/.installed-demo
 LINTED := orchestrator cluster schedules bench
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff check $(LINTED) tests
 	$(BIN)/mypy $(LINTED)
 
 test: lint

@@ -71,9 +71,10 @@ def _restore(env: dict[str, str], keep: tuple[str, ...] = ()) -> None:
 
 @pytest.fixture
 def ray_temp(monkeypatch):
-    """Stops the shared local Ray if it runs. A short, empty folder of this test's own for a ``ray.cluster_utils.Cluster`` (Ray's socket paths live
-    under it); ``RAY_TMPDIR`` points at it for the test, so the ``ray/ray_current_cluster`` file Cluster
-    writes into Ray's default temp dir lands here too, never in ``/tmp/ray``. Removed after."""
+    """Stops the shared local Ray if it runs. A short, empty folder of this test's own for a
+    ``ray.cluster_utils.Cluster`` (Ray's socket paths live under it); ``RAY_TMPDIR`` points at it for the
+    test, so the ``ray/ray_current_cluster`` file Cluster writes into Ray's default temp dir lands here too,
+    never in ``/tmp/ray``. Removed after."""
     import ray
 
     if ray.is_initialized():  # the shared local Ray of other tests: this test starts a cluster of its own
@@ -83,7 +84,8 @@ def ray_temp(monkeypatch):
     os.mkdir(os.path.join(temp, "ray"))
     monkeypatch.setenv("RAY_TMPDIR", temp)
     yield temp
-    if not os.environ.get("KEEPRT"): shutil.rmtree(temp, ignore_errors=True)
+    if not os.environ.get("KEEPRT"):
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _refresh_ray_auth() -> None:

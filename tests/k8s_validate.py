@@ -619,7 +619,8 @@ def policy_admits(policy: dict[str, Any], policy_namespace: str, target_labels: 
     for rule in spec.get("ingress") or []:
         if rule.get("ports"):
             ok_port = any(p.get("protocol", "TCP") == protocol and (
-                p.get("port") is None or (isinstance(p.get("port"), int) and p["port"] <= port <= p.get("endPort", p["port"])))
+                p.get("port") is None
+                or (isinstance(p.get("port"), int) and p["port"] <= port <= p.get("endPort", p["port"])))
                 for p in rule["ports"])
             if not ok_port:
                 continue

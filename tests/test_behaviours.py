@@ -129,7 +129,7 @@ def test_a_round_whose_trials_all_error_ends_the_search_with_the_reason():
             s.record(f"t{i}", {"epoch": e, "val_loss": 1.0 + abs(i - 1) / e})
         s.complete(f"t{i}", None, errored=False)
     round1 = []
-    while (c := s.next_config(f"u{len(round1)}")).config is not None:
+    while s.next_config(f"u{len(round1)}").config is not None:
         round1.append(f"u{len(round1)}")
     assert round1 and {s.trials[t].round for t in round1} == {1}
     for tid in round1:

@@ -87,11 +87,11 @@ def test_yardstick_regret_against_all_and_fresh_seeds():
 
 
 def test_yardstick_refuses_holes_and_unknown_yardsticks(tmp_path):
-    with pytest.raises(ValueError, match="lr 0.01 has no curve for seed 1"):
+    with pytest.raises(ValueError, match=r"lr 0\.01 has no curve for seed 1"):
         yardstick.Landscape({(0.001, 0): [1.0], (0.001, 1): [1.0], (0.01, 0): [1.0]})
     with pytest.raises(ValueError, match="against='fresh'"):
         yardstick.Landscape({(0.001, 0): [1.0]}).regret(-3, "fresh")
-    with pytest.raises(ValueError, match="landscape_sgd.csv: no curves"):
+    with pytest.raises(ValueError, match=r"landscape_sgd\.csv: no curves"):
         yardstick.Landscape.load(tmp_path / "landscape_sgd.csv")
 
 
@@ -118,7 +118,7 @@ def test_example_sets_and_the_one_config_builder(tmp_path):
     data = common.example(["zoom.max_rounds=3", "space.lr={log: [1e-5, 1e-2], per_decade: 2}", "new.key=1e-3"])
     assert data["zoom"]["max_rounds"] == 3 and data["new"] == {"key": 1e-3}
     assert data["space"]["lr"] == {"log": [1e-5, 1e-2], "per_decade": 2}  # 1e-5 read as a float
-    with pytest.raises(ValueError, match="set='zoom.max_rounds': expected KEY=YAML"):
+    with pytest.raises(ValueError, match=r"set='zoom\.max_rounds': expected KEY=YAML"):
         common.example(["zoom.max_rounds"])
     cfg = common.sweep_config(common.example(), "x", str(tmp_path))
     assert (cfg.name, cfg.storage, cfg.max_epochs) == ("x", str(tmp_path), 27)
@@ -157,7 +157,7 @@ def test_frontier_on_a_clean_valley(tmp_path):
     assert f"best {fresh_best:.4f} at lr 0.01." in text
     # every seed agrees on the optimum, which is on the finest grid: the best point is always the optimum
     assert "| 0.07 | 31 | 1 | 31 | common | argmin | 100% | 0.0% | 0.0% |" in text
-    with pytest.raises(SystemExit, match="expected seeds 1001..1005 and >= 3 others"):
+    with pytest.raises(SystemExit, match=r"expected seeds 1001\.\.1005 and >= 3 others"):
         write_landscape(tmp_path / "few" / "landscape_sgd.csv", epochs=3, seeds=(0, 1001))
         frontier.main(["--results", str(tmp_path / "few")])
 

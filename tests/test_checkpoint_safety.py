@@ -69,7 +69,8 @@ def test_a_non_dict_state_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("extra", [{"optimizer": "adam"},
-                                   {"optimizer": "sgd", "momentum": 0.9, "schedule": "plateau", "patience": 0, "warmup": 1}])
+                                   {"optimizer": "sgd", "momentum": 0.9, "schedule": "plateau", "patience": 0,
+                                    "warmup": 1}])
 def test_the_states_the_trainable_saves_load_as_plain_data_and_resume_exactly(tmp_path, extra):
     config = {"workload": "digits_mlp", "max_epochs": 3, "lr": 0.01, "width": 16, "seed": 0,
               "checkpoint_every": 1, **extra}

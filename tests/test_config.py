@@ -1,6 +1,7 @@
 """Config loading: the demo config is valid; every kind of bad input is one line naming file and key."""
 
 import pytest
+from pydantic import ValidationError
 
 from orchestrator import config
 from orchestrator.config import ConfigError
@@ -17,7 +18,7 @@ def test_demo_config_loads_frozen():
     cfg = config.load(ROOT / "examples" / "digits.yaml")
     assert cfg.name == "digits-lr" and cfg.max_epochs == 27 and cfg.grace_period == 9
     assert cfg.zoom_range.values() == [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.max_epochs = 5  # frozen
 
 
@@ -43,7 +44,8 @@ def test_groups_cross_the_other_dimensions():
 
 def test_scientific_notation_without_dot_is_a_float(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("name: t\nworkload: digits_mlp\nmax_epochs: 2\nspace:\n  lr: {log: [1e-5, 1e-2]}\n  weight_decay: 1e-4\n")
+    p.write_text("name: t\nworkload: digits_mlp\nmax_epochs: 2\n"
+                 "space:\n  lr: {log: [1e-5, 1e-2]}\n  weight_decay: 1e-4\n")
     cfg = config.load(p)
     assert cfg.space["weight_decay"] == pytest.approx(1e-4)
 

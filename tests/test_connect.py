@@ -100,8 +100,8 @@ print("LISTENERS " + json.dumps(found))
 def test_embedded_ray_listens_on_loopback_only(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS}
     env.update(HOME=str(tmp_path), PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-c", LISTENERS], cwd=ROOT, env=env, capture_output=True, text=True, check=False,
-                       timeout=300)
+    r = subprocess.run([sys.executable, "-c", LISTENERS], cwd=ROOT, env=env, capture_output=True, text=True,
+                       check=False, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     found = json.loads(r.stdout.split("LISTENERS ", 1)[1])
     names = {name for _, name, _, _ in found}
@@ -232,7 +232,8 @@ def test_token_cluster_runs_the_sweep_with_the_token_and_warns_it_is_unencrypted
     token_file.write_text(token_head.token)
     token_file.chmod(0o600)
     cfg = small_config("on-token-cluster")
-    r = _run([str(cfg), "--address", token_head.gcs, "--no-check"], _driver_env(tmp_path, RAY_AUTH_TOKEN_PATH=str(token_file)))
+    r = _run([str(cfg), "--address", token_head.gcs, "--no-check"],
+             _driver_env(tmp_path, RAY_AUTH_TOKEN_PATH=str(token_file)))
     assert r.returncode == 0, r.stderr[-3000:]
     warnings = [line for line in r.stderr.splitlines() if line.startswith("sweep: warning:")]
     assert len(warnings) == 1 and "unencrypted" in warnings[0] and token_head.gcs in warnings[0], r.stderr

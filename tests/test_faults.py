@@ -44,13 +44,17 @@ def test_random_yaml_text_raises_only_config_error(tmp_path_factory, text):
 
 @pytest.mark.parametrize("text, key", [
     ("name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1], per_decade: 0}}", "per_decade"),
-    ("name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}}\nzoom: {max_rounds: 1000000}", "zoom.max_rounds"),
+    ("name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}}\nzoom: {max_rounds: 1000000}",
+     "zoom.max_rounds"),
     ("name: x\nworkload: digits_mlp\nmax_epochs: 10000000\nspace: {lr: {log: [1e-3, 1e-1]}}", "max_epochs"),
     ("name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: []}}", "space.lr"),
-    ("name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}, wd: {linear: [1, 0]}}", "space.wd"),
+    ("name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}, wd: {linear: [1, 0]}}",
+     "space.wd"),
     ("name: ..\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}}", "name"),
-    ("name: x\nworkload: 'tests.faulty_workloads:nothing'\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}}", "workload"),
-    ("name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}}\nresources: {cpu: -1}", "resources.cpu"),
+    ("name: x\nworkload: 'tests.faulty_workloads:nothing'\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}}",
+     "workload"),
+    ("name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}}\nresources: {cpu: -1}",
+     "resources.cpu"),
 ])
 def test_malformed_configs_name_the_key(tmp_path, text, key):
     path = tmp_path / "c.yaml"

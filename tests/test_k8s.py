@@ -346,7 +346,8 @@ def test_autoscaler_sidecar_is_hardened_and_alone_holds_the_api_token():
         sources = volumes[token["name"]]["projected"]["sources"]
         assert any(src.get("serviceAccountToken", {}).get("path") == "token" for src in sources), where
         assert any(item["path"] == "ca.crt" for src in sources for item in src.get("configMap", {}).get("items", []))
-        assert any(item["path"] == "namespace" for src in sources for item in src.get("downwardAPI", {}).get("items", []))
+        assert any(item["path"] == "namespace"
+                   for src in sources for item in src.get("downwardAPI", {}).get("items", []))
 
 
 def test_validator_finds_no_hardening_problem():
@@ -387,7 +388,8 @@ def _kuberay_pod_labels(cluster: str, node_type: str, group: str, template: dict
               "ray.io/group": group, "ray.io/identifier": f"{cluster}-{node_type}",
               "app.kubernetes.io/name": "kuberay", "app.kubernetes.io/created-by": "kuberay-operator"}
     extra = (template.get("metadata") or {}).get("labels") or {}
-    return {**labels, **{k: v for k, v in extra.items() if k not in ("ray.io/node-type", "ray.io/group", "ray.io/cluster")}}
+    owned = ("ray.io/node-type", "ray.io/group", "ray.io/cluster")
+    return {**labels, **{k: v for k, v in extra.items() if k not in owned}}
 
 
 def _ray_pods() -> list[tuple[str, dict[str, str]]]:
@@ -442,7 +444,8 @@ def test_networkpolicy_lets_the_kuberay_operator_follow_jobs():
     policy = _policy()
     head = dict(_ray_pods())["RayJob head"]
     operator_ns = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-                   for rule in policy["spec"]["ingress"] for peer in rule.get("from", []) if "namespaceSelector" in peer]
+                   for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])
+                   if "namespaceSelector" in peer]
     assert operator_ns == ["default"], "the operator's namespace (README.md says how to change it)"
     operator = _pod("default", {"app.kubernetes.io/name": "kuberay-operator", "app.kubernetes.io/instance": "kuberay"})
     assert kv.policy_admits(policy, NAMESPACE, head, operator, 8265)
@@ -464,7 +467,8 @@ def test_policy_admits_follows_networkpolicy_semantics():
     deny_all = {"spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
     assert kv.policy_admits(allow_all, "ns", target, {"ip": "198.51.100.1"}, 1)
     assert kv.policy_admits(deny_all, "ns", target, _pod("ns"), 1) is False
-    assert kv.policy_admits({"spec": {"podSelector": {"matchLabels": {"app": "y"}}}}, "ns", target, _pod("ns"), 1) is None
+    other_app = {"spec": {"podSelector": {"matchLabels": {"app": "y"}}}}
+    assert kv.policy_admits(other_app, "ns", target, _pod("ns"), 1) is None
     egress_only = {"spec": {"podSelector": {}, "policyTypes": ["Egress"]}}
     assert kv.policy_admits(egress_only, "ns", target, _pod("ns"), 1) is None
     any_ns = {"spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}], "ports": [{"port": 80}]}]}}

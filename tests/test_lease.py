@@ -197,7 +197,8 @@ def s3_sweep_uri(monkeypatch):
     try:
         host, port = server.get_host_and_port()
         bucket = f"sweeps-{uuid.uuid4().hex[:8]}"
-        pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", allow_bucket_creation=True).create_dir(bucket)
+        pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http",
+                          allow_bucket_creation=True).create_dir(bucket)
         yield f"s3://{bucket}/runs/name?endpoint_override={host}:{port}&scheme=http"
     finally:
         server.stop()

@@ -149,7 +149,7 @@ def test_max_overlap():
 def test_trials_run_on_fake_gpu_nodes_within_their_capacity(gpu_cluster, tmp_path):
     from orchestrator import config, run_sweep
 
-    cluster, gpu_nodes = gpu_cluster
+    _cluster, gpu_nodes = gpu_cluster
     records = tmp_path / "records"
     records.mkdir()
     capacity = trials_per_node() * len(gpu_nodes)  # 2 nodes x 2 = 4 trials at once, of 5

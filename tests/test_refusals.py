@@ -83,7 +83,8 @@ def test_every_config_error_is_bounded(key, value):
 
 
 # --- names and sizes ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["digits\n", "dig\nits", "digits\r", "tab\there", "nul\x00", "bell\x07", "esc\x1b[31m"])
+@pytest.mark.parametrize("name", ["digits\n", "dig\nits", "digits\r", "tab\there", "nul\x00", "bell\x07",
+                                  "esc\x1b[31m"])
 def test_a_name_with_a_control_character_is_refused(name):
     with pytest.raises(ConfigError) as info:
         config.parse({**GOOD, "name": name}, "c.yaml")

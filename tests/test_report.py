@@ -70,7 +70,8 @@ def make_sweep(folder: Path, train_factor: float = 0.5, rounds_json: bool = True
             "metric": "val_loss", "param": "lr", "max_epochs": MAX_EPOCHS,
             "rounds": [
                 {"index": 0, "points": 12, "reason": "coarse grid", "brackets": {"0": [-3.0, 2.0], "1": [-3.0, 2.0]}},
-                {"index": 1, "points": 2, "reason": "group 1: smooth minimum at 10^-3.00 (epoch 8): refine +-1.00 decades",
+                {"index": 1, "points": 2,
+                 "reason": "group 1: smooth minimum at 10^-3.00 (epoch 8): refine +-1.00 decades",
                  "brackets": {"1": [-3.0, 1.0]}},
             ],
             "stop_reason": "round budget spent (2 rounds)", "groups": GROUPS,
@@ -377,7 +378,8 @@ def test_a_pick_between_trials_stands_next_to_its_own_interpolated_score_everywh
 def test_a_pick_on_a_trial_is_not_called_a_fit(tmp_path):
     folder = make_sweep(tmp_path / "sweep")
     s = report.build(folder)
-    assert s.lr == 0.001 and not s.interpolated and json.loads((folder / "best.json").read_text())["interpolated"] is False
+    assert s.lr == 0.001 and not s.interpolated
+    assert json.loads((folder / "best.json").read_text())["interpolated"] is False
     assert "is a fit, not a trial" not in (folder / "report.md").read_text()
     assert "fitted between trials" not in s.line() + report.terminal_table(folder)
 

@@ -204,7 +204,7 @@ def test_node_loss_restarts_trials_from_checkpoints(tmp_path, ray_temp):
     assert removed.is_set(), gave_up or "the sweep ended before a node could be removed"
     rows = trials_by_lr(summary.folder)
     assert len(rows) == 3  # every planned trial accounted for
-    for lr, trial_rows in rows.items():
+    for trial_rows in rows.values():
         assert trial_rows[-1]["status"] == "completed" and [r["epoch"] for r in trial_rows] == list(range(1, 31))
     retried = {lr: trial_rows for lr, trial_rows in rows.items() if trial_rows[0]["failures"] >= 1}
     assert retried, "a trial on the lost node was retried"

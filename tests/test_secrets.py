@@ -44,7 +44,8 @@ def leaks(data: bytes | str) -> list[str]:
     ("gs://b/x?access_token=tok.en&retry_limit_seconds=3", "gs://b/x?access_token=***&retry_limit_seconds=3",
      {"tok.en"}),
     ("abfs://cont:pw123@acct.dfs.core.windows.net/p?client_id=c&client_secret=cs%3D1&tenant_id=t",
-     "abfs://cont:***@acct.dfs.core.windows.net/p?client_id=c&client_secret=***&tenant_id=t", {"pw123", "cs%3D1", "cs=1"}),
+     "abfs://cont:***@acct.dfs.core.windows.net/p?client_id=c&client_secret=***&tenant_id=t",
+     {"pw123", "cs%3D1", "cs=1"}),
     ("s3://b/x?access_key=A1&secret_key=S1&session_token=T1&password=P1&sig=G1&sas_token=Q1",
      "s3://b/x?access_key=***&secret_key=***&session_token=***&password=***&sig=***&sas_token=***",
      {"A1", "S1", "T1", "P1", "G1", "Q1"}),
@@ -65,7 +66,8 @@ def test_redact_masks_lookalikes_in_any_text():
 def test_a_rejected_storage_uri_is_one_line_without_its_secrets(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text(f"name: x\nworkload: digits_mlp\nmax_epochs: 2\n"
-                    f"storage: 's3://{CREDS}b/runs?secret_key=LEAKME123&bogus=1'\nspace: {{lr: {{log: [1e-3, 1e-1]}}}}\n")
+                    f"storage: 's3://{CREDS}b/runs?secret_key=LEAKME123&bogus=1'\n"
+                    f"space: {{lr: {{log: [1e-3, 1e-1]}}}}\n")
     assert cli.main(["run", str(path), "--no-check"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pyarrow cannot open it" in err

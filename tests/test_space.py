@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -12,7 +13,7 @@ def test_log_grid_one_per_decade_is_the_decades():
 def test_log_grid_three_per_decade_is_evenly_spaced_in_log():
     g = space.log_grid(1e-3, 1e-1, 3)
     assert len(g) == 7
-    steps = [math.log10(b) - math.log10(a) for a, b in zip(g, g[1:])]
+    steps = [math.log10(b) - math.log10(a) for a, b in itertools.pairwise(g)]
     assert all(abs(s - 1 / 3) < 1e-3 for s in steps)
     assert g[0] == 1e-3 and g[-1] == 0.1
 

@@ -194,12 +194,14 @@ def test_sweep_to_s3_then_report_from_it_then_refuse_a_second_run(s3, tmp_path, 
     assert last.startswith("chosen lr=") and f"results: s3://{s3.bucket}/runs/s3sweep?" in last
 
     stored = s3.files("runs/s3sweep")
-    assert {"sweep.yaml", "trials.parquet", "rounds.json", "best.json", "report.md", "val_loss_vs_lr.png"} <= stored.keys()
+    assert {"sweep.yaml", "trials.parquet", "rounds.json", "best.json", "report.md",
+            "val_loss_vs_lr.png"} <= stored.keys()
     assert any(p.startswith("_sweep/events.out.tfevents") for p in stored)  # the sweep-level TensorBoard run
     assert "tuner.pkl" in stored  # Tune's experiment went straight to the URI
     assert s3.read("runs/s3sweep/sweep.yaml") == path.read_bytes()
     local = storage.target(s3.uri("runs"), "s3sweep").folder
-    assert str(tmp_path / "cache") in str(local) and (local / "trials.parquet").read_bytes() == s3.read("runs/s3sweep/trials.parquet")
+    assert str(tmp_path / "cache") in str(local)
+    assert (local / "trials.parquet").read_bytes() == s3.read("runs/s3sweep/trials.parquet")
     best = json.loads(s3.read("runs/s3sweep/best.json"))
     assert 1e-3 <= best["lr"] <= 1e-1
 

@@ -119,7 +119,8 @@ def test_a_failed_upload_is_one_line_naming_the_kept_local_copy(s3, stopped_endp
     if gone == "bucket removed":
         import pyarrow.fs as pafs
 
-        pafs.S3FileSystem(endpoint_override=s3.endpoint, scheme="http", allow_bucket_deletion=True).delete_dir(s3.bucket)
+        pafs.S3FileSystem(endpoint_override=s3.endpoint, scheme="http",
+                          allow_bucket_deletion=True).delete_dir(s3.bucket)
         uri = with_creds(s3.uri("runs/up"))
     else:
         uri = with_creds(s3.uri("runs/up")).replace(s3.endpoint, stopped_endpoint)

@@ -103,7 +103,8 @@ def test_api_sweep_zooms_in_and_stores_results(local_ray, small_config):
     assert stopped, "ASHA stopped some weak trials early"
     assert all(rows[0]["round"] == 0 for rows in stopped)  # ASHA's scope: the coarse round only
     refined = [rows for rows in by_trial.values() if rows[0]["round"] >= 1]
-    assert all(len(rows) == 4 and rows[0]["status"] == "completed" for rows in refined if rows[0]["status"] != "diverged")
+    assert all(len(rows) == 4 and rows[0]["status"] == "completed"
+               for rows in refined if rows[0]["status"] != "diverged")
     assert summary.epochs == len(table) and summary.fte == pytest.approx(len(table) / 4)
     best = json.loads((folder / "best.json").read_text())
     assert best["lr"] == summary.lr and best["config"]["optimizer"] == "sgd"
@@ -191,7 +192,8 @@ def test_sweep_over_laws_and_optimizers_applies_each_law(local_ray, tmp_path):
         expected = r["lr"] / (1 + 0.5 * (r["epoch"] - 1)) if cfg["schedule"] == "inverse" else r["lr"]
         assert r["lr_epoch"] == pytest.approx(expected, rel=1e-6)  # the law, applied epoch by epoch
     assert seen == {("constant", "momentum"), ("constant", "adam"), ("inverse", "momentum"), ("inverse", "adam")}
-    round1 = {(json.loads(r["config"])["schedule"], json.loads(r["config"])["optimizer"]) for r in rows if r["round"] == 1}
+    round1 = {(json.loads(r["config"])["schedule"], json.loads(r["config"])["optimizer"])
+              for r in rows if r["round"] == 1}
     assert len(round1) == 1  # refined within the best group only
     # the winner is the group whose best trial scored lowest at the common epoch (no ASHA: all ran 4 epochs;
     # score: val_loss averaged over epochs 2-4), recomputed from the rows

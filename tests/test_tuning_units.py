@@ -8,7 +8,8 @@ from orchestrator.tuning import pending_trials, trial_slots
 
 
 def cfg(**resources):
-    return parse_config({"name": "t", "workload": "digits_mlp", "max_epochs": 3, "space": {"lr": {"log": [1e-3, 1e-1], "per_decade": 1}},
+    return parse_config({"name": "t", "workload": "digits_mlp", "max_epochs": 3,
+                         "space": {"lr": {"log": [1e-3, 1e-1], "per_decade": 1}},
                          "resources": resources})
 
 

@@ -82,7 +82,7 @@ def test_huge_learning_rate_ends_as_diverged_not_raised():
 
 
 def test_digits_split_is_stratified_standardised_and_disjoint():
-    x_tr, y_tr, x_va, y_va = digits_arrays()
+    x_tr, _y_tr, x_va, y_va = digits_arrays()
     assert len(x_tr) + len(x_va) == 1797 and abs(len(x_va) / 1797 - 0.2) < 0.01
     assert torch.allclose(x_tr.mean(0), torch.zeros(64), atol=1e-4)
     assert torch.bincount(y_va).min() >= 34  # every class present in proportion
@@ -126,7 +126,7 @@ def test_unresolvable_names(name, match):
 
 
 def test_callable_returning_wrong_type():
-    with pytest.raises(WorkloadError, match="expected orchestrator.Workload"):
+    with pytest.raises(WorkloadError, match=r"expected orchestrator\.Workload"):
         workloads.build("tests.test_workloads:wrong_type", {})
 
 

@@ -61,7 +61,7 @@ def test_range_grows_past_the_edge_when_the_best_is_on_it():
 
 
 def test_low_edge_grows_downwards():
-    rounds, obs, _ = simulate(analytic(-6.6), rules(max_rounds=4))
+    _rounds, obs, _ = simulate(analytic(-6.6), rules(max_rounds=4))
     assert min(o.x for o in obs) < -6.0
 
 
@@ -85,7 +85,7 @@ def test_stops_on_round_budget():
 
 
 def test_stops_on_epoch_budget():
-    rounds, obs, stop = simulate(analytic(-2.5), rules(max_rounds=50, budget_epochs=40))
+    _rounds, obs, stop = simulate(analytic(-2.5), rules(max_rounds=50, budget_epochs=40))
     assert "epoch budget" in stop.reason
     assert zoom.epochs_spent(obs) < 40 + 4 * 5  # at most one round past the budget
 
