@@ -76,10 +76,10 @@ def test_bf16_autocast_on_the_cpu_reports_finite_losses():
     seen: list[torch.dtype] = []
     wl = workloads.build("digits_cnn", {"channels": 4})
     wl.model[0].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
-    config = {"workload": "digits_cnn", "lr": 0.05, "optimizer": "momentum", "max_epochs": 2, "amp": "bf16",
+    config = {"workload": "digits_cnn", "lr": 0.05, "optimizer": "momentum", "max_epochs": 1, "amp": "bf16",
               "channels": 4}
     history = session.run(lambda c, t: train_workload(c, t, wl), session.Trial(config), wrap_errors=False)
-    assert len(history) == 2 and not history[-1]["diverged"]
+    assert len(history) == 1 and not history[-1]["diverged"]
     assert all(math.isfinite(h[k]) for h in history for k in ("train_loss", "val_loss"))
     assert history[-1]["val_error"] < 0.5
     assert torch.bfloat16 in seen  # the convolution ran in bf16
