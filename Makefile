@@ -37,6 +37,7 @@ LINTED := orchestrator cluster schedules bench
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check $(LINTED) tests
+	$(BIN)/ruff format --check $(LINTED) tests
 	$(BIN)/mypy $(LINTED)
 
 test: lint

@@ -1,6 +1,7 @@
 """Shared pieces of the benchmarks: the digits trial and sweep configs, retraining a configuration on fresh
 seeds, the dense reference grid, Markdown/CSV writers. Retraining runs plain torch in worker processes (one
 torch thread each), no Ray: it is the yardstick's side that trains."""
+
 from __future__ import annotations
 
 import copy
@@ -32,8 +33,14 @@ def digits_trial(optimizer: str, max_epochs: int = MAX_EPOCHS) -> dict:
     """The trial config every digits bench trains and judges: digits_mlp, batch 32, width 64, depth 2."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer={optimizer!r}: expected one of {sorted(OPTIMIZERS)}")
-    return {"workload": "digits_mlp", "max_epochs": max_epochs, "batch_size": 32, "width": 64, "depth": 2,
-            **OPTIMIZERS[optimizer]}
+    return {
+        "workload": "digits_mlp",
+        "max_epochs": max_epochs,
+        "batch_size": 32,
+        "width": 64,
+        "depth": 2,
+        **OPTIMIZERS[optimizer],
+    }
 
 
 class _Loader(yaml.SafeLoader):
@@ -41,8 +48,8 @@ class _Loader(yaml.SafeLoader):
 
 
 _Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"))
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 
 def read_yaml(text: str) -> Any:
@@ -103,8 +110,9 @@ def mean_loss(config: dict, seeds=FRESH_SEEDS) -> float:
     return statistics.fmean(losses) if all(map(math.isfinite, losses)) else math.inf
 
 
-def reference_grid(name: str, base: dict, lrs: list[float], seeds=FRESH_SEEDS,
-                   results: Path = RESULTS) -> list[tuple[float, float]]:
+def reference_grid(
+    name: str, base: dict, lrs: list[float], seeds=FRESH_SEEDS, results: Path = RESULTS
+) -> list[tuple[float, float]]:
     """(lr, mean final val loss over seeds) on a dense grid; cached in RESULTS/reference_NAME.csv (reused
     when its lrs are ``lrs``)."""
     path = Path(results) / f"reference_{name}.csv"
@@ -118,7 +126,7 @@ def reference_grid(name: str, base: dict, lrs: list[float], seeds=FRESH_SEEDS,
     k = len(seeds)
     rows = []
     for i, lr in enumerate(lrs):
-        chunk = losses[i * k:(i + 1) * k]
+        chunk = losses[i * k : (i + 1) * k]
         rows.append((lr, statistics.fmean(chunk) if all(map(math.isfinite, chunk)) else math.inf))
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
@@ -156,5 +164,6 @@ def write_results(stem: str, text: str, header: list[str], rows: list[list], res
 
 def add_results_option(parser) -> None:
     """``--results DIR``: where a bench reads and writes its tables (default bench/results)."""
-    parser.add_argument("--results", type=Path, default=RESULTS,
-                        help="folder of the result tables (default: %(default)s)")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="folder of the result tables (default: %(default)s)"
+    )

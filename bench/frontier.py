@@ -13,6 +13,7 @@ runs (FTE) -- a grid every 1/15 decade over [1e-3, 1e-1] alone costs 31 FTE per 
 Also prints each lr's seed-to-seed spread and how alike one seed's errors are at nearby lrs.
 Writes bench/results/frontier_<optimizer>.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,10 +62,12 @@ def main(argv=None) -> int:
     def regret(i: int) -> float:
         return land.regret_at(i, "fresh")
 
-    lines = [f"# What any lr search can reach on digits_mlp {args.optimizer} (27 epochs)\n",
-             f"Landscape: {len(lrs)} lrs ({lrs[0]:.3g}..{lrs[-1]:.3g}, 15 a decade) x seeds {seeds}. "
-             f"Reference = mean final val_loss over seeds {fresh}: best {best:.4f} at lr {lrs[best_i]:.4g}. "
-             f"Searches see seeds {search} only.\n"]
+    lines = [
+        f"# What any lr search can reach on digits_mlp {args.optimizer} (27 epochs)\n",
+        f"Landscape: {len(lrs)} lrs ({lrs[0]:.3g}..{lrs[-1]:.3g}, 15 a decade) x seeds {seeds}. "
+        f"Reference = mean final val_loss over seeds {fresh}: best {best:.4f} at lr {lrs[best_i]:.4g}. "
+        f"Searches see seeds {search} only.\n",
+    ]
 
     # 1. the landscape: reference regret and one seed's spread per lr
     x = np.log10(lrs)
@@ -74,10 +77,21 @@ def main(argv=None) -> int:
         row = finals[i][np.isfinite(finals[i])]
         sd = 100 * np.std(row, ddof=1) / np.mean(row) if len(row) > 1 else float("nan")
         rows.append([f"{lr:.4g}", f"{ref[i]:.4f}", pct(regret(i)), f"{np.mean(row):.4f}", f"{sd:.0f}%"])
-    lines += ["## The landscape\n",
-              f"lrs within 5% of the best reference mean: {', '.join(f'{v:.4g}' for v in within)}.\n",
-              markdown_table(["lr", "reference mean (5 fresh seeds)", "regret", f"mean over all {len(seeds)} seeds",
-                              "one seed's sd, % of mean"], rows), ""]
+    lines += [
+        "## The landscape\n",
+        f"lrs within 5% of the best reference mean: {', '.join(f'{v:.4g}' for v in within)}.\n",
+        markdown_table(
+            [
+                "lr",
+                "reference mean (5 fresh seeds)",
+                "regret",
+                f"mean over all {len(seeds)} seeds",
+                "one seed's sd, % of mean",
+            ],
+            rows,
+        ),
+        "",
+    ]
 
     # 2. how alike one seed's errors are at nearby lrs (what common random numbers exploit)
     valley = [i for i in range(len(lrs)) if np.all(np.isfinite(finals[i])) and regret(i) <= 100]
@@ -86,10 +100,13 @@ def main(argv=None) -> int:
     for lag in (1, 2, 4, 8):
         cs = [np.corrcoef(resid[i], resid[i + lag])[0, 1] for i in valley if i + lag in valley]
         rows.append([f"{lag / 15:.2f}", len(cs), f"{np.mean(cs):.2f}"])
-    lines += ["## One seed at nearby lrs\n",
-              "Correlation, across seeds, of a seed's deviation from the all-seed mean at two lrs that far apart "
-              "(lrs within 100% of the best): near 1 means a seed is good or bad at every lr alike.\n",
-              markdown_table(["decades apart", "pairs", "mean correlation"], rows), ""]
+    lines += [
+        "## One seed at nearby lrs\n",
+        "Correlation, across seeds, of a seed's deviation from the all-seed mean at two lrs that far apart "
+        "(lrs within 100% of the best): near 1 means a seed is good or bad at every lr alike.\n",
+        markdown_table(["decades apart", "pairs", "mean correlation"], rows),
+        "",
+    ]
 
     # 3. the frontier
     rng = np.random.default_rng(0)
@@ -114,13 +131,39 @@ def main(argv=None) -> int:
                             pick, _ = zoom.smooth_minimum(pts, bandwidth=args.bandwidth)
                         regs.append(land.regret(pick, "fresh"))
                     s = spread(regs)
-                    rows.append([f"{step / 15:.2f}", len(grid), k, len(grid) * k, mode, rule,
-                                 f"{s.hit_rate:.0%}", pct(s.mean), pct(s.median)])
-    lines += ["## The frontier\n",
-              f"Grids over [{args.low:g}, {args.high:g}], {args.draws} seed draws each; kernel bandwidth "
-              f"{args.bandwidth} decade (`zoom.smooth_minimum`). FTE = full runs.\n",
-              markdown_table(["spacing (decades)", "lrs", "seeds per lr", "FTE", "seeds", "pick", "within 5%",
-                              "mean regret", "median regret"], rows), ""]
+                    rows.append(
+                        [
+                            f"{step / 15:.2f}",
+                            len(grid),
+                            k,
+                            len(grid) * k,
+                            mode,
+                            rule,
+                            f"{s.hit_rate:.0%}",
+                            pct(s.mean),
+                            pct(s.median),
+                        ]
+                    )
+    lines += [
+        "## The frontier\n",
+        f"Grids over [{args.low:g}, {args.high:g}], {args.draws} seed draws each; kernel bandwidth "
+        f"{args.bandwidth} decade (`zoom.smooth_minimum`). FTE = full runs.\n",
+        markdown_table(
+            [
+                "spacing (decades)",
+                "lrs",
+                "seeds per lr",
+                "FTE",
+                "seeds",
+                "pick",
+                "within 5%",
+                "mean regret",
+                "median regret",
+            ],
+            rows,
+        ),
+        "",
+    ]
     text = "\n".join(lines)
     print(text)
     (args.results / f"frontier_{args.optimizer}.md").write_text(text)

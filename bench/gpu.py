@@ -11,6 +11,7 @@ epoch's end (the steady rate a longer sweep approaches). The report's ``device``
 each trial trained. Writes bench/results/<out> (and a copy to $OUT when set: the device machine's outbox).
 ``--low/--high`` narrow the lr range (a smoke run: ``--epochs 2 --low 1e-2 --high 1e-1 --per-decade 1``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,15 +26,30 @@ from pathlib import Path
 from bench.common import add_results_option, markdown_table, sweep_config as build_config
 
 
-def sweep_config(workload: str, share: float, epochs: int, per_decade: int, storage: str, cpus: int,
-                 low: float = 1e-6, high: float = 1e-1):
+def sweep_config(
+    workload: str,
+    share: float,
+    epochs: int,
+    per_decade: int,
+    storage: str,
+    cpus: int,
+    low: float = 1e-6,
+    high: float = 1e-1,
+):
     """A one-round sweep, ASHA off, over the log grid low..high; ``share`` GPUs and ``cpus`` CPUs a trial."""
-    return build_config({
-        "workload": workload, "max_epochs": epochs,
-        "space": {"lr": {"log": [low, high], "per_decade": per_decade}, "optimizer": "sgd", "momentum": 0.9},
-        "asha": {"enabled": False}, "zoom": {"max_rounds": 1},
-        "resources": {"cpu": cpus, "gpu": share},
-    }, f"{workload}-gpu{share:g}", storage, source="bench/gpu.py")
+    return build_config(
+        {
+            "workload": workload,
+            "max_epochs": epochs,
+            "space": {"lr": {"log": [low, high], "per_decade": per_decade}, "optimizer": "sgd", "momentum": 0.9},
+            "asha": {"enabled": False},
+            "zoom": {"max_rounds": 1},
+            "resources": {"cpu": cpus, "gpu": share},
+        },
+        f"{workload}-gpu{share:g}",
+        storage,
+        source="bench/gpu.py",
+    )
 
 
 def measure(workload: str, share: float, summary, wall: float) -> dict:
@@ -47,15 +63,26 @@ def measure(workload: str, share: float, summary, wall: float) -> dict:
     per_gpu = f"{1 / share:g}" if share else "CPU only"
     # training span: first epoch's start to last epoch's end (no driver set-up, no cold start)
     timed = [r for r in table if r.get("ended_at")]
-    span = (max(r["ended_at"] for r in timed)
-            - min(r["ended_at"] - r["epoch_seconds"] for r in timed)) if timed else math.nan
-    return {"workload": workload, "gpu per trial": f"{share:g}", "trials per GPU": per_gpu,
-            "trials": trials, "epochs": epochs, "wall s": round(wall, 1),
-            "trials/min": round(60 * trials / wall, 1), "train span s": round(span, 1),
-            "trials/min in span": round(60 * trials / span, 1),
-            "epochs/s in span": round(epochs / span, 1),
-            "compute s": round(sum(r.get("epoch_seconds") or 0 for r in table), 1),
-            "devices": ",".join(devices), "chosen lr": f"{summary.lr:.3g}"}
+    span = (
+        (max(r["ended_at"] for r in timed) - min(r["ended_at"] - r["epoch_seconds"] for r in timed))
+        if timed
+        else math.nan
+    )
+    return {
+        "workload": workload,
+        "gpu per trial": f"{share:g}",
+        "trials per GPU": per_gpu,
+        "trials": trials,
+        "epochs": epochs,
+        "wall s": round(wall, 1),
+        "trials/min": round(60 * trials / wall, 1),
+        "train span s": round(span, 1),
+        "trials/min in span": round(60 * trials / span, 1),
+        "epochs/s in span": round(epochs / span, 1),
+        "compute s": round(sum(r.get("epoch_seconds") or 0 for r in table), 1),
+        "devices": ",".join(devices),
+        "chosen lr": f"{summary.lr:.3g}",
+    }
 
 
 def main(argv=None) -> int:
@@ -93,10 +120,12 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(storage, ignore_errors=True)
     span = "1e-6..1e-1" if (args.low, args.high) == (1e-6, 1e-1) else f"{args.low:g}..{args.high:g}"
-    head = (f"# Trials per minute on one GPU\n\nMachine: {gpu}, {cpus} CPUs; torch {torch.__version__}, "
-            f"ray {ray.__version__}. One-round sweep, {args.per_decade} points a decade over {span}, "
-            f"{args.epochs} epochs a trial, ASHA off, 1 CPU a trial. Command: `python -m bench.gpu "
-            f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n\n")
+    head = (
+        f"# Trials per minute on one GPU\n\nMachine: {gpu}, {cpus} CPUs; torch {torch.__version__}, "
+        f"ray {ray.__version__}. One-round sweep, {args.per_decade} points a decade over {span}, "
+        f"{args.epochs} epochs a trial, ASHA off, 1 CPU a trial. Command: `python -m bench.gpu "
+        f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n\n"
+    )
     header = list(rows[0]) if rows else []
     text = head + markdown_table(header, [list(r.values()) for r in rows]) + "\n"
     print(text)

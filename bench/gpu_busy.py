@@ -13,6 +13,7 @@ over the run's wall time (set-up included). "epoch s vs solo": the mean epoch ti
 the solo trial's (1.00 = no slower than alone). Writes bench/results/gpu_<name>.md (and a copy to $OUT).
 ``--cpu``: a tiny model and data, one trial per CPU, the DDP row on 2 CPU workers; the busy column n/a.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,11 +45,18 @@ class Scenario:
     raw: bool = False
 
 
-SCENARIOS = (Scenario("sweep, 1 trial/GPU", 1), Scenario("sweep, 2 trials/GPU", 2),
-             Scenario("sweep, 4 trials/GPU", 4), Scenario("sweep, 1 trial x 2 DDP workers", 1, workers=2),
-             Scenario("raw Tune, 2 trials/GPU", 2, raw=True))
-DRY_SCENARIOS = (Scenario("sweep, 1 trial/CPU", 1), Scenario("sweep, 1 trial x 2 DDP workers", 1, workers=2),
-                 Scenario("raw Tune, 1 trial/CPU", 1, raw=True))
+SCENARIOS = (
+    Scenario("sweep, 1 trial/GPU", 1),
+    Scenario("sweep, 2 trials/GPU", 2),
+    Scenario("sweep, 4 trials/GPU", 4),
+    Scenario("sweep, 1 trial x 2 DDP workers", 1, workers=2),
+    Scenario("raw Tune, 2 trials/GPU", 2, raw=True),
+)
+DRY_SCENARIOS = (
+    Scenario("sweep, 1 trial/CPU", 1),
+    Scenario("sweep, 1 trial x 2 DDP workers", 1, workers=2),
+    Scenario("raw Tune, 1 trial/CPU", 1, raw=True),
+)
 
 
 @dataclass
@@ -63,8 +71,11 @@ class Sampler:
         """Start sampling; False when there is no ``nvidia-smi``."""
         if shutil.which("nvidia-smi") is None:
             return False
-        self._proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                                       f"-lms={self.period_ms}"], stdout=subprocess.PIPE, text=True)
+        self._proc = subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", f"-lms={self.period_ms}"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         threading.Thread(target=self._read, daemon=True).start()
         return True
 
@@ -88,8 +99,14 @@ class Sampler:
 
 def trial_data(args) -> dict:
     """The searched-over trial's fixed keys (the image workload's size and the GPU path)."""
-    return {"n_train": args.n_train, "width": args.width, "blocks": args.blocks, "batch_size": args.batch_size,
-            "amp": not args.cpu, "optimizer": "momentum"}
+    return {
+        "n_train": args.n_train,
+        "width": args.width,
+        "blocks": args.blocks,
+        "batch_size": args.batch_size,
+        "amp": not args.cpu,
+        "optimizer": "momentum",
+    }
 
 
 def lrs(trials: int) -> list[float]:
@@ -104,16 +121,28 @@ def sweep_config(s: Scenario, args, storage: str, devices: int):
     share = 1.0 / s.per_device
     low, high = lrs(args.trials)[0], lrs(args.trials)[-1]
     per_decade = max(1, math.ceil((args.trials - 1) / 2))
-    resources = ({"cpu": 1, "gpu": 0.0} if args.cpu else {"cpu": 1, "gpu": share})
+    resources = {"cpu": 1, "gpu": 0.0} if args.cpu else {"cpu": 1, "gpu": share}
     if s.workers > 1:
-        resources = {"cpu": 1, "gpu": 0.0 if args.cpu else share / s.workers if devices < s.workers else 1.0,
-                     "workers": s.workers}
+        resources = {
+            "cpu": 1,
+            "gpu": 0.0 if args.cpu else share / s.workers if devices < s.workers else 1.0,
+            "workers": s.workers,
+        }
     name = "".join(c if c.isalnum() else "-" for c in s.label).strip("-")
-    return build_config({
-        "train": TRAIN, "max_epochs": args.epochs, "metric": "val_loss",
-        "space": {"lr": {"log": [low, high], "per_decade": per_decade}, **trial_data(args)},
-        "asha": {"enabled": False}, "zoom": {"max_rounds": 1}, "resources": resources,
-    }, name, storage, source="bench/gpu_busy.py")
+    return build_config(
+        {
+            "train": TRAIN,
+            "max_epochs": args.epochs,
+            "metric": "val_loss",
+            "space": {"lr": {"log": [low, high], "per_decade": per_decade}, **trial_data(args)},
+            "asha": {"enabled": False},
+            "zoom": {"max_rounds": 1},
+            "resources": resources,
+        },
+        name,
+        storage,
+        source="bench/gpu_busy.py",
+    )
 
 
 def run_raw(s: Scenario, args, storage: str) -> list[dict]:
@@ -123,10 +152,20 @@ def run_raw(s: Scenario, args, storage: str) -> list[dict]:
     from orchestrator.trial import train_trial
 
     share = 0.0 if args.cpu else 1.0 / s.per_device
-    space = {"train": TRAIN, "max_epochs": args.epochs, "seed": 0, "checkpoint_every": 0, "_cpus": 1,
-             **trial_data(args), "lr": tune.grid_search(lrs(args.trials))}
-    tuner = tune.Tuner(tune.with_resources(train_trial, {"cpu": 1, "gpu": share}), param_space=space,
-                       run_config=tune.RunConfig(name="raw", storage_path=storage, verbose=0))
+    space = {
+        "train": TRAIN,
+        "max_epochs": args.epochs,
+        "seed": 0,
+        "checkpoint_every": 0,
+        "_cpus": 1,
+        **trial_data(args),
+        "lr": tune.grid_search(lrs(args.trials)),
+    }
+    tuner = tune.Tuner(
+        tune.with_resources(train_trial, {"cpu": 1, "gpu": share}),
+        param_space=space,
+        run_config=tune.RunConfig(name="raw", storage_path=storage, verbose=0),
+    )
     grid = tuner.fit()
     rows = []
     for i in range(len(grid)):
@@ -169,20 +208,31 @@ def solo_epoch_seconds(args) -> float:
 def row(s: Scenario, rows: list[dict], wall: float, solo: float, sampler: Sampler | None) -> dict:
     start, end = span(rows)
     trials = len({r["trial_id"] for r in rows})
-    epoch_s = [r["epoch_seconds"] for r in rows if r.get("epoch") and int(r["epoch"]) > 1] or \
-              [r["epoch_seconds"] for r in rows if r.get("epoch_seconds") is not None]
+    epoch_s = [r["epoch_seconds"] for r in rows if r.get("epoch") and int(r["epoch"]) > 1] or [
+        r["epoch_seconds"] for r in rows if r.get("epoch_seconds") is not None
+    ]
     busy = sampler.busy(start, end) if sampler is not None else math.nan
-    return {"run": s.label, "trials": trials, "epochs": sum(1 for r in rows if r.get("epoch")),
-            "wall s": round(wall, 1), "trials/hour": round(3600 * trials / wall, 1),
-            "train span s": round(end - start, 1),
-            "GPU busy": "n/a" if math.isnan(busy) else f"{busy:.0%}",
-            "epoch s vs solo": round(statistics.mean(epoch_s) / solo, 2) if epoch_s and solo else "n/a"}
+    return {
+        "run": s.label,
+        "trials": trials,
+        "epochs": sum(1 for r in rows if r.get("epoch")),
+        "wall s": round(wall, 1),
+        "trials/hour": round(3600 * trials / wall, 1),
+        "train span s": round(end - start, 1),
+        "GPU busy": "n/a" if math.isnan(busy) else f"{busy:.0%}",
+        "epoch s vs solo": round(statistics.mean(epoch_s) / solo, 2) if epoch_s and solo else "n/a",
+    }
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--cpu", "--dry-run", dest="cpu", action="store_true",
-                   help="tiny model and data on CPUs (checks the script, measures nothing about a GPU)")
+    p.add_argument(
+        "--cpu",
+        "--dry-run",
+        dest="cpu",
+        action="store_true",
+        help="tiny model and data on CPUs (checks the script, measures nothing about a GPU)",
+    )
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--trials", type=int, default=None, help="trials a run (rates over 1e-3..1e-1)")
     p.add_argument("--n-train", type=int, default=None)
@@ -220,7 +270,7 @@ def main(argv=None) -> int:
             if not small and devices == 0:
                 print("[gpu_busy] Ray sees no GPU: run with --cpu for the dry run", file=sys.stderr)
                 return 2
-            for s in (DRY_SCENARIOS if small else SCENARIOS):
+            for s in DRY_SCENARIOS if small else SCENARIOS:
                 t0 = time.perf_counter()
                 if s.raw:
                     measured = run_raw(s, args, storage)
@@ -231,12 +281,14 @@ def main(argv=None) -> int:
     finally:
         sampler.stop()
         shutil.rmtree(storage, ignore_errors=True)
-    head = (f"# Is the GPU the limit? cifar_resnet on {gpu}\n\nMachine: {gpu}; torch {torch.__version__}, ray "
-            f"{ray.__version__}. {args.trials} trials a run, {args.epochs} epochs each, ASHA off; ResNet width "
-            f"{args.width}, {args.blocks} blocks a stage, {args.n_train} images, batch {args.batch_size} a worker "
-            f"(DDP: global {2 * args.batch_size}), amp {'on' if not small else 'off'}. GPU busy: nvidia-smi "
-            f"utilization.gpu every 200 ms over the training span. Command: `python -m bench.gpu_busy "
-            f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n\n")
+    head = (
+        f"# Is the GPU the limit? cifar_resnet on {gpu}\n\nMachine: {gpu}; torch {torch.__version__}, ray "
+        f"{ray.__version__}. {args.trials} trials a run, {args.epochs} epochs each, ASHA off; ResNet width "
+        f"{args.width}, {args.blocks} blocks a stage, {args.n_train} images, batch {args.batch_size} a worker "
+        f"(DDP: global {2 * args.batch_size}), amp {'on' if not small else 'off'}. GPU busy: nvidia-smi "
+        f"utilization.gpu every 200 ms over the training span. Command: `python -m bench.gpu_busy "
+        f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n\n"
+    )
     text = head + markdown_table(list(rows[0]) if rows else [], [list(r.values()) for r in rows]) + "\n"
     print(text)
     for folder in [args.results] + ([Path(os.environ["OUT"])] if os.environ.get("OUT") else []):

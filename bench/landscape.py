@@ -10,6 +10,7 @@ depth 2) and ``--name`` names its file. Writes bench/results/landscape_<name, de
 and ``bench/replay.py`` replay, and prints how noisy one seed is.
 Rows already in the file are kept and not retrained (the run can be stopped and continued).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,13 +39,12 @@ def _curve(config: dict) -> list[float]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """"0-5,1001-1005" -> [0, 1, 2, 3, 4, 5, 1001, ..., 1005]."""
+    """ "0-5,1001-1005" -> [0, 1, 2, 3, 4, 5, 1001, ..., 1005]."""
     out: list[int] = []
     for part in text.split(","):
         a, _, b = part.partition("-")
         out += list(range(int(a), int(b or a) + 1))
     return out
-
 
 
 def main(argv=None) -> int:

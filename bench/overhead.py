@@ -17,6 +17,7 @@ A warm-up fit of 2 trials runs first (worker start-up and imports), uncounted.
 Unless ``--no-demo``: the digits demo sweep (examples/digits.yaml) runs too: its wall against its compute.
 Writes results/overhead.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,14 @@ import time
 
 from bench.common import add_results_option, example, markdown_table, sweep_config
 
-TRIAL = {"workload": "bench.trivial:workload", "max_epochs": 3, "seed": 0, "_cpus": 1, "optimizer": "sgd",
-         "batch_size": 8}
+TRIAL = {
+    "workload": "bench.trivial:workload",
+    "max_epochs": 3,
+    "seed": 0,
+    "_cpus": 1,
+    "optimizer": "sgd",
+    "batch_size": 8,
+}
 
 
 def raw_tune(lrs: list[float], reuse: bool, storage: str, name: str) -> tuple[float, float, int]:
@@ -77,8 +84,13 @@ def project_sweep(cfg) -> tuple[float, float, int, int, float | None]:
     finally:
         report.build = build
     table = pq.read_table(folder.sweep_folder(cfg) / "trials.parquet").to_pandas()
-    return (wall, float(table["epoch_seconds"].sum()), int(table["trial_id"].nunique()), len(table),
-            seconds[0] if seconds else None)
+    return (
+        wall,
+        float(table["epoch_seconds"].sum()),
+        int(table["trial_id"].nunique()),
+        len(table),
+        seconds[0] if seconds else None,
+    )
 
 
 def render(measured: dict, init_s: float, demo: tuple | None, total_s: float, report_s: float | None = None) -> str:
@@ -86,29 +98,71 @@ def render(measured: dict, init_s: float, demo: tuple | None, total_s: float, re
     trials, epochs) or None; ``report_s``: seconds the project's sweep spent on its closing report."""
     per = {k: (w - c) / n for k, (w, c, n) in measured.items()}
     a, b = per.get("(a) raw Ray Tune, reuse_actors=False"), per["(b) raw Ray Tune, reuse_actors=True"]
-    rows = [[label, n, f"{w:.1f}", f"{c:.2f}", f"{per[label]:.3f}", f"{per[label] / a:.2f}x" if a else "-",
-             f"{per[label] / b:.2f}x"] for label, (w, c, n) in measured.items()]
+    rows = [
+        [
+            label,
+            n,
+            f"{w:.1f}",
+            f"{c:.2f}",
+            f"{per[label]:.3f}",
+            f"{per[label] / a:.2f}x" if a else "-",
+            f"{per[label] / b:.2f}x",
+        ]
+        for label, (w, c, n) in measured.items()
+    ]
     sweep = "(c) this project's sweep (tuning.run)"
     if report_s is not None and sweep in measured:
         w, c, n = measured[sweep]
         once = report_s
         o = (w - once - c) / n
-        rows.append([f"(c) without its closing report ({once:.1f} s once: tables, 2 plots)", n, f"{w - once:.1f}",
-                     f"{c:.2f}", f"{o:.3f}", f"{o / a:.2f}x" if a else "-", f"{o / b:.2f}x"])
+        rows.append(
+            [
+                f"(c) without its closing report ({once:.1f} s once: tables, 2 plots)",
+                n,
+                f"{w - once:.1f}",
+                f"{c:.2f}",
+                f"{o:.3f}",
+                f"{o / a:.2f}x" if a else "-",
+                f"{o / b:.2f}x",
+            ]
+        )
     header = ["variant", "trials", "wall s", "compute s", "overhead s / trial", "vs (a)", "vs (b)"]
-    text = (f"# Orchestration overhead on trivial trials (3 epochs, no real compute)\n\n"
-            f"One embedded Ray session, 2 CPUs, 1 CPU per trial, on a 2-core machine shared with other jobs. "
-            f"ray.init took {init_s:.1f} s (once, not in the walls below). overhead = (wall - compute) / trials; "
-            f"compute = sum of epoch_seconds.\n\n{markdown_table(header, rows)}\n")
+    text = (
+        f"# Orchestration overhead on trivial trials (3 epochs, no real compute)\n\n"
+        f"One embedded Ray session, 2 CPUs, 1 CPU per trial, on a 2-core machine shared with other jobs. "
+        f"ray.init took {init_s:.1f} s (once, not in the walls below). overhead = (wall - compute) / trials; "
+        f"compute = sum of epoch_seconds.\n\n{markdown_table(header, rows)}\n"
+    )
     if demo:
         wall, compute, trials, epochs = demo
-        text += ("\n## The digits demo sweep (examples/digits.yaml)\n\n"
-                 + markdown_table(["trials", "epochs", "wall s (tuning.run)", "compute s (sum epoch_seconds)",
-                                   "ray.init s", "wall + ray.init", "compute / (wall + ray.init)",
-                                   "compute / (2 CPUs x (wall + ray.init))"],
-                                  [[trials, epochs, f"{wall:.1f}", f"{compute:.1f}", f"{init_s:.1f}",
-                                    f"{wall + init_s:.1f}", f"{compute / (wall + init_s):.2f}",
-                                    f"{compute / (2 * (wall + init_s)):.0%}"]]) + "\n")
+        text += (
+            "\n## The digits demo sweep (examples/digits.yaml)\n\n"
+            + markdown_table(
+                [
+                    "trials",
+                    "epochs",
+                    "wall s (tuning.run)",
+                    "compute s (sum epoch_seconds)",
+                    "ray.init s",
+                    "wall + ray.init",
+                    "compute / (wall + ray.init)",
+                    "compute / (2 CPUs x (wall + ray.init))",
+                ],
+                [
+                    [
+                        trials,
+                        epochs,
+                        f"{wall:.1f}",
+                        f"{compute:.1f}",
+                        f"{init_s:.1f}",
+                        f"{wall + init_s:.1f}",
+                        f"{compute / (wall + init_s):.2f}",
+                        f"{compute / (2 * (wall + init_s)):.0%}",
+                    ]
+                ],
+            )
+            + "\n"
+        )
     return text + f"\nTotal bench wall: {total_s:.0f} s.\n"
 
 
@@ -138,12 +192,23 @@ def main(argv=None) -> int:
                 print(measured, flush=True)
             measured["(b) raw Ray Tune, reuse_actors=True"] = raw_tune(lrs, True, storage, "raw-reuse")
             print(measured, flush=True)
-            cfg = sweep_config({
-                "workload": TRIAL["workload"], "max_epochs": 3, "seed": 0,
-                "space": {"lr": {"log": [1e-6, 1e-1], "per_decade": args.per_decade}, "optimizer": "sgd",
-                          "batch_size": 8},
-                "asha": {"enabled": False}, "zoom": {"max_rounds": 1}, "resources": {"cpu": 1, "gpu": 0}},
-                "overhead", storage)
+            cfg = sweep_config(
+                {
+                    "workload": TRIAL["workload"],
+                    "max_epochs": 3,
+                    "seed": 0,
+                    "space": {
+                        "lr": {"log": [1e-6, 1e-1], "per_decade": args.per_decade},
+                        "optimizer": "sgd",
+                        "batch_size": 8,
+                    },
+                    "asha": {"enabled": False},
+                    "zoom": {"max_rounds": 1},
+                    "resources": {"cpu": 1, "gpu": 0},
+                },
+                "overhead",
+                storage,
+            )
             wall, compute, trials, _, report_s = project_sweep(cfg)
             measured["(c) this project's sweep (tuning.run)"] = (wall, compute, trials)
             print(measured, flush=True)

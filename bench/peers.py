@@ -25,6 +25,7 @@ Pick = the best final val_loss among trials that completed all 27 epochs.
 Writes results/peers_sgd.md, results/peers_sgd.csv and results/regret_vs_cost.png (``--tag T``: peers_sgdT.md,
 ...). ``--replot`` rebuilds the plot and the sweep part of the Markdown from the CSVs, without running.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,9 +58,15 @@ from bench.regret import REFERENCE_LRS
 
 BASE = digits_trial("sgd")
 METHODS = ["grid", "asha", "two_stage", "optuna", "random", "range_test"]
-LABELS = {"grid": "Ray Tune grid", "asha": "Ray Tune grid + ASHA(gp=1)", "two_stage": "two-stage grid, ASHA",
-          "optuna": "Optuna TPE + Hyperband", "random": "random search (full runs)",
-          "range_test_min10": "LR range test (min/10)", "range_test_steepest": "LR range test (steepest)"}
+LABELS = {
+    "grid": "Ray Tune grid",
+    "asha": "Ray Tune grid + ASHA(gp=1)",
+    "two_stage": "two-stage grid, ASHA",
+    "optuna": "Optuna TPE + Hyperband",
+    "random": "random search (full runs)",
+    "range_test_min10": "LR range test (min/10)",
+    "range_test_steepest": "LR range test (steepest)",
+}
 RANGE_TEST_BATCHES = 100
 
 
@@ -71,8 +78,7 @@ def tune_fit(name: str, lrs: list[float], seed: int, asha: bool, storage: str) -
 
     from orchestrator.trial import train_trial
 
-    scheduler = (ASHAScheduler(time_attr="epoch", max_t=MAX_EPOCHS, grace_period=1, reduction_factor=3)
-                 if asha else None)
+    scheduler = ASHAScheduler(time_attr="epoch", max_t=MAX_EPOCHS, grace_period=1, reduction_factor=3) if asha else None
     tuner = tune.Tuner(
         tune.with_resources(train_trial, {"cpu": 1}),
         param_space={**BASE, "seed": seed, "_cpus": 1, "lr": tune.grid_search(list(lrs))},
@@ -100,21 +106,36 @@ def coarse_grid(shift: float) -> list[float]:
 
 def run_grid(seed, shift, storage, asha):
     out = tune_fit(f"{'asha' if asha else 'grid'}-s{seed}-{shift:+.1f}", coarse_grid(shift), seed, asha, storage)
-    return {"lr": best_completed(out["trials"]), "epochs": sum(t[1] for t in out["trials"]),
-            "trials": len(out["trials"]), "wall": out["wall"], "note": ""}
+    return {
+        "lr": best_completed(out["trials"]),
+        "epochs": sum(t[1] for t in out["trials"]),
+        "trials": len(out["trials"]),
+        "wall": out["wall"],
+        "note": "",
+    }
 
 
 def run_two_stage(seed, shift, storage):
     s1 = tune_fit(f"two1-s{seed}-{shift:+.1f}", coarse_grid(shift), seed, True, storage)
     centre = best_completed(s1["trials"])
     if centre is None:
-        return {"lr": None, "epochs": sum(t[1] for t in s1["trials"]), "trials": len(s1["trials"]),
-                "wall": s1["wall"], "note": "no stage-1 trial completed"}
+        return {
+            "lr": None,
+            "epochs": sum(t[1] for t in s1["trials"]),
+            "trials": len(s1["trials"]),
+            "wall": s1["wall"],
+            "note": "no stage-1 trial completed",
+        }
     fine = [centre * 10.0 ** (-0.5 + 0.25 * i) for i in range(5)]
     s2 = tune_fit(f"two2-s{seed}-{shift:+.1f}", fine, seed, True, storage)
     trials = s1["trials"] + s2["trials"]
-    return {"lr": best_completed(trials), "epochs": sum(t[1] for t in trials), "trials": len(trials),
-            "wall": s1["wall"] + s2["wall"], "note": f"stage-1 best {centre:.3g}"}
+    return {
+        "lr": best_completed(trials),
+        "epochs": sum(t[1] for t in trials),
+        "trials": len(trials),
+        "wall": s1["wall"] + s2["wall"],
+        "note": f"stage-1 best {centre:.3g}",
+    }
 
 
 def run_random(seed, shift, storage, budget_fte):
@@ -124,8 +145,13 @@ def run_random(seed, shift, storage, budget_fte):
     rng = np.random.default_rng(seed)
     lrs = [float(10.0 ** (x + shift)) for x in rng.uniform(-6, -1, n)]
     out = tune_fit(f"random-s{seed}-{shift:+.1f}", lrs, seed, False, storage)
-    return {"lr": best_completed(out["trials"]), "epochs": sum(t[1] for t in out["trials"]),
-            "trials": len(out["trials"]), "wall": out["wall"], "note": f"{n} runs"}
+    return {
+        "lr": best_completed(out["trials"]),
+        "epochs": sum(t[1] for t in out["trials"]),
+        "trials": len(out["trials"]),
+        "wall": out["wall"],
+        "note": f"{n} runs",
+    }
 
 
 # ------------------------------------------------------------------------------------------------ Optuna
@@ -158,17 +184,24 @@ def run_optuna(seed, shift, budget_fte):
         if spent[0] >= budget:
             study.stop()
 
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=MAX_EPOCHS,
-                                                                      reduction_factor=3))
+    study = optuna.create_study(
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=MAX_EPOCHS, reduction_factor=3),
+    )
     start = time.time()
     study.optimize(objective, callbacks=[stop])
     wall = time.time() - start
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value < 1e9]
     lr = min(done, key=lambda t: t.value).params["lr"] if done else None
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
-    return {"lr": lr, "epochs": spent[0], "trials": len(study.trials), "wall": wall,
-            "note": f"{pruned} pruned, {len(done)} completed; serial (1 process)"}
+    return {
+        "lr": lr,
+        "epochs": spent[0],
+        "trials": len(study.trials),
+        "wall": wall,
+        "note": f"{pruned} pruned, {len(done)} completed; serial (1 process)",
+    }
 
 
 # -------------------------------------------------------------------------------------------- range test
@@ -183,7 +216,7 @@ def lr_range_test(seed, shift, batches=RANGE_TEST_BATCHES, lo=1e-6, hi=1.0, beta
     from orchestrator.trial import batches as make_batches, make_optimizer
 
     torch.set_num_threads(1)
-    lo, hi = lo * 10.0 ** shift, hi * 10.0 ** shift
+    lo, hi = lo * 10.0**shift, hi * 10.0**shift
     start = time.time()
     torch.manual_seed(seed)
     wl = workloads.build(BASE["workload"], {**BASE, "seed": seed})
@@ -209,7 +242,7 @@ def lr_range_test(seed, shift, batches=RANGE_TEST_BATCHES, lo=1e-6, hi=1.0, beta
             loss.backward()
             opt.step()
             avg = beta * avg + (1 - beta) * loss.item()
-            s = avg / (1 - beta ** i)
+            s = avg / (1 - beta**i)
             lrs.append(lr)
             smooth.append(s)
             best = min(best, s)
@@ -269,25 +302,60 @@ class Row:
     note: str = ""
 
 
-HEADER = ["method", "shift", "repeat", "chosen lr", "trials", "FTE", "epochs", "search wall s", "5-seed mean",
-          "regret", "within 5%", "note"]
+HEADER = [
+    "method",
+    "shift",
+    "repeat",
+    "chosen lr",
+    "trials",
+    "FTE",
+    "epochs",
+    "search wall s",
+    "5-seed mean",
+    "regret",
+    "within 5%",
+    "note",
+]
 
 
 def cells(r: Row) -> list:
     """``r`` as the cells of ``HEADER`` (the one place rows are formatted)."""
-    return [r.method, f"{r.shift:+.1f}", r.repeat, f"{r.lr:.4g}" if r.lr else "none", r.trials, f"{r.fte:.2f}",
-            f"{r.epochs:.4g}", f"{r.wall:.1f}", f"{r.mean:.4f}", pct(r.regret) if math.isfinite(r.regret) else "inf",
-            "yes" if r.hit else "no", r.note]
+    return [
+        r.method,
+        f"{r.shift:+.1f}",
+        r.repeat,
+        f"{r.lr:.4g}" if r.lr else "none",
+        r.trials,
+        f"{r.fte:.2f}",
+        f"{r.epochs:.4g}",
+        f"{r.wall:.1f}",
+        f"{r.mean:.4f}",
+        pct(r.regret) if math.isfinite(r.regret) else "inf",
+        "yes" if r.hit else "no",
+        r.note,
+    ]
 
 
 def read_rows(path: Path) -> list[Row]:
     """The rows of a stored peers CSV (``HEADER``'s columns)."""
     with Path(path).open() as f:
-        return [Row(method=d["method"], shift=float(d["shift"]), repeat=int(d["repeat"]),
-                    lr=None if d["chosen lr"] == "none" else float(d["chosen lr"]), trials=int(d["trials"]),
-                    fte=float(d["FTE"]), epochs=float(d["epochs"]), wall=float(d["search wall s"]),
-                    mean=float(d["5-seed mean"]), regret=parse_pct(d["regret"]), hit=d["within 5%"] == "yes",
-                    note=d["note"]) for d in csv.DictReader(f)]
+        return [
+            Row(
+                method=d["method"],
+                shift=float(d["shift"]),
+                repeat=int(d["repeat"]),
+                lr=None if d["chosen lr"] == "none" else float(d["chosen lr"]),
+                trials=int(d["trials"]),
+                fte=float(d["FTE"]),
+                epochs=float(d["epochs"]),
+                wall=float(d["search wall s"]),
+                mean=float(d["5-seed mean"]),
+                regret=parse_pct(d["regret"]),
+                hit=d["within 5%"] == "yes",
+                note=d["note"],
+            )
+            for d in csv.DictReader(f)
+        ]
 
 
 def sweep_rows(shifts=None, results: Path = RESULTS) -> list[dict]:
@@ -332,8 +400,9 @@ def plot(rows: list[Row], sweep: list[dict], path: Path) -> None:
     ax.set_ylabel("regret (% over best reference mean)")
     ax.set_yscale("log")
     ax.set_ylim(0.1, 300)
-    ax.set_title("digits_mlp, SGD m=0.9: regret vs cost\n(regret < 0.1% drawn at 0.1%; no pick / diverged at 250%)",
-                 fontsize=10)
+    ax.set_title(
+        "digits_mlp, SGD m=0.9: regret vs cost\n(regret < 0.1% drawn at 0.1%; no pick / diverged at 250%)", fontsize=10
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -348,9 +417,16 @@ def summary(rows: list[Row], sweep: list[dict]) -> str:
     out = []
     for label, items in by_method(rows, sweep).items():
         regs = [r for _, r, _ in items]
-        out.append([label, len(items), f"{statistics.fmean(f for f, _, _ in items):.2f}",
-                    ", ".join(pct(r) if math.isfinite(r) else "inf" for r in regs), pct(statistics.fmean(regs)),
-                    f"{sum(hit for _, _, hit in items)} of {len(items)}"])
+        out.append(
+            [
+                label,
+                len(items),
+                f"{statistics.fmean(f for f, _, _ in items):.2f}",
+                ", ".join(pct(r) if math.isfinite(r) else "inf" for r in regs),
+                pct(statistics.fmean(regs)),
+                f"{sum(hit for _, _, hit in items)} of {len(items)}",
+            ]
+        )
     return markdown_table(["method", "runs", "mean FTE", "regrets", "mean regret", "within 5%"], out)
 
 
@@ -358,8 +434,10 @@ def sweep_part(sweep: list[dict], rows: list[Row]) -> str:
     text = f"{SWEEP_HEADING}\n\n"
     if sweep:
         table = markdown_table(list(sweep[0].keys()), [list(s.values()) for s in sweep])
-        text += (f"From results/regret_sgd.csv (bench/regret.py), rows at the same shifts, "
-                 f"as the file stood when this was written:\n\n{table}\n\n")
+        text += (
+            f"From results/regret_sgd.csv (bench/regret.py), rows at the same shifts, "
+            f"as the file stood when this was written:\n\n{table}\n\n"
+        )
     else:
         text += "results/regret_sgd.csv has no rows at these shifts.\n\n"
     return text + f"### Summary per method (this project's sweep included)\n\n{summary(rows, sweep)}\n"
@@ -384,9 +462,12 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
     p.add_argument("--budget-fte", type=float, default=None)
     p.add_argument("--tag", default="", help="suffix of the output files (peers_sgd{TAG}.md, ...)")
-    p.add_argument("--replot", action="store_true",
-                   help="no runs: rebuild the plot and the sweep part of peers_sgd.md from peers_sgd.csv and the "
-                        "current regret_sgd.csv")
+    p.add_argument(
+        "--replot",
+        action="store_true",
+        help="no runs: rebuild the plot and the sweep part of peers_sgd.md from peers_sgd.csv and the "
+        "current regret_sgd.csv",
+    )
     add_results_option(p)
     args = p.parse_args(argv)
     if args.replot:
@@ -408,8 +489,22 @@ def main(argv=None) -> int:
     def add(method, shift, seed, out):
         m = judge(out["lr"])
         r = regret(m, best)
-        rows.append(Row(LABELS[method], shift, seed, out["lr"], out["trials"], out["epochs"] / MAX_EPOCHS,
-                        out["epochs"], out["wall"], m, r, r <= 5, out["note"]))
+        rows.append(
+            Row(
+                LABELS[method],
+                shift,
+                seed,
+                out["lr"],
+                out["trials"],
+                out["epochs"] / MAX_EPOCHS,
+                out["epochs"],
+                out["wall"],
+                m,
+                r,
+                r <= 5,
+                out["note"],
+            )
+        )
         print(" | ".join(map(str, cells(rows[-1]))), flush=True)
 
     with tempfile.TemporaryDirectory(prefix="sweep-peers-") as storage, ray_session(None):
@@ -427,18 +522,28 @@ def main(argv=None) -> int:
                     elif method == "range_test":
                         min10, steep, epochs, wall, n = lr_range_test(seed, shift)
                         note = f"{n} batches"
-                        add("range_test_min10", shift, seed,
-                            {"lr": min10, "epochs": epochs, "trials": 1, "wall": wall, "note": note})
-                        add("range_test_steepest", shift, seed,
-                            {"lr": steep, "epochs": epochs, "trials": 1, "wall": wall, "note": note})
+                        add(
+                            "range_test_min10",
+                            shift,
+                            seed,
+                            {"lr": min10, "epochs": epochs, "trials": 1, "wall": wall, "note": note},
+                        )
+                        add(
+                            "range_test_steepest",
+                            shift,
+                            seed,
+                            {"lr": steep, "epochs": epochs, "trials": 1, "wall": wall, "note": note},
+                        )
     table = markdown_table(HEADER, [cells(r) for r in rows])
-    text = (f"# Peers: digits_mlp, SGD momentum 0.9, batch 32, 27 epochs\n\n"
-            f"Reference: {len(ref)} lrs (1e-4..1) x 5 fresh seeds; best mean {best:.4f} at lr {best_lr:.3g}. "
-            f"Budget for Optuna / random search: {budget:.2f} FTE (mean FTE of this project's sweep).\n"
-            f"Search wall seconds on a 2-core machine shared with other jobs (Ray peers run 2 trials at a "
-            f"time; Optuna and the range test run in one process). Regret = (5-seed mean of the pick - best)"
-            f" / best. Picks retrained: {judge.retrained} (others are reference-grid points).\n\n"
-            f"{table}\n\nTotal bench wall: {time.time() - t_all:.0f} s.\n{sweep_part(sweep, rows)}")
+    text = (
+        f"# Peers: digits_mlp, SGD momentum 0.9, batch 32, 27 epochs\n\n"
+        f"Reference: {len(ref)} lrs (1e-4..1) x 5 fresh seeds; best mean {best:.4f} at lr {best_lr:.3g}. "
+        f"Budget for Optuna / random search: {budget:.2f} FTE (mean FTE of this project's sweep).\n"
+        f"Search wall seconds on a 2-core machine shared with other jobs (Ray peers run 2 trials at a "
+        f"time; Optuna and the range test run in one process). Regret = (5-seed mean of the pick - best)"
+        f" / best. Picks retrained: {judge.retrained} (others are reference-grid points).\n\n"
+        f"{table}\n\nTotal bench wall: {time.time() - t_all:.0f} s.\n{sweep_part(sweep, rows)}"
+    )
     print(text)
     write_results(f"peers_sgd{args.tag}", text, HEADER, [cells(r) for r in rows], results=args.results)
     plot(rows, sweep, args.results / f"regret_vs_cost{args.tag}.png")

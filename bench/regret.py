@@ -9,6 +9,7 @@ The last column judges the pick against the landscape's all-seed mean instead (`
 "-" without a landscape or for a pick more than 0.05 decade from its lrs).
 Writes bench/results/regret_<optimizer>.md and .csv.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,10 +77,18 @@ def main(argv=None) -> int:
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--shifts", type=float, nargs="+", default=[0.0])
-    p.add_argument("--picks", default="parabola,kernel:0.1,kernel:0.15",
-                   help="final-pick rules compared on the same sweeps (the first is the sweep's own)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=YAML",
-                   help="override a key of examples/digits.yaml, e.g. zoom.max_rounds=2 (repeatable)")
+    p.add_argument(
+        "--picks",
+        default="parabola,kernel:0.1,kernel:0.15",
+        help="final-pick rules compared on the same sweeps (the first is the sweep's own)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=YAML",
+        help="override a key of examples/digits.yaml, e.g. zoom.max_rounds=2 (repeatable)",
+    )
     p.add_argument("--tag", default="", help="suffix of the results file names")
     p.add_argument("--first-seed", type=int, default=0, help="sweep seeds are first-seed .. first-seed+repeats-1")
     add_results_option(p)
@@ -92,8 +101,11 @@ def main(argv=None) -> int:
     t0 = time.time()
     ref = reference_grid(f"digits_{args.optimizer}", base, REFERENCE_LRS, results=args.results)
     best_lr, best = min(ref, key=lambda r: r[1])
-    print(f"reference grid: {len(ref)} points x 5 seeds, best mean val_loss {best:.4f} at lr {best_lr:.3g} "
-          f"({time.time() - t0:.0f} s)", flush=True)
+    print(
+        f"reference grid: {len(ref)} points x 5 seeds, best mean val_loss {best:.4f} at lr {best_lr:.3g} "
+        f"({time.time() - t0:.0f} s)",
+        flush=True,
+    )
 
     robust = robust_reference(args.optimizer, args.results) or (lambda lr: None)
     rows, retrained = [], {}
@@ -111,20 +123,48 @@ def main(argv=None) -> int:
                     m = retrained[lr]
                     r = regret(m, best)
                     rr = robust(lr)
-                    rows.append([args.optimizer, f"{shift:+.1f}", seed, pick, f"{lr:.4g}", f"{s.fte:.2f}", s.epochs,
-                                 f"{wall:.0f}", f"{m:.4f}", pct(r), "yes" if r <= 5 else "no",
-                                 "-" if rr is None else pct(rr)])
+                    rows.append(
+                        [
+                            args.optimizer,
+                            f"{shift:+.1f}",
+                            seed,
+                            pick,
+                            f"{lr:.4g}",
+                            f"{s.fte:.2f}",
+                            s.epochs,
+                            f"{wall:.0f}",
+                            f"{m:.4f}",
+                            pct(r),
+                            "yes" if r <= 5 else "no",
+                            "-" if rr is None else pct(rr),
+                        ]
+                    )
                     print(" | ".join(map(str, rows[-1])), flush=True)
-    header = ["optimizer", "shift", "repeat", "pick", "chosen lr", "FTE", "epochs", "wall s", "5-seed mean",
-              "regret", "within 5%", "regret vs 25-seed mean"]
+    header = [
+        "optimizer",
+        "shift",
+        "repeat",
+        "pick",
+        "chosen lr",
+        "FTE",
+        "epochs",
+        "wall s",
+        "5-seed mean",
+        "regret",
+        "within 5%",
+        "regret vs 25-seed mean",
+    ]
     table = markdown_table(header, rows)
-    hits = {pick: f"{sum(r[-2] == 'yes' for r in rows if r[3] == pick)} of {sum(r[3] == pick for r in rows)}"
-            for pick in args.picks.split(",")}
-    text = (f"# Regret of sweep's pick, digits_mlp {args.optimizer}, 27 epochs\n\n"
-            f"Reference: {len(ref)} lrs (1e-4..1), 5 fresh seeds; best mean {best:.4f} at lr {best_lr:.3g}.\n"
-            f"Command: `python -m bench.regret {' '.join(argv if argv is not None else sys.argv[1:])}`\n\n"
-            f"{table}\n\nWithin 5%, per pick rule: "
-            + ", ".join(f"{k}: {v}" for k, v in hits.items()) + ".\n")
+    hits = {
+        pick: f"{sum(r[-2] == 'yes' for r in rows if r[3] == pick)} of {sum(r[3] == pick for r in rows)}"
+        for pick in args.picks.split(",")
+    }
+    text = (
+        f"# Regret of sweep's pick, digits_mlp {args.optimizer}, 27 epochs\n\n"
+        f"Reference: {len(ref)} lrs (1e-4..1), 5 fresh seeds; best mean {best:.4f} at lr {best_lr:.3g}.\n"
+        f"Command: `python -m bench.regret {' '.join(argv if argv is not None else sys.argv[1:])}`\n\n"
+        f"{table}\n\nWithin 5%, per pick rule: " + ", ".join(f"{k}: {v}" for k, v in hits.items()) + ".\n"
+    )
     print(text)
     write_results(f"regret_{args.optimizer}{args.tag}", text, header, rows, results=args.results)
     return 0

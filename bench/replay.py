@@ -23,6 +23,7 @@ recorded range. Columns: regret (%) of the pick against the all-seed mean (``Lan
 90th percentile, worst over the draws; mean FTE (epochs / max epochs).
 Writes bench/results/<out>.md and .csv.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,8 +80,9 @@ def asha(curves: Sequence[Sequence[float]], grace: int, rf: float, max_t: int, s
     return ran
 
 
-def best_completed(xs: Sequence[float], curves: Sequence[Sequence[float]], ran: Sequence[int], max_t: int
-                   ) -> float | None:
+def best_completed(
+    xs: Sequence[float], curves: Sequence[Sequence[float]], ran: Sequence[int], max_t: int
+) -> float | None:
     """x of the best final value among trials that ran all ``max_t`` epochs (finite); None when none did."""
     done = [(c[max_t - 1], x) for x, c, e in zip(xs, curves, ran) if e >= max_t and math.isfinite(c[max_t - 1])]
     return min(done)[1] if done else None
@@ -131,8 +133,13 @@ def random_search(low, high, draw, max_t, rng=None, budget=6.0, **_) -> Outcome:
 
 def sweep(low, high, draw, max_t, rules=None, **_) -> Outcome:
     """This project's zoom with ``rules`` (a dict of ``zoom.Rules`` fields over the demo's)."""
-    r = zoom.Rules(low=low, high=high, spacing=1.0, max_epochs=max_t, **{"max_rounds": 2, "points_per_round": 4,
-                                                                       "resolution": 0.1, **(rules or {})})
+    r = zoom.Rules(
+        low=low,
+        high=high,
+        spacing=1.0,
+        max_epochs=max_t,
+        **{"max_rounds": 2, "points_per_round": 4, "resolution": 0.1, **(rules or {})},
+    )
     rounds: list[zoom.Round] = []
     obs: list[zoom.Observation] = []
     plan: zoom.Round | zoom.Stop = zoom.coarse_round(r, 1)
@@ -143,8 +150,10 @@ def sweep(low, high, draw, max_t, rules=None, **_) -> Outcome:
             ran = asha([o.curve for o in new], SWEEP_GRACE, SWEEP_RF, max_t)
             new = [replace(o, curve=o.curve[:e]) for o, e in zip(new, ran)]
         obs += new
-        seen = [replace(o, curve=o.curve[:SWEEP_GRACE], done=len(o.curve) <= SWEEP_GRACE)
-                if o.round == plan.index else o for o in obs]
+        seen = [
+            replace(o, curve=o.curve[:SWEEP_GRACE], done=len(o.curve) <= SWEEP_GRACE) if o.round == plan.index else o
+            for o in obs
+        ]
         plan = zoom.next_round(r, rounds, seen)
     pick = zoom.choose(obs, margin=r.cliff_margin, ratio=r.cliff_ratio)
     return Outcome(pick.x, zoom.epochs_spent(obs) / max_t)
@@ -157,13 +166,19 @@ class Method:
     rules: dict = field(default_factory=dict)
 
 
-SWEEPS = [Method("sweep, rules before #18", sweep, {"cliff_probe": False}),
-          Method("sweep, default rules", sweep),
-          Method("sweep, default + max_cost 1", sweep, {"max_cost": 1.0}),
-          Method("sweep's coarse round alone", sweep, {"max_rounds": 1})]
+SWEEPS = [
+    Method("sweep, rules before #18", sweep, {"cliff_probe": False}),
+    Method("sweep, default rules", sweep),
+    Method("sweep, default + max_cost 1", sweep, {"max_cost": 1.0}),
+    Method("sweep's coarse round alone", sweep, {"max_rounds": 1}),
+]
 BUDGET_FROM = "sweep, default rules"  # random search gets this row's mean FTE
-PEERS = [Method("grid (1 a decade)", grid), Method("grid + ASHA", grid_asha),
-         Method("two-stage grid + ASHA", two_stage), Method("random search (sweep's budget)", random_search)]
+PEERS = [
+    Method("grid (1 a decade)", grid),
+    Method("grid + ASHA", grid_asha),
+    Method("two-stage grid + ASHA", two_stage),
+    Method("random search (sweep's budget)", random_search),
+]
 
 
 def ranges(land: Landscape, shifts: Sequence[float]) -> list[tuple[str, float, float]]:
@@ -176,8 +191,9 @@ def ranges(land: Landscape, shifts: Sequence[float]) -> list[tuple[str, float, f
     return out
 
 
-def table(land: Landscape, methods: Sequence[Method], shifts: Sequence[float], draws: int, max_t: int,
-          seed: int = 0) -> list[list]:
+def table(
+    land: Landscape, methods: Sequence[Method], shifts: Sequence[float], draws: int, max_t: int, seed: int = 0
+) -> list[list]:
     """Rows [range, method, mean, p90, worst regret (%), mean FTE, picks missing] for every range x method
     (methods in the given order; each replayed over the same ``draws`` seed draws)."""
     rows = []
@@ -194,8 +210,15 @@ def table(land: Landscape, methods: Sequence[Method], shifts: Sequence[float], d
             if m.name == BUDGET_FROM:
                 budget = float(np.mean(ftes))
             s = spread(math.inf if o.x is None else land.regret(o.x) for o in outs)
-            found[m.name] = [label, m.name, s.mean, s.p90, s.worst, float(np.mean(ftes)),
-                             sum(o.x is None for o in outs)]
+            found[m.name] = [
+                label,
+                m.name,
+                s.mean,
+                s.p90,
+                s.worst,
+                float(np.mean(ftes)),
+                sum(o.x is None for o in outs),
+            ]
         rows += [found[m.name] for m in methods]
     return rows
 
@@ -220,9 +243,13 @@ def frontier(land: Landscape, draws: int, seed: int = 0) -> list[list]:
                 pts = []
                 for x in np.linspace(opt + lo + off, opt + hi + off, n):
                     curve = replayed_curve(land, float(x), int(rng.choice(land.search)))
-                    tail = curve[-zoom.SMOOTH_EPOCHS:]
-                    pts.append((float(land.x[land.nearest(float(x))]),
-                                float(np.mean(tail)) if all(map(math.isfinite, tail)) else math.inf))
+                    tail = curve[-zoom.SMOOTH_EPOCHS :]
+                    pts.append(
+                        (
+                            float(land.x[land.nearest(float(x))]),
+                            float(np.mean(tail)) if all(map(math.isfinite, tail)) else math.inf,
+                        )
+                    )
                 finite = [p for p in pts if math.isfinite(p[1])]
                 best.append(land.regret(min(finite, key=lambda p: p[1])[0]) if finite else math.inf)
                 fit.append(land.regret(zoom.fit_minimum(pts, reach=2.0)[0]))
@@ -241,8 +268,12 @@ HEADER = ["landscape", "range", "method", "mean regret", "p90", "worst", "mean F
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--landscapes", nargs="+", default=["sgd", "adam"],
-                   help="landscape_<NAME>.csv files in the results folder (default: %(default)s)")
+    p.add_argument(
+        "--landscapes",
+        nargs="+",
+        default=["sgd", "adam"],
+        help="landscape_<NAME>.csv files in the results folder (default: %(default)s)",
+    )
     p.add_argument("--draws", type=int, default=300)
     p.add_argument("--shifts", type=float, nargs="+", default=[0.0, -0.2, -0.4, 0.5])
     p.add_argument("--max-epochs", type=int, default=27)
@@ -255,26 +286,32 @@ def main(argv=None) -> int:
             land = Landscape.load(path_for(name, args.results))
         except ValueError as exc:
             raise SystemExit(str(exc)) from None
-        lands.append(f"{name}: {len(land.lrs)} lrs {land.lrs[0]:.3g}..{land.lrs[-1]:.3g} x {len(land.seeds)} seeds "
-                     f"({len(land.search)} search seeds), best mean {land.best():.4f} at "
-                     f"lr {land.lrs[int(np.argmin(land.mean['all']))]:.3g}")
+        lands.append(
+            f"{name}: {len(land.lrs)} lrs {land.lrs[0]:.3g}..{land.lrs[-1]:.3g} x {len(land.seeds)} seeds "
+            f"({len(land.search)} search seeds), best mean {land.best():.4f} at "
+            f"lr {land.lrs[int(np.argmin(land.mean['all']))]:.3g}"
+        )
         for row in table(land, SWEEPS + PEERS, args.shifts, args.draws, args.max_epochs):
             out_rows.append([name, *cells(row)])
             print(" | ".join(out_rows[-1]), flush=True)
         for window, n, bm, bp, fm, fp in frontier(land, args.draws):
             reach_rows.append([name, window, n, pct(bm), pct(bp), pct(fm), pct(fp)])
     command = "python -m bench.replay " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = (f"# Search quality replayed over recorded landscapes ({args.draws} seed draws per row)\n\n"
-            f"Reproduce: `{command.strip()}` (seconds to minutes; no training). How each method is replayed "
-            f"and what is approximated: the docstring of bench/replay.py.\n\n"
-            f"Landscapes: {'; '.join(lands)}. A point outside a landscape's lrs replays its end lr's curves "
-            f"(below the lowest lr that flatters the low side). Regret = (all-seed mean at the pick, interpolated "
-            f"in log lr - best mean) / best mean (bench/yardstick.py).\n\n" + markdown_table(HEADER, out_rows) + "\n\n"
-            "## What one seed per point reaches, wherever the points are (``frontier``)\n\n"
-            "n full runs evenly over a window around the optimum x* (its position off by up to 0.3 decade), one "
-            "search seed each; pick = the best point, or the parabola fit over all (`zoom.fit_minimum`).\n\n"
-            + markdown_table(["landscape", "window", "runs (FTE)", "best point: mean", "p90", "fit: mean", "p90"],
-                             reach_rows) + "\n")
+    text = (
+        f"# Search quality replayed over recorded landscapes ({args.draws} seed draws per row)\n\n"
+        f"Reproduce: `{command.strip()}` (seconds to minutes; no training). How each method is replayed "
+        f"and what is approximated: the docstring of bench/replay.py.\n\n"
+        f"Landscapes: {'; '.join(lands)}. A point outside a landscape's lrs replays its end lr's curves "
+        f"(below the lowest lr that flatters the low side). Regret = (all-seed mean at the pick, interpolated "
+        f"in log lr - best mean) / best mean (bench/yardstick.py).\n\n" + markdown_table(HEADER, out_rows) + "\n\n"
+        "## What one seed per point reaches, wherever the points are (``frontier``)\n\n"
+        "n full runs evenly over a window around the optimum x* (its position off by up to 0.3 decade), one "
+        "search seed each; pick = the best point, or the parabola fit over all (`zoom.fit_minimum`).\n\n"
+        + markdown_table(
+            ["landscape", "window", "runs (FTE)", "best point: mean", "p90", "fit: mean", "p90"], reach_rows
+        )
+        + "\n"
+    )
     print(text)
     write_results(args.out, text, HEADER, out_rows, results=args.results)
     return 0

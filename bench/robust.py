@@ -9,6 +9,7 @@ For every row of the given CSVs (default: every peers_* and regret_* table of th
 recorded lr, at most 0.05 decade away), then per method: picks, mean FTE, mean and worst regret, within 5%.
 Writes bench/results/robust_<optimizer>.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,21 +49,34 @@ def main(argv=None) -> int:
     if not path.exists():
         raise SystemExit(f"{path}: missing (run python -m bench.landscape first)")
     land = Landscape.load(path)
-    names = args.files or sorted(f.name for f in args.results.glob("*.csv")
-                                 if f.name.startswith(("peers_", f"regret_{args.optimizer}")))
+    names = args.files or sorted(
+        f.name for f in args.results.glob("*.csv") if f.name.startswith(("peers_", f"regret_{args.optimizer}"))
+    )
     if args.optimizer != "sgd":
         names = [n for n in names if not n.startswith("peers_")]  # the peers ran SGD only
     rows = []
     for (name, method), items in sorted(judged_picks(land, args.results, names).items()):
         s = spread(r for _, r in items)
-        rows.append([name, method, s.n, f"{statistics.fmean(f for f, _ in items):.2f}",
-                     ", ".join(f"{r:.1f}" for _, r in items), pct(s.mean), pct(s.worst), f"{s.hits} of {s.n}"])
-    text = (f"# Picks re-judged against the 25-seed mean, digits_mlp {args.optimizer}\n\n"
-            f"Regret of each stored pick against the mean final val_loss over all seeds of "
-            f"landscape_{args.optimizer}.csv (nearest lr within 0.05 decade; picks farther from a recorded lr "
-            f"are left out). Parabola picks only for regret_* tables.\n\n"
-            + markdown_table(["file", "method", "picks", "mean FTE", "regrets %", "mean", "worst", "within 5%"], rows)
-            + "\n")
+        rows.append(
+            [
+                name,
+                method,
+                s.n,
+                f"{statistics.fmean(f for f, _ in items):.2f}",
+                ", ".join(f"{r:.1f}" for _, r in items),
+                pct(s.mean),
+                pct(s.worst),
+                f"{s.hits} of {s.n}",
+            ]
+        )
+    text = (
+        f"# Picks re-judged against the 25-seed mean, digits_mlp {args.optimizer}\n\n"
+        f"Regret of each stored pick against the mean final val_loss over all seeds of "
+        f"landscape_{args.optimizer}.csv (nearest lr within 0.05 decade; picks farther from a recorded lr "
+        f"are left out). Parabola picks only for regret_* tables.\n\n"
+        + markdown_table(["file", "method", "picks", "mean FTE", "regrets %", "mean", "worst", "within 5%"], rows)
+        + "\n"
+    )
     print(text)
     (args.results / f"robust_{args.optimizer}.md").write_text(text)
     return 0 if rows else 1

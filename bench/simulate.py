@@ -16,6 +16,7 @@ epoch (as the real sweep sees them then); the final pick sees the full curves. A
 the real ASHA is asynchronous and promotes more trials early on.
 Writes bench/results/simulate_<optimizer>.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,9 +75,17 @@ def asha_round0(obs: list[zoom.Observation], grace: int, rf: float, max_epochs: 
 
 def replay(land: Landscape, v: Variant, low: float, high: float, max_epochs: int, rng) -> tuple[float, int]:
     """One sweep: (picked x, epochs spent)."""
-    rules = zoom.Rules(low=low, high=high, spacing=1.0, max_epochs=max_epochs, max_rounds=v.max_rounds,
-                       points_per_round=v.points_per_round, resolution=0.1, cliff_margin=v.margin,
-                       high_edge_step=v.high_edge_step)
+    rules = zoom.Rules(
+        low=low,
+        high=high,
+        spacing=1.0,
+        max_epochs=max_epochs,
+        max_rounds=v.max_rounds,
+        points_per_round=v.points_per_round,
+        resolution=0.1,
+        cliff_margin=v.margin,
+        high_edge_step=v.high_edge_step,
+    )
     common = int(rng.choice(land.search))
     rounds: list[zoom.Round] = []
     obs: list[zoom.Observation] = []
@@ -89,8 +98,10 @@ def replay(land: Landscape, v: Variant, low: float, high: float, max_epochs: int
             new = asha_round0(new, v.grace, v.rf, max_epochs)
         obs += new
         # plan the next round from what the sweep sees at the decision epoch
-        seen = [replace(o, curve=o.curve[: v.grace], done=len(o.curve) <= v.grace) if o.round == plan.index else o
-                for o in obs]
+        seen = [
+            replace(o, curve=o.curve[: v.grace], done=len(o.curve) <= v.grace) if o.round == plan.index else o
+            for o in obs
+        ]
         plan = zoom.next_round(rules, rounds, seen)
     x = zoom.choose(obs, pick=v.pick, bandwidth=v.bandwidth, margin=v.margin).x
     return x, zoom.epochs_spent(obs)
@@ -129,7 +140,7 @@ def main(argv=None) -> int:
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     rows = []
-    for v in VARIANTS[:args.variants]:
+    for v in VARIANTS[: args.variants]:
         for shift in args.shifts:
             rng = np.random.default_rng(0)
             regs, robust, ftes = [], [], []
@@ -139,17 +150,44 @@ def main(argv=None) -> int:
                 robust.append(land.regret(x, "all"))
                 ftes.append(epochs / 27)
             d, r = spread(regs), spread(robust)
-            rows.append([v.name, f"{shift:+.1f}", f"{np.mean(ftes):.1f}", f"{d.hit_rate:.0%}", pct(d.mean),
-                         pct(d.median), pct(d.p90), f"{r.hit_rate:.0%}", pct(r.mean), pct(r.p90)])
+            rows.append(
+                [
+                    v.name,
+                    f"{shift:+.1f}",
+                    f"{np.mean(ftes):.1f}",
+                    f"{d.hit_rate:.0%}",
+                    pct(d.mean),
+                    pct(d.median),
+                    pct(d.p90),
+                    f"{r.hit_rate:.0%}",
+                    pct(r.mean),
+                    pct(r.p90),
+                ]
+            )
             print(" | ".join(rows[-1]), flush=True)
-    text = (f"# The zoom replayed over landscape_{args.optimizer}.csv ({args.draws} seed draws per row)\n\n"
-            f"Coarse grid 10^(-6+shift)..10^(-1+shift), 1 a decade, 27 epochs; see the docstring of "
-            f"bench/simulate.py for what is approximated.\n\n"
-            + f"Regret as defined (5 fresh seeds) and against the mean over all {len(land.fresh) + len(land.search)} "
-            f"seeds of the landscape (robust).\n\n"
-            + markdown_table(["variant", "shift", "FTE", "within 5%", "mean regret", "median", "90th pct",
-                              "robust: within 5%", "robust mean", "robust 90th pct"], rows)
-            + "\n")
+    text = (
+        f"# The zoom replayed over landscape_{args.optimizer}.csv ({args.draws} seed draws per row)\n\n"
+        f"Coarse grid 10^(-6+shift)..10^(-1+shift), 1 a decade, 27 epochs; see the docstring of "
+        f"bench/simulate.py for what is approximated.\n\n"
+        + f"Regret as defined (5 fresh seeds) and against the mean over all {len(land.fresh) + len(land.search)} "
+        f"seeds of the landscape (robust).\n\n"
+        + markdown_table(
+            [
+                "variant",
+                "shift",
+                "FTE",
+                "within 5%",
+                "mean regret",
+                "median",
+                "90th pct",
+                "robust: within 5%",
+                "robust mean",
+                "robust 90th pct",
+            ],
+            rows,
+        )
+        + "\n"
+    )
     print(text)
     (args.results / f"simulate_{args.optimizer}.md").write_text(text)
     return 0

@@ -5,6 +5,7 @@
 so that a trial's busy time is proportional to its epochs; with ``batch_size`` >= 8 an epoch is one batch.
 The validation pass (run without gradients) does not sleep.
 """
+
 from __future__ import annotations
 
 import time
@@ -45,5 +46,6 @@ class SleepyLoss(nn.Module):
 def sleepy(config: dict) -> Workload:
     torch.manual_seed(int(config.get("seed", 0)))
     data = _data()
-    return Workload(model=nn.Linear(4, 2), train=data, val=data, loss=SleepyLoss(config.get("sleep", 0.05)),
-                    meta={"name": "sleepy"})
+    return Workload(
+        model=nn.Linear(4, 2), train=data, val=data, loss=SleepyLoss(config.get("sleep", 0.05)), meta={"name": "sleepy"}
+    )

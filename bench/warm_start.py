@@ -8,6 +8,7 @@ One embedded Ray session (2 CPUs). A: the old sweep (batch 32, 6 epochs). Then t
 and how far its pick lies from the same seed's B (decades); then the means over seeds.
 The digits landscape is flat near its optimum, so picks within ~0.3 decades are the same within seed noise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,15 @@ SPACE = {"lr": {"log": [1e-4, 1e-0], "per_decade": 2}, "optimizer": "sgd", "mome
 
 
 def spec(name: str, storage: str, batch: int, epochs: int, warm: dict | None = None, seed: int = 0) -> dict:
-    out = {"name": name, "workload": "digits_mlp", "max_epochs": epochs, "storage": storage, "seed": seed,
-           "space": {**SPACE, "batch_size": batch}, "zoom": {"max_rounds": 2}}
+    out = {
+        "name": name,
+        "workload": "digits_mlp",
+        "max_epochs": epochs,
+        "storage": storage,
+        "seed": seed,
+        "space": {**SPACE, "batch_size": batch},
+        "zoom": {"max_rounds": 2},
+    }
     return {**out, "warm_start": warm} if warm else out
 
 
@@ -39,9 +47,14 @@ def main(argv: list[str] | None = None) -> int:
 
     storage = tempfile.mkdtemp(prefix="warm-bench-")
     rows = []
-    labels = ("A old (batch 32, 6 epochs), cold", "B new (batch 64, 8 epochs), cold", "C new, warm from A, linear",
-              "D new, warm from A, sqrt")
+    labels = (
+        "A old (batch 32, 6 epochs), cold",
+        "B new (batch 64, 8 epochs), cold",
+        "C new, warm from A, linear",
+        "D new, warm from A, sqrt",
+    )
     with ray_session(None, num_cpus=2):
+
         def run(label: str, seed: int, cold_lr: float | None, data: dict):
             start = time.time()
             s = tuning.run(config.parse(data), quiet=True)
@@ -55,26 +68,43 @@ def main(argv: list[str] | None = None) -> int:
             cold = run(labels[1], seed, None, spec(f"cold-{seed}", storage, 64, 8, seed=seed))
             rows[-2] = (*rows[-2][:3], abs(math.log10(old.lr) - math.log10(cold.lr)), *rows[-2][4:])
             run(labels[2], seed, cold.lr, spec(f"warm-linear-{seed}", storage, 64, 8, {"run": str(old.folder)}, seed))
-            run(labels[3], seed, cold.lr, spec(f"warm-sqrt-{seed}", storage, 64, 8,
-                                               {"run": str(old.folder), "scaling": "sqrt"}, seed))
+            run(
+                labels[3],
+                seed,
+                cold.lr,
+                spec(f"warm-sqrt-{seed}", storage, 64, 8, {"run": str(old.folder), "scaling": "sqrt"}, seed),
+            )
 
-    lines = ["# Warm start against a cold sweep on digits (batch 32 -> 64, 6 -> 8 epochs)", "",
-             "`python -m bench.warm_start`: one embedded Ray (2 CPUs), digits_mlp (sgd, momentum 0.9, width 32), "
-             "lr 1e-4..1 at 2 per decade, 2 zoom rounds, ASHA on. A warm start narrows round 0 to 1 decade either "
-             "side of A's pick moved by the rule.", "",
-             "| sweep | seed | pick lr | decades from B's pick (same seed) | epochs (cost) | trials | wall s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Warm start against a cold sweep on digits (batch 32 -> 64, 6 -> 8 epochs)",
+        "",
+        "`python -m bench.warm_start`: one embedded Ray (2 CPUs), digits_mlp (sgd, momentum 0.9, width 32), "
+        "lr 1e-4..1 at 2 per decade, 2 zoom rounds, ASHA on. A warm start narrows round 0 to 1 decade either "
+        "side of A's pick moved by the rule.",
+        "",
+        "| sweep | seed | pick lr | decades from B's pick (same seed) | epochs (cost) | trials | wall s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for label, seed, lr, moved, epochs, trials, wall in rows:
         lines.append(f"| {label} | {seed} | {lr:.4g} | {moved:.2f} | {epochs} | {trials} | {wall:.0f} |")
-    lines += ["", "Means over seeds:", "", "| sweep | mean decades from B's pick | mean epochs (cost) |",
-              "|---|---|---|"]
+    lines += [
+        "",
+        "Means over seeds:",
+        "",
+        "| sweep | mean decades from B's pick | mean epochs (cost) |",
+        "|---|---|---|",
+    ]
     for label in labels:
         mine = [r for r in rows if r[0] == label]
-        lines.append(f"| {label} | {sum(r[3] for r in mine) / len(mine):.2f} | "
-                     f"{sum(r[4] for r in mine) / len(mine):.1f} |")
-    lines += ["", "A's row: how far the OLD settings' pick lies from B's (what a warm start must move). Each sweep "
-              "trains one seed per point, so a pick moves by ~0.1-0.3 decades between seeds of the same sweep: "
-              "read distances under that as the same pick."]
+        lines.append(
+            f"| {label} | {sum(r[3] for r in mine) / len(mine):.2f} | {sum(r[4] for r in mine) / len(mine):.1f} |"
+        )
+    lines += [
+        "",
+        "A's row: how far the OLD settings' pick lies from B's (what a warm start must move). Each sweep "
+        "trains one seed per point, so a pick moves by ~0.1-0.3 decades between seeds of the same sweep: "
+        "read distances under that as the same pick.",
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")

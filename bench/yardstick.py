@@ -12,6 +12,7 @@ val_loss over every seed (``against="all"``, the robust yardstick) or over the f
 (``against="fresh"``, as the dense reference grid of ``regret.py`` judges).
 Every function returns numbers; formatting is the table writer's (``common.pct``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -123,8 +124,9 @@ class Landscape:
 
     def _means(self, against: Against) -> np.ndarray:
         if against not in self.mean:
-            raise ValueError(f"against={against!r}: expected one of {sorted(self.mean)} "
-                             f"(fresh seeds are >= {FRESH_FROM})")
+            raise ValueError(
+                f"against={against!r}: expected one of {sorted(self.mean)} (fresh seeds are >= {FRESH_FROM})"
+            )
         return self.mean[against]
 
 
@@ -150,6 +152,11 @@ def spread(regrets: Iterable[float], within: float = WITHIN) -> Spread:
     values = np.asarray(list(regrets), dtype=float)
     if values.size == 0:
         raise ValueError("regrets: expected at least one")
-    return Spread(n=int(values.size), mean=float(values.mean()), median=float(np.median(values)),
-                  p90=float(np.percentile(values, 90)), worst=float(values.max()),
-                  hits=int(np.sum(values <= within)))
+    return Spread(
+        n=int(values.size),
+        mean=float(values.mean()),
+        median=float(np.median(values)),
+        p90=float(np.percentile(values, 90)),
+        worst=float(values.max()),
+        hits=int(np.sum(values <= within)),
+    )

@@ -2,6 +2,7 @@
 ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``), and required of a cluster in token mode. Shared by
 ``sweep run --address`` (``cluster.connect``) and the Jobs API client (``cluster.jobs``); talks to no
 cluster. The token's value never appears in a message or a ``repr``."""
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,10 @@ def find_token() -> Token | None:
     if path:
         token = _read_token_file(Path(path).expanduser())
         if token is None:
-            raise AuthError(f"{TOKEN_PATH_ENV}={path}: no such file or it is empty; put the cluster's token "
-                            f"(from `ray get-auth-token` on the head node) there, mode 600")
+            raise AuthError(
+                f"{TOKEN_PATH_ENV}={path}: no such file or it is empty; put the cluster's token "
+                f"(from `ray get-auth-token` on the head node) there, mode 600"
+            )
         return token
     return _read_token_file(Path.home() / ".ray" / "auth_token")
 
@@ -68,17 +71,21 @@ def write_token_file(path: str | Path, token: str) -> Path:
 
 
 def _missing_token_message(address: str) -> str:
-    return (f"{address} requires a Ray auth token (token authentication is on) and none was found in "
-            f"{TOKEN_ENV}, {TOKEN_PATH_ENV} or ~/.ray/auth_token: get it with `ray get-auth-token` on the "
-            f"head node, save it to a file with mode 600 and set {TOKEN_PATH_ENV}=FILE")
+    return (
+        f"{address} requires a Ray auth token (token authentication is on) and none was found in "
+        f"{TOKEN_ENV}, {TOKEN_PATH_ENV} or ~/.ray/auth_token: get it with `ray get-auth-token` on the "
+        f"head node, save it to a file with mode 600 and set {TOKEN_PATH_ENV}=FILE"
+    )
 
 
 def rejected_token_message(address: str, token: Token | None, status: int) -> str:
     if token is None:
         return _missing_token_message(address).replace(" requires", f" answered HTTP {status}: it requires", 1)
-    return (f"{address} rejected the Ray auth token from {token.source} (HTTP {status}): get the cluster's "
-            f"token with `ray get-auth-token` on the head node and set {TOKEN_PATH_ENV} to a file (mode 600) "
-            f"holding it")
+    return (
+        f"{address} rejected the Ray auth token from {token.source} (HTTP {status}): get the cluster's "
+        f"token with `ray get-auth-token` on the head node and set {TOKEN_PATH_ENV} to a file (mode 600) "
+        f"holding it"
+    )
 
 
 def require_auth(address: str, mode: str, insecure: bool, what: str = "it") -> Token | None:
@@ -90,7 +97,8 @@ def require_auth(address: str, mode: str, insecure: bool, what: str = "it") -> T
             raise InsecureClusterError(
                 f"{address} does not require a token (authentication_mode={mode}): {what} runs anyone's code "
                 f"(CVE-2023-48022); turn token authentication on (RAY_AUTH_MODE=token, `ray get-auth-token "
-                f"--generate` on the head node) or pass --insecure")
+                f"--generate` on the head node) or pass --insecure"
+            )
         return None
     token = find_token()
     if token is None:

@@ -6,6 +6,7 @@ traceback; 2 for bad input (config, a machine-local storage, address, token, an 
 job), 1 for a job that FAILED or was STOPPED, or a cluster that cannot be reached. The token is never
 printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,12 @@ def _quiet_ray_client_logs() -> None:
 
     for module in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
         importlib.import_module(module)
-    for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
-                 "ray._private.runtime_env.packaging", "ray._private.authentication.http_token_authentication"):
+    for name in (
+        "ray.dashboard.modules.dashboard_sdk",
+        "ray.dashboard.modules.job.sdk",
+        "ray._private.runtime_env.packaging",
+        "ray._private.authentication.http_token_authentication",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
@@ -92,21 +97,32 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from orchestrator import config as config_mod
 
     config_mod.load(args.config)  # the cluster runs `sweep run` on it: refuse a bad one here, exit 2
-    sub = jobs.submit(args.config, args.address, insecure=args.insecure, resume=args.resume,
-                      stop_wait_s=args.stop_wait, pip=args.pip or None,
-                      allow_local_storage=args.allow_local_storage, notify=_note)
+    sub = jobs.submit(
+        args.config,
+        args.address,
+        insecure=args.insecure,
+        resume=args.resume,
+        stop_wait_s=args.stop_wait,
+        pip=args.pip or None,
+        allow_local_storage=args.allow_local_storage,
+        notify=_note,
+    )
     for w in sub.warnings:
         _note(f"warning: {w}")
     print(sub.job_id, flush=True)
     if not args.follow:
-        _note(f"submitted to {sub.address}; results: {sub.folder}; "
-              f"follow: sweep logs {sub.job_id} --follow; stop: sweep stop {sub.job_id}")
+        _note(
+            f"submitted to {sub.address}; results: {sub.folder}; "
+            f"follow: sweep logs {sub.job_id} --follow; stop: sweep stop {sub.job_id}"
+        )
         return EXIT_OK
     try:
         info = jobs.Cluster(sub.address, insecure=args.insecure).follow(sub.job_id, _write)
     except KeyboardInterrupt:
-        _err(f"stopped following; job {sub.job_id} keeps running: sweep logs {sub.job_id} --follow, "
-             f"or sweep stop {sub.job_id}")
+        _err(
+            f"stopped following; job {sub.job_id} keeps running: sweep logs {sub.job_id} --follow, "
+            f"or sweep stop {sub.job_id}"
+        )
         return ExitCode.INTERRUPTED
     code = _final(info)
     if code == EXIT_OK:
@@ -162,21 +178,36 @@ def register(subparsers) -> None:
     from cluster.package import DEFAULT_STOP_WAIT_S
 
     s = subparsers.add_parser("submit", help="hand a sweep to a Ray cluster as a Ray Job (prints the job id)")
-    s.add_argument("config", help="sweep YAML; its storage: must be an absolute path every node and you share, "
-                   "or a URI")
+    s.add_argument(
+        "config", help="sweep YAML; its storage: must be an absolute path every node and you share, or a URI"
+    )
     s.add_argument("--address", help=_ADDRESS_HELP)
     s.add_argument("--follow", action="store_true", help="stream the job's logs until it ends; exit 0 if it succeeded")
-    s.add_argument("--insecure", action="store_true",
-                   help="submit even if the cluster's Jobs API needs no token (anyone could run code on it)")
+    s.add_argument(
+        "--insecure",
+        action="store_true",
+        help="submit even if the cluster's Jobs API needs no token (anyone could run code on it)",
+    )
     s.add_argument("--resume", action="store_true", help="continue the sweep whose folder exists on the cluster")
-    s.add_argument("--stop-wait", type=int, default=DEFAULT_STOP_WAIT_S, metavar="SECONDS",
-                   help=f"on `sweep stop`, time Tune gets to save its state before SIGKILL "
-                        f"(default {DEFAULT_STOP_WAIT_S})")
-    s.add_argument("--allow-local-storage", action="store_true",
-                   help="submit even if storage: is relative or under ~ (the results then stay on the node "
-                        "that runs the job; a relative one in a folder Ray deletes)")
-    s.add_argument("--pip", action="append", metavar="REQUIREMENT",
-                   help="install this on the cluster first (repeatable), for clusters whose Python lacks the deps")
+    s.add_argument(
+        "--stop-wait",
+        type=int,
+        default=DEFAULT_STOP_WAIT_S,
+        metavar="SECONDS",
+        help=f"on `sweep stop`, time Tune gets to save its state before SIGKILL (default {DEFAULT_STOP_WAIT_S})",
+    )
+    s.add_argument(
+        "--allow-local-storage",
+        action="store_true",
+        help="submit even if storage: is relative or under ~ (the results then stay on the node "
+        "that runs the job; a relative one in a folder Ray deletes)",
+    )
+    s.add_argument(
+        "--pip",
+        action="append",
+        metavar="REQUIREMENT",
+        help="install this on the cluster first (repeatable), for clusters whose Python lacks the deps",
+    )
     s.set_defaults(func=cmd_submit)
 
     st = subparsers.add_parser("status", help="a submitted sweep's job status")
@@ -195,4 +226,3 @@ def register(subparsers) -> None:
     sp.add_argument("--address", help=_ADDRESS_HELP)
     sp.add_argument("--no-wait", action="store_true", help="return once the stop is requested")
     sp.set_defaults(func=cmd_stop)
-

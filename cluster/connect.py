@@ -12,6 +12,7 @@ connects, with a warning when it travels unencrypted (no ``RAY_USE_TLS``); an op
 A ``sweep run`` started by ``sweep submit`` (a Ray Job's driver, on the cluster it was submitted to
 after that check) connects through ``RAY_ADDRESS`` without asking again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -73,7 +74,10 @@ def _ping(target: str, timeout: float, metadata: tuple = ()) -> None:
     with grpc.insecure_channel(target) as channel:
         gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
             gcs_service_pb2.GetClusterIdRequest(),  # type: ignore[attr-defined]  # protobuf-generated, no stub
-            timeout=timeout, metadata=metadata, wait_for_ready=True)
+            timeout=timeout,
+            metadata=metadata,
+            wait_for_ready=True,
+        )
 
 
 def cluster_auth_mode(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> str:
@@ -98,8 +102,9 @@ def _tls_on() -> bool:
     return os.environ.get("RAY_USE_TLS", "0").strip().lower() in ("1", "true", "yes")
 
 
-def check_cluster(address: str, insecure: bool = False,
-                  timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> tuple[str, Token | None, list[str]]:
+def check_cluster(
+    address: str, insecure: bool = False, timeout: float = DEFAULT_CONNECT_TIMEOUT_S
+) -> tuple[str, Token | None, list[str]]:
     """Ask the cluster at ``address`` how it authenticates and apply ``sweep submit``'s rules; return the
     mode, the token to send (None: send none) and one-line warnings. The token is tried once before Ray
     connects: a rejected one is an ``AuthError`` naming where it came from, never its value."""
@@ -116,14 +121,19 @@ def check_cluster(address: str, insecure: bool = False,
             _ping(target, timeout, metadata=(("authorization", f"Bearer {token.value}"),))
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
-                raise AuthError(f"{address} rejected the Ray auth token from {token.source}: get the cluster's "
-                                f"token with `ray get-auth-token` on the head node and set RAY_AUTH_TOKEN_PATH "
-                                f"to a file (mode 600) holding it") from None
-            raise ClusterUnreachableError(f"cannot reach the Ray cluster at {address} within {timeout:g} s "
-                                          f"({exc.code().name})") from None
+                raise AuthError(
+                    f"{address} rejected the Ray auth token from {token.source}: get the cluster's "
+                    f"token with `ray get-auth-token` on the head node and set RAY_AUTH_TOKEN_PATH "
+                    f"to a file (mode 600) holding it"
+                ) from None
+            raise ClusterUnreachableError(
+                f"cannot reach the Ray cluster at {address} within {timeout:g} s ({exc.code().name})"
+            ) from None
         if not _tls_on():
-            warnings.append(f"the Ray auth token goes to {address} unencrypted (gRPC without TLS; "
-                            f"RAY_USE_TLS is off): anyone who can watch that network path can take it")
+            warnings.append(
+                f"the Ray auth token goes to {address} unencrypted (gRPC without TLS; "
+                f"RAY_USE_TLS is off): anyone who can watch that network path can take it"
+            )
         if token.loose_permissions:
             warnings.append(f"token file {token.source} is readable by others: chmod 600 {token.source}")
     return mode, token, warnings
@@ -174,8 +184,13 @@ def _warn(message: str) -> None:
 
 
 @contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None, *, insecure: bool = False,
-                connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> Iterator[str]:
+def ray_session(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    *,
+    insecure: bool = False,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+) -> Iterator[str]:
     """Yield a description of where Ray runs; shut down only what this call started.
 
     With an address (or ``RAY_ADDRESS``), the cluster's auth is checked first (``check_cluster``:
@@ -205,9 +220,16 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, *, inse
     temp = tempfile.mkdtemp(prefix="sweep-ray-", dir=ray._common.utils.get_default_system_temp_dir())  # Ray's own rule
     try:
         with _loopback_node():
-            ray.init(address="local", _temp_dir=temp, num_cpus=num_cpus, include_dashboard=False,
-                     _node_ip_address=LOOPBACK, logging_level=logging.WARNING, log_to_driver=False,
-                     configure_logging=True)
+            ray.init(
+                address="local",
+                _temp_dir=temp,
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                _node_ip_address=LOOPBACK,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+                configure_logging=True,
+            )
         try:
             node_ip = ray.util.get_node_ip_address()
             if node_ip != LOOPBACK:

@@ -20,6 +20,7 @@ What this module adds on top of it:
   and builds its entrypoint and runtime environment; ``sweep stop`` sends SIGINT so Tune saves the
   experiment state (``RAY_JOB_STOP_SIGNAL`` / ``RAY_JOB_STOP_WAIT_TIME_S``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -66,8 +67,9 @@ def dashboard_address(address: str | None = None) -> str:
     """
     given = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
     if not given or not given.strip():
-        raise JobsAddressError("no cluster address: pass --address http://HEAD:8265 (the Ray dashboard's Jobs API) "
-                           "or set RAY_ADDRESS")
+        raise JobsAddressError(
+            "no cluster address: pass --address http://HEAD:8265 (the Ray dashboard's Jobs API) or set RAY_ADDRESS"
+        )
     url = given.strip().rstrip("/")
     if url.lower() in ("auto", "local"):
         raise JobsAddressError(f"address={url!r}: expected the Ray dashboard's Jobs API URL, e.g. http://HEAD:8265")
@@ -75,8 +77,10 @@ def dashboard_address(address: str | None = None) -> str:
         url = "http://" + url
     scheme, _, rest = url.partition("://")
     if scheme.lower() == "ray":
-        raise JobsAddressError(f"address={url!r} is a Ray Client address (for `sweep run`); jobs go through the "
-                           f"dashboard's Jobs API: expected http://HEAD:8265")
+        raise JobsAddressError(
+            f"address={url!r} is a Ray Client address (for `sweep run`); jobs go through the "
+            f"dashboard's Jobs API: expected http://HEAD:8265"
+        )
     if scheme.lower() not in ("http", "https") or not rest:
         raise JobsAddressError(f"address={url!r}: expected http://HEAD:8265 or https://HEAD:PORT")
     return f"{scheme.lower()}://{rest}"
@@ -94,8 +98,10 @@ def authentication_mode(address: str, timeout: float = 10.0, verify: bool | str 
     try:
         r = requests.get(url, timeout=timeout, verify=verify)
     except requests.exceptions.RequestException as exc:
-        raise JobsError(f"cannot reach the Ray Jobs API at {address} ({exc.__class__.__name__}); "
-                        f"expected the dashboard address, usually http://HEAD:8265") from None
+        raise JobsError(
+            f"cannot reach the Ray Jobs API at {address} ({exc.__class__.__name__}); "
+            f"expected the dashboard address, usually http://HEAD:8265"
+        ) from None
     if r.status_code == 404:
         return "unknown"
     if r.status_code != 200:
@@ -124,8 +130,15 @@ def _api_address_env(address: str) -> Iterator[None]:
 class Cluster:
     """A connection to one cluster's Jobs API: the client, the address, the auth mode, the token used."""
 
-    def __init__(self, address: str | None = None, *, insecure: bool = False, refuse_open: bool = False,
-                 verify: bool | str = True, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        insecure: bool = False,
+        refuse_open: bool = False,
+        verify: bool | str = True,
+        timeout: float = 10.0,
+    ) -> None:
         self.address = dashboard_address(address)
         self.mode = authentication_mode(self.address, timeout=timeout, verify=verify)
         self.insecure = insecure
@@ -172,8 +185,15 @@ class Cluster:
 
     # --- the four operations -------------------------------------------------------------------------
 
-    def submit(self, entrypoint: str, runtime_env: dict, metadata: dict[str, str], submission_id: str,
-               agent_wait_s: float | None = None, notify: Callable[[str], Any] | None = None) -> str:
+    def submit(
+        self,
+        entrypoint: str,
+        runtime_env: dict,
+        metadata: dict[str, str],
+        submission_id: str,
+        agent_wait_s: float | None = None,
+        notify: Callable[[str], Any] | None = None,
+    ) -> str:
         """Submit the job. While the cluster answers "No available agent to submit job" (its head node's
         job agent is not up yet, e.g. right after ``ray start``), retry with backoff for at most
         ``agent_wait_s`` seconds (default ``AGENT_WAIT_S``), calling ``notify`` once with a line saying so."""
@@ -182,18 +202,20 @@ class Cluster:
         while True:
             try:
                 with self._errors():
-                    return self.client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env,
-                                                  metadata=metadata, submission_id=submission_id)
+                    return self.client.submit_job(
+                        entrypoint=entrypoint, runtime_env=runtime_env, metadata=metadata, submission_id=submission_id
+                    )
             except JobsError as exc:
                 left = deadline - time.monotonic()
                 if NO_AGENT not in str(exc):
                     raise
                 if left <= 0:
-                    raise JobsError(f"{self.address}: the cluster had no job agent ready after {wait_s:g} s "
-                                    f"of retries ({NO_AGENT}); check the head node's dashboard_agent.log") from None
+                    raise JobsError(
+                        f"{self.address}: the cluster had no job agent ready after {wait_s:g} s "
+                        f"of retries ({NO_AGENT}); check the head node's dashboard_agent.log"
+                    ) from None
                 if not told and notify is not None:
-                    notify(f"the cluster's job agent is not ready yet ({NO_AGENT}); retrying for up to "
-                           f"{wait_s:g} s")
+                    notify(f"the cluster's job agent is not ready yet ({NO_AGENT}); retrying for up to {wait_s:g} s")
                     told = True
                 time.sleep(min(pause, left))
                 pause = min(pause * 2, 5.0)
@@ -201,11 +223,18 @@ class Cluster:
     def info(self, job_id: str) -> JobInfo:
         with self._errors(job_id):
             d = self.client.get_job_info(job_id)
-        return public_info(JobInfo(job_id=d.submission_id or job_id, status=str(d.status),
-                                   message=self._scrub(d.message or ""),
-                                   entrypoint=d.entrypoint, metadata=dict(d.metadata or {}),
-                                   start_time=d.start_time, end_time=d.end_time,
-                                   stop_wait_s=_stop_wait_of(d.runtime_env)))
+        return public_info(
+            JobInfo(
+                job_id=d.submission_id or job_id,
+                status=str(d.status),
+                message=self._scrub(d.message or ""),
+                entrypoint=d.entrypoint,
+                metadata=dict(d.metadata or {}),
+                start_time=d.start_time,
+                end_time=d.end_time,
+                stop_wait_s=_stop_wait_of(d.runtime_env),
+            )
+        )
 
     def logs(self, job_id: str) -> str:
         with self._errors(job_id):
@@ -287,8 +316,10 @@ class JobInfo:
         config = self.metadata.get("sweep_config", "CONFIG")
         where = self.metadata.get("sweep_folder", "")
         folder = f" (its state is in {where})" if where else ""
-        return (f"resume with: sweep run {config} --resume on a machine that sees the same storage{folder}, "
-                f"or: sweep submit {config} --resume")
+        return (
+            f"resume with: sweep run {config} --resume on a machine that sees the same storage{folder}, "
+            f"or: sweep submit {config} --resume"
+        )
 
 
 def public_info(info: JobInfo) -> JobInfo:
@@ -297,8 +328,12 @@ def public_info(info: JobInfo) -> JobInfo:
     ``storage.display`` of the URI); a job submitted by an older one, or a message quoting a URI, may."""
     from orchestrator.storage import redact
 
-    return dataclasses.replace(info, message=redact(info.message), entrypoint=redact(info.entrypoint),
-                               metadata={k: redact(str(v)) for k, v in info.metadata.items()})
+    return dataclasses.replace(
+        info,
+        message=redact(info.message),
+        entrypoint=redact(info.entrypoint),
+        metadata={k: redact(str(v)) for k, v in info.metadata.items()},
+    )
 
 
 @dataclass(frozen=True)
@@ -310,10 +345,20 @@ class Submitted:
     warnings: tuple[str, ...] = ()
 
 
-def submit(config_path: str | Path, address: str | None = None, *, insecure: bool = False,
-           resume: bool = False, stop_wait_s: int = DEFAULT_STOP_WAIT_S, pip: list[str] | None = None,
-           submission_id: str | None = None, verify: bool | str = True, allow_local_storage: bool = False,
-           agent_wait_s: float | None = None, notify: Callable[[str], Any] | None = None) -> Submitted:
+def submit(
+    config_path: str | Path,
+    address: str | None = None,
+    *,
+    insecure: bool = False,
+    resume: bool = False,
+    stop_wait_s: int = DEFAULT_STOP_WAIT_S,
+    pip: list[str] | None = None,
+    submission_id: str | None = None,
+    verify: bool | str = True,
+    allow_local_storage: bool = False,
+    agent_wait_s: float | None = None,
+    notify: Callable[[str], Any] | None = None,
+) -> Submitted:
     """Submit the sweep YAML to the cluster as a Ray Job; return its id and where its results land.
 
     Validate the YAML first (``orchestrator.load_config``; ``sweep submit`` does): the cluster runs
@@ -335,12 +380,16 @@ def submit(config_path: str | Path, address: str | None = None, *, insecure: boo
         work = Path(tmp) / "project"
         rel = stage(config_path, work)
         cmd = entrypoint(rel, resume=resume)
-        metadata = {"sweep_name": name, "sweep_config": str(config_path), "sweep_folder": folder,
-                    "submitted_by": "sweep"}
-        job_id = cluster.submit(cmd, runtime_env(work, stop_wait_s, pip), metadata, job_id,
-                                agent_wait_s=agent_wait_s, notify=notify)
-    return Submitted(job_id=job_id, address=cluster.address, entrypoint=cmd, folder=folder,
-                     warnings=tuple(warnings))
+        metadata = {
+            "sweep_name": name,
+            "sweep_config": str(config_path),
+            "sweep_folder": folder,
+            "submitted_by": "sweep",
+        }
+        job_id = cluster.submit(
+            cmd, runtime_env(work, stop_wait_s, pip), metadata, job_id, agent_wait_s=agent_wait_s, notify=notify
+        )
+    return Submitted(job_id=job_id, address=cluster.address, entrypoint=cmd, folder=folder, warnings=tuple(warnings))
 
 
 def status(job_id: str, address: str | None = None, verify: bool | str = True) -> JobInfo:
@@ -351,8 +400,7 @@ def logs(job_id: str, address: str | None = None, verify: bool | str = True) -> 
     return Cluster(address, verify=verify).logs(job_id)
 
 
-def follow(job_id: str, write: Callable[[str], Any], address: str | None = None,
-           verify: bool | str = True) -> JobInfo:
+def follow(job_id: str, write: Callable[[str], Any], address: str | None = None, verify: bool | str = True) -> JobInfo:
     """Stream a job's logs through ``write`` until it ends; return its final state."""
     return Cluster(address, verify=verify).follow(job_id, write)
 

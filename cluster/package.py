@@ -2,6 +2,7 @@
 runs, .git, bench results) plus the sweep YAML, uploaded as a Ray Job's ``working_dir``; the job's
 entrypoint and runtime environment; and where the sweep's results land as the cluster sees them. Talks to
 no cluster (``cluster.jobs`` submits the package)."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -20,9 +21,24 @@ SUBMITTED_DIR = "_submitted"  # where the sweep YAML sits inside the uploaded wo
 
 # Never uploaded (gitignore-style, relative to the project root; Ray also honours .gitignore files).
 EXCLUDES: tuple[str, ...] = (
-    ".git", ".venv", "venv", "env", "runs", "bench/results", "bench/_work", "__pycache__", "*.pyc",
-    ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache", "*.egg-info", "build", "dist",
-    "node_modules", ".ipynb_checkpoints",
+    ".git",
+    ".venv",
+    "venv",
+    "env",
+    "runs",
+    "bench/results",
+    "bench/_work",
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    ".hypothesis",
+    ".mypy_cache",
+    ".ruff_cache",
+    "*.egg-info",
+    "build",
+    "dist",
+    "node_modules",
+    ".ipynb_checkpoints",
 )
 PACKAGES = ("orchestrator", "schedules", "cluster")
 
@@ -44,9 +60,14 @@ def _ignore_for(root: Path, excludes: tuple[str, ...]):
             relpath = (rel / name).as_posix()
             full = os.path.join(dirpath, name)
             # gitignore-style: "/x" matches at the root only, "a/b" from the root, "x" at any depth
-            if any(fnmatch.fnmatch("/" + relpath, pat) if pat.startswith("/") else
-                   fnmatch.fnmatch(relpath, pat) if "/" in pat else fnmatch.fnmatch(name, pat)
-                   for pat in excludes):
+            if any(
+                fnmatch.fnmatch("/" + relpath, pat)
+                if pat.startswith("/")
+                else fnmatch.fnmatch(relpath, pat)
+                if "/" in pat
+                else fnmatch.fnmatch(name, pat)
+                for pat in excludes
+            ):
                 out.append(name)
             elif not (os.path.isfile(full) or os.path.isdir(full)):  # sockets, fifos, broken links
                 out.append(name)
@@ -55,8 +76,9 @@ def _ignore_for(root: Path, excludes: tuple[str, ...]):
     return ignore
 
 
-def stage(config_path: str | Path, dest: str | Path, root: Path | None = None,
-          excludes: tuple[str, ...] = EXCLUDES) -> str:
+def stage(
+    config_path: str | Path, dest: str | Path, root: Path | None = None, excludes: tuple[str, ...] = EXCLUDES
+) -> str:
     """Copy the project (filtered by ``excludes``) and the sweep YAML into ``dest``; return the YAML's
     path relative to ``dest`` (what the entrypoint names). Outside a checkout (an installed package),
     only the packages orchestrator/, schedules/, cluster/ are copied."""
@@ -81,14 +103,22 @@ def entrypoint(config_rel: str, resume: bool = False) -> str:
     return cmd + (" --resume" if resume else "")
 
 
-def runtime_env(working_dir: str | Path, stop_wait_s: int = DEFAULT_STOP_WAIT_S,
-                pip: list[str] | None = None, env_vars: dict[str, str] | None = None) -> dict:
+def runtime_env(
+    working_dir: str | Path,
+    stop_wait_s: int = DEFAULT_STOP_WAIT_S,
+    pip: list[str] | None = None,
+    env_vars: dict[str, str] | None = None,
+) -> dict:
     """The job's runtime environment. ``pip`` installs packages on the cluster first (for clusters whose
     Python lacks the dependencies); by default the cluster's Python is expected to have them."""
     if not (isinstance(stop_wait_s, int) and 0 < stop_wait_s <= 86400):
         raise JobsInputError(f"stop_wait_s={stop_wait_s!r}: expected whole seconds in 1..86400")
-    env = {"RAY_JOB_STOP_SIGNAL": STOP_SIGNAL, "RAY_JOB_STOP_WAIT_TIME_S": str(stop_wait_s),
-           "PYTHONUNBUFFERED": "1", **(env_vars or {})}
+    env = {
+        "RAY_JOB_STOP_SIGNAL": STOP_SIGNAL,
+        "RAY_JOB_STOP_WAIT_TIME_S": str(stop_wait_s),
+        "PYTHONUNBUFFERED": "1",
+        **(env_vars or {}),
+    }
     out: dict[str, Any] = {"working_dir": str(working_dir), "excludes": list(EXCLUDES), "env_vars": env}
     if pip:
         out["pip"] = list(pip)
@@ -129,16 +159,22 @@ def results_folder(storage: str, name: str, allow_local: bool = False) -> tuple[
     if stores.scheme(storage):  # file:// or local://: a local folder
         path = urllib.parse.unquote(urllib.parse.urlsplit(storage).path) or "."
     if path.startswith("~"):
-        where, folder = ("the home folder of the node that runs the job (the head node), not yours",
-                         f"{path.rstrip('/')}/{name}")
+        where, folder = (
+            "the home folder of the node that runs the job (the head node), not yours",
+            f"{path.rstrip('/')}/{name}",
+        )
     elif not Path(path).is_absolute():
-        where, folder = ("the job's temporary working_dir on the head node, which Ray deletes",
-                         f"<job working_dir>/{path.rstrip('/')}/{name}")
+        where, folder = (
+            "the job's temporary working_dir on the head node, which Ray deletes",
+            f"<job working_dir>/{path.rstrip('/')}/{name}",
+        )
     else:
         return f"{path.rstrip('/')}/{name}", None
-    problem = (f"storage={storage!r} is machine-local: on the cluster it resolves inside {where}; set storage: "
-               f"to an absolute path every node and you share (e.g. /shared/sweeps on NFS) or a URI such as "
-               f"s3://bucket/sweeps")
+    problem = (
+        f"storage={storage!r} is machine-local: on the cluster it resolves inside {where}; set storage: "
+        f"to an absolute path every node and you share (e.g. /shared/sweeps on NFS) or a URI such as "
+        f"s3://bucket/sweeps"
+    )
     if not allow_local:
         raise LocalStorageError(f"{problem}, or pass {ALLOW_LOCAL_FLAG} to keep the results there anyway")
     return folder, f"{problem} to keep the results ({ALLOW_LOCAL_FLAG} given)"

@@ -5,6 +5,7 @@ Library API (the CLI is a thin layer over it)::
     from orchestrator import load_config, run_sweep, Workload
     summary = run_sweep(load_config("examples/digits.yaml"))
 """
+
 from __future__ import annotations
 
 from orchestrator.config import SweepConfig, load as load_config, parse as parse_config
@@ -23,13 +24,33 @@ def __getattr__(name: str):
         return getattr(session, name)
     raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
 
-__all__ = ["ConfigError", "SweepConfig", "TrainingError", "Trial", "Workload", "WorkloadError", "build_report",
-           "load_config", "parse_config", "run_sweep"]
+
+__all__ = [
+    "ConfigError",
+    "SweepConfig",
+    "TrainingError",
+    "Trial",
+    "Workload",
+    "WorkloadError",
+    "build_report",
+    "load_config",
+    "parse_config",
+    "run_sweep",
+]
 
 
-def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False, quiet: bool = False,
-              config_text: str = "", num_cpus: int | None = None, checks: list | None = None,
-              verbose: bool = False, insecure: bool = False, connect_timeout: float = 30.0):
+def run_sweep(
+    cfg: SweepConfig,
+    address: str | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    config_text: str = "",
+    num_cpus: int | None = None,
+    checks: list | None = None,
+    verbose: bool = False,
+    insecure: bool = False,
+    connect_timeout: float = 30.0,
+):
     """Run a sweep on an embedded local Ray (no address) or an existing cluster; returns the report summary.
 
     An existing cluster must require a token unless ``insecure``; it must answer within ``connect_timeout``
@@ -40,8 +61,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
     if not resume:
         folder.refuse_taken(cfg)
     with ray_session(address, num_cpus=num_cpus, insecure=insecure, connect_timeout=connect_timeout):
-        return tuning.run(cfg, config_text=config_text, resume=resume, quiet=quiet, checks=checks,
-                          verbose=verbose)
+        return tuning.run(cfg, config_text=config_text, resume=resume, quiet=quiet, checks=checks, verbose=verbose)
 
 
 def build_report(folder, out=None):
@@ -55,8 +75,10 @@ def build_report(folder, out=None):
 
     if not storage.is_uri(str(folder)):
         if out is not None:
-            raise ResultsError(f"out={out!r}: only for a sweep stored at a URI; {folder} is a local folder "
-                               f"(its report is written in it)")
+            raise ResultsError(
+                f"out={out!r}: only for a sweep stored at a URI; {folder} is a local folder "
+                f"(its report is written in it)"
+            )
         return _report.build(storage.local_path(str(folder)) if storage.scheme(str(folder)) else folder)
     summary = _report.build(storage.fetch(str(folder), out))
     summary.where = storage.display(str(folder))

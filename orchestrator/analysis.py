@@ -18,6 +18,7 @@ imports neither Ray, torch nor matplotlib. ``report`` renders what this module r
   what it cost and the pick and band had the sweep stopped after it (``cost.RoundPick``, the pick recomputed
   by ``analyse`` from the trials of that round and the earlier ones), and the closing ``cost.advice``.
 """
+
 from __future__ import annotations
 
 import json
@@ -112,8 +113,9 @@ class TrialCurve:
     def best(self) -> float:
         """The best metric value the trial reached at any epoch (``best_label``: lowest, or highest for
         ``mode`` max); inf (-inf for max) when none is finite."""
-        return self.goal.metric(min((finite(self.goal.loss(v)) for v in self.values if v is not None),
-                                    default=math.inf))
+        return self.goal.metric(
+            min((finite(self.goal.loss(v)) for v in self.values if v is not None), default=math.inf)
+        )
 
     def mean_at(self, epoch: int) -> float:
         """``score_at`` in the metric's units (``mean_label``): -inf for a maximised metric that diverged."""
@@ -130,8 +132,9 @@ class TrialCurve:
     def observation(self) -> zoom.Observation:
         """The trial as the zoom sees it (ended; x = 0 for a rate that is not positive)."""
         x = math.log10(self.lr) if self.lr and self.lr > 0 else 0.0
-        return zoom.Observation.of(self.group, x, self.round,
-                                   [None if v is None else self.goal.loss(v) for v in self.values], True)
+        return zoom.Observation.of(
+            self.group, x, self.round, [None if v is None else self.goal.loss(v) for v in self.values], True
+        )
 
     def score_at(self, epoch: int) -> float:
         """The trial's score at ``epoch`` as the zoom compares it (``zoom.score`` of the minimised metric,
@@ -168,8 +171,9 @@ def _config(text: str | None) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def trial_curves(rows: Iterable[dict[str, Any]], metric: str, goal: Goal | Mode | str = Mode.MIN
-                 ) -> tuple[TrialCurve, ...]:
+def trial_curves(
+    rows: Iterable[dict[str, Any]], metric: str, goal: Goal | Mode | str = Mode.MIN
+) -> tuple[TrialCurve, ...]:
     """The trial table: one ``TrialCurve`` per trial id, in the order the ids first appear in ``rows``
     (rows as ``results.read_trials`` returns them). A trial's round, group, rate and config are
     those of its first row in epoch order, its status and error those of its last. The metric's values
@@ -188,10 +192,21 @@ def trial_curves(rows: Iterable[dict[str, Any]], metric: str, goal: Goal | Mode 
         ep = [r for r in rs if r["epoch"] is not None]
         first, last = rs[0], rs[-1]
         columns = {name: tuple(r.get(name) for r in ep) for name in COLUMNS}
-        table.append(TrialCurve(
-            trial=tid, round=first["round"], group=first["group"], lr=first["lr"], status=_status(last["status"]),
-            config=_config(first.get("config")), error=last.get("error"), epochs=tuple(r["epoch"] for r in ep),
-            values=tuple(r.get("metric") for r in ep) if stored else columns[metric], **columns, goal=goal))
+        table.append(
+            TrialCurve(
+                trial=tid,
+                round=first["round"],
+                group=first["group"],
+                lr=first["lr"],
+                status=_status(last["status"]),
+                config=_config(first.get("config")),
+                error=last.get("error"),
+                epochs=tuple(r["epoch"] for r in ep),
+                values=tuple(r.get("metric") for r in ep) if stored else columns[metric],
+                **columns,
+                goal=goal,
+            )
+        )
     return tuple(table)
 
 
@@ -241,8 +256,14 @@ class Band:
     trials: int  # trials inside the band
 
     def stored(self) -> dict[str, Any]:
-        return {"low": self.low, "high": self.high, "noise": self.noise, "threshold": self.threshold,
-                "trials": self.trials, "sigmas": BAND_SIGMAS}
+        return {
+            "low": self.low,
+            "high": self.high,
+            "noise": self.noise,
+            "threshold": self.threshold,
+            "trials": self.trials,
+            "sigmas": BAND_SIGMAS,
+        }
 
     def text(self, param: str = "lr") -> str:
         """One phrase: 'band lr 0.005..0.02 (noise 0.0061)'."""
@@ -300,14 +321,18 @@ class Summary:
         """The chosen rate, its own score and where that comes from, and the band: the one wording that
         best.json's fields, the final line, the report and ``sweep report`` share."""
         own = self.score or Score(self.value, False, (self.best_trial["trial_id"],))
-        return (f"{self.param}={self.lr:.4g}  {self.metric}={own.value:.4f} ({self.statistic}, "
-                f"{own.label(self.rate_of)})" + (f"  {self.band.text(self.param)}" if self.band else ""))
+        return (
+            f"{self.param}={self.lr:.4g}  {self.metric}={own.value:.4f} ({self.statistic}, "
+            f"{own.label(self.rate_of)})" + (f"  {self.band.text(self.param)}" if self.band else "")
+        )
 
     def line(self) -> str:
         """One line: the chosen rate next to its own score (``chosen_text``), the cost, where the results are."""
-        return (f"chosen {self.chosen_text()}  "
-                f"cost={self.epochs} epochs ({self.fte:.1f} FTE, {self.trials} trials, {len(self.rounds)} rounds)  "
-                f"results: {self.where or self.folder}")
+        return (
+            f"chosen {self.chosen_text()}  "
+            f"cost={self.epochs} epochs ({self.fte:.1f} FTE, {self.trials} trials, {len(self.rounds)} rounds)  "
+            f"results: {self.where or self.folder}"
+        )
 
 
 def summarise(folder: str | Path) -> Summary:
@@ -348,8 +373,9 @@ def own_score(members: list[TrialCurve], lr: float, epoch: int) -> Score | None:
     ``epoch``: the trial at that rate when one reached the epoch, else the linear interpolation in log10(rate)
     between the nearest scored trials below and above it (the nearest one alone when ``lr`` lies outside
     them). None when no trial has a finite score there."""
-    scored = sorted((c for c in members if c.lr and c.lr > 0 and math.isfinite(c.score_at(epoch))),
-                    key=lambda c: (c.lr, c.trial))
+    scored = sorted(
+        (c for c in members if c.lr and c.lr > 0 and math.isfinite(c.score_at(epoch))), key=lambda c: (c.lr, c.trial)
+    )
     if not scored:
         return None
     at = [c for c in scored if abs(c.lr - lr) <= 1e-9 * lr]
@@ -371,22 +397,26 @@ def seed_noise(points: list[tuple[float, float]]) -> float:
     the seed noise, plus whatever of the valley's shape a parabola does not hold (an upper bound, then)."""
     xs, ys = np.array(points).T
     residuals = ys - np.polyval(np.polyfit(xs, ys, 2), xs)
-    return math.sqrt(float(np.sum(residuals ** 2)) / (len(points) - 3))
+    return math.sqrt(float(np.sum(residuals**2)) / (len(points) - 3))
 
 
 def band(members: list[TrialCurve], lr: float, epoch: int) -> Band:
     """The ``Band`` of ``members`` (one group's trials) at ``epoch`` around the chosen rate ``lr``; its
     ``noise`` and ``threshold`` as the minimised score (``Goal.loss``) sees them."""
-    scored = sorted((math.log10(c.lr), c.score_at(epoch), c.lr) for c in members
-                    if c.lr and c.lr > 0 and c.observation().reached(epoch))
+    scored = sorted(
+        (math.log10(c.lr), c.score_at(epoch), c.lr)
+        for c in members
+        if c.lr and c.lr > 0 and c.observation().reached(epoch)
+    )
     pts = [(x, y) for x, y, _ in scored]
     finite_pts = [p for p in pts if math.isfinite(p[1])]
     if not finite_pts:
         return Band(lr, lr, None, None, 0)
     bi = min(range(len(pts)), key=lambda i: pts[i][1])
     bx, by = pts[bi]
-    valley = [(x, y) for x, y in finite_pts
-              if abs(x - bx) <= NOISE_REACH + 1e-9 and not zoom.worse(y, by, zoom.CLIFF_RATIO)]
+    valley = [
+        (x, y) for x, y in finite_pts if abs(x - bx) <= NOISE_REACH + 1e-9 and not zoom.worse(y, by, zoom.CLIFF_RATIO)
+    ]
     noise = threshold = None
     lo = hi = bi
     if len({round(x, 9) for x, _ in valley}) >= 4:
@@ -399,8 +429,14 @@ def band(members: list[TrialCurve], lr: float, epoch: int) -> Band:
     return Band(min(scored[lo][2], lr), max(scored[hi][2], lr), noise, threshold, hi - lo + 1)
 
 
-def analyse(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any], config: dict[str, Any] | None = None,
-            *, per_round: bool = True) -> Summary:
+def analyse(
+    folder: Path,
+    rows: list[dict[str, Any]],
+    meta: dict[str, Any],
+    config: dict[str, Any] | None = None,
+    *,
+    per_round: bool = True,
+) -> Summary:
     """The ``Summary`` of a sweep from its rows (``results.read_trials``), ``rounds.json`` (``meta``) and
     its config as a plain mapping (``sweep.yaml``; None: 1 CPU, no GPU, no rates). ``per_round``: also the
     pick after each round (``cost.RoundPick``) and the closing advice."""
@@ -421,21 +457,32 @@ def analyse(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any], conf
     if margin is not None:
         free = zoom.choose(obs, margin=None).x
         if free > x + 1e-9:
-            notes.append(f"kept {margin:g} decade(s) below {param} {nice(10 ** (x + margin)):.4g}, the first rate "
-                         f"above the best that did {zoom.CLIFF_RATIO:g}x worse or diverged (the fit alone gave "
-                         f"{nice(10**free):.4g}); next to that cliff one seed's result is a coin toss "
-                         f"(zoom.cliff_margin)")
+            notes.append(
+                f"kept {margin:g} decade(s) below {param} {nice(10 ** (x + margin)):.4g}, the first rate "
+                f"above the best that did {zoom.CLIFF_RATIO:g}x worse or diverged (the fit alone gave "
+                f"{nice(10**free):.4g}); next to that cliff one seed's result is a coin toss "
+                f"(zoom.cliff_margin)"
+            )
     # the best trial actually run, in the chosen group, at the comparison epoch
     candidates = [c for c in table if c.group == group and len(c.epochs) >= epoch]
     best = min(candidates, key=lambda c: (c.score_at(epoch), c.trial))
-    chosen = {k: v for k, v in best.config.items()
-              if k not in ("round", "group", "seed_offset") and not k.startswith("_")}
+    chosen = {
+        k: v for k, v in best.config.items() if k not in ("round", "group", "seed_offset") and not k.startswith("_")
+    }
     chosen[param] = lr
     statistic = mean_label(epoch)
-    best_trial = {"trial_id": best.trial, param: best.lr, "epoch": epoch, "statistic": statistic,
-                  "score": best.mean_at(epoch), metric: best.value_at(epoch),
-                  "val_loss": best.at(epoch, "val_loss"), "train_loss": best.at(epoch, "train_loss"),
-                  "val_error": best.at(epoch, "val_error"), "status": str(best.status)}
+    best_trial = {
+        "trial_id": best.trial,
+        param: best.lr,
+        "epoch": epoch,
+        "statistic": statistic,
+        "score": best.mean_at(epoch),
+        metric: best.value_at(epoch),
+        "val_loss": best.at(epoch, "val_loss"),
+        "train_loss": best.at(epoch, "train_loss"),
+        "val_error": best.at(epoch, "val_error"),
+        "status": str(best.status),
+    }
     epochs = sum(len(c.epochs) for c in table)
     members = [c for c in table if c.group == group]
     own = own_score(members, lr, epoch)
@@ -443,11 +490,31 @@ def analyse(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any], conf
     b = band(members, lr, epoch)
     b = Band(b.low, b.high, b.noise, None if b.threshold is None else goal.metric(b.threshold), b.trials)
     interpolated = not any(abs(c.lr - lr) <= 1e-9 * lr for c in members)
-    s = Summary(folder, chosen, lr, best.mean_at(epoch), epoch, metric, epochs, epochs / max_epochs, len(table),
-                meta.get("rounds", []), meta.get("stop_reason"), best_trial, notes=notes, interpolated=interpolated,
-                group=group, param=param, max_epochs=max_epochs,
-                seconds=sum(r.get("epoch_seconds") or 0.0 for r in rows), meta=meta, table=table, goal=goal,
-                score=score, band=b)
+    s = Summary(
+        folder,
+        chosen,
+        lr,
+        best.mean_at(epoch),
+        epoch,
+        metric,
+        epochs,
+        epochs / max_epochs,
+        len(table),
+        meta.get("rounds", []),
+        meta.get("stop_reason"),
+        best_trial,
+        notes=notes,
+        interpolated=interpolated,
+        group=group,
+        param=param,
+        max_epochs=max_epochs,
+        seconds=sum(r.get("epoch_seconds") or 0.0 for r in rows),
+        meta=meta,
+        table=table,
+        goal=goal,
+        score=score,
+        band=b,
+    )
     gap = train_val_gap(s)
     if gap is not None and gap[1] != "normal":
         s.warnings.append(f"train/validation gap of the winner {gap[0]:+.4f}: {gap[1]}")
@@ -475,12 +542,22 @@ def _add_cost(s: Summary, rows: list[dict[str, Any]], config: dict[str, Any], pe
             after = None
         own = costs.cost_of([r for r in rows if r["round"] == k], resources, rates)
         b = after.band if after else None
-        s.round_picks.append(costs.RoundPick(k, own, after.lr if after else None, b.low if b else None,
-                                             b.high if b else None, b is not None and b.noise is not None))
+        s.round_picks.append(
+            costs.RoundPick(
+                k,
+                own,
+                after.lr if after else None,
+                b.low if b else None,
+                b.high if b else None,
+                b is not None and b.noise is not None,
+            )
+        )
     z = config.get("zoom") or {}
     try:
-        resolution, points = float(z.get("resolution", zoom.Rules.resolution)), int(
-            z.get("points_per_round", zoom.Rules.points_per_round))
+        resolution, points = (
+            float(z.get("resolution", zoom.Rules.resolution)),
+            int(z.get("points_per_round", zoom.Rules.points_per_round)),
+        )
     except (TypeError, ValueError):
         resolution, points = zoom.Rules.resolution, zoom.Rules.points_per_round
     if s.round_picks:
@@ -497,8 +574,9 @@ def _no_metric(folder: Path, table: tuple[TrialCurve, ...], meta: dict[str, Any]
     if errored:
         first = errored[0]
         error = " ".join(str(first.error).split())[:300]
-        message += (f"; {len(errored)} of {len(table)} trials errored, first `{first.trial}` at lr "
-                    f"{first.lr:.4g}: {error}")
+        message += (
+            f"; {len(errored)} of {len(table)} trials errored, first `{first.trial}` at lr {first.lr:.4g}: {error}"
+        )
     return message
 
 
@@ -510,8 +588,10 @@ def train_val_gap(s: Summary) -> tuple[float, str] | None:
         return None
     gap = val - train
     if gap > GAP_OVERFIT * max(abs(val), 1e-12):
-        return gap, (f"large: overfitting, validation loss {val / max(train, 1e-12):.1f}x the training loss; "
-                     f"try weight decay, dropout or fewer epochs")
+        return gap, (
+            f"large: overfitting, validation loss {val / max(train, 1e-12):.1f}x the training loss; "
+            f"try weight decay, dropout or fewer epochs"
+        )
     if gap < GAP_LEAK * max(abs(train), 1e-12):
         return gap, "negative: validation loss well below training loss; check for a train/validation leak"
     return gap, "normal"

@@ -9,6 +9,7 @@ at worst, a hidden ``.NAME.tmp-*`` beside it (never uploaded: the sweep skips do
 
 No Ray, no torch.
 """
+
 from __future__ import annotations
 
 import io

@@ -6,6 +6,7 @@ is taken to be monotone (a batch that fits means every smaller one does); the an
 fitting size in ``[start, limit]``, found in about ``2 * log2(answer / start)`` probes.
 ``orchestrator.memprobe`` supplies a ``fits`` that runs one training step and catches out-of-memory.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -26,6 +26,7 @@ while something changes, and a last one when the sweep ends (``verbose``: also o
 ``quiet``: nothing). All three callbacks are picklable (Tune stores the RunConfig for ``Tuner.restore``)
 and keep their tallies across a resume through Tune's callback state.
 """
+
 from __future__ import annotations
 
 import io
@@ -52,8 +53,7 @@ def _hparams_summary(tag: str, **plugin_data):
     return Summary(value=[Summary.Value(tag=tag, metadata=meta)])
 
 
-def session_start_summary(config: dict[str, Any], start_time: float | None = None,
-                          keys: tuple[str, ...] | None = None):
+def session_start_summary(config: dict[str, Any], start_time: float | None = None, keys: tuple[str, ...] | None = None):
     from tensorboardX.proto.plugin_hparams_pb2 import SessionStartInfo
 
     info = SessionStartInfo(start_time_secs=start_time or time.time())
@@ -82,16 +82,32 @@ def hparams_experiment(searched: Searched, metric: str = "val_loss"):
     ``train_loss``, ``val_error``: each at a trial's last epoch), nothing else."""
     from tensorboardX.proto.api_pb2 import DataType, Experiment, HParamInfo, Interval, MetricInfo, MetricName
 
-    infos = [HParamInfo(name="round", type=DataType.Value("DATA_TYPE_FLOAT64"),
-                        description="the zoom round that created the trial",
-                        domain_interval=Interval(min_value=0, max_value=max(searched.max_rounds - 1, 0)))]
+    infos = [
+        HParamInfo(
+            name="round",
+            type=DataType.Value("DATA_TYPE_FLOAT64"),
+            description="the zoom round that created the trial",
+            domain_interval=Interval(min_value=0, max_value=max(searched.max_rounds - 1, 0)),
+        )
+    ]
     span = Interval(min_value=searched.low, max_value=searched.high) if math.isfinite(searched.low) else None
-    infos.append(HParamInfo(name=searched.param, type=DataType.Value("DATA_TYPE_FLOAT64"),
-                            description="the zoomed parameter", domain_interval=span))
+    infos.append(
+        HParamInfo(
+            name=searched.param,
+            type=DataType.Value("DATA_TYPE_FLOAT64"),
+            description="the zoomed parameter",
+            domain_interval=span,
+        )
+    )
     for key, values in searched.grid:
         shown = list(hparams_of({key: v}, (key,)).get(key) for v in values)
-        kind = ("DATA_TYPE_BOOL" if all(isinstance(v, bool) for v in shown) else
-                "DATA_TYPE_FLOAT64" if all(isinstance(v, float) for v in shown) else "DATA_TYPE_STRING")
+        kind = (
+            "DATA_TYPE_BOOL"
+            if all(isinstance(v, bool) for v in shown)
+            else "DATA_TYPE_FLOAT64"
+            if all(isinstance(v, float) for v in shown)
+            else "DATA_TYPE_STRING"
+        )
         info = HParamInfo(name=key, type=DataType.Value(kind), description="a crossed dimension of the space")
         info.domain_discrete.extend([v if kind != "DATA_TYPE_STRING" else str(v) for v in shown])
         infos.append(info)
@@ -118,8 +134,7 @@ class TrialBoard(TBXLoggerCallback):
     (names the runs and limits the HParams to it; ``None``: the run name holds round and lr, the HParams
     the whole config)."""
 
-    def __init__(self, folder: str | Path | None = None, searched: Searched | None = None,
-                 metric: str = "val_loss"):
+    def __init__(self, folder: str | Path | None = None, searched: Searched | None = None, metric: str = "val_loss"):
         super().__init__()
         self.folder = Path(folder) if folder is not None else None
         self.searched = searched
@@ -178,8 +193,14 @@ class TrialBoard(TBXLoggerCallback):
 class SweepBoard(tune.Callback):
     """The sweep-level TensorBoard run ``FOLDER/_sweep`` (see the module doc)."""
 
-    def __init__(self, folder: str | Path, metric: str = "val_loss", searched: Searched | None = None,
-                 mode: str = "min", target: float | None = None):
+    def __init__(
+        self,
+        folder: str | Path,
+        metric: str = "val_loss",
+        searched: Searched | None = None,
+        mode: str = "min",
+        target: float | None = None,
+    ):
         self.folder = Path(folder)
         self.searched = searched
         self.tally = Tally(metric=metric, mode=mode, target=target)
@@ -201,15 +222,21 @@ class SweepBoard(tune.Callback):
             searched = getattr(self, "searched", None)
             if searched is not None:
                 self._writer.file_writer.add_summary(hparams_experiment(searched, m))
-            self._writer.add_custom_scalars({
-                "sweep (x: epochs spent)": {
-                    f"{self.tally.best_word} {m} so far": ["Multiline", [f"^sweep/best_{m}$"]],
-                    "its learning rate, and the chosen one with its band": ["Multiline", [r"^sweep/best_lr$",
-                                                                                        r"^chosen/lr"]]},
-                "trials (x: epoch)": {
-                    "train and validation loss": ["Multiline", [r"^loss/(train|val)_loss$"]],
-                    "learning rate per epoch": ["Multiline", [r"^lr$"]]},
-            })
+            self._writer.add_custom_scalars(
+                {
+                    "sweep (x: epochs spent)": {
+                        f"{self.tally.best_word} {m} so far": ["Multiline", [f"^sweep/best_{m}$"]],
+                        "its learning rate, and the chosen one with its band": [
+                            "Multiline",
+                            [r"^sweep/best_lr$", r"^chosen/lr"],
+                        ],
+                    },
+                    "trials (x: epoch)": {
+                        "train and validation loss": ["Multiline", [r"^loss/(train|val)_loss$"]],
+                        "learning rate per epoch": ["Multiline", [r"^lr$"]],
+                    },
+                }
+            )
         return self._writer
 
     def _follow(self, trial) -> None:
@@ -252,8 +279,11 @@ class SweepBoard(tune.Callback):
         """The table of rounds (Text tab, step = epochs spent), each time a round closes: all its trials
         ended and a later round has started (the final table is written at the end of the sweep)."""
         t = self.tally
-        closed = [k for k in sorted({i.round for i in t.trials.values()})
-                  if k not in self.emitted and (final or (k < t.current_round and t.round_done(k)))]
+        closed = [
+            k
+            for k in sorted({i.round for i in t.trials.values()})
+            if k not in self.emitted and (final or (k < t.current_round and t.round_done(k)))
+        ]
         if not closed:
             return
         self.emitted.extend(closed)
@@ -293,8 +323,11 @@ def write_pick(summary) -> Path:
             w.add_scalar(f"chosen/{s.metric}", pick["score"], step)
         add_text(w, "chosen/summary", pick_markdown(pick, s.metric, getattr(s, "param", "lr")), step)
         for k in sorted({c.round for c in s.table}):
-            upto = replace(s, table=tuple(c for c in s.table if c.round <= k),
-                           rounds=[r for r in s.rounds if int(r.get("index", 0)) <= k])
+            upto = replace(
+                s,
+                table=tuple(c for c in s.table if c.round <= k),
+                rounds=[r for r in s.rounds if int(r.get("index", 0)) <= k],
+            )
             fig = report.figure_vs_lr(upto)
             fig.axes[0].set_title(f"{s.folder.name}: {s.metric} against learning rate, rounds 0-{k}")
             buf = io.BytesIO()
@@ -353,19 +386,25 @@ def pick_markdown(pick: dict[str, Any], metric: str = "val_loss", param: str = "
         lines[0] += " (a fit between trials: no trial ran at it)"
     lines.append("")
     if "low" in pick and "high" in pick:
-        lines.append(f"- band: {param} {pick['low']:.3g} .. {pick['high']:.3g}, the rates the sweep cannot tell "
-                     f"apart from the best" + (f" (noise {pick['noise']:.4f})" if "noise" in pick else ""))
+        lines.append(
+            f"- band: {param} {pick['low']:.3g} .. {pick['high']:.3g}, the rates the sweep cannot tell "
+            f"apart from the best" + (f" (noise {pick['noise']:.4f})" if "noise" in pick else "")
+        )
     if "score" in pick:
-        lines.append(f"- {metric} of the chosen rate: {pick['score']:.4f}"
-                     + (f" ({pick['label']})" if pick.get("label") else ""))
+        lines.append(
+            f"- {metric} of the chosen rate: {pick['score']:.4f}" + (f" ({pick['label']})" if pick.get("label") else "")
+        )
     if "best_trial" in pick:
         rate = f" at {param} {pick['best_lr']:.3g}" if "best_lr" in pick else ""
         score = f": {metric} {pick['best_score']:.4f}" if "best_score" in pick else ""
         label = f" ({pick['best_label']})" if pick.get("best_label") and score else ""
         lines.append(f"- best trial run: {pick['best_trial']}{rate}{score}{label}")
     if "epochs" in pick:
-        lines.append(f"- cost: {pick['epochs']:.0f} epochs" + (f" ({pick['fte']:.1f} FTE)" if "fte" in pick else "")
-                     + (f", {pick['trials']:.0f} trials" if "trials" in pick else ""))
+        lines.append(
+            f"- cost: {pick['epochs']:.0f} epochs"
+            + (f" ({pick['fte']:.1f} FTE)" if "fte" in pick else "")
+            + (f", {pick['trials']:.0f} trials" if "trials" in pick else "")
+        )
     lines += [f"- warning: {w}" for w in pick.get("warnings", [])]
     return "\n".join(lines)
 
@@ -391,8 +430,15 @@ def _image_summary(tag: str, png: bytes, fig):
 class Progress(tune.Callback):
     """The compact live view on stdout (see the module doc)."""
 
-    def __init__(self, quiet: bool = False, verbose: bool = False, metric: str = "val_loss",
-                 interval: float = 15.0, mode: str = "min", target: float | None = None):
+    def __init__(
+        self,
+        quiet: bool = False,
+        verbose: bool = False,
+        metric: str = "val_loss",
+        interval: float = 15.0,
+        mode: str = "min",
+        target: float | None = None,
+    ):
         self.quiet = quiet
         self.verbose = verbose
         self.interval = interval
@@ -454,13 +500,23 @@ class Progress(tune.Callback):
         self.tally = Tally.from_state(state["tally"])
 
 
-def callbacks(folder: Path, quiet: bool = False, verbose: bool = False, *, metric: str = "val_loss",
-              interval: float = 15.0, searched: Searched | None = None, mode: str = "min",
-              target: float | None = None) -> list[tune.Callback]:
+def callbacks(
+    folder: Path,
+    quiet: bool = False,
+    verbose: bool = False,
+    *,
+    metric: str = "val_loss",
+    interval: float = 15.0,
+    searched: Searched | None = None,
+    mode: str = "min",
+    target: float | None = None,
+) -> list[tune.Callback]:
     """The callbacks for ``tune.RunConfig(callbacks=...)``: a TensorBoard run per trial with HParams, the
     sweep-level run ``FOLDER/_sweep`` and the progress view. ``searched`` (``Searched.of(cfg)``): names
     the trial runs and declares the HParams columns; ``mode`` and ``target`` (the config's): which way the
     best so far is best. Keep their order across a resume (Tune restores callback state by position)."""
-    return [TrialBoard(folder, searched=searched, metric=metric),
-            SweepBoard(folder, metric=metric, searched=searched, mode=mode, target=target),
-            Progress(quiet=quiet, verbose=verbose, metric=metric, interval=interval, mode=mode, target=target)]
+    return [
+        TrialBoard(folder, searched=searched, metric=metric),
+        SweepBoard(folder, metric=metric, searched=searched, mode=mode, target=target),
+        Progress(quiet=quiet, verbose=verbose, metric=metric, interval=interval, mode=mode, target=target),
+    ]

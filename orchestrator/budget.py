@@ -6,6 +6,7 @@ When a budget ends, the search starts no new round and hands out no more points;
 Tune finish (``OnBudget.FINISH``) or are stopped at their next report (``OnBudget.STOP``); the pick is made
 from what ran, and the stop reason names the budget that ended the sweep.
 """
+
 from __future__ import annotations
 
 import math

@@ -5,6 +5,7 @@ arguments; storage that cannot be read or written), 3 a pre-flight check failed,
 Importing this module, building the parser and the commands ``schedules``, ``report`` and ``tensorboard``
 need no Ray.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,12 @@ from pathlib import Path
 from orchestrator.errors import ExitCode
 
 # the names tests and callers know; the values are ExitCode's
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CHECK_FAILED = (ExitCode.OK, ExitCode.FAILED, ExitCode.BAD_INPUT,
-                                                           ExitCode.CHECK_FAILED)
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CHECK_FAILED = (
+    ExitCode.OK,
+    ExitCode.FAILED,
+    ExitCode.BAD_INPUT,
+    ExitCode.CHECK_FAILED,
+)
 
 
 def _err(message: str) -> None:
@@ -44,8 +49,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     cfg, _ = load(args)
     results = preflight(cfg)
-    print(checks.format_checks(results) or f"no pre-flight checks: train: {cfg.train} is a training function "
-          f"(the checks need a workload: returning a Workload)")
+    print(
+        checks.format_checks(results)
+        or f"no pre-flight checks: train: {cfg.train} is a training function "
+        f"(the checks need a workload: returning a Workload)"
+    )
     bad = checks.failed(results)
     if bad:
         _err(f"{len(bad)} pre-flight check(s) failed: {', '.join(c.name for c in bad)}")
@@ -71,7 +79,8 @@ def load(args: argparse.Namespace) -> tuple:
 
 def _flags(args: argparse.Namespace) -> list[list[str]]:
     return ([["--name", args.name]] if getattr(args, "name", None) is not None else []) + [
-        ["--set", s] for s in getattr(args, "set", None) or []]
+        ["--set", s] for s in getattr(args, "set", None) or []
+    ]
 
 
 def resume_command(args: argparse.Namespace) -> str:
@@ -161,8 +170,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if resumable(where):
             _err(f"interrupted; resume with: {resume_command(args)}")
         elif _present(where):
-            _err(f"interrupted before training began: {where.shown} holds no Tune state to resume "
-                 f"(remove the folder to start again)")
+            _err(
+                f"interrupted before training began: {where.shown} holds no Tune state to resume "
+                f"(remove the folder to start again)"
+            )
         else:
             _err(f"interrupted before {where.shown} was created; nothing to resume")
         return ExitCode.INTERRUPTED
@@ -187,16 +198,29 @@ def _run(args: argparse.Namespace, cfg, text: str, where) -> int:
         bad = checks.failed(results)
         if bad:
             print(checks.format_checks(results), file=sys.stderr)
-            _err(f"{len(bad)} pre-flight check(s) failed: {', '.join(c.name for c in bad)}; "
-                 f"nothing was submitted (fix the workload, or pass --no-check)")
+            _err(
+                f"{len(bad)} pre-flight check(s) failed: {', '.join(c.name for c in bad)}; "
+                f"nothing was submitted (fix the workload, or pass --no-check)"
+            )
             return EXIT_CHECK_FAILED
         if not args.quiet:
             warned = [c.name for c in results if c.status == "warn"]
-            print(f"[sweep] pre-flight: {len(results) - len(warned)} passed"
-                  + (f", warnings: {', '.join(warned)}" if warned else ""), flush=True)
-    summary = run_sweep(cfg, address=args.address, resume=args.resume, quiet=args.quiet,
-                        config_text=text, checks=results, verbose=args.verbose,
-                        insecure=args.insecure, connect_timeout=args.connect_timeout)
+            print(
+                f"[sweep] pre-flight: {len(results) - len(warned)} passed"
+                + (f", warnings: {', '.join(warned)}" if warned else ""),
+                flush=True,
+            )
+    summary = run_sweep(
+        cfg,
+        address=args.address,
+        resume=args.resume,
+        quiet=args.quiet,
+        config_text=text,
+        checks=results,
+        verbose=args.verbose,
+        insecure=args.insecure,
+        connect_timeout=args.connect_timeout,
+    )
     print(summary.line())
     return EXIT_OK
 
@@ -215,8 +239,10 @@ def cmd_extend(args: argparse.Namespace) -> int:
         _err(f"extend: {exc}")
         return EXIT_BAD_INPUT
     try:
-        with ray_lines(args.verbose), ray_session(args.address, insecure=args.insecure,
-                                                  connect_timeout=args.connect_timeout):
+        with (
+            ray_lines(args.verbose),
+            ray_session(args.address, insecure=args.insecure, connect_timeout=args.connect_timeout),
+        ):
             from orchestrator import tuning
 
             summary = tuning.extend(args.run, rounds=args.rounds, budget_fte=args.budget_fte, quiet=args.quiet)
@@ -268,10 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="sweep YAML, e.g. examples/digits.yaml")
     r.add_argument("--address", help="existing Ray cluster's GCS, e.g. HEAD:6379 (default: RAY_ADDRESS, else embedded)")
     r.add_argument("--resume", action="store_true", help="continue the sweep in an existing folder")
-    r.add_argument("--insecure", action="store_true",
-                   help="drive a cluster that does not require a token (its ports run anyone's code)")
-    r.add_argument("--connect-timeout", type=_seconds, default=30.0, metavar="SECONDS",
-                   help="give up on a cluster that does not answer within this many seconds (default 30)")
+    r.add_argument(
+        "--insecure",
+        action="store_true",
+        help="drive a cluster that does not require a token (its ports run anyone's code)",
+    )
+    r.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up on a cluster that does not answer within this many seconds (default 30)",
+    )
     r.add_argument("--quiet", action="store_true", help="print only the final line")
     r.add_argument("--verbose", action="store_true", help="also print each trial as it ends")
     r.add_argument("--no-check", action="store_true", help="skip the pre-flight checks")
@@ -282,9 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_check)
     for command in (r, c):
         command.add_argument("--name", help="the sweep's name, instead of the config's name:")
-        command.add_argument("--set", action="append", metavar="KEY=VALUE",
-                             help="override one config key (dotted, e.g. space.optimizer=adam; the value is "
-                                  "read as YAML); repeatable; checked like the file")
+        command.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override one config key (dotted, e.g. space.optimizer=adam; the value is "
+            "read as YAML); repeatable; checked like the file",
+        )
 
     from cluster.commands import register as register_jobs
 
@@ -298,8 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="rebuild report.md, best.json and plots from a sweep folder")
     rep.add_argument("folder", help="a sweep folder, e.g. runs/digits-lr, or a URI, e.g. s3://bucket/runs/digits-lr")
-    rep.add_argument("--out", metavar="DIR", help="for a URI: download the results into DIR/NAME and build the "
-                     "report there (default: ~/.cache/sweep/reports/...)")
+    rep.add_argument(
+        "--out",
+        metavar="DIR",
+        help="for a URI: download the results into DIR/NAME and build the "
+        "report there (default: ~/.cache/sweep/reports/...)",
+    )
     rep.set_defaults(func=cmd_report)
 
     s = sub.add_parser("schedules", help="list the learning-rate decay laws")
@@ -345,8 +387,16 @@ def main(argv: list[str] | None = None) -> int:
     except NoMetricError as exc:  # `run`: the workload failed at every rate; `report`: nothing to report on
         _err(str(exc))
         return EXIT_FAILED if args.func is cmd_run else EXIT_BAD_INPUT
-    except (AddressError, ConfigError, ResultsError, StorageError, SweepExistsError, WorkloadError,
-            JobsInputError, LeaseHeldError) as exc:
+    except (
+        AddressError,
+        ConfigError,
+        ResultsError,
+        StorageError,
+        SweepExistsError,
+        WorkloadError,
+        JobsInputError,
+        LeaseHeldError,
+    ) as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
     except ClusterUnreachableError as exc:

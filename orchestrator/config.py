@@ -1,5 +1,6 @@
 """Sweep YAML -> validated, frozen ``SweepConfig`` (pydantic v2). Errors name the file, the key and what was
 expected."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -101,56 +102,85 @@ class Zoom(_Frozen):
     param: str = "lr"
     max_rounds: int = Field(default=2, ge=1, le=50)  # why 2: docs/decisions.md, "Two zoom rounds"
     points_per_round: int = Field(default=4, ge=1, le=1000)
-    resolution: float = Field(default=0.1, gt=0, le=10,
-                              description="stop when the bracket's spacing (decades) falls under this")
-    tolerance: float = Field(default=0.0, ge=0, le=1,
-                             description="stop when a round improves the best by less than this fraction (0: off; "
-                                         "single-seed noise often exceeds the gain of a finer round)")
-    budget_fte: float | None = Field(default=None, gt=0, le=10000,
-                                     description="stop when epochs spent / max_epochs reaches this")
-    budget_wall_s: float | None = Field(default=None, gt=0, le=1e8,
-                                        description="start no new round once the sweep has run this many seconds")
-    budget_gpu_hours: float | None = Field(default=None, gt=0, le=1e7,
-                                           description="start no new round once trials have held GPUs this long")
-    on_budget: Literal["finish", "stop"] = Field(default="finish",
-                                                 description="when a budget ends, running trials finish, or stop "
-                                                             "at their next report")
-    groups: int = Field(default=1, ge=1, le=1000,
-                        description="how many of the best groups (combinations of the other dimensions) to refine")
-    cliff_margin: float | None = Field(default=1.0, ge=0, le=10,
-                                       description="decades the refined centre and the pick keep below the "
-                                                   "divergence cliff (the first point above the best that is 3x "
-                                                   "worse or diverged); null: off")
-    decision_epoch: int | None = Field(default=None, ge=1,
-                                       description="plan the next round once every trial of the current one reached "
-                                                   "this epoch (default: ASHA's first rung, a third of max_epochs, "
-                                                   "ASHA on or off); max_epochs makes rounds wait for each other")
+    resolution: float = Field(
+        default=0.1, gt=0, le=10, description="stop when the bracket's spacing (decades) falls under this"
+    )
+    tolerance: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="stop when a round improves the best by less than this fraction (0: off; "
+        "single-seed noise often exceeds the gain of a finer round)",
+    )
+    budget_fte: float | None = Field(
+        default=None, gt=0, le=10000, description="stop when epochs spent / max_epochs reaches this"
+    )
+    budget_wall_s: float | None = Field(
+        default=None, gt=0, le=1e8, description="start no new round once the sweep has run this many seconds"
+    )
+    budget_gpu_hours: float | None = Field(
+        default=None, gt=0, le=1e7, description="start no new round once trials have held GPUs this long"
+    )
+    on_budget: Literal["finish", "stop"] = Field(
+        default="finish", description="when a budget ends, running trials finish, or stop at their next report"
+    )
+    groups: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="how many of the best groups (combinations of the other dimensions) to refine",
+    )
+    cliff_margin: float | None = Field(
+        default=1.0,
+        ge=0,
+        le=10,
+        description="decades the refined centre and the pick keep below the "
+        "divergence cliff (the first point above the best that is 3x "
+        "worse or diverged); null: off",
+    )
+    decision_epoch: int | None = Field(
+        default=None,
+        ge=1,
+        description="plan the next round once every trial of the current one reached "
+        "this epoch (default: ASHA's first rung, a third of max_epochs, "
+        "ASHA on or off); max_epochs makes rounds wait for each other",
+    )
 
 
 class Notify(_Frozen):
     """Who is told, once, when a sweep ends, fails or is stopped (``orchestrator.notify``)."""
 
-    url: str | None = Field(default=None, pattern=r"^https?://\S+$",
-                            description="an http(s) URL that gets a JSON POST with the one-line summary")
-    command: list[str] | None = Field(default=None, min_length=1,
-                                      description="a command (no shell) that gets the summary on stdin and in "
-                                                  "SWEEP_SUMMARY")
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="an http(s) URL that gets a JSON POST with the one-line summary",
+    )
+    command: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="a command (no shell) that gets the summary on stdin and in SWEEP_SUMMARY",
+    )
 
 
 class WarmStart(_Frozen):
     """Seed round 0 with an old sweep's pick (``orchestrator.warm``)."""
 
     run: str = Field(min_length=1, description="the old sweep's folder or URI (STORAGE/NAME)")
-    scaling: Literal["linear", "sqrt"] = Field(default="linear", description="how the old pick moves when the "
-                                               "global batch (batch_size x workers) changed")
+    scaling: Literal["linear", "sqrt"] = Field(
+        default="linear", description="how the old pick moves when the global batch (batch_size x workers) changed"
+    )
     width: float = Field(default=1.0, gt=0, le=10, description="decades round 0 looks either side of the prior")
 
 
 class Resources(_Frozen):
     cpu: float = Field(default=1.0, gt=0, le=1024)
     gpu: float = Field(default=0.0, ge=0, le=64)
-    workers: int = Field(default=1, ge=1, le=1024,
-                         description="processes per trial (data-parallel, Ray Train); cpu and gpu are per worker")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="processes per trial (data-parallel, Ray Train); cpu and gpu are per worker",
+    )
     custom: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("gpu")
@@ -175,23 +205,36 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 class SweepConfig(_Frozen):
     name: str
     workload: str | None = None
-    train: str | None = Field(default=None, description="'package.module:function': a training function "
-                                                         "train(config, trial), instead of workload:")
-    metric: str = Field(default="val_loss", pattern=r"^[A-Za-z_][A-Za-z0-9_./-]{0,99}$",
-                        description="any key the training reports each epoch (val_loss, val_accuracy, ...)")
+    train: str | None = Field(
+        default=None,
+        description="'package.module:function': a training function train(config, trial), instead of workload:",
+    )
+    metric: str = Field(
+        default="val_loss",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_./-]{0,99}$",
+        description="any key the training reports each epoch (val_loss, val_accuracy, ...)",
+    )
     mode: Literal["min", "max"] = Field(default="min", description="min: lower metric is better; max: higher")
-    target: float | None = Field(default=None, allow_inf_nan=False,
-                                 description="the best value the metric can take (accuracy: 1.0); the zoom then "
-                                             "minimises the distance to it, so '3x worse' reads as on a loss")
+    target: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="the best value the metric can take (accuracy: 1.0); the zoom then "
+        "minimises the distance to it, so '3x worse' reads as on a loss",
+    )
     max_epochs: int = Field(ge=1, le=100000)
     seed: int = Field(default=0, ge=0)
-    storage: str = Field(default="runs",
-                         description="a local or shared folder, or a URI pyarrow opens (s3://bucket/prefix)")
+    storage: str = Field(
+        default="runs", description="a local or shared folder, or a URI pyarrow opens (s3://bucket/prefix)"
+    )
     checkpoint_every: int = Field(default=0, ge=0, le=100000, description="epochs between checkpoints; 0: none")
     max_failures: int = Field(default=1, ge=0, le=100)
-    max_trials_per_round: int = Field(default=1000, ge=1, le=1_000_000,
-                                      description="the most trials one round may hold (round 0: every group x every "
-                                                  "value of the zoomed range); a larger space is refused")
+    max_trials_per_round: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="the most trials one round may hold (round 0: every group x every "
+        "value of the zoomed range); a larger space is refused",
+    )
     space: dict[str, Dimension]
     asha: Asha = Asha()
     zoom: Zoom = Zoom()
@@ -219,8 +262,10 @@ class SweepConfig(_Frozen):
         if (self.workload is None) == (self.train is None):
             raise ValueError(
                 "train: give either workload: (a built-in or 'package.module:callable' returning a Workload) or "
-                "train: ('package.module:function', a training function), not both" if self.workload else
-                "workload: required key is missing (or train: 'package.module:function' for a training function)")
+                "train: ('package.module:function', a training function), not both"
+                if self.workload
+                else "workload: required key is missing (or train: 'package.module:function' for a training function)"
+            )
         dim = self.space.get(self.zoom.param)
         if not isinstance(dim, LogRange):
             raise ValueError(
@@ -228,9 +273,7 @@ class SweepConfig(_Frozen):
                 f"(zoom.param={self.zoom.param!r} is refined coarse-then-fine)"
             )
         if self.asha.grace_period is not None and self.asha.grace_period > self.max_epochs:
-            raise ValueError(
-                f"asha.grace_period={self.asha.grace_period}: expected <= max_epochs={self.max_epochs}"
-            )
+            raise ValueError(f"asha.grace_period={self.asha.grace_period}: expected <= max_epochs={self.max_epochs}")
         if self.zoom.decision_epoch is not None and self.zoom.decision_epoch > self.max_epochs:
             raise ValueError(
                 f"zoom.decision_epoch={self.zoom.decision_epoch}: expected <= max_epochs={self.max_epochs}"
@@ -247,21 +290,24 @@ class SweepConfig(_Frozen):
         groups = 1
         for k, v in self.space.items():
             if k != self.zoom.param:
-                groups *= (len(v.values()) if isinstance(v, (LogRange, LinearRange)) else
-                           len(v) if isinstance(v, list) else 1)
+                groups *= (
+                    len(v.values()) if isinstance(v, (LogRange, LinearRange)) else len(v) if isinstance(v, list) else 1
+                )
         cap = self.max_trials_per_round
         first = groups * len(self.zoom_range.values())
         if first > cap:
             raise ValueError(
                 f"space: round 0 would hold {first} trials ({groups} groups x {len(self.zoom_range.values())} "
                 f"values of {self.zoom.param}), more than max_trials_per_round={cap}; narrow the space, or raise "
-                f"max_trials_per_round (a top-level key, at most 1000000) if you mean it")
+                f"max_trials_per_round (a top-level key, at most 1000000) if you mean it"
+            )
         later = min(self.zoom.groups, groups) * (self.zoom.points_per_round + 1)
         if later > cap:
             raise ValueError(
                 f"zoom: a refinement round would hold up to {later} trials ({min(self.zoom.groups, groups)} groups "
                 f"x {self.zoom.points_per_round}+1 points), more than max_trials_per_round={cap}; lower "
-                f"zoom.groups or zoom.points_per_round, or raise max_trials_per_round")
+                f"zoom.groups or zoom.points_per_round, or raise max_trials_per_round"
+            )
 
     # --- derived views -------------------------------------------------------------------------------
     @property
@@ -300,8 +346,15 @@ class SweepConfig(_Frozen):
     def base_config(self) -> dict[str, Any]:
         """What every trial's config holds besides its group and zoomed value."""
         what = {"workload": self.workload} if self.workload is not None else {"train": self.train}
-        return {**what, "max_epochs": self.max_epochs, "seed": self.seed, "checkpoint_every": self.checkpoint_every,
-                "_metric": self.metric, "_mode": self.mode, **self.fixed()}
+        return {
+            **what,
+            "max_epochs": self.max_epochs,
+            "seed": self.seed,
+            "checkpoint_every": self.checkpoint_every,
+            "_metric": self.metric,
+            "_mode": self.mode,
+            **self.fixed(),
+        }
 
 
 # --- loading -----------------------------------------------------------------------------------------
@@ -317,18 +370,40 @@ _Loader.add_implicit_resolver(
 
 
 def _where(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p in {
-        "LogRange", "LinearRange", "list[union[bool,int,float,str]]", "bool", "int", "float", "str"})]
+    parts = [
+        str(p)
+        for p in loc
+        if not (
+            isinstance(p, str)
+            and p in {"LogRange", "LinearRange", "list[union[bool,int,float,str]]", "bool", "int", "float", "str"}
+        )
+    ]
     return ".".join(parts) or "(top level)"
 
 
 def _first_error(exc: ValidationError) -> str:
     errors = exc.errors()
     # A union reports one error per branch: prefer a branch's own message over "not a bool/int/...".
-    best = min(errors, key=lambda e: (e["type"] in {"bool_type", "int_type", "float_type", "string_type",
-                                                    "list_type", "model_type", "bool_parsing", "int_parsing",
-                                                    "float_parsing", "dict_type", "model_attributes_type"},
-                                     len(e["loc"])))
+    best = min(
+        errors,
+        key=lambda e: (
+            e["type"]
+            in {
+                "bool_type",
+                "int_type",
+                "float_type",
+                "string_type",
+                "list_type",
+                "model_type",
+                "bool_parsing",
+                "int_parsing",
+                "float_parsing",
+                "dict_type",
+                "model_attributes_type",
+            },
+            len(e["loc"]),
+        ),
+    )
     msg = best["msg"].removeprefix("Value error, ")
     if best["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -380,11 +455,14 @@ def parse(data: Any, source: str = "<config>") -> SweepConfig:
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}; expected a plain sweep config") from None
     if nodes > MAX_NODES:
-        raise ConfigError(f"{source}: more than {MAX_NODES} values once its aliases (*name) are expanded; "
-                          f"expected a sweep config of a few dozen (an alias bomb?)")
+        raise ConfigError(
+            f"{source}: more than {MAX_NODES} values once its aliases (*name) are expanded; "
+            f"expected a sweep config of a few dozen (an alias bomb?)"
+        )
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys (name, workload, max_epochs, space, ...), "
-                          f"got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of keys (name, workload, max_epochs, space, ...), got {type(data).__name__}"
+        )
     try:
         cfg = SweepConfig.model_validate(data)
     except ValidationError as exc:
@@ -410,8 +488,21 @@ def _trial_keys() -> frozenset[str]:
     import schedules
 
     laws = {f.name for law in schedules.LAWS.values() for f in dataclasses.fields(law)}
-    return frozenset({"lr", "optimizer", "momentum", "weight_decay", "batch_size", "seed", "checkpoint_every",
-                      "schedule", "warmup", *laws, *(f.name for f in dataclasses.fields(LoopOptions))})
+    return frozenset(
+        {
+            "lr",
+            "optimizer",
+            "momentum",
+            "weight_decay",
+            "batch_size",
+            "seed",
+            "checkpoint_every",
+            "schedule",
+            "warmup",
+            *laws,
+            *(f.name for f in dataclasses.fields(LoopOptions)),
+        }
+    )
 
 
 class Amp(str, Enum):
@@ -488,12 +579,16 @@ def _check_space_keys(cfg: SweepConfig, source: str, readers: dict[str, Any]) ->
         hint = f"did you mean {near[0]!r}?" if near else f"known keys: {', '.join(sorted(known))}"
         names = " nor ".join(["the trial", *readers])
         label = key if re.fullmatch(r"[\w.-]{1,100}", key) else shown(key)
-        raise ConfigError(f"{source}: space.{label}: unknown key, neither {names} reads it; {hint} "
-                          f"(a plugin declares the keys it reads: space_keys = {{...}})")
+        raise ConfigError(
+            f"{source}: space.{label}: unknown key, neither {names} reads it; {hint} "
+            f"(a plugin declares the keys it reads: space_keys = {{...}})"
+        )
 
 
-PLUGIN_HINT = ("; a plugin module is looked for next to the config file (sweep run, sweep check) and on "
-               "sys.path: put it there, or add its folder to PYTHONPATH")
+PLUGIN_HINT = (
+    "; a plugin module is looked for next to the config file (sweep run, sweep check) and on "
+    "sys.path: put it there, or add its folder to PYTHONPATH"
+)
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
 
@@ -572,18 +667,23 @@ def with_sets(text: str, sets: list[str], source: str = "<config>", name: str | 
         key, sep, value = str(item).partition("=")
         parts = key.split(".")
         if not sep or not all(re.fullmatch(r"[A-Za-z_][\w-]{0,99}", part) for part in parts):
-            raise ConfigError(f"--set {shown(item)}: expected KEY=VALUE with a dotted key, "
-                              f"such as space.optimizer=adam or zoom.max_rounds=3")
+            raise ConfigError(
+                f"--set {shown(item)}: expected KEY=VALUE with a dotted key, "
+                f"such as space.optimizer=adam or zoom.max_rounds=3"
+            )
         target = data
         for i, part in enumerate(parts[:-1]):
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
-                raise ConfigError(f"--set {shown(item)}: {'.'.join(parts[:i + 1])} is {shown(target)} in "
-                                  f"{source}, not a mapping of keys")
+                raise ConfigError(
+                    f"--set {shown(item)}: {'.'.join(parts[: i + 1])} is {shown(target)} in "
+                    f"{source}, not a mapping of keys"
+                )
         target[parts[-1]] = _yaml(value, f"--set {shown(item)}")
     flags = ([f"--name {name}"] if name is not None else []) + [f"--set {item}" for item in sets]
     return f"# {source} with {' '.join(' '.join(str(f).split()) for f in flags)}\n" + yaml.safe_dump(
-        data, sort_keys=False)
+        data, sort_keys=False
+    )
 
 
 API_HEADER = "# config given through the Python API (storage: left out)\n"
@@ -597,8 +697,12 @@ def dump(cfg: SweepConfig) -> str:
 
 
 # --- resuming with an edited config ------------------------------------------------------------------
-RESUME_MAY_GROW = ("zoom.max_rounds", "zoom.budget_fte", "zoom.budget_wall_s",  # more rounds, a larger
-                   "zoom.budget_gpu_hours")  # budget: the sweep extends
+RESUME_MAY_GROW = (
+    "zoom.max_rounds",
+    "zoom.budget_fte",
+    "zoom.budget_wall_s",  # more rounds, a larger
+    "zoom.budget_gpu_hours",
+)  # budget: the sweep extends
 RESUME_MAY_CHANGE = ("resources.", "max_trials_per_round", "zoom.on_budget", "notify", "cost")  # nothing trained moves
 RESUME_NOT_COMPARED = ("name", "storage")  # how the sweep folder was found
 
@@ -632,8 +736,9 @@ def resume_changes(stored: SweepConfig, new: SweepConfig) -> tuple[list[str], di
         elif key.startswith(RESUME_MAY_CHANGE):
             allowed[key] = (None if a is missing else a, None if b is missing else b)
         else:
-            refused.append(f"{key}: {'(absent)' if a is missing else shown(a)} -> "
-                           f"{'(absent)' if b is missing else shown(b)}")
+            refused.append(
+                f"{key}: {'(absent)' if a is missing else shown(a)} -> {'(absent)' if b is missing else shown(b)}"
+            )
     return refused, allowed
 
 

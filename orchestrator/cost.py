@@ -11,6 +11,7 @@ torch, no clock; the caller passes the stored rows and the trial resources.
   ``moved`` / ``narrowed``: how far a round moved the pick and narrowed the band, in decades;
 - ``advice``: the closing line, stop here or one more round (its rule in its docstring).
 """
+
 from __future__ import annotations
 
 import math
@@ -62,9 +63,13 @@ def resources_of(config: Mapping[str, Any] | None) -> Resources:
     if not isinstance(r, Mapping):
         raise ValueError(f"resources={r!r}: expected a mapping")
     custom = r.get("custom") or {}
-    kinds = [k[len(ACCELERATOR):] for k in custom if isinstance(k, str) and k.startswith(ACCELERATOR)]
-    return Resources(_number("resources.cpu", r.get("cpu", 1.0)), _number("resources.gpu", r.get("gpu", 0.0)),
-                     int(_number("resources.workers", r.get("workers", 1))), kinds[0] if kinds else UNKNOWN_KIND)
+    kinds = [k[len(ACCELERATOR) :] for k in custom if isinstance(k, str) and k.startswith(ACCELERATOR)]
+    return Resources(
+        _number("resources.cpu", r.get("cpu", 1.0)),
+        _number("resources.gpu", r.get("gpu", 0.0)),
+        int(_number("resources.workers", r.get("workers", 1))),
+        kinds[0] if kinds else UNKNOWN_KIND,
+    )
 
 
 def rates_of(config: Mapping[str, Any] | None) -> Rates | None:
@@ -74,8 +79,11 @@ def rates_of(config: Mapping[str, Any] | None) -> Rates | None:
         return None
     if not isinstance(c, Mapping):
         raise ValueError(f"cost={c!r}: expected a mapping with gpu_hour and cpu_hour")
-    return Rates(_number("cost.gpu_hour", c.get("gpu_hour", 0.0)), _number("cost.cpu_hour", c.get("cpu_hour", 0.0)),
-                 str(c.get("currency") or "USD"))
+    return Rates(
+        _number("cost.gpu_hour", c.get("gpu_hour", 0.0)),
+        _number("cost.cpu_hour", c.get("cpu_hour", 0.0)),
+        str(c.get("currency") or "USD"),
+    )
 
 
 def _number(name: str, value: Any) -> float:
@@ -118,13 +126,23 @@ class Cost:
     def text(self) -> str:
         """One phrase, each figure with its unit."""
         wall = "n/a" if self.wall_s is None else f"{self.wall_s:.0f} s"
-        return (f"wall time {wall}, {self.trial_hours:.3g} trial-hours, {self.gpu_text()}, "
-                f"{self.cpu_hours:.3g} CPU-hours, money {self.money_text()}")
+        return (
+            f"wall time {wall}, {self.trial_hours:.3g} trial-hours, {self.gpu_text()}, "
+            f"{self.cpu_hours:.3g} CPU-hours, money {self.money_text()}"
+        )
 
     def stored(self) -> dict[str, Any]:
-        return {"wall_s": self.wall_s, "trial_hours": self.trial_hours, "cpu_hours": self.cpu_hours,
-                "gpu_hours": self.gpu_total, "gpu_hours_by_kind": dict(self.gpu_hours), "money": self.money,
-                "currency": self.currency, "trials": self.trials, "epochs": self.epochs}
+        return {
+            "wall_s": self.wall_s,
+            "trial_hours": self.trial_hours,
+            "cpu_hours": self.cpu_hours,
+            "gpu_hours": self.gpu_total,
+            "gpu_hours_by_kind": dict(self.gpu_hours),
+            "money": self.money,
+            "currency": self.currency,
+            "trials": self.trials,
+            "epochs": self.epochs,
+        }
 
 
 def cost_of(rows: Iterable[Mapping[str, Any]], resources: Resources, rates: Rates | None) -> Cost:
@@ -139,8 +157,16 @@ def cost_of(rows: Iterable[Mapping[str, Any]], resources: Resources, rates: Rate
     cpu = hours * resources.cpu * resources.workers
     gpu = hours * resources.gpu * resources.workers
     money = None if rates is None else gpu * rates.gpu_hour + cpu * rates.cpu_hour
-    return Cost(len({r["trial_id"] for r in rows}), len(epochs), wall, hours, cpu,
-                {resources.gpu_kind: gpu} if resources.gpu > 0 else {}, money, rates.currency if rates else "USD")
+    return Cost(
+        len({r["trial_id"] for r in rows}),
+        len(epochs),
+        wall,
+        hours,
+        cpu,
+        {resources.gpu_kind: gpu} if resources.gpu > 0 else {},
+        money,
+        rates.currency if rates else "USD",
+    )
 
 
 def _seconds(row: Mapping[str, Any]) -> float:
@@ -195,19 +221,26 @@ def advice(rounds: list[RoundPick], resolution: float, points_per_round: int) ->
     last = rounds[-1]
     per_trial = last.cost.trial_hours / last.cost.trials if last.cost.trials else 0.0
     money = (last.cost.money / last.cost.trials) if last.cost.money is not None and last.cost.trials else None
-    expected = (f"{points_per_round} trials, about {points_per_round * per_trial:.3g} trial-hours"
-                + (f" ({points_per_round * money:.2f} {last.cost.currency})" if money is not None else ""))
+    expected = f"{points_per_round} trials, about {points_per_round * per_trial:.3g} trial-hours" + (
+        f" ({points_per_round * money:.2f} {last.cost.currency})" if money is not None else ""
+    )
     if len(rounds) < 2:
-        return (f"one more round: a single round measures no move of the pick; the next would cost {expected} "
-                f"and refine around {_rate(last.lr)}")
+        return (
+            f"one more round: a single round measures no move of the pick; the next would cost {expected} "
+            f"and refine around {_rate(last.lr)}"
+        )
     m, n = moved(rounds[-2], last), narrowed(rounds[-2], last)
-    bought = (f"the last round (round {last.index}) moved the pick by {_decades(m)} and "
-              + (f"narrowed the band by {_decades(n)}" if n is not None
-                 else "did not measure the band both before and after it (noise: fewer than 4 trials near the best)"))
+    bought = f"the last round (round {last.index}) moved the pick by {_decades(m)} and " + (
+        f"narrowed the band by {_decades(n)}"
+        if n is not None
+        else "did not measure the band both before and after it (noise: fewer than 4 trials near the best)"
+    )
     if (m is None or m < resolution) and (n is None or n < resolution):
         return f"stop here: {bought}; below the resolution of {resolution:g} decades"
-    return (f"one more round: {bought}; the resolution is {resolution:g} decades; the next would cost {expected} and "
-            f"is expected to move the pick by at most {_decades(m)}")
+    return (
+        f"one more round: {bought}; the resolution is {resolution:g} decades; the next would cost {expected} and "
+        f"is expected to move the pick by at most {_decades(m)}"
+    )
 
 
 def _decades(v: float | None) -> str:

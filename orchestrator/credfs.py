@@ -7,6 +7,7 @@ pickle is the masked URI only. The full URI is kept in this process and, when Ra
 in-memory key-value store (GCS), where the sweep's workers look it up on first use. A process that can
 find it in neither (a pickle read after the cluster is gone) gets a one-line ``StorageError``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -65,7 +66,8 @@ def _lookup(key: str) -> str:
         if value is None:
             raise storage.StorageError(
                 f"{key}: the credentials of this storage URI are not known in this process (they are kept in "
-                f"memory only, by the sweep's driver and its Ray cluster); run or resume the sweep with them")
+                f"memory only, by the sweep's driver and its Ray cluster); run or resume the sweep with them"
+            )
         _KNOWN[key] = value.decode()
     return _KNOWN[key]
 

@@ -16,6 +16,7 @@ Failures: Ray Train does not retry (``max_failures=0``): a lost worker or node e
 driver raises, and Tune retries the trial from its last checkpoint up to the sweep's ``max_failures``,
 as for a one-worker trial.
 """
+
 from __future__ import annotations
 
 import io
@@ -180,12 +181,15 @@ def trainable(scaling: Scaling):
             worker_loop,
             train_loop_config={"config": config, "state": state, "threads": scaling.cpu, "gpu": scaling.gpu > 0},
             torch_config=TorchConfig(backend=scaling.backend(), timeout_s=COLLECTIVE_TIMEOUT_S),
-            scaling_config=ScalingConfig(num_workers=scaling.workers, use_gpu=scaling.gpu > 0,
-                                               resources_per_worker=scaling.per_worker()),
+            scaling_config=ScalingConfig(
+                num_workers=scaling.workers, use_gpu=scaling.gpu > 0, resources_per_worker=scaling.per_worker()
+            ),
             run_config=RunConfig(
-                name=f"{trial_id}-{os.getpid()}", storage_path=os.path.join(tempfile.gettempdir(), "sweep-train"),
+                name=f"{trial_id}-{os.getpid()}",
+                storage_path=os.path.join(tempfile.gettempdir(), "sweep-train"),
                 failure_config=FailureConfig(max_failures=0, max_preemption_failures=0),
-                callbacks=[_forwarder(queue)]),
+                callbacks=[_forwarder(queue)],
+            ),
         )
         outcome: dict[str, Any] = {}
 

@@ -4,6 +4,7 @@ The modules that raise these re-export them under their old names (``orchestrato
 ``orchestrator.errors.ConfigError``). ``cli.main`` maps them to exit codes: each class says its code in
 its docstring; ``ValueError`` subclasses are bad input.
 """
+
 from __future__ import annotations
 
 from enum import IntEnum

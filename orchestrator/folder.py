@@ -4,6 +4,7 @@ it, and publish it to its URI. Imports neither Ray nor torch (Tune is wired in `
 
 A sweep at a URI is written to a local copy (``storage.Target.folder``) and uploaded to ``URI/NAME``
 (``storage.Target.uri``); ``claim``, ``present`` and ``publish`` take the ``Target`` and hide the fork."""
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,9 @@ def claim_folder(folder: Path, config_text: str) -> list[Path]:
         raise storage.StorageError(f"{folder}: cannot claim the sweep folder (a file is in the way)") from None
     except OSError as exc:
         unclaim(folder, made, path=None)
-        raise storage.StorageError(f"{folder}: cannot claim the sweep folder ({exc.strerror or exc}); "
-                                   f"nothing was left behind") from None
+        raise storage.StorageError(
+            f"{folder}: cannot claim the sweep folder ({exc.strerror or exc}); nothing was left behind"
+        ) from None
     try:
         with os.fdopen(fd, "w") as f:
             f.write(config_text or NO_CONFIG)
@@ -80,8 +82,9 @@ def claim_folder(folder: Path, config_text: str) -> list[Path]:
             os.fsync(f.fileno())
     except OSError as exc:
         unclaim(folder, made)
-        raise storage.StorageError(f"{path}: cannot claim the sweep folder ({exc.strerror or exc}); "
-                                   f"nothing was left behind") from None
+        raise storage.StorageError(
+            f"{path}: cannot claim the sweep folder ({exc.strerror or exc}); nothing was left behind"
+        ) from None
     return made
 
 
@@ -113,7 +116,7 @@ def _write_preflight(folder: Path, made: list[Path], checks: list | None) -> Non
 def unclaim(folder: Path, made: list[Path], path: Path | str | None = "sweep.yaml") -> None:
     """Undo a claim: remove ``folder/sweep.yaml`` and ``folder/preflight.json``, then the folders in
     ``made`` that are empty (innermost first). Used when a new sweep fails before it started."""
-    for name in ([path, "preflight.json"] if path else []):
+    for name in [path, "preflight.json"] if path else []:
         (folder / name).unlink(missing_ok=True)
     for p in made:
         try:
@@ -126,8 +129,10 @@ def refuse_symlink(folder: Path) -> None:
     """A sweep folder must be a real folder: ``STORAGE/NAME`` as a symbolic link is refused (its files
     would land wherever the link points)."""
     if folder.is_symlink():
-        raise storage.StorageError(f"{folder}: is a symbolic link (to {configs.shown(os.readlink(folder))}); a "
-                                   f"sweep folder must be a real folder: remove the link or choose another name")
+        raise storage.StorageError(
+            f"{folder}: is a symbolic link (to {configs.shown(os.readlink(folder))}); a "
+            f"sweep folder must be a real folder: remove the link or choose another name"
+        )
 
 
 def _taken(where: str) -> str:
@@ -161,24 +166,30 @@ def check_resume(cfg: SweepConfig, folder: Path, shown: str, quiet: bool = False
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise configs.ConfigError(f"{path}: cannot read the config the sweep was started with "
-                                  f"({getattr(exc, 'strerror', None) or exc}); cannot resume") from None
+        raise configs.ConfigError(
+            f"{path}: cannot read the config the sweep was started with "
+            f"({getattr(exc, 'strerror', None) or exc}); cannot resume"
+        ) from None
     if not text.strip() or text == NO_CONFIG:
         if not quiet:
-            print(f"[sweep] {path} holds no config (an older sweep started from Python): the config is not "
-                  f"compared", flush=True)
+            print(
+                f"[sweep] {path} holds no config (an older sweep started from Python): the config is not compared",
+                flush=True,
+            )
         return {}
     try:
         stored = configs.loads(text, str(path))
     except configs.ConfigError as exc:
-        raise configs.ConfigError(f"cannot resume {shown}: the config it was started with does not load "
-                                  f"({exc})") from None
+        raise configs.ConfigError(
+            f"cannot resume {shown}: the config it was started with does not load ({exc})"
+        ) from None
     refused, allowed = configs.resume_changes(stored, cfg)
     if refused:
         raise configs.ConfigError(
             f"cannot resume {shown} with an edited config: {'; '.join(refused)} (these change what was already "
             f"trained: put them back as in {path}, or start a new sweep under another name; only "
-            f"{', '.join(configs.RESUME_MAY_GROW)} may grow and resources change)")
+            f"{', '.join(configs.RESUME_MAY_GROW)} may grow and resources change)"
+        )
     if not allowed:
         return {}
     line = ", ".join(f"{k} {configs.shown(a)} -> {configs.shown(b)}" for k, (a, b) in allowed.items())
@@ -187,9 +198,14 @@ def check_resume(cfg: SweepConfig, folder: Path, shown: str, quiet: bool = False
         raise configs.ConfigError(
             f"cannot resume {shown} with {line}: its search had already ended ({configs.shown(ended)}); "
             f"continue it with: sweep extend {shown} --rounds N (or --budget-fte X), or resume it with the values "
-            f"in {path}")
-    results.atomic_write_bytes(folder / "resume.log", (_read_or_empty(folder / "resume.log") + time.strftime(
-        "%Y-%m-%dT%H:%M:%S%z") + f" resumed with {line}\n").encode())
+            f"in {path}"
+        )
+    results.atomic_write_bytes(
+        folder / "resume.log",
+        (
+            _read_or_empty(folder / "resume.log") + time.strftime("%Y-%m-%dT%H:%M:%S%z") + f" resumed with {line}\n"
+        ).encode(),
+    )
     if not quiet:
         print(f"[sweep] resumed with {line} (recorded in {folder / 'resume.log'})", flush=True)
     grown: dict[str, Any] = {}
@@ -216,8 +232,9 @@ def locate(run_at: str | os.PathLike) -> storage.Target:
     return storage.Target(folder=path)
 
 
-def extension(where: storage.Target, rounds: int | None, budget_fte: float | None, quiet: bool = False,
-              record: bool = True) -> tuple[SweepConfig, dict[str, Any]]:
+def extension(
+    where: storage.Target, rounds: int | None, budget_fte: float | None, quiet: bool = False, record: bool = True
+) -> tuple[SweepConfig, dict[str, Any]]:
     """Check that the finished sweep at ``where`` can go on with ``rounds`` (the total rounds, above those
     it ran) and/or ``budget_fte`` (above the full trainings it spent), and record the extension in
     ``resume.log`` (unless not ``record``: a check only). Returns the sweep's config (from its
@@ -233,8 +250,9 @@ def extension(where: storage.Target, rounds: int | None, budget_fte: float | Non
     if budget_fte is not None and not (math.isfinite(budget_fte) and budget_fte > 0):
         raise ValueError(f"budget_fte={budget_fte}: expected > 0")
     if rounds is None and budget_fte is None:
-        raise configs.ConfigError(f"extend {shown}: nothing to extend; give --rounds N (more rounds than it ran) "
-                                  f"or --budget-fte X")
+        raise configs.ConfigError(
+            f"extend {shown}: nothing to extend; give --rounds N (more rounds than it ran) or --budget-fte X"
+        )
     if where.uri:
         if not storage.exists(where.uri):
             raise configs.ConfigError(f"{shown}: no sweep there to extend")
@@ -245,32 +263,44 @@ def extension(where: storage.Target, rounds: int | None, budget_fte: float | Non
     best = results.read_json(where.folder / "best.json") if (where.folder / "best.json").is_file() else None
     reason = meta.get("stop_reason")
     if not reason or not best or best.get("stop_reason") != reason:
-        raise configs.ConfigError(f"{shown}: the sweep did not finish (interrupted, or still running); continue it "
-                                  f"with: sweep run CONFIG --resume")
+        raise configs.ConfigError(
+            f"{shown}: the sweep did not finish (interrupted, or still running); continue it "
+            f"with: sweep run CONFIG --resume"
+        )
     text = (where.folder / "sweep.yaml").read_text()
     if not text.strip() or text.startswith(NO_CONFIG):
-        raise configs.ConfigError(f"{where.folder / 'sweep.yaml'}: holds no config (a sweep started from Python "
-                                  f"before configs were stored); it cannot be extended")
+        raise configs.ConfigError(
+            f"{where.folder / 'sweep.yaml'}: holds no config (a sweep started from Python "
+            f"before configs were stored); it cannot be extended"
+        )
     stored = configs.loads(text, str(where.folder / "sweep.yaml"))
     ran = len(meta.get("rounds") or [])
     spent = sum(1 for r in results.read_trials(where.folder) if r.get("epoch") is not None) / stored.max_epochs
     if rounds is not None and rounds <= ran:
-        raise configs.ConfigError(f"extend {shown} --rounds {rounds}: it already ran {ran} round(s); expected "
-                                  f"more than {ran}")
+        raise configs.ConfigError(
+            f"extend {shown} --rounds {rounds}: it already ran {ran} round(s); expected more than {ran}"
+        )
     if budget_fte is not None and budget_fte <= spent:
-        raise configs.ConfigError(f"extend {shown} --budget-fte {budget_fte:g}: it already spent {spent:.3g} full "
-                                  f"trainings; expected more than that")
+        raise configs.ConfigError(
+            f"extend {shown} --budget-fte {budget_fte:g}: it already spent {spent:.3g} full "
+            f"trainings; expected more than that"
+        )
     if not reason.startswith(EXTENDABLE):
-        raise configs.ConfigError(f"extend {shown}: its search ended because {reason}; more rounds or budget would "
-                                  f"not change that")
+        raise configs.ConfigError(
+            f"extend {shown}: its search ended because {reason}; more rounds or budget would not change that"
+        )
     if reason.startswith(EXTENDABLE[0]) and rounds is None:
-        raise configs.ConfigError(f"extend {shown}: its search ended because {reason}; give --rounds N (more than "
-                                  f"{ran}) to add rounds")
+        raise configs.ConfigError(
+            f"extend {shown}: its search ended because {reason}; give --rounds N (more than {ran}) to add rounds"
+        )
     if reason.startswith(EXTENDABLE[1]) and budget_fte is None:
-        raise configs.ConfigError(f"extend {shown}: its search ended because {reason}; give --budget-fte X (more "
-                                  f"than {spent:.3g}) to add rounds")
-    zoom = stored.zoom.model_copy(update={k: v for k, v in (("max_rounds", rounds), ("budget_fte", budget_fte))
-                                          if v is not None})
+        raise configs.ConfigError(
+            f"extend {shown}: its search ended because {reason}; give --budget-fte X (more "
+            f"than {spent:.3g}) to add rounds"
+        )
+    zoom = stored.zoom.model_copy(
+        update={k: v for k, v in (("max_rounds", rounds), ("budget_fte", budget_fte)) if v is not None}
+    )
     storage_at = _parent_uri(where.uri) if where.uri else str(where.folder.parent)
     cfg = stored.model_copy(update={"zoom": zoom, "name": where.folder.name, "storage": storage_at})
     grown: dict[str, Any] = {}
@@ -309,13 +339,16 @@ def warm_prior(cfg: SweepConfig) -> warm.Prior | None:
         storage.download(uri, where.folder, names=("best.json", "sweep.yaml"))
     best = results.read_json(where.folder / "best.json") if (where.folder / "best.json").is_file() else None
     if not isinstance(best, dict) or not isinstance(best.get("lr"), (int, float)):
-        raise configs.ConfigError(f"warm_start.run: {where.shown}: no finished sweep there (no best.json with a "
-                                  f"chosen lr)")
+        raise configs.ConfigError(
+            f"warm_start.run: {where.shown}: no finished sweep there (no best.json with a chosen lr)"
+        )
     old_metric, old_mode = best.get("metric"), best.get("mode") or "min"
     if old_metric != cfg.metric or old_mode != cfg.mode:
-        raise configs.ConfigError(f"warm_start.run: {where.shown} picked for {old_metric} ({old_mode}); this sweep "
-                                  f"optimises {cfg.metric} ({cfg.mode}): a warm start needs the same metric and "
-                                  f"direction")
+        raise configs.ConfigError(
+            f"warm_start.run: {where.shown} picked for {old_metric} ({old_mode}); this sweep "
+            f"optimises {cfg.metric} ({cfg.mode}): a warm start needs the same metric and "
+            f"direction"
+        )
     try:
         old = yaml.safe_load(_read_or_empty(where.folder / "sweep.yaml")) or {}
     except yaml.YAMLError:
@@ -324,9 +357,15 @@ def warm_prior(cfg: SweepConfig) -> warm.Prior | None:
     old_space: dict[str, Any] = old["space"] if isinstance(old.get("space"), dict) else {}
     old_workers = (old.get("resources") or {}).get("workers", 1) if isinstance(old.get("resources"), dict) else 1
     rng = cfg.zoom_range
-    return warm.prior(float(best["lr"]), warm.global_batch(old_space, int(old_workers or 1)),
-                      warm.global_batch(dict(cfg.space), getattr(cfg.resources, "workers", 1)),
-                      math.log10(rng.log[0]), math.log10(rng.log[1]), ws.scaling, ws.width)
+    return warm.prior(
+        float(best["lr"]),
+        warm.global_batch(old_space, int(old_workers or 1)),
+        warm.global_batch(dict(cfg.space), getattr(cfg.resources, "workers", 1)),
+        math.log10(rng.log[0]),
+        math.log10(rng.log[1]),
+        ws.scaling,
+        ws.width,
+    )
 
 
 def _parent_uri(uri: str) -> str:
@@ -342,32 +381,62 @@ def _read_or_empty(path: Path) -> str:
 
 
 # --- the results ----------------------------------------------------------------------------------------
-def save(folder: Path, cfg: SweepConfig, state: SweepState, errors: dict[str, str],
-         failures: dict[str, int] | None = None) -> None:
+def save(
+    folder: Path, cfg: SweepConfig, state: SweepState, errors: dict[str, str], failures: dict[str, int] | None = None
+) -> None:
     """trials.parquet and rounds.json from the searcher's state."""
     rows = []
     for r in state.rows:
         t = state.trials[r["trial_id"]]
         status = _status(t, cfg.max_epochs)
-        rows.append({**r, "lr": t.config[state.param], "status": status, "error": errors.get(t.trial_id),
-                     "failures": (failures or {}).get(t.trial_id, 0),
-                     "config": json.dumps(t.config, sort_keys=True, default=str)})
+        rows.append(
+            {
+                **r,
+                "lr": t.config[state.param],
+                "status": status,
+                "error": errors.get(t.trial_id),
+                "failures": (failures or {}).get(t.trial_id, 0),
+                "config": json.dumps(t.config, sort_keys=True, default=str),
+            }
+        )
     for t in state.trials.values():  # trials that errored before any result still get a row
         if not t.curve:
-            rows.append({"trial_id": t.trial_id, "round": t.round, "group": t.group, "lr": t.config[state.param],
-                         "status": results.TrialStatus.ERRORED, "error": errors.get(t.trial_id, "no result reported"),
-                         "failures": (failures or {}).get(t.trial_id, 0),
-                         "config": json.dumps(t.config, sort_keys=True, default=str)})
+            rows.append(
+                {
+                    "trial_id": t.trial_id,
+                    "round": t.round,
+                    "group": t.group,
+                    "lr": t.config[state.param],
+                    "status": results.TrialStatus.ERRORED,
+                    "error": errors.get(t.trial_id, "no result reported"),
+                    "failures": (failures or {}).get(t.trial_id, 0),
+                    "config": json.dumps(t.config, sort_keys=True, default=str),
+                }
+            )
     results.write_trials(folder, rows)
-    results.write_json(folder / results.ROUNDS, results.rounds_document(
-        metric=state.metric, mode=state.mode, param=state.param, max_epochs=cfg.max_epochs, rounds=state.rounds,
-        stop_reason=state.stop_reason, groups=state.groups, cliff_margin=state.rules.cliff_margin,
-        target=state.target))
+    results.write_json(
+        folder / results.ROUNDS,
+        results.rounds_document(
+            metric=state.metric,
+            mode=state.mode,
+            param=state.param,
+            max_epochs=cfg.max_epochs,
+            rounds=state.rounds,
+            stop_reason=state.stop_reason,
+            groups=state.groups,
+            cliff_margin=state.rules.cliff_margin,
+            target=state.target,
+        ),
+    )
 
 
 def _status(t, max_epochs: int) -> results.TrialStatus:
-    return results.TrialStatus.ended(diverged=bool(t.curve) and not math.isfinite(t.curve[-1]), errored=t.errored,
-                                     epochs=len(t.curve), max_epochs=max_epochs)
+    return results.TrialStatus.ended(
+        diverged=bool(t.curve) and not math.isfinite(t.curve[-1]),
+        errored=t.errored,
+        epochs=len(t.curve),
+        max_epochs=max_epochs,
+    )
 
 
 def publish(folder: Path, uri: str, strict: bool) -> None:

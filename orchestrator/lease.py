@@ -16,6 +16,7 @@ the same second are not told apart). The ``.`` name keeps it out of uploads and 
 
 Pure: no Ray, no torch.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -73,12 +74,16 @@ def _alive(pid: int) -> bool:
 def mine(now: float | None = None) -> Lease:
     """A lease for this process."""
     pid = os.getpid()
-    return Lease(host=socket.gethostname(), pid=pid, started=_start_time(pid),
-                 heartbeat=time.time() if now is None else now, token=uuid.uuid4().hex)
+    return Lease(
+        host=socket.gethostname(),
+        pid=pid,
+        started=_start_time(pid),
+        heartbeat=time.time() if now is None else now,
+        token=uuid.uuid4().hex,
+    )
 
 
-def stale_reason(lease: Lease, now: float, stale_after: float = STALE_AFTER_S,
-                 host: str | None = None) -> str | None:
+def stale_reason(lease: Lease, now: float, stale_after: float = STALE_AFTER_S, host: str | None = None) -> str | None:
     """Why ``lease`` is stale (its driver is gone), or None while it is live."""
     host = socket.gethostname() if host is None else host
     if lease.host == host:
@@ -97,9 +102,13 @@ def parse(data: bytes, where: str) -> Lease | None:
     """A lease from the file's bytes; None for a file that is not a lease (empty, half written)."""
     try:
         d = json.loads(data)
-        return Lease(host=str(d["host"]), pid=int(d["pid"]),
-                     started=None if d.get("started") is None else float(d["started"]),
-                     heartbeat=float(d["heartbeat"]), token=str(d["token"]))
+        return Lease(
+            host=str(d["host"]),
+            pid=int(d["pid"]),
+            started=None if d.get("started") is None else float(d["started"]),
+            heartbeat=float(d["heartbeat"]),
+            token=str(d["token"]),
+        )
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -186,9 +195,11 @@ def store_for(folder: Path, uri: str | None):
 
 
 def _held_message(shown: str, lease: Lease, now: float, stale_after: float) -> str:
-    return (f"{shown}: another driver is running this sweep ({lease.describe(now)}); wait for it to end or "
-            f"stop it (a driver that died is taken over once its process is gone or its heartbeat is older "
-            f"than {stale_after:g} s)")
+    return (
+        f"{shown}: another driver is running this sweep ({lease.describe(now)}); wait for it to end or "
+        f"stop it (a driver that died is taken over once its process is gone or its heartbeat is older "
+        f"than {stale_after:g} s)"
+    )
 
 
 def check(store, stale_after: float = STALE_AFTER_S, now: float | None = None) -> None:
@@ -200,8 +211,9 @@ def check(store, stale_after: float = STALE_AFTER_S, now: float | None = None) -
         raise LeaseHeldError(_held_message(store.shown, lease, now, stale_after))
 
 
-def acquire(store, stale_after: float = STALE_AFTER_S, now: float | None = None,
-            me: Lease | None = None) -> tuple[Lease, str | None]:
+def acquire(
+    store, stale_after: float = STALE_AFTER_S, now: float | None = None, me: Lease | None = None
+) -> tuple[Lease, str | None]:
     """Take the lease: return it and, when a stale one was taken over, a one-line message saying whose.
     Raises ``LeaseHeldError`` while another driver's lease is live."""
     me = me or mine(now)
@@ -217,8 +229,7 @@ def acquire(store, stale_after: float = STALE_AFTER_S, now: float | None = None,
             message = f"{store.shown}: took over the sweep: {reason}"
         store.write(dump(me))
         if store.read() != dump(me):  # an object store: another driver wrote at the same moment
-            raise LeaseHeldError(f"{store.shown}: another driver took this sweep's lease at the same moment; "
-                                 f"try again")
+            raise LeaseHeldError(f"{store.shown}: another driver took this sweep's lease at the same moment; try again")
     return me, message
 
 
@@ -244,8 +255,9 @@ def release(store, lease: Lease) -> None:
 
 
 @contextmanager
-def held(store, stale_after: float = STALE_AFTER_S, heartbeat_s: float = HEARTBEAT_S,
-         quiet: bool = False) -> Iterator[Lease]:
+def held(
+    store, stale_after: float = STALE_AFTER_S, heartbeat_s: float = HEARTBEAT_S, quiet: bool = False
+) -> Iterator[Lease]:
     """Hold the lease while the block runs: taken at entry (``LeaseHeldError`` if live elsewhere), its
     heartbeat renewed from a daemon thread, given back at exit. If another driver takes it over meanwhile
     (this one stalled past ``stale_after``), one line says so and the heartbeat stops."""
@@ -262,12 +274,17 @@ def held(store, stale_after: float = STALE_AFTER_S, heartbeat_s: float = HEARTBE
             try:
                 renewed = renew(store, current)
             except Exception as exc:  # a storage hiccup: try again at the next beat
-                print(f"[sweep] lease heartbeat failed ({exc.__class__.__name__}); retrying", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"[sweep] lease heartbeat failed ({exc.__class__.__name__}); retrying", file=sys.stderr, flush=True
+                )
                 continue
             if renewed is None:
-                print(f"[sweep] {store.shown}: another driver took over this sweep's lease; this driver's "
-                      f"results may be overwritten", file=sys.stderr, flush=True)
+                print(
+                    f"[sweep] {store.shown}: another driver took over this sweep's lease; this driver's "
+                    f"results may be overwritten",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return
             current = renewed
 
@@ -281,5 +298,9 @@ def held(store, stale_after: float = STALE_AFTER_S, heartbeat_s: float = HEARTBE
         try:
             release(store, lease)
         except Exception as exc:  # a lease left behind goes stale; never mask the run's own error
-            print(f"[sweep] {store.shown}: could not give the driver lease back ({exc.__class__.__name__}); "
-                  f"the next driver takes it over once it is stale", file=sys.stderr, flush=True)
+            print(
+                f"[sweep] {store.shown}: could not give the driver lease back ({exc.__class__.__name__}); "
+                f"the next driver takes it over once it is stale",
+                file=sys.stderr,
+                flush=True,
+            )

@@ -6,6 +6,7 @@ on a CPU, ``limit`` is a stand-in: ``ActivationLimit(bytes)`` counts the bytes a
 backward pass (the part of a step's memory that grows with the batch) and raises ``torch.OutOfMemoryError``
 past the limit, as the device would.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,13 @@ class ActivationLimit:
             yield
 
 
-def step_fits(wl: Workload, batch: int, device: torch.device,
-              limit: Callable[[], contextlib.AbstractContextManager] | None = None, amp: bool = False) -> bool:
+def step_fits(
+    wl: Workload,
+    batch: int,
+    device: torch.device,
+    limit: Callable[[], contextlib.AbstractContextManager] | None = None,
+    amp: bool = False,
+) -> bool:
     """True when one forward and backward pass of ``wl.model`` on ``batch`` training examples (repeated
     when the set is smaller) runs without running out of memory on ``device``; ``amp``: in bfloat16/float16
     autocast as the trial would train. Gradients are cleared after."""
@@ -68,9 +74,14 @@ def step_fits(wl: Workload, batch: int, device: torch.device,
             torch.cuda.empty_cache()
 
 
-def largest_batch(wl: Workload, device: torch.device, start: int = 8, limit_batch: int = 65536,
-                  limit: Callable[[], contextlib.AbstractContextManager] | None = None,
-                  amp: bool = False) -> autobatch.Found:
+def largest_batch(
+    wl: Workload,
+    device: torch.device,
+    start: int = 8,
+    limit_batch: int = 65536,
+    limit: Callable[[], contextlib.AbstractContextManager] | None = None,
+    amp: bool = False,
+) -> autobatch.Found:
     """The largest batch of ``wl`` that fits on ``device`` (``autobatch.largest`` over ``step_fits``)."""
     return autobatch.largest(lambda b: step_fits(wl, b, device, limit, amp), start=start, limit=limit_batch)
 
@@ -78,9 +89,9 @@ def largest_batch(wl: Workload, device: torch.device, start: int = 8, limit_batc
 AUTO = "auto"
 
 
-def resolve_auto(config: dict, device: torch.device,
-                 limit: Callable[[], contextlib.AbstractContextManager] | None = None
-                 ) -> tuple[dict, autobatch.Found | None]:
+def resolve_auto(
+    config: dict, device: torch.device, limit: Callable[[], contextlib.AbstractContextManager] | None = None
+) -> tuple[dict, autobatch.Found | None]:
     """``config`` with ``batch_size: auto`` replaced by the largest batch of its workload that fits on
     ``device`` (with ``amp`` as configured), and the search's answer; any other config as it is, None."""
     if config.get("batch_size") != AUTO:

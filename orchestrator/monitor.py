@@ -4,6 +4,7 @@ folder made before the split (``tuner.pkl`` names ``orchestrator.monitor.TrialBo
 New code imports from the modules themselves: ``progress`` (the tally, no Ray), ``board`` (the Tune
 callbacks), ``tbserver`` (``sweep tensorboard``).
 """
+
 from __future__ import annotations
 
 from orchestrator.board import (  # noqa: F401

@@ -9,6 +9,7 @@ A notification never fails or holds up the sweep: each one runs in a thread that
 most ``wait`` seconds; a failure is logged in one line on stderr. A URL is shown in logs as its scheme and
 host only: a webhook's path and query are its credentials. Imports neither Ray nor torch.
 """
+
 from __future__ import annotations
 
 import base64
@@ -64,8 +65,9 @@ class Notifier:
         each (also printed on stderr); a notification still running after ``wait`` is left to finish."""
         line = " ".join(summary.split())
         failures: list[str] = []
-        jobs = ([lambda: self._post(event, sweep, line)] if self.url else []) + \
-               ([lambda: self._run(event, line)] if self.command else [])
+        jobs = ([lambda: self._post(event, sweep, line)] if self.url else []) + (
+            [lambda: self._run(event, line)] if self.command else []
+        )
         threads = [threading.Thread(target=_logged, args=(job, failures), daemon=True) for job in jobs]
         for t in threads:
             t.start()
@@ -101,8 +103,16 @@ class Notifier:
         env = {**os.environ, "SWEEP_SUMMARY": line, "SWEEP_EVENT": event.value}
         name = os.path.basename(self.command[0])
         try:
-            done = subprocess.run(list(self.command), input=line + "\n", text=True, env=env, timeout=self.timeout_s,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+            done = subprocess.run(
+                list(self.command),
+                input=line + "\n",
+                text=True,
+                env=env,
+                timeout=self.timeout_s,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             raise NotifyError(f"command {name} did not end within {self.timeout_s:g} s (killed)") from None
         except OSError as exc:

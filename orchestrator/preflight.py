@@ -28,6 +28,7 @@ One module for one concern: ten checks of 10-50 lines each, over one shared prob
 ``Check`` contract; the checks are read and extended as one list, so the length is theirs, not a second
 concern's.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,8 +65,21 @@ GRAD_ATOL = 1e-9  # plus round-off: float64 central differences carry ~1e-16 * |
 PREPROC_SAMPLES = 4096
 ACTIVATION_BAND = (0.1, 10.0)
 
-RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-             nn.Mish, nn.Softplus, nn.Hardswish)
+RELU_LIKE = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Softplus,
+    nn.Hardswish,
+)
 SATURATING = (nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Softsign, nn.Hardsigmoid)
 TRANSPARENT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity, nn.Flatten)
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
@@ -97,9 +111,7 @@ def format_checks(checks: list[Check]) -> str:
         return ""
     width = max(len(c.name) for c in checks)
     mwidth = max(len(c.measured) for c in checks)
-    return "\n".join(
-        f"{c.status.upper():<4}  {c.name:<{width}}  {c.measured:<{mwidth}}  {c.advice}" for c in checks
-    )
+    return "\n".join(f"{c.status.upper():<4}  {c.name:<{width}}  {c.measured:<{mwidth}}  {c.advice}" for c in checks)
 
 
 # --------------------------------------------------------------------------------------------- plumbing
@@ -211,9 +223,13 @@ def check_initial_loss(probe: _Probe) -> Check:
     measured = f"{loss:.3f} vs ln({classes})={expected:.3f}"
     low, high = INITIAL_LOSS_BAND
     if not (math.isfinite(loss) and low * expected <= loss <= high * expected):
-        return Check(name, FAIL, measured,
-                     f"expected {low:g}-{high:g} x ln(C): check the number of outputs, the loss (mean, "
-                     "over logits), input scaling and the output layer's init")
+        return Check(
+            name,
+            FAIL,
+            measured,
+            f"expected {low:g}-{high:g} x ln(C): check the number of outputs, the loss (mean, "
+            "over logits), input scaling and the output layer's init",
+        )
     return Check(name, PASS, measured, "chance-level loss at initialisation")
 
 
@@ -225,10 +241,14 @@ def check_overfit_small(probe: _Probe) -> Check:
     measured = f"{first:.3g} -> {last:.3g} in {OVERFIT_STEPS} steps on {OVERFIT_SAMPLES} examples"
     if _overfits(losses):
         return Check(name, PASS, measured, "memorises a handful of examples")
-    return Check(name, FAIL, measured,
-                 f"expected < {OVERFIT_ABS} or < {OVERFIT_REL:.0%} of the initial loss (Adam, lr "
-                 f"{OVERFIT_LR}, no regularisation): check that the loss uses the labels, that "
-                 "gradients reach every layer, and the model's capacity")
+    return Check(
+        name,
+        FAIL,
+        measured,
+        f"expected < {OVERFIT_ABS} or < {OVERFIT_REL:.0%} of the initial loss (Adam, lr "
+        f"{OVERFIT_LR}, no regularisation): check that the loss uses the labels, that "
+        "gradients reach every layer, and the model's capacity",
+    )
 
 
 def _overfits(losses: list[float]) -> bool:
@@ -252,15 +272,26 @@ def check_regularisation(probe: _Probe) -> Check:
         return Check(name, PASS, "n/a (no dropout or weight_decay configured)", "nothing to compare")
     off = probe.unregularised_run
     on = _fit_few(probe, dropout=dropout, weight_decay=weight_decay)
-    measured = (f"objective {on.objective:.3g} on vs {off.objective:.3g} off "
-                f"(dropout={dropout:g}, weight_decay={weight_decay:g})")
+    measured = (
+        f"objective {on.objective:.3g} on vs {off.objective:.3g} off "
+        f"(dropout={dropout:g}, weight_decay={weight_decay:g})"
+    )
     if not _overfits(off.losses):
-        return Check(name, WARN, measured, "inconclusive: the model does not overfit without "
-                     "regularisation either (see overfit_small)")
+        return Check(
+            name,
+            WARN,
+            measured,
+            "inconclusive: the model does not overfit without regularisation either (see overfit_small)",
+        )
     if on.objective > off.objective:
         return Check(name, PASS, measured, "regularisation raises the training objective")
-    return Check(name, FAIL, measured, "regularisation has no effect: check that the workload honours "
-                 "the config's dropout (and that nothing else regularises when it is 0)")
+    return Check(
+        name,
+        FAIL,
+        measured,
+        "regularisation has no effect: check that the workload honours "
+        "the config's dropout (and that nothing else regularises when it is 0)",
+    )
 
 
 def _central_difference(loss_fn: Callable[[], torch.Tensor], view: torch.Tensor, j: int, eps: float) -> float:
@@ -319,10 +350,16 @@ def check_gradients(probe: _Probe) -> Check:
             if scale > GRAD_ATOL + round_off / eps:
                 worst = max(worst, error / scale)
     measured = f"max rel err {worst:.1e}, {bad}/{len(coords)} coords off" + (
-        f" ({retried} kinks retried)" if retried else "")
+        f" ({retried} kinks retried)" if retried else ""
+    )
     if bad:
-        return Check(name, FAIL, measured, f"autograd disagrees with finite differences beyond "
-                     f"{GRAD_RTOL:g} relative: check custom autograd Functions / backward hooks")
+        return Check(
+            name,
+            FAIL,
+            measured,
+            f"autograd disagrees with finite differences beyond "
+            f"{GRAD_RTOL:g} relative: check custom autograd Functions / backward hooks",
+        )
     return Check(name, PASS, measured, "autograd matches finite differences")
 
 
@@ -383,7 +420,7 @@ def _weight_scales(model: nn.Module) -> list[tuple[str, str, float]]:
     for i, (layer_name, layer) in enumerate(leaves):
         if not isinstance(layer, WEIGHTED):
             continue
-        follower = next((m for _, m in leaves[i + 1:] if not isinstance(m, TRANSPARENT)), None)
+        follower = next((m for _, m in leaves[i + 1 :] if not isinstance(m, TRANSPARENT)), None)
         if isinstance(follower, NORMS):
             continue
         expected = _expected_std(layer, follower)
@@ -407,8 +444,11 @@ def _activation_spread(model: nn.Module, x: torch.Tensor) -> tuple[float, list[t
     finally:
         for hook in hooks:
             hook.remove()
-    spreads = [(n, float(out.double().std())) for n, out in seen
-               if isinstance(out, torch.Tensor) and out.is_floating_point() and out is not output]
+    spreads = [
+        (n, float(out.double().std()))
+        for n, out in seen
+        if isinstance(out, torch.Tensor) and out.is_floating_point() and out is not output
+    ]
     return float(x.double().std()), spreads
 
 
@@ -435,19 +475,34 @@ def check_initialisation(probe: _Probe) -> Check:
         parts.append(f"activation std/input in [{min(r for _, r in rel):.2g}, {max(r for _, r in rel):.2g}]")
     layers = sum(isinstance(m, WEIGHTED) for m in model.modules())
     if not parts:  # e.g. a bare nn.Linear: its one layer is the output layer
-        return Check(name, PASS, f"n/a ({layers} Linear/Conv layer{'s' if layers != 1 else ''}, none before a "
-                     "known activation)" if layers else "n/a (no Linear/Conv layers or activations found)",
-                     "nothing to hold to an init law (an output layer may be initialised freely)")
+        return Check(
+            name,
+            PASS,
+            f"n/a ({layers} Linear/Conv layer{'s' if layers != 1 else ''}, none before a known activation)"
+            if layers
+            else "n/a (no Linear/Conv layers or activations found)",
+            "nothing to hold to an init law (an output layer may be initialised freely)",
+        )
     measured = "; ".join(parts)
     bad_weights = [f"{n or 'model'}.weight ({law}, {r:.2g}x)" for n, law, r in ratios if not 0.2 <= r <= 5]
-    bad_acts = [f"{n or 'model'} output ({r:.2g}x input)" for n, r in rel
-                if not ACTIVATION_BAND[0] <= r <= ACTIVATION_BAND[1]]
+    bad_acts = [
+        f"{n or 'model'} output ({r:.2g}x input)" for n, r in rel if not ACTIVATION_BAND[0] <= r <= ACTIVATION_BAND[1]
+    ]
     if bad_weights or bad_acts:
-        return Check(name, FAIL, measured, "re-initialise (nn.init.kaiming_normal_ before ReLU, "
-                     "xavier_normal_ before tanh/sigmoid): " + ", ".join(bad_weights + bad_acts))
+        return Check(
+            name,
+            FAIL,
+            measured,
+            "re-initialise (nn.init.kaiming_normal_ before ReLU, "
+            "xavier_normal_ before tanh/sigmoid): " + ", ".join(bad_weights + bad_acts),
+        )
     if any(not 0.5 <= r <= 2 for _, _, r in ratios):
-        return Check(name, WARN, measured, "weights are off their init law by more than 2x: use "
-                     "nn.init.kaiming_normal_ / xavier_normal_ explicitly")
+        return Check(
+            name,
+            WARN,
+            measured,
+            "weights are off their init law by more than 2x: use nn.init.kaiming_normal_ / xavier_normal_ explicitly",
+        )
     return Check(name, PASS, measured, "weights and activations are well scaled")
 
 
@@ -456,8 +511,9 @@ def _row_hashes(dataset) -> set[bytes]:
     tensors = getattr(dataset, "tensors", None)
     rows = tensors[0] if tensors is not None else (torch.as_tensor(dataset[i][0]) for i in range(len(dataset)))
     return {
-        hashlib.blake2b((r.double() if r.is_floating_point() else r).contiguous().numpy().tobytes(),
-                        digest_size=16).digest()
+        hashlib.blake2b(
+            (r.double() if r.is_floating_point() else r).contiguous().numpy().tobytes(), digest_size=16
+        ).digest()
         for r in rows
     }
 
@@ -471,8 +527,13 @@ def check_validation_split(probe: _Probe) -> Check:
     shared = _row_hashes(train) & _row_hashes(val)
     measured = f"{len(train)} train / {len(val)} val, {len(shared)} shared input rows"
     if shared:
-        return Check(name, FAIL, measured, "validation rows also appear in training: split before "
-                     "augmenting/deduplicate, or the validation loss is optimistic")
+        return Check(
+            name,
+            FAIL,
+            measured,
+            "validation rows also appear in training: split before "
+            "augmenting/deduplicate, or the validation loss is optimistic",
+        )
     return Check(name, PASS, measured, "separate validation set")
 
 
@@ -482,8 +543,13 @@ def check_hp_dropout(probe: _Probe) -> Check:
     if dropout == 0:
         return Check(name, PASS, "n/a (no dropout)", "no dropout configured")
     if not 0.2 <= dropout <= 0.5:
-        return Check(name, WARN, f"dropout={dropout:g}", "common practice is 0.2-0.5 (0.5 for hidden "
-                     "layers, Srivastava et al. 2014); outside it, expect under- or no regularisation")
+        return Check(
+            name,
+            WARN,
+            f"dropout={dropout:g}",
+            "common practice is 0.2-0.5 (0.5 for hidden "
+            "layers, Srivastava et al. 2014); outside it, expect under- or no regularisation",
+        )
     return Check(name, PASS, f"dropout={dropout:g}", "within 0.2-0.5")
 
 
@@ -493,8 +559,12 @@ def check_hp_batch_size(probe: _Probe) -> Check:
         return Check(name, PASS, "n/a (no batch_size)", "no batch size configured")
     batch = int(probe.config["batch_size"])
     if batch < 32:
-        return Check(name, WARN, f"batch_size={batch}", "under 32: noisy gradients and poor hardware "
-                     "use; prefer 32-256 unless memory forces less")
+        return Check(
+            name,
+            WARN,
+            f"batch_size={batch}",
+            "under 32: noisy gradients and poor hardware use; prefer 32-256 unless memory forces less",
+        )
     return Check(name, PASS, f"batch_size={batch}", ">= 32")
 
 
@@ -505,8 +575,12 @@ def check_hp_lr_grid(probe: _Probe) -> Check:
     decades = math.log10(max(probe.lr_grid) / min(probe.lr_grid))
     measured = f"{decades:.2g} decades ({min(probe.lr_grid):g}..{max(probe.lr_grid):g})"
     if decades < 3:
-        return Check(name, WARN, measured, "a coarse search should span several decades (e.g. "
-                     "1e-6..1e-1, one point per decade) before zooming in")
+        return Check(
+            name,
+            WARN,
+            measured,
+            "a coarse search should span several decades (e.g. 1e-6..1e-1, one point per decade) before zooming in",
+        )
     return Check(name, PASS, measured, "spans several decades")
 
 
@@ -532,8 +606,9 @@ def _run_one(check: Callable[[_Probe], Check], probe: _Probe) -> Check:
             return check(probe)
     except Exception as exc:  # a broken workload may crash a check; that is a finding, not a crash
         message = " ".join(str(exc).split())[:160]
-        return Check(name, FAIL, f"raised {type(exc).__name__}: {message}", "fix the workload so that "
-                     "this check can run")
+        return Check(
+            name, FAIL, f"raised {type(exc).__name__}: {message}", "fix the workload so that this check can run"
+        )
 
 
 def run_checks(
@@ -558,8 +633,9 @@ def run_checks(
     for key in ("dropout", "weight_decay"):
         value = config.get(key, 0.0)
         if not isinstance(value, (int, float)) or not 0 <= value or (key == "dropout" and value >= 1):
-            raise ValueError(f"config[{key!r}]={value!r}: expected a number, 0 <= {key}"
-                             + (" < 1" if key == "dropout" else ""))
+            raise ValueError(
+                f"config[{key!r}]={value!r}: expected a number, 0 <= {key}" + (" < 1" if key == "dropout" else "")
+            )
     if not isinstance(config.get("seed", 0), int):
         raise ValueError(f"config['seed']={config['seed']!r}: expected an int")
     if "batch_size" in config and (not isinstance(config["batch_size"], int) or config["batch_size"] < 1):
@@ -568,8 +644,9 @@ def run_checks(
     if only is not None:
         unknown = sorted(set(only) - set(CHECK_NAMES)) if not isinstance(only, str) else [only]
         if unknown:
-            raise ValueError(f"only={only!r}: unknown check(s) {unknown}, expected a collection of "
-                             f"{', '.join(CHECK_NAMES)}")
+            raise ValueError(
+                f"only={only!r}: unknown check(s) {unknown}, expected a collection of {', '.join(CHECK_NAMES)}"
+            )
         selected = tuple(c for c, n in zip(CHECKS, CHECK_NAMES) if n in set(only))
     threads = torch.get_num_threads()
     # one intra-op thread for the tiny probes, restored on exit (why: docs/decisions.md)

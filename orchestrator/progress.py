@@ -6,6 +6,7 @@ The Tune callbacks in ``board.py`` feed a ``Tally`` from Tune's events.
 
 A ``Tally`` is plain data: ``asdict`` / ``Tally.from_state`` round trip (Tune's callback state on resume).
 """
+
 from __future__ import annotations
 
 import json
@@ -70,9 +71,13 @@ class Tally:
         """Know of a trial (created by the searcher, maybe still waiting for resources)."""
         t = self.trials.get(trial_id)
         if t is None:
-            t = self.trials[trial_id] = TrialInfo(trial_id, int(config.get("round", 0) or 0),
-                                                  number(config.get("lr")), int(config.get("max_epochs", 0) or 0),
-                                                  status="pending")
+            t = self.trials[trial_id] = TrialInfo(
+                trial_id,
+                int(config.get("round", 0) or 0),
+                number(config.get("lr")),
+                int(config.get("max_epochs", 0) or 0),
+                status="pending",
+            )
         return t
 
     def start(self, trial_id: str, config: dict[str, Any]) -> bool:
@@ -132,8 +137,9 @@ class Tally:
         return max((t.round for t in self.trials.values() if t.status != "pending"), default=0)
 
     def count(self, *statuses: str, round_index: int | None = None) -> int:
-        return sum(1 for t in self.trials.values()
-                   if t.status in statuses and (round_index is None or t.round == round_index))
+        return sum(
+            1 for t in self.trials.values() if t.status in statuses and (round_index is None or t.round == round_index)
+        )
 
     def bracket(self, round_index: int) -> tuple[float, float]:
         lrs = [t.lr for t in self.trials.values() if t.round == round_index and math.isfinite(t.lr)]
@@ -157,47 +163,65 @@ class Tally:
         low, high = self.bracket(k)
         waiting = f", {self.count('pending')} waiting" if self.count("pending") else ""
         where = "started" if round_started else f"(lr {low:.3g}..{high:.3g})"
-        parts = [f"[sweep {_clock(elapsed)}] round {k} {where}",
-                 f"trials {self.count('running')} running{waiting}, {self.ended()} ended "
-                 f"({self.count('completed')} completed, "
-                 f"{self.count('stopped')} stopped early, {self.count('diverged')} diverged, "
-                 f"{self.count('errored')} errored)"]
+        parts = [
+            f"[sweep {_clock(elapsed)}] round {k} {where}",
+            f"trials {self.count('running')} running{waiting}, {self.ended()} ended "
+            f"({self.count('completed')} completed, "
+            f"{self.count('stopped')} stopped early, {self.count('diverged')} diverged, "
+            f"{self.count('errored')} errored)",
+        ]
         if self.best_trial:
-            parts.append(f"best {self.metric} {self.best:.4f} (lr {self.best_lr():.3g}, trial {self.best_trial}, "
-                         f"epoch {self.best_epoch})")
+            parts.append(
+                f"best {self.metric} {self.best:.4f} (lr {self.best_lr():.3g}, trial {self.best_trial}, "
+                f"epoch {self.best_epoch})"
+            )
         else:
             parts.append(f"best {self.metric} n/a")
         parts.append(f"{self.epochs} epochs" + (f" = {self.fte:.1f} FTE" if math.isfinite(self.fte) else ""))
         return " | ".join(parts)
 
     def trial_line(self, t: TrialInfo, elapsed: float) -> str:
-        verb = {"completed": "completed", "stopped": "stopped early", "diverged": "diverged",
-                "errored": "errored"}.get(t.status, t.status)
+        verb = {"completed": "completed", "stopped": "stopped early", "diverged": "diverged", "errored": "errored"}.get(
+            t.status, t.status
+        )
         best = f"{t.best:.4f}" if math.isfinite(t.best) else "n/a"
-        return (f"[sweep {_clock(elapsed)}] trial {t.trial_id} (round {t.round}, lr {t.lr:.3g}) {verb} "
-                f"after {t.epochs} epochs: best {self.metric} {best}")
-
+        return (
+            f"[sweep {_clock(elapsed)}] trial {t.trial_id} (round {t.round}, lr {t.lr:.3g}) {verb} "
+            f"after {t.epochs} epochs: best {self.metric} {best}"
+        )
 
     def rounds_markdown(self) -> str:
         """The rounds as a Markdown table: the learning rates tried (lowest..highest of the round's trials),
         trial outcomes, the best metric value any of its trials reached at any epoch (lowest, or highest for
         ``mode`` max), the epochs spent."""
         m = self.metric
-        lines = [f"| round | lr tried (lowest..highest) | trials | completed | stopped early | diverged | errored "
-                 f"| {self.best_word} {m} at any epoch | epochs |",
-                 "|---|---|---|---|---|---|---|---|---|"]
+        lines = [
+            f"| round | lr tried (lowest..highest) | trials | completed | stopped early | diverged | errored "
+            f"| {self.best_word} {m} at any epoch | epochs |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for k in sorted({i.round for i in self.trials.values()}):
             members = [i for i in self.trials.values() if i.round == k]
             low, high = self.bracket(k)
             best = math.inf
             for i in members:
                 best = i.best if self.better(i.best, best) else best
-            lines.append(f"| {k} | {low:.3g}..{high:.3g} | {len(members)} | {self.count('completed', round_index=k)} | "
-                         f"{self.count('stopped', round_index=k)} | {self.count('diverged', round_index=k)} | "
-                         f"{self.count('errored', round_index=k)} | {_fmt4(best)} | {sum(i.epochs for i in members)} |")
-        lines += ["", f"{self.epochs} epochs spent" + (f" ({self.fte:.2f} FTE)" if math.isfinite(self.fte) else "")
-                  + (f"; {self.best_word} {m} at any epoch {self.best:.4f} at lr {self.best_lr():.3g} "
-                     f"(trial {self.best_trial}, epoch {self.best_epoch})" if self.best_trial else "")]
+            lines.append(
+                f"| {k} | {low:.3g}..{high:.3g} | {len(members)} | {self.count('completed', round_index=k)} | "
+                f"{self.count('stopped', round_index=k)} | {self.count('diverged', round_index=k)} | "
+                f"{self.count('errored', round_index=k)} | {_fmt4(best)} | {sum(i.epochs for i in members)} |"
+            )
+        lines += [
+            "",
+            f"{self.epochs} epochs spent"
+            + (f" ({self.fte:.2f} FTE)" if math.isfinite(self.fte) else "")
+            + (
+                f"; {self.best_word} {m} at any epoch {self.best:.4f} at lr {self.best_lr():.3g} "
+                f"(trial {self.best_trial}, epoch {self.best_epoch})"
+                if self.best_trial
+                else ""
+            ),
+        ]
         return "\n".join(lines)
 
 
@@ -217,9 +241,13 @@ class Searched:
     def of(cls, cfg: Any) -> Searched:
         """From a ``config.SweepConfig``."""
         low, high = cfg.zoom_range.log
-        return cls(param=cfg.zoom.param, low=float(low), high=float(high),
-                   grid=tuple((k, tuple(v)) for k, v in cfg.grid_dimensions().items()),
-                   max_rounds=int(cfg.zoom.max_rounds))
+        return cls(
+            param=cfg.zoom.param,
+            low=float(low),
+            high=float(high),
+            grid=tuple((k, tuple(v)) for k, v in cfg.grid_dimensions().items()),
+            max_rounds=int(cfg.zoom.max_rounds),
+        )
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -229,8 +257,13 @@ class Searched:
 
 # (key in the trial's result, TensorBoard tag): what a trial run holds, step = epoch. TensorBoard's Time
 # Series page orders its sections by tag: "loss" before "lr", "sweep", "time", "val_error".
-TRIAL_SCALARS = (("val_loss", "loss/val_loss"), ("train_loss", "loss/train_loss"), ("val_error", "val_error"),
-                 ("lr_epoch", "lr"), ("epoch_seconds", "time/epoch_seconds"))
+TRIAL_SCALARS = (
+    ("val_loss", "loss/val_loss"),
+    ("train_loss", "loss/train_loss"),
+    ("val_error", "val_error"),
+    ("lr_epoch", "lr"),
+    ("epoch_seconds", "time/epoch_seconds"),
+)
 
 
 def trial_scalars(metric: str) -> tuple[tuple[str, str], ...]:
@@ -258,9 +291,13 @@ def run_name(trial_id: str, config: dict[str, Any], searched: Searched | None = 
 
 
 def _pair(key: str, value: Any) -> str:
-    shown = (f"{value:.3g}" if isinstance(value, float) else
-             json.dumps(value, default=str, sort_keys=True, separators=(",", ":")) if isinstance(value, dict)
-             else str(value))
+    shown = (
+        f"{value:.3g}"
+        if isinstance(value, float)
+        else json.dumps(value, default=str, sort_keys=True, separators=(",", ":"))
+        if isinstance(value, dict)
+        else str(value)
+    )
     return f"{key}={shown}"
 
 
@@ -302,8 +339,9 @@ def hparams_of(config: dict[str, Any], keys: tuple[str, ...] | None = None) -> d
         elif isinstance(value, (int, float)) and math.isfinite(value):
             out[prefix] = float(value)
         else:
-            out[prefix] = json.dumps(value, default=str, sort_keys=True) if isinstance(value, (list, tuple)) \
-                else str(value)
+            out[prefix] = (
+                json.dumps(value, default=str, sort_keys=True) if isinstance(value, (list, tuple)) else str(value)
+            )
 
     visit("", config)
     out.setdefault("schedule", "constant")

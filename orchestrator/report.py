@@ -18,6 +18,7 @@ local or copied from a cluster), ``build`` writes beside them:
 Statistics carry one name each everywhere (``analysis.mean_label``, ``analysis.best_label``, ``analysis.LAST``);
 a "bracket" is always the range of rates the zoom searched in a round, "rates tried" the range its trials ran.
 """
+
 from __future__ import annotations
 
 import io
@@ -67,15 +68,30 @@ def best_json(s: Summary) -> dict[str, Any]:
     ``narrowed_decades``) and the closing ``advice``."""
     own = s.score
     return {
-        "config": s.chosen, "lr": s.lr, "metric": s.metric, "mode": str(s.mode), "target": s.goal.target,
+        "config": s.chosen,
+        "lr": s.lr,
+        "metric": s.metric,
+        "mode": str(s.mode),
+        "target": s.goal.target,
         s.metric: own.value if own else None,
-        "score": {"value": own.value if own else None, "statistic": s.statistic, "epoch": s.epoch,
-                  "interpolated": own.interpolated if own else None, "trials": list(own.trials) if own else [],
-                  "source": own.label(s.rate_of) if own else None},
+        "score": {
+            "value": own.value if own else None,
+            "statistic": s.statistic,
+            "epoch": s.epoch,
+            "interpolated": own.interpolated if own else None,
+            "trials": list(own.trials) if own else [],
+            "source": own.label(s.rate_of) if own else None,
+        },
         "band": s.band.stored() if s.band else None,
-        "interpolated": s.interpolated, "epoch": s.epoch,
-        "epochs_spent": s.epochs, "fte": s.fte, "trials": s.trials,
-        "best_trial": s.best_trial, "stop_reason": s.stop_reason, "warnings": s.warnings, "notes": s.notes,
+        "interpolated": s.interpolated,
+        "epoch": s.epoch,
+        "epochs_spent": s.epochs,
+        "fte": s.fte,
+        "trials": s.trials,
+        "best_trial": s.best_trial,
+        "stop_reason": s.stop_reason,
+        "warnings": s.warnings,
+        "notes": s.notes,
         "cost": _cost_json(s),
     }
 
@@ -85,9 +101,17 @@ def _cost_json(s: Summary) -> dict[str, Any] | None:
         return None
     rounds = []
     for before, p in zip([None, *s.round_picks], s.round_picks):
-        rounds.append({"round": p.index, **p.cost.stored(), "lr": p.lr, "band_low": p.low if p.measured else None,
-                       "band_high": p.high if p.measured else None, "moved_decades": costs.moved(before, p),
-                       "narrowed_decades": costs.narrowed(before, p)})
+        rounds.append(
+            {
+                "round": p.index,
+                **p.cost.stored(),
+                "lr": p.lr,
+                "band_low": p.low if p.measured else None,
+                "band_high": p.high if p.measured else None,
+                "moved_decades": costs.moved(before, p),
+                "narrowed_decades": costs.narrowed(before, p),
+            }
+        )
     return {**s.cost.stored(), "rounds": rounds, "advice": s.advice}
 
 
@@ -101,16 +125,23 @@ def cost_lines(s: Summary) -> list[str]:
 def _rounds_cost_table(s: Summary) -> list[str]:
     """report.md's table of what each round cost and how it moved the pick and its band."""
     m = s.cost.currency if s.cost else "USD"
-    lines = ["| round | trials | epochs | wall time (s) | trial-hours | GPU-hours | CPU-hours | money "
-             f"({m}) | pick after it ({s.param}) | moved (decades) | band after it | narrowed (decades) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| round | trials | epochs | wall time (s) | trial-hours | GPU-hours | CPU-hours | money "
+        f"({m}) | pick after it ({s.param}) | moved (decades) | band after it | narrowed (decades) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for before, p in zip([None, *s.round_picks], s.round_picks):
         c = p.cost
-        band = f"{p.low:.4g} .. {p.high:.4g}" if p.measured and p.low is not None and p.high is not None \
+        band = (
+            f"{p.low:.4g} .. {p.high:.4g}"
+            if p.measured and p.low is not None and p.high is not None
             else "not measured"
-        lines.append(f"| {p.index} | {c.trials} | {c.epochs} | {_num(c.wall_s, '.0f')} | {c.trial_hours:.3g} | "
-                     f"{c.gpu_total:.3g} | {c.cpu_hours:.3g} | {_num(c.money, '.2f')} | {_num(p.lr, '.4g')} | "
-                     f"{_num(costs.moved(before, p), '.2f')} | {band} | {_num(costs.narrowed(before, p), '.2f')} |")
+        )
+        lines.append(
+            f"| {p.index} | {c.trials} | {c.epochs} | {_num(c.wall_s, '.0f')} | {c.trial_hours:.3g} | "
+            f"{c.gpu_total:.3g} | {c.cpu_hours:.3g} | {_num(c.money, '.2f')} | {_num(p.lr, '.4g')} | "
+            f"{_num(costs.moved(before, p), '.2f')} | {band} | {_num(costs.narrowed(before, p), '.2f')} |"
+        )
     return lines
 
 
@@ -130,8 +161,11 @@ def _bracket_text(brackets: dict[str, Any], meta: dict[str, Any]) -> str:
     for g, stored in sorted(brackets.items(), key=lambda kv: int(kv[0])):
         b = results.bracket_of(stored)
         span = f"{nice(b.low):.3g} .. {nice(b.high):.3g}"
-        parts.append(span if len(brackets) == 1 and len(meta.get("groups") or [{}]) <= 1
-                     else f"{_group_label(meta, int(g))}: {span}")
+        parts.append(
+            span
+            if len(brackets) == 1 and len(meta.get("groups") or [{}]) <= 1
+            else f"{_group_label(meta, int(g))}: {span}"
+        )
     return "; ".join(parts) or "n/a"
 
 
@@ -141,88 +175,141 @@ def markdown(s: Summary, plots: list[Path]) -> str:
     bt = s.best_trial
     param = s.param
     lines = [
-        f"# Sweep report: {s.folder.name}", "",
+        f"# Sweep report: {s.folder.name}",
+        "",
         f"**Chosen learning rate: {s.lr:.4g}**: the smooth minimum of a parabola fitted in log-{param} space "
         f"through the best trials, each scored by its {score_label(m, s.epoch)}"
-        f"{' (higher is better)' if s.mode is results.Mode.MAX else ''}.", "",
+        f"{' (higher is better)' if s.mode is results.Mode.MAX else ''}.",
+        "",
         f"- Chosen: {s.chosen_text()}",
         f"- Best trial run: `{bt['trial_id']}` at {param} {bt.get(param, float('nan')):.4g}: {m} {_fmt(s.value)} "
         f"({s.statistic})",
     ]
     if s.band:
-        lines.append(f"- Band: {param} {s.band.low:.4g} .. {s.band.high:.4g}: the rates this sweep cannot tell apart "
-                     f"from its best trial, given the seed noise it measured ("
-                     + (f"noise {s.band.noise:.4f}: trials within {analysis.BAND_SIGMAS:g} x noise of the best, "
-                        f"{s.band.trials} trial(s)" if s.band.noise is not None
-                        else "not measured: fewer than 4 trials near the best") + ")")
+        lines.append(
+            f"- Band: {param} {s.band.low:.4g} .. {s.band.high:.4g}: the rates this sweep cannot tell apart "
+            f"from its best trial, given the seed noise it measured ("
+            + (
+                f"noise {s.band.noise:.4f}: trials within {analysis.BAND_SIGMAS:g} x noise of the best, "
+                f"{s.band.trials} trial(s)"
+                if s.band.noise is not None
+                else "not measured: fewer than 4 trials near the best"
+            )
+            + ")"
+        )
     lines.append("")
     edge = edge_warning(s)
     lines += [f"**Warning:** {edge}", ""] if edge else []
     lines += [f"The pick was {n}." for n in s.notes] + ([""] if s.notes else [])
     if s.interpolated:
         lines += ["The chosen rate is a fit, not a trial that ran: retrain it fully to confirm.", ""]
-    lines += ["## Chosen configuration", "", "```json", json.dumps(s.chosen, indent=2, sort_keys=True, default=str),
-              "```", "",
-              "## Summary", "",
-              f"- Best trial run: `{bt['trial_id']}` at {param} {bt.get(param, float('nan')):.4g}, at epoch "
-              f"{bt['epoch']}: {m} {_fmt(bt.get(m))}, train_loss {_fmt(bt.get('train_loss'))}, val_error "
-              f"{_fmt(bt.get('val_error'))} ({bt['status']})"]
+    lines += [
+        "## Chosen configuration",
+        "",
+        "```json",
+        json.dumps(s.chosen, indent=2, sort_keys=True, default=str),
+        "```",
+        "",
+        "## Summary",
+        "",
+        f"- Best trial run: `{bt['trial_id']}` at {param} {bt.get(param, float('nan')):.4g}, at epoch "
+        f"{bt['epoch']}: {m} {_fmt(bt.get(m))}, train_loss {_fmt(bt.get('train_loss'))}, val_error "
+        f"{_fmt(bt.get('val_error'))} ({bt['status']})",
+    ]
     gap = train_val_gap(s)
     if gap is not None:
         flag = "" if gap[1] == "normal" else "**Warning:** "
         lines.append(f"- {flag}Train/validation gap of the winner: {gap[0]:+.4f}: {gap[1]}")
-    lines += [f"- Cost: {s.epochs} epochs = {s.fte:.2f} FTE (full-training equivalents of "
-              f"{s.max_epochs} epochs) over {s.trials} trials and {len(s.rounds)} rounds"
-              + (f"; {s.seconds:.0f} s of training time" if s.seconds else ""),
-              f"- Stopped because: {s.stop_reason or 'n/a (interrupted?)'}"] + cost_lines(s)[:1]
+    lines += [
+        f"- Cost: {s.epochs} epochs = {s.fte:.2f} FTE (full-training equivalents of "
+        f"{s.max_epochs} epochs) over {s.trials} trials and {len(s.rounds)} rounds"
+        + (f"; {s.seconds:.0f} s of training time" if s.seconds else ""),
+        f"- Stopped because: {s.stop_reason or 'n/a (interrupted?)'}",
+    ] + cost_lines(s)[:1]
 
     best_name = best_label(s.mode)
-    lines += ["", "## Rounds: where the zoom looked and why", "",
-              f"| round | trials | epochs | bracket ({param}) | rates tried | {m}, {best_name} | why |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Rounds: where the zoom looked and why",
+        "",
+        f"| round | trials | epochs | bracket ({param}) | rates tried | {m}, {best_name} | why |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r, stat in zip(s.rounds, analysis.round_stats(s)):
         tried = [c.lr for c in s.table if c.round == r["index"]]
         span = f"{min(tried):.4g} .. {max(tried):.4g}" if tried else "n/a"
-        lines.append(f"| {r['index']} | {r.get('points', stat.trials)} | {stat.epochs} | "
-                     f"{_bracket_text(r.get('brackets') or {}, s.meta)} | {span} | {_fmt(stat.best)} | "
-                     f"{r.get('reason', '')} |")
-    lines += ["", "The bracket is the range of rates the zoom searched in that round (round 0: the configured coarse "
-              "grid); rates tried is the range its trials ran at. Later rounds add only points not tried before."]
+        lines.append(
+            f"| {r['index']} | {r.get('points', stat.trials)} | {stat.epochs} | "
+            f"{_bracket_text(r.get('brackets') or {}, s.meta)} | {span} | {_fmt(stat.best)} | "
+            f"{r.get('reason', '')} |"
+        )
+    lines += [
+        "",
+        "The bracket is the range of rates the zoom searched in that round (round 0: the configured coarse "
+        "grid); rates tried is the range its trials ran at. Later rounds add only points not tried before.",
+    ]
     if s.round_picks:
-        lines += ["", "## Cost per round, and what it bought", ""] + _rounds_cost_table(s) + [
-            "", "Each round's own trials' cost (trial-hours: training time summed over trials; GPU- and CPU-hours: "
+        lines += (
+            ["", "## Cost per round, and what it bought", ""]
+            + _rounds_cost_table(s)
+            + [
+                "",
+                "Each round's own trials' cost (trial-hours: training time summed over trials; GPU- and CPU-hours: "
                 "trial-hours x the GPUs and CPUs a trial holds, from the config's resources; wall time: its first "
                 "epoch's start to its last epoch's end), and the pick and band the sweep would have had had it "
                 "stopped after that round (recomputed from the trials of that round and the earlier ones).",
-            "", f"**Advice: {s.advice}**"]
+                "",
+                f"**Advice: {s.advice}**",
+            ]
+        )
 
     for title, label in (("decay law", law_of), ("optimizer", optimizer_of)):
-        lines += ["", f"## Best learning rate per {title}", "",
-                  f"| {title} | trials | best {param} | {m}, mean of the last {zoom.SMOOTH_EPOCHS} epochs "
-                  f"| up to epoch | trial |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Best learning rate per {title}",
+            "",
+            f"| {title} | trials | best {param} | {m}, mean of the last {zoom.SMOOTH_EPOCHS} epochs "
+            f"| up to epoch | trial |",
+            "|---|---|---|---|---|---|",
+        ]
         for b in analysis.best_by(s.table, label):
-            lines.append(f"| {b.key} | {b.trials} | {b.lr:.4g} | {_fmt(b.value)} | {b.epoch or 'n/a'} "
-                         f"| `{b.trial_id}` |")
-    lines += ["", f"Each row compares its own trials the way the zoom does: at their common epoch (trials stopped "
-                  f"early are not compared as if they had finished), by the mean of its {m} over the last "
-                  f"{zoom.SMOOTH_EPOCHS} epochs up to it."]
+            lines.append(
+                f"| {b.key} | {b.trials} | {b.lr:.4g} | {_fmt(b.value)} | {b.epoch or 'n/a'} | `{b.trial_id}` |"
+            )
+    lines += [
+        "",
+        f"Each row compares its own trials the way the zoom does: at their common epoch (trials stopped "
+        f"early are not compared as if they had finished), by the mean of its {m} over the last "
+        f"{zoom.SMOOTH_EPOCHS} epochs up to it.",
+    ]
 
-    lines += ["", "## Trials", "",
-              f"| trial | round | {param} | law | optimizer | epochs | status | {m}, {best_name} | {m}, {LAST} "
-              f"| train_loss, {LAST} |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Trials",
+        "",
+        f"| trial | round | {param} | law | optimizer | epochs | status | {m}, {best_name} | {m}, {LAST} "
+        f"| train_loss, {LAST} |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in ordered(s.table):
         mark = " **(best)**" if c.trial == bt["trial_id"] else ""
-        lines.append(f"| `{c.trial}`{mark} | {c.round} | {c.lr:.4g} | {c.law} | {c.optimizer} | "
-                     f"{len(c.epochs)} | {c.status} | {_fmt(c.best)} | {_fmt(c.last)} | "
-                     f"{_fmt(c.final('train_loss'))} |")
+        lines.append(
+            f"| `{c.trial}`{mark} | {c.round} | {c.lr:.4g} | {c.law} | {c.optimizer} | "
+            f"{len(c.epochs)} | {c.status} | {_fmt(c.best)} | {_fmt(c.last)} | "
+            f"{_fmt(c.final('train_loss'))} |"
+        )
     errors = [c for c in ordered(s.table) if c.error]
     if errors:
         lines += ["", "### Errors", ""] + [f"- `{c.trial}`: {c.error}" for c in errors]
     checks = results.read_json(s.folder / "preflight.json")
     if checks:
-        lines += ["", "## Pre-flight checks (before the fan-out)", "", "| check | status | measured | advice |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            "## Pre-flight checks (before the fan-out)",
+            "",
+            "| check | status | measured | advice |",
+            "|---|---|---|---|",
+        ]
         lines += [f"| {c['name']} | {c['status']} | {c['measured']} | {c['advice']} |" for c in checks]
     for p in plots:
         alt = "validation curves of the finalists" if p.name == CURVES else f"{m} against learning rate"
@@ -240,8 +327,10 @@ def edge_warning(s: Summary) -> str | None:
     side = "lowest" if s.lr <= low * (1 + 1e-9) else "highest" if s.lr >= high * (1 - 1e-9) else None
     if side is None:
         return None
-    return (f"the chosen {s.param} {s.lr:.4g} is the {side} rate tried ({low:.4g} .. {high:.4g}): the best may "
-            f"lie {'below' if side == 'lowest' else 'above'} it; widen space.{s.param} past it and run again.")
+    return (
+        f"the chosen {s.param} {s.lr:.4g} is the {side} rate tried ({low:.4g} .. {high:.4g}): the best may "
+        f"lie {'below' if side == 'lowest' else 'above'} it; widen space.{s.param} past it and run again."
+    )
 
 
 def _fmt(v: Any) -> str:
@@ -260,20 +349,32 @@ def terminal_table(source: Summary | str | Path) -> str:
     m = s.metric
     multi = len({c.group for c in s.table}) > 1
     best_name, last = f"{m}, {best_label(s.mode).replace(' at any epoch', '')}", f"{m}, last"
-    header = ["trial", "round"] + (["group"] if multi else []) + [
-        "lr", "law", "optimizer", "epochs", "status", best_name, last, "val_error, last"]
+    header = (
+        ["trial", "round"]
+        + (["group"] if multi else [])
+        + ["lr", "law", "optimizer", "epochs", "status", best_name, last, "val_error, last"]
+    )
     table = []
     for c in ordered(s.table):
-        table.append([c.trial + (" *" if c.trial == s.best_trial["trial_id"] else ""), str(c.round)]
-                     + ([_group_label(s.meta, c.group)] if multi else [])
-                     + [f"{c.lr:.4g}", c.law, c.optimizer, str(len(c.epochs)), str(c.status),
-                        _fmt(c.best), _fmt(c.last), _fmt(c.final("val_error"))])
+        table.append(
+            [c.trial + (" *" if c.trial == s.best_trial["trial_id"] else ""), str(c.round)]
+            + ([_group_label(s.meta, c.group)] if multi else [])
+            + [
+                f"{c.lr:.4g}",
+                c.law,
+                c.optimizer,
+                str(len(c.epochs)),
+                str(c.status),
+                _fmt(c.best),
+                _fmt(c.last),
+                _fmt(c.final("val_error")),
+            ]
+        )
     numeric = {"round", "lr", "epochs", best_name, last, "val_error, last"}
     widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(header)]
 
     def fmt(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if h in numeric else c.ljust(w)
-                         for c, w, h in zip(cells, widths, header)).rstrip()
+        return "  ".join(c.rjust(w) if h in numeric else c.ljust(w) for c, w, h in zip(cells, widths, header)).rstrip()
 
     out = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in table]
     out.append(f"columns: {best_name.split(', ')[1]} = {best_label(s.mode)}, last = {LAST}")
@@ -354,13 +455,21 @@ def figure_vs_lr(s: Summary):
             if full:
                 ax.scatter(*zip(*full), s=45, marker=marker, color=colours[k], label=label, zorder=3)
             if partial:
-                ax.scatter(*zip(*partial), s=45, marker=marker, facecolors="none", edgecolors=colours[k],
-                           label=None if full else label, zorder=3)
+                ax.scatter(
+                    *zip(*partial),
+                    s=45,
+                    marker=marker,
+                    facecolors="none",
+                    edgecolors=colours[k],
+                    label=None if full else label,
+                    zorder=3,
+                )
             if bad:
                 ax.scatter(bad, [diverged_y] * len(bad), s=55, marker="x", color=colours[k], zorder=3)
     # the curve the pick was made on: the chosen group's trials at the comparison epoch
-    line = sorted((c.lr, c.mean_at(s.epoch)) for c in s.table
-                  if c.group == s.group and math.isfinite(c.score_at(s.epoch)))
+    line = sorted(
+        (c.lr, c.mean_at(s.epoch)) for c in s.table if c.group == s.group and math.isfinite(c.score_at(s.epoch))
+    )
     if len(line) > 1:
         ax.plot(*zip(*line), color="grey", linewidth=0.8, alpha=0.6, zorder=2, label=f"at epoch {s.epoch}")
     bracket = _chosen_bracket(s, s.group)
@@ -368,8 +477,14 @@ def figure_vs_lr(s: Summary):
         (k, lo, hi) = bracket
         ax.axvspan(lo, hi, color="orange", alpha=0.15, label=f"bracket of round {k}", zorder=1)
     if s.band and s.band.high > s.band.low:
-        ax.axvspan(s.band.low, s.band.high, color="green", alpha=0.15, zorder=1,
-                   label=f"band {s.band.low:.3g}..{s.band.high:.3g} (not told apart from the best)")
+        ax.axvspan(
+            s.band.low,
+            s.band.high,
+            color="green",
+            alpha=0.15,
+            zorder=1,
+            label=f"band {s.band.low:.3g}..{s.band.high:.3g} (not told apart from the best)",
+        )
     ax.axvline(s.lr, color="red", linestyle="--", linewidth=1.2, label=f"chosen {s.lr:.3g}", zorder=4)
     ax.set_xscale("log")
     if finite and min(finite) > 0 and top / min(finite) > 20:

@@ -8,6 +8,7 @@ Files in a sweep folder (``STORAGE/NAME``, also Ray Tune's experiment folder):
 - ``sweep.yaml``: the config the sweep ran with.
 Writes are atomic: a temporary file in the same folder, then ``os.replace``.
 """
+
 from __future__ import annotations
 
 import enum
@@ -119,40 +120,64 @@ def bracket_of(stored: Any) -> Bracket:
     raise ValueError(f"bracket={_cut(repr(stored))}: expected {{low, high}} or [centre, half-width]")
 
 
-def rounds_document(*, metric: str, mode: Mode | str, param: str, max_epochs: int, rounds: list[Any],
-                    stop_reason: str | None, groups: list[dict[str, Any]] | None,
-                    cliff_margin: float | None, target: float | None = None) -> dict[str, Any]:
+def rounds_document(
+    *,
+    metric: str,
+    mode: Mode | str,
+    param: str,
+    max_epochs: int,
+    rounds: list[Any],
+    stop_reason: str | None,
+    groups: list[dict[str, Any]] | None,
+    cliff_margin: float | None,
+    target: float | None = None,
+) -> dict[str, Any]:
     """What ``rounds.json`` holds, from the zoom's rounds (``zoom.Round``: index, points, brackets as
     (centre, half-width), reason)."""
     return {
-        "metric": metric, "mode": str(Mode(mode)), "target": target, "param": param, "max_epochs": max_epochs,
-        "rounds": [{"index": r.index, "points": len(r.points), "reason": r.reason,
-                    "brackets": {str(g): Bracket.of(*b).stored() for g, b in r.brackets.items()}} for r in rounds],
-        "stop_reason": stop_reason, "groups": groups, "cliff_margin": cliff_margin,
+        "metric": metric,
+        "mode": str(Mode(mode)),
+        "target": target,
+        "param": param,
+        "max_epochs": max_epochs,
+        "rounds": [
+            {
+                "index": r.index,
+                "points": len(r.points),
+                "reason": r.reason,
+                "brackets": {str(g): Bracket.of(*b).stored() for g, b in r.brackets.items()},
+            }
+            for r in rounds
+        ],
+        "stop_reason": stop_reason,
+        "groups": groups,
+        "cliff_margin": cliff_margin,
     }
 
 
-SCHEMA = pa.schema([
-    ("trial_id", pa.string()),
-    ("round", pa.int32()),
-    ("group", pa.int32()),
-    ("lr", pa.float64()),  # the zoomed parameter's value for the trial
-    ("epoch", pa.int32()),
-    ("train_loss", pa.float64()),
-    ("val_loss", pa.float64()),
-    ("val_error", pa.float64()),
-    ("metric", pa.float64()),  # the sweep's metric (rounds.json ``metric``, any key reported) as reported
-    ("lr_epoch", pa.float64()),  # the learning rate used during this epoch (after decay)
-    ("diverged", pa.bool_()),
-    ("status", pa.string()),  # of the trial: a TrialStatus that ended (completed | stopped | diverged | errored)
-    ("error", pa.string()),
-    ("failures", pa.int32()),  # times the trial crashed or lost its node and was retried
-    ("device", pa.string()),
-    ("node_ip", pa.string()),
-    ("epoch_seconds", pa.float64()),
-    ("ended_at", pa.float64()),  # unix time the epoch ended (utilization, throughput)
-    ("config", pa.string()),  # the trial's whole config, JSON
-])
+SCHEMA = pa.schema(
+    [
+        ("trial_id", pa.string()),
+        ("round", pa.int32()),
+        ("group", pa.int32()),
+        ("lr", pa.float64()),  # the zoomed parameter's value for the trial
+        ("epoch", pa.int32()),
+        ("train_loss", pa.float64()),
+        ("val_loss", pa.float64()),
+        ("val_error", pa.float64()),
+        ("metric", pa.float64()),  # the sweep's metric (rounds.json ``metric``, any key reported) as reported
+        ("lr_epoch", pa.float64()),  # the learning rate used during this epoch (after decay)
+        ("diverged", pa.bool_()),
+        ("status", pa.string()),  # of the trial: a TrialStatus that ended (completed | stopped | diverged | errored)
+        ("error", pa.string()),
+        ("failures", pa.int32()),  # times the trial crashed or lost its node and was retried
+        ("device", pa.string()),
+        ("node_ip", pa.string()),
+        ("epoch_seconds", pa.float64()),
+        ("ended_at", pa.float64()),  # unix time the epoch ended (utilization, throughput)
+        ("config", pa.string()),  # the trial's whole config, JSON
+    ]
+)
 # the columns the driver fills per trial; every other column of SCHEMA is a key of what a trial reports
 # each epoch, kept from its result as it comes (``EPOCH_KEYS``), anything else in the result dropped
 TRIAL_KEYS = ("trial_id", "round", "group", "lr", "status", "error", "failures", "config")
@@ -218,8 +243,10 @@ def read_trials(folder: str | Path) -> list[dict[str, Any]]:
     table = _as_schema(table, path)
     for name in REQUIRED:
         if table.column(name).null_count:
-            raise ResultsError(f"{path}: column {name} has {table.column(name).null_count} empty value(s); "
-                               f"every row needs one: not a sweep results file")
+            raise ResultsError(
+                f"{path}: column {name} has {table.column(name).null_count} empty value(s); "
+                f"every row needs one: not a sweep results file"
+            )
     rows = table.to_pylist()
     if not rows:
         raise ResultsError(f"{path}: holds no trial results")
@@ -230,8 +257,9 @@ def read_trials(folder: str | Path) -> list[dict[str, Any]]:
         except ValueError:
             ok = False
         if not ok:
-            raise ResultsError(f"{path}: trial {_cut(str(r['trial_id']))}: config is not a JSON object "
-                               f"(got {_cut(repr(text))})")
+            raise ResultsError(
+                f"{path}: trial {_cut(str(r['trial_id']))}: config is not a JSON object (got {_cut(repr(text))})"
+            )
     return rows
 
 
@@ -247,15 +275,18 @@ def _as_schema(table: pa.Table, path: Path) -> pa.Table:
                 table = table.set_column(table.column_names.index(name), name, pa.nulls(len(table), want))
             continue
         numeric = (pa.types.is_integer(want) or pa.types.is_floating(want)) and (
-            pa.types.is_integer(have) or (pa.types.is_floating(have) and pa.types.is_floating(want)))
+            pa.types.is_integer(have) or (pa.types.is_floating(have) and pa.types.is_floating(want))
+        )
         text = pa.types.is_string(want) and pa.types.is_large_string(have)
         try:
             if not (numeric or text):
                 raise pa.ArrowInvalid("not castable")
             column = table.column(name).cast(want, safe=True)
         except pa.ArrowException:
-            raise ResultsError(f"{path}: column {name} holds {have}, expected {want}: not a sweep results file "
-                               f"(or one written by another program)") from None
+            raise ResultsError(
+                f"{path}: column {name} holds {have}, expected {want}: not a sweep results file "
+                f"(or one written by another program)"
+            ) from None
         table = table.set_column(table.column_names.index(name), name, column)
     return table
 
@@ -311,8 +342,10 @@ def _rounds_problem(data: Any) -> str | None:
     if not isinstance(data, dict):
         return f"expected a JSON object, got {type(data).__name__}"
     fields = {
-        "metric": lambda v: isinstance(v, str) and bool(v), "param": lambda v: isinstance(v, str),
-        "mode": lambda v: v in ("min", "max"), "target": lambda v: v is None or (_number(v) and math.isfinite(v)),
+        "metric": lambda v: isinstance(v, str) and bool(v),
+        "param": lambda v: isinstance(v, str),
+        "mode": lambda v: v in ("min", "max"),
+        "target": lambda v: v is None or (_number(v) and math.isfinite(v)),
         "max_epochs": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
         "stop_reason": lambda v: v is None or isinstance(v, str),
         "cliff_margin": lambda v: v is None or (_number(v) and v >= 0),
@@ -325,8 +358,12 @@ def _rounds_problem(data: Any) -> str | None:
     for i, r in enumerate(data.get("rounds") or []):
         if not isinstance(r, dict):
             return f"rounds[{i}]: expected an object, got {_cut(repr(r))}"
-        for key, ok in (("index", lambda v: isinstance(v, int)), ("points", lambda v: isinstance(v, int)),
-                        ("reason", lambda v: isinstance(v, str)), ("brackets", lambda v: isinstance(v, dict))):
+        for key, ok in (
+            ("index", lambda v: isinstance(v, int)),
+            ("points", lambda v: isinstance(v, int)),
+            ("reason", lambda v: isinstance(v, str)),
+            ("brackets", lambda v: isinstance(v, dict)),
+        ):
             if key in r and not ok(r[key]):
                 return f"rounds[{i}].{key}: unexpected value {_cut(repr(r[key]))}"
         for g, b in (r.get("brackets") or {}).items():
@@ -335,8 +372,10 @@ def _rounds_problem(data: Any) -> str | None:
             except ValueError:
                 b = None
             if not (str(g).lstrip("-").isdigit() and b is not None):
-                return (f"rounds[{i}].brackets[{_cut(repr(g))}]: expected {{low, high}} (or [centre, half-width]), "
-                        f"got {_cut(repr((r.get('brackets') or {})[g]))}")
+                return (
+                    f"rounds[{i}].brackets[{_cut(repr(g))}]: expected {{low, high}} (or [centre, half-width]), "
+                    f"got {_cut(repr((r.get('brackets') or {})[g]))}"
+                )
     return None
 
 

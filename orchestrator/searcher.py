@@ -1,6 +1,7 @@
 """ZoomSearcher: the Ray Tune Searcher hooks of a sweep, forwarded to ``state.SweepState`` (the
 bookkeeping, no Ray), which plans rounds of grids by the pure rules in ``zoom.py``.
 """
+
 from __future__ import annotations
 
 import pickle

@@ -26,6 +26,7 @@ does ``report(diverged=True, ...)``. An exception from the function errors the t
 Plain torch, no Ray: ``run`` drives a function with a ``Sink`` (``orchestrator.trial.train_trial`` passes
 one that calls ``tune.report``).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -46,8 +47,17 @@ Sink = Callable[[dict, dict | None], None]  # (metrics of one epoch, state to ch
 
 TRIAL_STATE = ("optimizer", "schedule", "epoch", "history")  # the checkpoint keys the trial writes itself
 TRIAL_METRICS = ("epoch", "lr_epoch", "device", "diverged", "epoch_seconds", "ended_at")  # set by report()
-TUNE_RESERVED = ("done", "training_iteration", "trial_id", "config", "time_this_iter_s", "time_total_s",
-                 "timestamp", "checkpoint_dir_name", "should_checkpoint")
+TUNE_RESERVED = (
+    "done",
+    "training_iteration",
+    "trial_id",
+    "config",
+    "time_this_iter_s",
+    "time_total_s",
+    "timestamp",
+    "checkpoint_dir_name",
+    "should_checkpoint",
+)
 PLAIN_LEAVES = (torch.Tensor, bool, int, float, str, bytes, type(None), torch.dtype, torch.Size, torch.device)
 
 
@@ -125,9 +135,18 @@ class Trial:
     ``parallel``: how training is spread over processes (``Parallel``: one process).
     """
 
-    def __init__(self, config: dict, *, function: str = "train", sink: Sink | None = None,
-                 state: dict | None = None, device: torch.device | None = None,
-                 metric: str | None = None, mode: str | None = None, parallel: Parallel | None = None) -> None:
+    def __init__(
+        self,
+        config: dict,
+        *,
+        function: str = "train",
+        sink: Sink | None = None,
+        state: dict | None = None,
+        device: torch.device | None = None,
+        metric: str | None = None,
+        mode: str | None = None,
+        parallel: Parallel | None = None,
+    ) -> None:
         self.config: dict = {k: v for k, v in config.items() if not str(k).startswith("_")}
         self.function = function
         self.metric: str = metric or str(config.get("_metric", "val_loss"))
@@ -167,8 +186,10 @@ class Trial:
         ``lr``, with the configured decay law attached; restored from the checkpoint when resuming. Once per
         trial."""
         if self._optimizer is not None:
-            raise TrainingError(f"{self.function}: trial.optimizer() called twice; expected one optimizer per "
-                                f"trial (put every parameter group in the one call)")
+            raise TrainingError(
+                f"{self.function}: trial.optimizer() called twice; expected one optimizer per "
+                f"trial (put every parameter group in the one call)"
+            )
         optimizer = make_optimizer(self.config, params)
         stepper = schedules.attach(optimizer, schedules.law_from_config(self.config))
         if self._state and "optimizer" in self._state:
@@ -185,11 +206,15 @@ class Trial:
             self._t0 = time.perf_counter()
             yield epoch
             if self._epoch == epoch:
-                raise TrainingError(f"{self.function}: epoch {epoch + 1} of {self.max_epochs} ended without "
-                                    f"trial.report(); expected trial.report({self.metric}=...) once per epoch")
+                raise TrainingError(
+                    f"{self.function}: epoch {epoch + 1} of {self.max_epochs} ended without "
+                    f"trial.report(); expected trial.report({self.metric}=...) once per epoch"
+                )
             if self._epoch > epoch + 1:
-                raise TrainingError(f"{self.function}: trial.report() called {self._epoch - epoch} times in epoch "
-                                    f"{epoch + 1}; expected once per epoch of trial.epochs()")
+                raise TrainingError(
+                    f"{self.function}: trial.report() called {self._epoch - epoch} times in epoch "
+                    f"{epoch + 1}; expected once per epoch of trial.epochs()"
+                )
 
     def step(self) -> None:
         """Call after each ``optimizer.step()``. Steps a decay law defined per optimizer step; every law in
@@ -205,8 +230,10 @@ class Trial:
             raise TrainingError(f"{self.function}: trial.checkpoint({type(state).__name__}); expected a dict")
         taken = sorted(set(state) & set(TRIAL_STATE))
         if taken:
-            raise TrainingError(f"{self.function}: trial.checkpoint(state): key {taken[0]!r} is the trial's own "
-                                f"(it saves {', '.join(TRIAL_STATE)} itself); expected other keys")
+            raise TrainingError(
+                f"{self.function}: trial.checkpoint(state): key {taken[0]!r} is the trial's own "
+                f"(it saves {', '.join(TRIAL_STATE)} itself); expected other keys"
+            )
         _check_plain(state, "state", self.function)
         self._pending = state
 
@@ -225,23 +252,31 @@ class Trial:
         ``mode: min``, -inf under ``max``) and this call does not return."""
         fn, key = self.function, self.metric
         if self._epoch >= self.max_epochs:
-            raise TrainingError(f"{fn}: trial.report() after the last epoch; expected at most max_epochs="
-                                f"{self.max_epochs} reports (loop over trial.epochs())")
+            raise TrainingError(
+                f"{fn}: trial.report() after the last epoch; expected at most max_epochs="
+                f"{self.max_epochs} reports (loop over trial.epochs())"
+            )
         if not self._restored:
-            raise TrainingError(f"{fn}: the trial resumed from a checkpoint at epoch {self._start} but never called "
-                                f"trial.restore(); expected the function to load its state before training on")
+            raise TrainingError(
+                f"{fn}: the trial resumed from a checkpoint at epoch {self._start} but never called "
+                f"trial.restore(); expected the function to load its state before training on"
+            )
         reserved = sorted(set(metrics) & (set(TRIAL_METRICS) - {"diverged"} | set(TUNE_RESERVED)))
         if reserved:
-            raise TrainingError(f"{fn}: trial.report({reserved[0]}=...): {reserved[0]!r} is set by the sweep; "
-                                f"expected your own metrics, such as {key}=...")
+            raise TrainingError(
+                f"{fn}: trial.report({reserved[0]}=...): {reserved[0]!r} is set by the sweep; "
+                f"expected your own metrics, such as {key}=..."
+            )
         explicit = bool(metrics.pop("diverged", False))
         values = {k: _number(v) for k, v in metrics.items()}
         if key not in values:
             near = difflib.get_close_matches(key, list(values), n=1)
             given = ", ".join(f"{k}=..." for k in values) or "no metrics"
             hint = f" (is {near[0]!r} it?)" if near else ""
-            raise TrainingError(f"{fn}: trial.report({given}) has no {key!r}{hint}; expected the sweep's metric "
-                                f"in every report: trial.report({key}=<number>)")
+            raise TrainingError(
+                f"{fn}: trial.report({given}) has no {key!r}{hint}; expected the sweep's metric "
+                f"in every report: trial.report({key}=<number>)"
+            )
         value = values[key]
         if not isinstance(value, numbers.Real) or isinstance(value, bool):
             raise TrainingError(f"{fn}: trial.report({key}={type(value).__name__}); expected a number")
@@ -249,12 +284,23 @@ class Trial:
         diverged = explicit or not math.isfinite(value)
         if not math.isfinite(value):
             if not explicit:
-                print(f"[sweep] {fn}: trial.report({key}={value}) in epoch {self._epoch + 1}: expected a finite "
-                      f"number; the trial ends as diverged", file=sys.stderr, flush=True)
+                print(
+                    f"[sweep] {fn}: trial.report({key}={value}) in epoch {self._epoch + 1}: expected a finite "
+                    f"number; the trial ends as diverged",
+                    file=sys.stderr,
+                    flush=True,
+                )
             values[key] = math.inf if self.mode == "min" else -math.inf
         lr_now = self._stepper.lr if self._stepper is not None else self.lr
-        out = {"epoch": self._epoch + 1, "lr_epoch": lr_now, "device": str(self.device), "diverged": diverged,
-               "epoch_seconds": time.perf_counter() - self._t0, "ended_at": time.time(), **values}
+        out = {
+            "epoch": self._epoch + 1,
+            "lr_epoch": lr_now,
+            "device": str(self.device),
+            "diverged": diverged,
+            "epoch_seconds": time.perf_counter() - self._t0,
+            "ended_at": time.time(),
+            **values,
+        }
         if not diverged and self._stepper is not None:
             watched = values.get("val_loss", value if self.mode == "min" else -value)
             self._stepper.step(float(watched))
@@ -287,15 +333,19 @@ def _check_plain(value: Any, where: str, function: str) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, (str, int)):
-                raise TrainingError(f"{function}: trial.checkpoint: {where} has a key of type {type(k).__name__}; "
-                                    f"expected str or int keys")
+                raise TrainingError(
+                    f"{function}: trial.checkpoint: {where} has a key of type {type(k).__name__}; "
+                    f"expected str or int keys"
+                )
             _check_plain(v, f"{where}[{k!r}]", function)
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
             _check_plain(v, f"{where}[{i}]", function)
     elif not isinstance(value, PLAIN_LEAVES):
-        raise TrainingError(f"{function}: trial.checkpoint: {where} is a {type(value).__name__}; expected "
-                            f"tensors, dicts, lists, numbers and strings (checkpoints load with weights_only)")
+        raise TrainingError(
+            f"{function}: trial.checkpoint: {where} is a {type(value).__name__}; expected "
+            f"tensors, dicts, lists, numbers and strings (checkpoints load with weights_only)"
+        )
 
 
 def run(fn: TrainFunction, trial: Trial, *, wrap_errors: bool = True) -> list[dict]:
@@ -314,6 +364,8 @@ def run(fn: TrainFunction, trial: Trial, *, wrap_errors: bool = True) -> list[di
         text = " ".join(str(exc).split())[:500]
         raise TrainingError(f"{trial.function} raised {type(exc).__name__} in epoch {trial.epoch + 1}: {text}") from exc
     if not trial.history and trial.epoch < trial.max_epochs:
-        raise TrainingError(f"{trial.function} returned without calling trial.report(); expected "
-                            f"trial.report({trial.metric}=...) once per epoch, max_epochs={trial.max_epochs}")
+        raise TrainingError(
+            f"{trial.function} returned without calling trial.report(); expected "
+            f"trial.report({trial.metric}=...) once per epoch, max_epochs={trial.max_epochs}"
+        )
     return trial.history

@@ -1,4 +1,5 @@
 """Pure grid arithmetic: log grids ("N points per decade"), linear grids, categoricals. No Ray here."""
+
 from __future__ import annotations
 
 import itertools

@@ -4,6 +4,7 @@ through the pure rules in ``zoom.py``, hands out one config per trial (``next_co
 and after a driver crash agrees with the trials Tune restored (``reconcile``). ``searcher.ZoomSearcher``
 forwards Tune's Searcher hooks to it; it is pickled whole for ``Tuner.restore``.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,8 +72,14 @@ class SweepState:
         # Each point its own seed: the zoom's fit over many nearby learning rates then averages seed
         # noise, as a multi-seed mean would. The seed derives from the point, not from the order trials
         # were handed out, so a resumed sweep trains every point exactly as an uninterrupted one.
-        return {**self.base, **self.groups[group], self.param: nice(10**x), "round": round_index, "group": group,
-                "seed_offset": zlib.crc32(f"{group}:{x:.6f}".encode()) % 1_000_003}
+        return {
+            **self.base,
+            **self.groups[group],
+            self.param: nice(10**x),
+            "round": round_index,
+            "group": group,
+            "seed_offset": zlib.crc32(f"{group}:{x:.6f}".encode()) % 1_000_003,
+        }
 
     def plan(self) -> zoom.Round | zoom.Stop | None:
         """Start round 0, or the next round once the current one has reached the decision epoch."""
@@ -159,19 +166,30 @@ class SweepState:
         if result.get("done") and epoch <= len(t.curve):
             return  # Tune re-sending the last result it knew as the trial ends (maybe older than the curve)
         if epoch <= len(t.curve):
-            del t.curve[epoch - 1:]
+            del t.curve[epoch - 1 :]
             self.rows = [r for r in self.rows if not (r["trial_id"] == trial_id and r["epoch"] >= epoch)]
         t.seconds = float(result.get("time_total_s") or t.seconds)
         value = result.get(self.metric, math.nan)
         value = float(value) if value is not None else math.nan
-        t.curve.append(results.Goal(results.Mode(self.mode), self.target).loss(value) if math.isfinite(value)
-                       else math.inf)
-        self.rows.append({"trial_id": trial_id, "round": t.round, "group": t.group,
-                          **{k: result[k] for k in results.EPOCH_KEYS if k in result}, "metric": value})
+        t.curve.append(
+            results.Goal(results.Mode(self.mode), self.target).loss(value) if math.isfinite(value) else math.inf
+        )
+        self.rows.append(
+            {
+                "trial_id": trial_id,
+                "round": t.round,
+                "group": t.group,
+                **{k: result[k] for k in results.EPOCH_KEYS if k in result},
+                "metric": value,
+            }
+        )
 
-    def reconcile(self, tune_trials: dict[str, dict[str, Any]],
-                  histories: dict[str, list[dict[str, Any]]] | None = None,
-                  finished: set[str] | frozenset[str] = frozenset()) -> dict[str, list[str]]:
+    def reconcile(
+        self,
+        tune_trials: dict[str, dict[str, Any]],
+        histories: dict[str, list[dict[str, Any]]] | None = None,
+        finished: set[str] | frozenset[str] = frozenset(),
+    ) -> dict[str, list[str]]:
         """Agree with the trials Tune restored (trial id -> config) after a driver crash.
 
         Tune saves its trial list and this state one after the other (and syncs them to storage in the
@@ -197,8 +215,14 @@ class SweepState:
         for tid, config in tune_trials.items():
             if current is None or tid in self.trials or config.get("round") != current:
                 continue
-            point = next(((g, x) for g, x in self.queue
-                          if g == config.get("group") and self.config_for(g, x, current) == config), None)
+            point = next(
+                (
+                    (g, x)
+                    for g, x in self.queue
+                    if g == config.get("group") and self.config_for(g, x, current) == config
+                ),
+                None,
+            )
             if point is not None:
                 self.queue.remove(point)
                 self.trials[tid] = TrialRecord(tid, point[0], point[1], current, dict(config))

@@ -16,6 +16,7 @@ Tune's ``tuner.pkl``, experiment state, checkpoints) names only the masked URI; 
 look the credentials up in this process or in the Ray cluster's in-memory key-value store (GCS), never in
 a file (``orchestrator.credfs``). pyarrow only (no Ray).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -138,8 +139,10 @@ def check(text: str) -> str:
     if s is None:
         return text
     if s not in SCHEMES + LOCAL_SCHEMES:
-        raise ValueError(f"{display(text)!r}: scheme {s}:// is not supported; expected a local path or a URI "
-                         f"that pyarrow's filesystems open ({', '.join(x + '://' for x in SCHEMES)}, file://)")
+        raise ValueError(
+            f"{display(text)!r}: scheme {s}:// is not supported; expected a local path or a URI "
+            f"that pyarrow's filesystems open ({', '.join(x + '://' for x in SCHEMES)}, file://)"
+        )
     if s in ("hdfs", "viewfs"):
         return text  # opening one loads a JVM: left to the start of the sweep
     probe = text
@@ -237,12 +240,14 @@ def upload(folder: Path, uri: str) -> list[str]:
                     fs.create_dir(parent, recursive=True)
                     made.add(parent)
                 # use_threads=False: pyarrow's threaded upload to S3 is unsafe (apache/arrow#32372)
-                pyarrow.fs.copy_files(str(Path(dirpath, name)), f"{root}/{rel}", destination_filesystem=fs,
-                                      use_threads=False)
+                pyarrow.fs.copy_files(
+                    str(Path(dirpath, name)), f"{root}/{rel}", destination_filesystem=fs, use_threads=False
+                )
                 done.append(rel)
     except Exception as exc:
-        raise StorageError(f"{display(uri)}: upload failed ({_first_line(exc, uri)}); the results are in "
-                           f"{folder}") from None
+        raise StorageError(
+            f"{display(uri)}: upload failed ({_first_line(exc, uri)}); the results are in {folder}"
+        ) from None
     return done
 
 
@@ -279,7 +284,9 @@ def fetch(uri: str, out: str | Path | None = None) -> Path:
 
     name = name_of(uri)
     if not name or not exists(uri):
-        raise ResultsError(f"{display(uri)}: no such sweep folder (expected STORAGE/NAME, e.g. s3://bucket/runs/digits-lr)")
+        raise ResultsError(
+            f"{display(uri)}: no such sweep folder (expected STORAGE/NAME, e.g. s3://bucket/runs/digits-lr)"
+        )
     folder = (Path(out).expanduser().resolve() if out else cache_dir("reports", uri)) / name
     claim_download(folder, uri)
     got = download(uri, folder)
@@ -305,7 +312,9 @@ def claim_download(folder: Path, uri: str) -> None:
         except (OSError, UnicodeDecodeError):
             was = None
         if was != shown:
-            raise ResultsError(f"{folder}: already exists and is not a copy of {shown} made by 'sweep report'; "
-                               f"nothing was written to it (choose another --out)")
+            raise ResultsError(
+                f"{folder}: already exists and is not a copy of {shown} made by 'sweep report'; "
+                f"nothing was written to it (choose another --out)"
+            )
     folder.mkdir(parents=True, exist_ok=True)
     note.write_text(shown + "\n")

@@ -1,6 +1,7 @@
 """``sweep tensorboard RUN``: the real TensorBoard server (a subprocess) over a sweep folder, and its
 subcommand; the page a user opens first (``first_page``), and screenshots of pages by a headless Chromium
 (``screenshot``). No Ray: the CLI registers it without importing Tune."""
+
 from __future__ import annotations
 
 import argparse
@@ -85,8 +86,9 @@ class TensorBoardServer:
         self.stop()
 
 
-def launch(folder: str | Path, host: str = "127.0.0.1", port: int | None = None, timeout: float = 90.0,
-           echo: bool = False) -> TensorBoardServer:
+def launch(
+    folder: str | Path, host: str = "127.0.0.1", port: int | None = None, timeout: float = 90.0, echo: bool = False
+) -> TensorBoardServer:
     """Start ``tensorboard --logdir FOLDER --host HOST --port PORT`` and wait until it serves.
 
     ``port=None``: 6006, or the next free port after it (TensorBoard's "default"); ``0``: any free port.
@@ -98,10 +100,20 @@ def launch(folder: str | Path, host: str = "127.0.0.1", port: int | None = None,
         raise TensorBoardError(f"{folder}: not a folder (expected a sweep folder, e.g. runs/digits-lr)")
     if port is not None and not 0 <= port <= 65535:
         raise TensorBoardError(f"port={port}: expected 0..65535")
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(folder.resolve()), "--host", host,
-           "--port", "default" if port is None else str(port)]
-    process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, bufsize=1)
+    cmd = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        str(folder.resolve()),
+        "--host",
+        host,
+        "--port",
+        "default" if port is None else str(port),
+    ]
+    process = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
     server = TensorBoardServer(process, echo=echo)
     server.wait_ready(timeout)
     return server
@@ -110,8 +122,15 @@ def launch(folder: str | Path, host: str = "127.0.0.1", port: int | None = None,
 def first_page(url: str, metric: str = "val_loss") -> str:
     """The page to open first: TensorBoard's Time Series with the validation and training loss of every
     trial, the sweep's lowest metric so far and the learning rate per epoch pinned on top, unsmoothed."""
-    pins = [{"plugin": "scalars", "tag": tag} for tag in
-            (tag_of(metric, metric), tag_of("train_loss", metric), f"sweep/best_{metric}", tag_of("lr_epoch", metric))]
+    pins = [
+        {"plugin": "scalars", "tag": tag}
+        for tag in (
+            tag_of(metric, metric),
+            tag_of("train_loss", metric),
+            f"sweep/best_{metric}",
+            tag_of("lr_epoch", metric),
+        )
+    ]
     query = urllib.parse.urlencode({"smoothing": "0", "pinnedCards": json.dumps(pins, separators=(",", ":"))})
     return f"{url.rstrip('/')}/?{query}#timeseries"
 
@@ -139,25 +158,42 @@ def find_browser() -> str | None:
     return next((path for path in map(shutil.which, BROWSERS) if path), None)
 
 
-def screenshot(url: str, path: str | Path, browser: str | None = None, size: tuple[int, int] = (1600, 1000),
-               wait_ms: int = 20000, timeout: float = 120.0) -> Path:
+def screenshot(
+    url: str,
+    path: str | Path,
+    browser: str | None = None,
+    size: tuple[int, int] = (1600, 1000),
+    wait_ms: int = 20000,
+    timeout: float = 120.0,
+) -> Path:
     """Save a PNG of ``url`` as a headless Chromium shows it after ``wait_ms`` of page time. Charts are
     drawn as SVG (TensorBoard's ``forceSVG``: headless Chromium draws no WebGL). Raises
     ``TensorBoardError`` (one line) without a browser or when it writes no image."""
     browser = browser or find_browser()
     if browser is None:
-        raise TensorBoardError(f"no headless browser found (looked for {', '.join(BROWSERS)} on PATH); "
-                               f"on Debian: apt-get install chromium")
+        raise TensorBoardError(
+            f"no headless browser found (looked for {', '.join(BROWSERS)} on PATH); on Debian: apt-get install chromium"
+        )
     parts = urllib.parse.urlsplit(url)
     query = "&".join(q for q in (parts.query, "forceSVG=true") if q)
     target = urllib.parse.urlunsplit(parts._replace(query=query))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sweep-browser") as profile:
-        cmd = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-               "--hide-scrollbars", "--no-first-run", f"--user-data-dir={profile}",
-               f"--window-size={size[0]},{size[1]}", f"--virtual-time-budget={wait_ms}",
-               f"--screenshot={path.resolve()}", target]
+        cmd = [
+            browser,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            f"--window-size={size[0]},{size[1]}",
+            f"--virtual-time-budget={wait_ms}",
+            f"--screenshot={path.resolve()}",
+            target,
+        ]
         try:
             proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -187,11 +223,17 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
         print(f"sweep: error: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     if not any(folder.rglob("events.out.tfevents*")):
-        print(f"sweep: note: {folder} holds no TensorBoard events yet; they appear as the sweep writes them",
-              file=sys.stderr, flush=True)
+        print(
+            f"sweep: note: {folder} holds no TensorBoard events yet; they appear as the sweep writes them",
+            file=sys.stderr,
+            flush=True,
+        )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"sweep: note: serving on {args.host}: anyone who can reach it can read the logs",
-              file=sys.stderr, flush=True)
+        print(
+            f"sweep: note: serving on {args.host}: anyone who can reach it can read the logs",
+            file=sys.stderr,
+            flush=True,
+        )
     print(f"TensorBoard: {server.url}  (logdir {folder}; Ctrl-C to stop)", flush=True)
     print(f"open first: {first_page(server.url or '', metric_of(folder))}", flush=True)
     previous = _on_sigterm_raise()
@@ -223,17 +265,24 @@ def _on_sigterm_raise():
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``sweep tensorboard RUN [--port N] [--host 127.0.0.1]`` to the CLI's subparsers."""
-    p = subparsers.add_parser("tensorboard", help="serve TensorBoard over a sweep folder (127.0.0.1 unless --host)",
-                              description="Start TensorBoard over a sweep folder (while it runs or after) and "
-                                          "print its URL and the page to open first (the losses of every trial, "
-                                          "pinned). Trial runs (named 'r<round> lr=<rate> ... <id>') hold "
-                                          "per-epoch losses, the learning rate and the HParams table; the run "
-                                          "'_sweep' holds the sweep as a whole and the chosen rate.")
+    p = subparsers.add_parser(
+        "tensorboard",
+        help="serve TensorBoard over a sweep folder (127.0.0.1 unless --host)",
+        description="Start TensorBoard over a sweep folder (while it runs or after) and "
+        "print its URL and the page to open first (the losses of every trial, "
+        "pinned). Trial runs (named 'r<round> lr=<rate> ... <id>') hold "
+        "per-epoch losses, the learning rate and the HParams table; the run "
+        "'_sweep' holds the sweep as a whole and the chosen rate.",
+    )
     p.add_argument("folder", metavar="RUN", help="a sweep folder, e.g. runs/digits-lr")
-    p.add_argument("--port", type=_port, default=None,
-                   help="port (default: 6006, or the next free one; 0: any free port)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="interface to serve on (default: 127.0.0.1, this machine only; 0.0.0.0 exposes it)")
+    p.add_argument(
+        "--port", type=_port, default=None, help="port (default: 6006, or the next free one; 0: any free port)"
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to serve on (default: 127.0.0.1, this machine only; 0.0.0.0 exposes it)",
+    )
     p.add_argument("--verbose", action="store_true", help="also show TensorBoard's own log lines")
     p.set_defaults(func=cmd_tensorboard)
     return p

@@ -7,6 +7,7 @@ retraining of picks use it), with the ``LoopOptions`` (mixed precision, clipping
 ``train_trial`` is the thin Ray Tune wrapper around either; ``trainable`` gives it the workloads the driver
 built once and put in Ray's object store (``share_workloads``), so trials do not build them again.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,28 +37,46 @@ class TensorBatches:
     """The mini-batches of a TensorDataset, sliced directly (no per-item collate); a new order from
     ``generator`` at each iteration when ``shuffle``."""
 
-    def __init__(self, dataset: torch.utils.data.TensorDataset, batch_size: int, shuffle: bool,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        dataset: torch.utils.data.TensorDataset,
+        batch_size: int,
+        shuffle: bool,
+        generator: torch.Generator | None = None,
+    ) -> None:
         self.dataset, self.batch_size, self.shuffle, self.generator = dataset, batch_size, shuffle, generator
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n = len(self.dataset)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         for i in range(0, n, self.batch_size):
-            idx = order[i: i + self.batch_size]
+            idx = order[i : i + self.batch_size]
             yield tuple(t[idx] for t in self.dataset.tensors)
 
 
-def batches(dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None, *,
-            num_workers: int = 0, pin_memory: bool = False) -> Iterable:
+def batches(
+    dataset,
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+    *,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> Iterable:
     """Mini-batches, iterable once per epoch: a TensorDataset sliced directly (``TensorBatches``), any
     other dataset through one DataLoader (``num_workers`` processes, kept between epochs; ``pin_memory``);
     shuffled with ``generator`` when ``shuffle``."""
     if isinstance(dataset, torch.utils.data.TensorDataset):
         return TensorBatches(dataset, batch_size, shuffle, generator)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                                       num_workers=num_workers, pin_memory=pin_memory,
-                                       persistent_workers=num_workers > 0)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )
 
 
 def autocast(device: torch.device, amp: Amp) -> contextlib.AbstractContextManager:
@@ -67,8 +86,16 @@ def autocast(device: torch.device, amp: Amp) -> contextlib.AbstractContextManage
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp is Amp.BF16 else torch.float16)
 
 
-def evaluate(model, dataset, loss_fn, num_classes, device, batch_size: int = 512,
-             amp: Amp = Amp.OFF, loader: Iterable | None = None) -> tuple[float, float | None]:
+def evaluate(
+    model,
+    dataset,
+    loss_fn,
+    num_classes,
+    device,
+    batch_size: int = 512,
+    amp: Amp = Amp.OFF,
+    loader: Iterable | None = None,
+) -> tuple[float, float | None]:
     """Mean loss and error rate (None without ``num_classes``) of ``model`` on ``dataset`` (or the batches
     of ``loader``), the loss computed in float32."""
     model.eval()
@@ -104,8 +131,9 @@ def train_workload(config: dict, trial: Trial, workload: workloads.Workload | No
     options = loop_options(config)
     device = trial.device
     if options.amp is Amp.FP16 and device.type != "cuda":
-        raise ValueError(f"amp=fp16: expected a CUDA device, the trial has {device.type} "
-                         f"(amp: bf16 runs on a CPU; or amp: off)")
+        raise ValueError(
+            f"amp=fp16: expected a CUDA device, the trial has {device.type} (amp: bf16 runs on a CPU; or amp: off)"
+        )
     torch.manual_seed(trial.seed)
     wl = workload if workload is not None else workloads.build(config["workload"], config)
     model = wl.model.to(device)
@@ -116,8 +144,9 @@ def train_workload(config: dict, trial: Trial, workload: workloads.Workload | No
     batch_size = int(config.get("batch_size", 32))
     generator = torch.Generator().manual_seed(trial.seed)
     pin = options.pin_memory if options.pin_memory is not None else device.type == "cuda"
-    train_batches = batches(train_set, batch_size, shuffle=True, generator=generator,
-                            num_workers=options.num_workers, pin_memory=pin)
+    train_batches = batches(
+        train_set, batch_size, shuffle=True, generator=generator, num_workers=options.num_workers, pin_memory=pin
+    )
     val_batches = batches(wl.val, 512, shuffle=False, num_workers=options.num_workers, pin_memory=pin)
     window = batch_size * options.grad_accum  # samples a full accumulation window holds
     n_train = len(train_set)
@@ -153,21 +182,35 @@ def train_workload(config: dict, trial: Trial, workload: workloads.Workload | No
             trial.step()
         if not diverged:
             train_loss = total / n
-            val_loss, val_error = evaluate(model, wl.val, wl.loss, wl.num_classes, device, amp=options.amp,
-                                           loader=val_batches)
+            val_loss, val_error = evaluate(
+                model, wl.val, wl.loss, wl.num_classes, device, amp=options.amp, loader=val_batches
+            )
             diverged = not (math.isfinite(val_loss) and math.isfinite(train_loss))
         if diverged:  # report() does not return: the trial ends as diverged
-            trial.report(diverged=True, train_loss=math.inf, val_loss=math.inf,
-                         val_error=1.0 if wl.num_classes else math.nan, val_accuracy=math.nan)
+            trial.report(
+                diverged=True,
+                train_loss=math.inf,
+                val_loss=math.inf,
+                val_error=1.0 if wl.num_classes else math.nan,
+                val_accuracy=math.nan,
+            )
         state = {"model": model.state_dict(), "generator": generator.get_state()}
         trial.checkpoint({**state, "scaler": scaler.state_dict()} if scaler.is_enabled() else state)
-        trial.report(train_loss=train_loss, val_loss=val_loss,
-                     val_error=val_error if val_error is not None else math.nan,
-                     val_accuracy=1.0 - val_error if val_error is not None else math.nan)
+        trial.report(
+            train_loss=train_loss,
+            val_loss=val_loss,
+            val_error=val_error if val_error is not None else math.nan,
+            val_accuracy=1.0 - val_error if val_error is not None else math.nan,
+        )
 
 
-def run_epochs(config: dict, report: Sink | None = None, state: dict | None = None,
-               device: torch.device | None = None, workload: workloads.Workload | None = None) -> list[dict]:
+def run_epochs(
+    config: dict,
+    report: Sink | None = None,
+    state: dict | None = None,
+    device: torch.device | None = None,
+    workload: workloads.Workload | None = None,
+) -> list[dict]:
     """Train ``config`` with the built-in loop (``train_workload``); call ``report(metrics, state_or_None)``
     after each epoch; return the metrics of the epochs run.
 
@@ -179,8 +222,13 @@ def run_epochs(config: dict, report: Sink | None = None, state: dict | None = No
     return session.run(lambda c, t: train_workload(c, t, workload), trial, wrap_errors=False)
 
 
-def run_training(config: dict, report: Sink | None = None, state: dict | None = None,
-                 device: torch.device | None = None, workload: workloads.Workload | None = None) -> list[dict]:
+def run_training(
+    config: dict,
+    report: Sink | None = None,
+    state: dict | None = None,
+    device: torch.device | None = None,
+    workload: workloads.Workload | None = None,
+) -> list[dict]:
     """Run the trial's training function: the one ``config["train"]`` names (errors name it as
     ``train='pkg.mod:fn'``), else the built-in loop (``run_epochs``, on ``workload`` when given). Returns the
     metrics reported."""
@@ -218,12 +266,15 @@ def _load_plain(path: str) -> dict:
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL (\S+)|Unsupported operand \S+", str(exc))
         what = found.group(1) or found.group(0) if found else "objects that are not tensors or plain data"
-        raise CheckpointError(f"{path}: checkpoint refused: it holds {what} (only tensors, dicts, lists, "
-                              f"numbers and strings are loaded; whoever can write the storage must be trusted "
-                              f"to restore from it)") from None
+        raise CheckpointError(
+            f"{path}: checkpoint refused: it holds {what} (only tensors, dicts, lists, "
+            f"numbers and strings are loaded; whoever can write the storage must be trusted "
+            f"to restore from it)"
+        ) from None
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: checkpoint refused: expected a dict of tensors and plain data, "
-                              f"found {type(state).__name__}")
+        raise CheckpointError(
+            f"{path}: checkpoint refused: expected a dict of tensors and plain data, found {type(state).__name__}"
+        )
     return state
 
 
@@ -285,8 +336,7 @@ class Shared:
 def share_key(config: dict, param: str) -> str:
     """The key of the shared workload a trial config uses: its values but ``param``, ``NOT_SHARED`` and
     private ``_`` keys."""
-    kept = {str(k): v for k, v in config.items()
-            if k != param and k not in NOT_SHARED and not str(k).startswith("_")}
+    kept = {str(k): v for k, v in config.items() if k != param and k not in NOT_SHARED and not str(k).startswith("_")}
     return json.dumps(kept, sort_keys=True, default=repr)
 
 
@@ -312,9 +362,14 @@ def share_workloads(configs: list[dict], param: str) -> Shared | None:
         try:
             torch.manual_seed(int(config.get("seed", 0)))
             wl = workloads.build(str(config["workload"]), config)
-            packed = {"model": wl.model, "loss": wl.loss, "num_classes": wl.num_classes, "meta": wl.meta,
-                      "train": [_put(t, puts, ray) for t in _tensors(wl.train)],
-                      "val": [_put(t, puts, ray) for t in _tensors(wl.val)]}
+            packed = {
+                "model": wl.model,
+                "loss": wl.loss,
+                "num_classes": wl.num_classes,
+                "meta": wl.meta,
+                "train": [_put(t, puts, ray) for t in _tensors(wl.train)],
+                "val": [_put(t, puts, ray) for t in _tensors(wl.val)],
+            }
         except Exception:  # a plugin's own error, data Ray cannot hold: its trials build it (and may raise)
             continue
         refs[share_key(config, param)] = ray.put(packed)
@@ -349,9 +404,14 @@ def shared_workload(shared: Shared | None, config: dict) -> workloads.Workload |
     with warnings.catch_warnings():  # from_numpy warns that the mapped arrays are read-only
         warnings.simplefilter("ignore", UserWarning)
         train, val = ([torch.from_numpy(a) for a in ray.get(packed[k])] for k in ("train", "val"))
-    return workloads.Workload(model=packed["model"], train=torch.utils.data.TensorDataset(*train),
-                              val=torch.utils.data.TensorDataset(*val), loss=packed["loss"],
-                              num_classes=packed["num_classes"], meta=packed["meta"])
+    return workloads.Workload(
+        model=packed["model"],
+        train=torch.utils.data.TensorDataset(*train),
+        val=torch.utils.data.TensorDataset(*val),
+        loss=packed["loss"],
+        num_classes=packed["num_classes"],
+        meta=packed["meta"],
+    )
 
 
 def trainable(cfg: SweepConfig):
@@ -388,5 +448,6 @@ def train_trial(config: dict, shared: Shared | None = None) -> None:
             torch.save(save, os.path.join(d, CHECKPOINT_FILE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
-    run_training(config, report, state=state, device=pick_device(ray.get_gpu_ids()),
-                 workload=shared_workload(shared, config))
+    run_training(
+        config, report, state=state, device=pick_device(ray.get_gpu_ids()), workload=shared_workload(shared, config)
+    )

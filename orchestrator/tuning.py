@@ -1,4 +1,5 @@
 """The one place that builds Ray Tune's Tuner, TuneConfig, RunConfig and ASHAScheduler."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,19 +52,34 @@ def make_state(cfg: SweepConfig, start: Prior | None = None) -> SweepState:
     z = cfg.zoom
     low, high = (start.low, start.high) if start else (math.log10(rng.log[0]), math.log10(rng.log[1]))
     rules = zoom.Rules(
-        low=low, high=high, spacing=1.0 / rng.per_decade,
-        max_epochs=cfg.max_epochs, max_rounds=z.max_rounds, points_per_round=z.points_per_round,
-        resolution=z.resolution, tolerance=z.tolerance,
-        budget_epochs=z.budget_fte * cfg.max_epochs if z.budget_fte else None, groups=z.groups,
+        low=low,
+        high=high,
+        spacing=1.0 / rng.per_decade,
+        max_epochs=cfg.max_epochs,
+        max_rounds=z.max_rounds,
+        points_per_round=z.points_per_round,
+        resolution=z.resolution,
+        tolerance=z.tolerance,
+        budget_epochs=z.budget_fte * cfg.max_epochs if z.budget_fte else None,
+        groups=z.groups,
         cliff_margin=z.cliff_margin,
     )
     # The next round is planned once the current one reached a third of training (ASHA's first rung),
     # with or without ASHA: waiting for the last epoch would leave slots idle between rounds (a barrier).
     decision = cfg.decision_epoch
     base = {**cfg.base_config(), "_cpus": cfg.resources.cpu}
-    return SweepState(rules=rules, param=cfg.zoom.param, metric=cfg.metric, decision_epoch=decision,
-                      groups=cfg.groups(), base=base, mode=cfg.mode, target=cfg.target, budget=budget_of(cfg),
-                      gpus_per_trial=cfg.resources.gpu * getattr(cfg.resources, "workers", 1))
+    return SweepState(
+        rules=rules,
+        param=cfg.zoom.param,
+        metric=cfg.metric,
+        decision_epoch=decision,
+        groups=cfg.groups(),
+        base=base,
+        mode=cfg.mode,
+        target=cfg.target,
+        budget=budget_of(cfg),
+        gpus_per_trial=cfg.resources.gpu * getattr(cfg.resources, "workers", 1),
+    )
 
 
 def budget_of(cfg: SweepConfig) -> Budget:
@@ -140,8 +156,12 @@ class CoarseOnly(FIFOScheduler):
 def make_scheduler(cfg: SweepConfig):
     if not cfg.asha.enabled:
         return FIFOScheduler()
-    asha = ASHAScheduler(time_attr="epoch", max_t=cfg.max_epochs, grace_period=cfg.grace_period,
-                         reduction_factor=cfg.asha.reduction_factor)
+    asha = ASHAScheduler(
+        time_attr="epoch",
+        max_t=cfg.max_epochs,
+        grace_period=cfg.grace_period,
+        reduction_factor=cfg.asha.reduction_factor,
+    )
     return CoarseOnly(asha) if cfg.asha.coarse_only else asha
 
 
@@ -209,21 +229,35 @@ class Reconcile(tune.Callback):
         for t in open_:
             source = mend_checkpoint(t.checkpoint)
             if source and not self.quiet:
-                print(f"[sweep] resumed: trial {t.trial_id}'s checkpoint was deleted by Tune before the crash; "
-                      f"it resumes from {os.path.basename(source)}", flush=True)
-        changes = state.reconcile({t.trial_id: t.config for t in trials},
-                                  {t.trial_id: checkpoint_history(t.checkpoint) for t in open_},
-                                  {t.trial_id for t in trials if t.status == "TERMINATED"})
+                print(
+                    f"[sweep] resumed: trial {t.trial_id}'s checkpoint was deleted by Tune before the crash; "
+                    f"it resumes from {os.path.basename(source)}",
+                    flush=True,
+                )
+        changes = state.reconcile(
+            {t.trial_id: t.config for t in trials},
+            {t.trial_id: checkpoint_history(t.checkpoint) for t in open_},
+            {t.trial_id for t in trials if t.status == "TERMINATED"},
+        )
         if any(changes.values()) and not self.quiet:
-            print("[sweep] resumed: the search state was a step apart from Tune's: "
-                  + ", ".join(f"{len(v)} trial(s) {k}" for k, v in changes.items()), flush=True)
+            print(
+                "[sweep] resumed: the search state was a step apart from Tune's: "
+                + ", ".join(f"{len(v)} trial(s) {k}" for k, v in changes.items()),
+                flush=True,
+            )
 
     def get_state(self) -> dict | None:
         return None  # nothing to carry over: each run checks once, at its start
 
 
-def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bool = False,
-                storage_path: str | None = None, start: Prior | None = None) -> tune.Tuner:
+def build_tuner(
+    cfg: SweepConfig,
+    folder: Path,
+    quiet: bool = False,
+    verbose: bool = False,
+    storage_path: str | None = None,
+    start: Prior | None = None,
+) -> tune.Tuner:
     """``storage_path``: where Tune writes the experiment (default: ``folder``'s parent, ``folder`` then
     being the experiment folder); a URI for a sweep stored at a URI (its credentials kept out of Tune's
     pickles: ``credfs.for_tune``)."""
@@ -232,19 +266,36 @@ def build_tuner(cfg: SweepConfig, folder: Path, quiet: bool = False, verbose: bo
     return tune.Tuner(
         trainable_with_resources(cfg),
         tune_config=tune.TuneConfig(
-            metric=cfg.metric, mode=cfg.mode, search_alg=searcher,
-            scheduler=make_scheduler(cfg), num_samples=-1,
+            metric=cfg.metric,
+            mode=cfg.mode,
+            search_alg=searcher,
+            scheduler=make_scheduler(cfg),
+            num_samples=-1,
             reuse_actors=cfg.resources.workers == 1,  # a stopped data-parallel trial's driver ends, its trainer too
-            trial_dirname_creator=trial_dirname, max_concurrent_trials=_data_parallel_slots(cfg),
+            trial_dirname_creator=trial_dirname,
+            max_concurrent_trials=_data_parallel_slots(cfg),
         ),
         run_config=tune.RunConfig(
-            name=cfg.name, storage_path=path, storage_filesystem=filesystem, verbose=0,
+            name=cfg.name,
+            storage_path=path,
+            storage_filesystem=filesystem,
+            verbose=0,
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             stop=BudgetStop(searcher),
-            callbacks=[FailureCounter(), Reconcile(searcher, quiet),
-                       *board.callbacks(folder, quiet=quiet, verbose=verbose, metric=cfg.metric,
-                                       searched=board.Searched.of(cfg), mode=cfg.mode, target=cfg.target)],
+            callbacks=[
+                FailureCounter(),
+                Reconcile(searcher, quiet),
+                *board.callbacks(
+                    folder,
+                    quiet=quiet,
+                    verbose=verbose,
+                    metric=cfg.metric,
+                    searched=board.Searched.of(cfg),
+                    mode=cfg.mode,
+                    target=cfg.target,
+                ),
+            ],
         ),
     )
 
@@ -276,8 +327,14 @@ def pending_trials(n: int):
         os.environ.pop(key, None)
 
 
-def run(cfg: SweepConfig, config_text: str = "", resume: bool = False, quiet: bool = False,
-        checks: list | None = None, verbose: bool = False) -> report.Summary:
+def run(
+    cfg: SweepConfig,
+    config_text: str = "",
+    resume: bool = False,
+    quiet: bool = False,
+    checks: list | None = None,
+    verbose: bool = False,
+) -> report.Summary:
     """Run (or resume) the sweep on the Ray this process is connected to; write results and the report.
 
     Raises ``SweepExistsError`` if the folder is taken (without ``resume``), ``SweepInterrupted`` if the
@@ -327,16 +384,27 @@ def notified(cfg: SweepConfig, where: storage.Target):
         raise
     except BaseException as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        notifier.send(notify.Event.FAILED, cfg.name,
-                      storage.redact(f"{where.shown}: sweep failed: {type(exc).__name__}: {first}"[:500]))
+        notifier.send(
+            notify.Event.FAILED,
+            cfg.name,
+            storage.redact(f"{where.shown}: sweep failed: {type(exc).__name__}: {first}"[:500]),
+        )
         raise
     else:
-        notifier.send(notify.Event.FINISHED, cfg.name, storage.redact(lines[-1] if lines else
-                                                                       f"{where.shown}: sweep finished"))
+        notifier.send(
+            notify.Event.FINISHED, cfg.name, storage.redact(lines[-1] if lines else f"{where.shown}: sweep finished")
+        )
 
 
-def _tuner(cfg: SweepConfig, where: storage.Target, config_text: str, resume: bool, quiet: bool,
-           checks: list | None, verbose: bool) -> tune.Tuner:
+def _tuner(
+    cfg: SweepConfig,
+    where: storage.Target,
+    config_text: str,
+    resume: bool,
+    quiet: bool,
+    checks: list | None,
+    verbose: bool,
+) -> tune.Tuner:
     """The restored Tuner when ``resume`` finds the sweep at ``where``, else a new one in a freshly claimed
     folder. With a URI, Tune's experiment goes straight to the URI; the sweep's own files to the local copy."""
     if where.uri is None:
@@ -350,12 +418,10 @@ def _tuner(cfg: SweepConfig, where: storage.Target, config_text: str, resume: bo
         write_json(where.folder / "warm_start.json", {"run": run_at, **dataclasses.asdict(start)})
         if not quiet:
             print(f"[sweep] warm start: {start.note}", flush=True)
-    return build_tuner(cfg, where.folder, quiet, verbose, storage_path=cfg.storage if where.uri else None,
-                       start=start)
+    return build_tuner(cfg, where.folder, quiet, verbose, storage_path=cfg.storage if where.uri else None, start=start)
 
 
-def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool,
-             grown: dict[str, Any] | None = None) -> tune.Tuner:
+def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool, grown: dict[str, Any] | None = None) -> tune.Tuner:
     """The restored Tuner of the sweep at ``where``. ``grown``: the limits ``sweep extend`` raises (the
     folder already checked and downloaded); None: a resume, its config checked by ``folder.check_resume``."""
     path, filesystem = credfs.for_tune(where.uri) if where.uri else (str(where.folder), atomicfs.local())
@@ -365,8 +431,9 @@ def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool,
         if where.uri:
             storage.download(where.uri, where.folder)  # sweep.yaml, preflight.json, results so far: not Tune's
         grown = folders.check_resume(cfg, where.folder, where.shown, quiet)
-    tuner = tune.Tuner.restore(path, trainable_with_resources(cfg), resume_unfinished=True, resume_errored=True,
-                               storage_filesystem=filesystem)
+    tuner = tune.Tuner.restore(
+        path, trainable_with_resources(cfg), resume_unfinished=True, resume_errored=True, storage_filesystem=filesystem
+    )
     if where.uri:
         for c in _run_callbacks(tuner):
             if isinstance(c, (board.SweepBoard, board.TrialBoard)):
@@ -381,8 +448,9 @@ def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool,
     return tuner
 
 
-def extend(run_at: str, rounds: int | None = None, budget_fte: float | None = None, quiet: bool = False
-           ) -> report.Summary:
+def extend(
+    run_at: str, rounds: int | None = None, budget_fte: float | None = None, quiet: bool = False
+) -> report.Summary:
     """Continue the finished sweep at ``run_at`` (a folder or a URI) with more rounds (``rounds``: the
     total, above the rounds it ran) or a larger epoch budget, on the Ray this process is connected to: no
     trial runs again, the zoom plans from where it stopped, the new rounds are written as rounds (results,
@@ -418,16 +486,20 @@ def _fit(cfg: SweepConfig, tuner: tune.Tuner, where: storage.Target, quiet: bool
     with pending_trials(trial_slots(cfg)):
         grid = tuner.fit()
     state = _searcher_of(tuner).state
-    errors = {Path(r.path).name: str(r.error).strip().splitlines()[-1][:500]
-              for r in grid if r.error is not None}  # type: ignore[attr-defined]  # iterates by __getitem__
+    errors = {Path(r.path).name: str(r.error).strip().splitlines()[-1][:500] for r in grid if r.error is not None}  # type: ignore[attr-defined]  # iterates by __getitem__
     failures = next((c.failures for c in _run_callbacks(tuner) if isinstance(c, FailureCounter)), {})
     folders.save(folder, cfg, state, errors, failures)
     unfinished = sorted(tid for tid, t in state.trials.items() if not t.done)
     if state.stop_reason is None or unfinished:
-        why = ("the search had not ended" if state.stop_reason is None else
-               f"{len(unfinished)} trial(s) had not finished: {', '.join(unfinished[:3])}")
-        raise SweepInterrupted(f"{where.shown}: sweep interrupted ({why}); results so far are saved. Resume with: "
-                               f"sweep run CONFIG --resume")
+        why = (
+            "the search had not ended"
+            if state.stop_reason is None
+            else f"{len(unfinished)} trial(s) had not finished: {', '.join(unfinished[:3])}"
+        )
+        raise SweepInterrupted(
+            f"{where.shown}: sweep interrupted ({why}); results so far are saved. Resume with: "
+            f"sweep run CONFIG --resume"
+        )
     summary = report.build(folder)
     board.write_pick(summary)  # the chosen rate into TensorBoard's _sweep run
     if where.uri:

@@ -7,6 +7,7 @@ of that prior (inside the configured range), so it trains fewer trials; the zoom
 (growing past an edge when the best point lies there). Pure: no Ray, no torch, no files (``folder.
 warm_source`` reads them).
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,15 @@ def global_batch(space: dict[str, Any], workers: int) -> float | None:
     return float(b) * workers if isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0 else None
 
 
-def prior(old_lr: float, old_batch: float | None, new_batch: float | None, low: float, high: float,
-          scaling: str = "linear", width: float = 1.0) -> Prior:
+def prior(
+    old_lr: float,
+    old_batch: float | None,
+    new_batch: float | None,
+    low: float,
+    high: float,
+    scaling: str = "linear",
+    width: float = 1.0,
+) -> Prior:
     """The prior of a warm start from a sweep that picked ``old_lr`` at global batch ``old_batch``, for one
     whose global batch is ``new_batch`` and whose configured range is ``low``..``high`` (log10).
 
@@ -50,6 +58,5 @@ def prior(old_lr: float, old_batch: float | None, new_batch: float | None, low: 
         why = f"{scaling} scaling: global batch {old_batch:g} -> {new_batch:g}, x{factor:.3g}"
     x = min(max(math.log10(old_lr * factor), low), high)
     lo, hi = max(low, x - width), min(high, x + width)
-    note = (f"old pick lr={old_lr:.4g} ({why}): prior lr={10 ** x:.4g}; round 0 looks at "
-            f"{10 ** lo:.3g}..{10 ** hi:.3g}")
+    note = f"old pick lr={old_lr:.4g} ({why}): prior lr={10**x:.4g}; round 0 looks at {10**lo:.3g}..{10**hi:.3g}"
     return Prior(x, lo, hi, factor, note)

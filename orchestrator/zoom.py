@@ -20,6 +20,7 @@ Rules, each a small function tested on analytic curves (tests/test_zoom.py):
 - stop when the spacing falls under the resolution, a round improves less than the tolerance, or the
   round / epoch budget is spent.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,7 @@ class Observation:
     done: bool = False
 
     @classmethod
-    def of(cls, group: int, x: float, round: int, values: Iterable[float | None], done: bool = False
-           ) -> Observation:
+    def of(cls, group: int, x: float, round: int, values: Iterable[float | None], done: bool = False) -> Observation:
         """The one way to build an Observation from reported metric values: each value that is not a
         finite number (None, NaN, +-inf: the trial diverged) becomes ``inf``."""
         curve = tuple(float(v) if v is not None and math.isfinite(v) else math.inf for v in values)
@@ -163,7 +163,7 @@ def score(o: Observation, epoch: int, smooth: int = SMOOTH_EPOCHS) -> float:
     """Mean metric over the last ``smooth`` epochs up to ``epoch``; inf once diverged."""
     if o.diverged and len(o.curve) <= epoch:
         return math.inf
-    values = o.curve[max(0, epoch - smooth): epoch]
+    values = o.curve[max(0, epoch - smooth) : epoch]
     return sum(values) / len(values) if all(math.isfinite(v) for v in values) else math.inf
 
 
@@ -239,8 +239,9 @@ def worse(y: float, best: float, ratio: float) -> bool:
 PICKS = ("parabola", "kernel")  # how the final pick is made from the trials at the comparison epoch
 
 
-def cliff_cap(points: list[tuple[float, float]], ratio: float = CLIFF_RATIO,
-              margin: float = CLIFF_MARGIN) -> float | None:
+def cliff_cap(
+    points: list[tuple[float, float]], ratio: float = CLIFF_RATIO, margin: float = CLIFF_MARGIN
+) -> float | None:
     """The highest x a pick may take: ``margin`` decades below the cliff, the lowest x above the best
     point whose value is ``ratio`` times the best or worse (diverged included). None when no point
     above the best is that bad (the cliff was not seen). ValueError unless ``margin >= 0``.
@@ -270,8 +271,14 @@ def cliff_gap(points: list[tuple[float, float]], ratio: float = CLIFF_RATIO) -> 
     return max(x for x, _ in points if x < b), b
 
 
-def best_of_group(obs: list[Observation], reach: float = 1.0, pick: str = "parabola",
-                  bandwidth: float = 0.15, margin: float | None = CLIFF_MARGIN, ratio: float = CLIFF_RATIO) -> Pick:
+def best_of_group(
+    obs: list[Observation],
+    reach: float = 1.0,
+    pick: str = "parabola",
+    bandwidth: float = 0.15,
+    margin: float | None = CLIFF_MARGIN,
+    ratio: float = CLIFF_RATIO,
+) -> Pick:
     """The smooth minimum of one group's trials at their comparison epoch, kept ``margin`` decades below
     the divergence cliff (``cliff_cap`` with ``ratio``; None: not kept)."""
     if pick not in PICKS:
@@ -281,8 +288,11 @@ def best_of_group(obs: list[Observation], reach: float = 1.0, pick: str = "parab
         return Pick(obs[0].group, obs[0].x, math.inf, epoch)
     pts = points_at(obs, epoch)
     x, value = smooth_minimum(pts, bandwidth) if pick == "kernel" else fit_minimum(pts, reach=reach)
-    cap = (cliff_cap(pts + _stopped_over_cliff(obs, epoch, ratio), ratio=ratio, margin=margin)
-           if margin is not None else None)
+    cap = (
+        cliff_cap(pts + _stopped_over_cliff(obs, epoch, ratio), ratio=ratio, margin=margin)
+        if margin is not None
+        else None
+    )
     if cap is not None and x > cap:
         x = max(cap, min(p[0] for p in pts))
     return Pick(obs[0].group, x, value, epoch)
@@ -366,8 +376,9 @@ def refine(group: int, obs: list[Observation], spacing: float, rules: Rules) -> 
         outward = [best_x + d * step * i for i in range(1, (p + 1) // 2 + 1)]
         inward = [best_x - d * spacing / 2 * i for i in range(1, p // 2 + 1)]
         xs = outward + inward
-        why = (f"best at the {'low' if at_low else 'high'} edge (10^{best_x:.2f}, epoch {epoch}): "
-               f"the range grows past it")
+        why = (
+            f"best at the {'low' if at_low else 'high'} edge (10^{best_x:.2f}, epoch {epoch}): the range grows past it"
+        )
         bracket = (best_x, step * ((p + 1) // 2))
     else:
         half = spacing
@@ -375,16 +386,21 @@ def refine(group: int, obs: list[Observation], spacing: float, rules: Rules) -> 
         why = f"smooth minimum at 10^{centre:.2f} (epoch {epoch}): refine +-{half:.2f} decades"
         if at_limit:
             side = ("lower", "above") if at_low else ("upper", "below")
-            why = (f"best at 10^{best_x:.2f}, the zoom's {side[0]} limit (epoch {epoch}): the range cannot grow "
-                   f"past it; refine +-{half:.2f} decades {side[1]} it")
+            why = (
+                f"best at 10^{best_x:.2f}, the zoom's {side[0]} limit (epoch {epoch}): the range cannot grow "
+                f"past it; refine +-{half:.2f} decades {side[1]} it"
+            )
         bracket = (centre, half)
     if rules.cliff_probe and rules.cliff_margin is not None and not grows and xs:
         # the cap is margin below the cliff, which lies somewhere in the gap (a, b]: a point halfway
         # moves the cap by up to half the gap, so it is spent only where that could move the centre
         # (docs/decisions.md, "The cliff probe")
         gap = cliff_gap(points_at(obs, epoch) + _stopped_over_cliff(obs, epoch, rules.cliff_ratio), rules.cliff_ratio)
-        if (gap is not None and gap[1] - gap[0] > spacing / 2 + 1e-9
-                and centre > (gap[0] + gap[1]) / 2 - rules.cliff_margin):
+        if (
+            gap is not None
+            and gap[1] - gap[0] > spacing / 2 + 1e-9
+            and centre > (gap[0] + gap[1]) / 2 - rules.cliff_margin
+        ):
             xs = sorted(xs)[:-1] + [(gap[0] + gap[1]) / 2]
             why += f"; one point halves the gap below the cliff at 10^{gap[1]:.2f}"
     fresh: list[float] = []
@@ -461,8 +477,13 @@ def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Rou
     return Round(k, tuple(points), brackets, "; ".join(whys))
 
 
-def choose(obs: list[Observation], pick: str = "parabola", bandwidth: float = 0.15,
-           margin: float | None = CLIFF_MARGIN, ratio: float = CLIFF_RATIO) -> Pick:
+def choose(
+    obs: list[Observation],
+    pick: str = "parabola",
+    bandwidth: float = 0.15,
+    margin: float | None = CLIFF_MARGIN,
+    ratio: float = CLIFF_RATIO,
+) -> Pick:
     """The final pick: the best group's smooth minimum at the deepest epoch its trials reached together."""
     ranked = rank_groups(obs)
     # rank at the deepest common epoch of each group among the top groups, using finished trials

@@ -9,6 +9,7 @@ A trial config crosses many laws, so ``law_from_config`` reads flat keys named e
 fields (``step_size``, ``gamma``, ``eps``, ``patience``, ``factor``, ``t_max``, ``eta_min``, ``warmup``) and
 ignores the keys of the laws it did not pick.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,8 +21,15 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ExponentialLR, LambdaLR, ReduceLROnPlateau, StepLR
 
 
-def _check(law: object, key: str, kind: type, lo: float | None = None, hi: float | None = None,
-           open_lo: bool = False, open_hi: bool = False) -> None:
+def _check(
+    law: object,
+    key: str,
+    kind: type,
+    lo: float | None = None,
+    hi: float | None = None,
+    open_lo: bool = False,
+    open_hi: bool = False,
+) -> None:
     """Validate field ``key`` of a frozen ``law`` and store it as a plain ``int``/``float`` (numpy scalars from a
     search space become picklable, ``weights_only``-loadable primitives). Raises ``ValueError`` naming key, value
     and expectation."""
@@ -34,12 +42,15 @@ def _check(law: object, key: str, kind: type, lo: float | None = None, hi: float
         expected = f"a finite number {key}"
     if kind is int:
         expected = f"an integer {expected}"
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-          and (kind is float or float(value).is_integer()))
+    ok = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (kind is float or float(value).is_integer())
+    )
     if ok:
         x = float(value)
-        ok = ((lo is None or (x > lo if open_lo else x >= lo))
-              and (hi is None or (x < hi if open_hi else x <= hi)))
+        ok = (lo is None or (x > lo if open_lo else x >= lo)) and (hi is None or (x < hi if open_hi else x <= hi))
     if not ok:
         raise ValueError(f"{key}={value!r}: expected {expected}")
     object.__setattr__(law, key, kind(value))
@@ -103,8 +114,10 @@ class Step(Law):
     def robbins_monro(self) -> tuple[bool, str]:
         if self.gamma == 1:
             return False, "gamma=1 is the constant law: sum eta_t^2 diverges."
-        return False, ("geometric decay: sum eta_t = eta_0 * step_size / (1 - gamma) is finite, "
-                       "so the search may stop short of the optimum.")
+        return False, (
+            "geometric decay: sum eta_t = eta_0 * step_size / (1 - gamma) is finite, "
+            "so the search may stop short of the optimum."
+        )
 
     def scheduler(self, optimizer: Optimizer) -> StepLR:
         return StepLR(optimizer, step_size=self.step_size, gamma=self.gamma)
@@ -124,8 +137,10 @@ class Plateau(Law):
     factor: float = 0.1
 
     name: ClassVar[str] = "plateau"
-    formula: ClassVar[str] = ("eta_t = eta_0 * factor^k_t, k_t = reductions so far (one per patience+1 epochs "
-                              "without improvement; never improving: k_t = floor(max(t-1, 0) / (patience+1)))")
+    formula: ClassVar[str] = (
+        "eta_t = eta_0 * factor^k_t, k_t = reductions so far (one per patience+1 epochs "
+        "without improvement; never improving: k_t = floor(max(t-1, 0) / (patience+1)))"
+    )
 
     def __post_init__(self) -> None:
         _check(self, "patience", int, lo=0)
@@ -135,9 +150,11 @@ class Plateau(Law):
         return self.factor ** (max(epoch - 1, 0) // (self.patience + 1))
 
     def robbins_monro(self) -> tuple[bool, str]:
-        return False, ("depends on the data: reductions happen only when the validation loss stalls, so the "
-                       "decay ranges from none (sum eta_t^2 diverges, like constant) to geometric "
-                       "(sum eta_t finite, like step); neither condition is guaranteed.")
+        return False, (
+            "depends on the data: reductions happen only when the validation loss stalls, so the "
+            "decay ranges from none (sum eta_t^2 diverges, like constant) to geometric "
+            "(sum eta_t finite, like step); neither condition is guaranteed."
+        )
 
     def scheduler(self, optimizer: Optimizer) -> ReduceLROnPlateau:
         # eps=0: torch's default eps=1e-8 would silently stop reducing tiny learning rates, breaking the closed form.
@@ -162,8 +179,9 @@ class Inverse(Law):
     def robbins_monro(self) -> tuple[bool, str]:
         if self.eps == 0:
             return False, "eps=0 is the constant law: sum eta_t^2 diverges."
-        return True, ("sum 1/(1 + eps t) diverges like ln(t)/eps while sum 1/(1 + eps t)^2 converges: "
-                      "both conditions hold.")
+        return True, (
+            "sum 1/(1 + eps t) diverges like ln(t)/eps while sum 1/(1 + eps t)^2 converges: both conditions hold."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,8 +202,10 @@ class Exponential(Law):
     def robbins_monro(self) -> tuple[bool, str]:
         if self.eps == 0:
             return False, "eps=0 is the constant law: sum eta_t^2 diverges."
-        return False, ("geometric decay: sum eta_t = eta_0 / (1 - exp(-eps)) is finite, "
-                       "so the search may stop short of the optimum.")
+        return False, (
+            "geometric decay: sum eta_t = eta_0 / (1 - exp(-eps)) is finite, "
+            "so the search may stop short of the optimum."
+        )
 
     def scheduler(self, optimizer: Optimizer) -> ExponentialLR:
         return ExponentialLR(optimizer, gamma=math.exp(-self.eps))
@@ -215,8 +235,9 @@ class Cosine(Law):
 
     def robbins_monro(self) -> tuple[bool, str]:
         if self.eta_min > 0:
-            return False, ("after t_max it holds eta_min * eta_0 for good and behaves like the constant law: "
-                           "sum eta_t^2 diverges.")
+            return False, (
+                "after t_max it holds eta_min * eta_0 for good and behaves like the constant law: sum eta_t^2 diverges."
+            )
         return False, "it reaches 0 at t_max and stays there: sum eta_t is finite, so the search may stop short."
 
 

@@ -1,5 +1,6 @@
 """A picture and a table of the decay laws (for ``sweep schedules [--plot FILE.png]``); matplotlib is imported
 lazily."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,10 +44,22 @@ def describe_laws() -> str:
         holds, reason = cls().robbins_monro()
         params = ", ".join(f"{k}={v}" for k, v in law_params(name).items()) or "-"
         rows.append((name, cls.formula, params, "holds" if holds else "fails", reason))
-    rows.append(("warmup", Warmup.formula, f"warmup={Warmup().warmup} (wraps the chosen law; 0 = off)",
-                 "inherits", "finitely many terms change, so the wrapped law's verdict stands."))
+    rows.append(
+        (
+            "warmup",
+            Warmup.formula,
+            f"warmup={Warmup().warmup} (wraps the chosen law; 0 = off)",
+            "inherits",
+            "finitely many terms change, so the wrapped law's verdict stands.",
+        )
+    )
     lines = []
     for name, formula, params, verdict, reason in rows:
-        lines += [f"{name}", f"  formula:        {formula}", f"  defaults:       {params}",
-                  f"  Robbins-Monro:  {verdict}: {reason}", ""]
+        lines += [
+            f"{name}",
+            f"  formula:        {formula}",
+            f"  defaults:       {params}",
+            f"  Robbins-Monro:  {verdict}: {reason}",
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"

@@ -5,6 +5,7 @@ The lr used during epoch t is ``base_lr * law(t)``; after ``step()`` has been ca
 wrapped law's own scheduler (which multiplies the lr the ramp left at ``base_lr``, or, for ``LambdaLR``, reads
 ``base_lr`` from the optimizer's ``initial_lr``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,8 +70,9 @@ class Stepper:
         """Continue the curve saved in ``state`` (which must come from the same law); also sets the optimizer's
         learning rates, so restoring the optimizer's own state first is not required."""
         if state["law"] != law_config(self.law):
-            raise ValueError(f"state['law']={state['law']!r}: expected the state of this stepper's law "
-                             f"{law_config(self.law)!r}")
+            raise ValueError(
+                f"state['law']={state['law']!r}: expected the state of this stepper's law {law_config(self.law)!r}"
+            )
         self.epoch = state["epoch"]
         self._main.load_state_dict(dict(state["main"]))
         if self._ramp is not None:

@@ -3,6 +3,7 @@
 Importable as plugins: ``tests.broken_workloads:NAME``. Each is the digits MLP with exactly one thing
 wrong; the module docstring of each says which pre-flight check should catch it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -12,23 +13,29 @@ from orchestrator.workloads import Workload
 from orchestrator.workloads.digits import digits_arrays, mlp
 
 
-def _digits(config: dict, *, n_out: int = 10, raw: bool = False, loss=None, model=None,
-            overlap: int = 0) -> Workload:
+def _digits(config: dict, *, n_out: int = 10, raw: bool = False, loss=None, model=None, overlap: int = 0) -> Workload:
     x_tr, y_tr, x_va, y_va = digits_arrays()
     if raw:  # undo the standardisation: raw 0..16 pixel intensities
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
 
         x, y = load_digits(return_X_y=True)
-        x_tr, x_va, y_tr, y_va = (torch.as_tensor(a) for a in train_test_split(
-            x.astype("float32"), y.astype("int64"), test_size=0.2, stratify=y, random_state=0))
+        x_tr, x_va, y_tr, y_va = (
+            torch.as_tensor(a)
+            for a in train_test_split(x.astype("float32"), y.astype("int64"), test_size=0.2, stratify=y, random_state=0)
+        )
     if overlap:  # the first `overlap` training rows leak into the validation set
         x_va = torch.cat([x_va[overlap:], x_tr[:overlap]])
         y_va = torch.cat([y_va[overlap:], y_tr[:overlap]])
     torch.manual_seed(int(config.get("seed", 0)))
     if model is None:
-        model = mlp(x_tr.shape[1], n_out, width=int(config.get("width", 64)),
-                    depth=int(config.get("depth", 2)), dropout=float(config.get("dropout", 0.0)))
+        model = mlp(
+            x_tr.shape[1],
+            n_out,
+            width=int(config.get("width", 64)),
+            depth=int(config.get("depth", 2)),
+            dropout=float(config.get("dropout", 0.0)),
+        )
     return Workload(
         model=model,
         train=torch.utils.data.TensorDataset(x_tr, y_tr),

@@ -9,6 +9,7 @@ test or its subprocesses; at the end the user's environment is restored. The rep
 ``sys.path`` and ``PYTHONPATH`` whatever the working folder, so this process, its subprocesses and Ray's
 workers (which get the driver's working folder, not its ``sys.path``) all import the ``tests.*`` workloads.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,11 @@ def pytest_configure(config):
     home = Path(tempfile.mkdtemp(prefix="sweep-test-home-"))
     _SESSION_DIRS.append(str(home))
     os.environ.update(
-        HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_DATA_HOME=str(home / ".local" / "share"), XDG_STATE_HOME=str(home / ".local" / "state"),
+        HOME=str(home),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_STATE_HOME=str(home / ".local" / "state"),
         MPLCONFIGDIR=str(home / ".config" / "matplotlib"),
         PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
     )

@@ -1,4 +1,5 @@
 """Workloads that fail on purpose, referenced from test configs as tests.faulty_workloads:NAME."""
+
 from __future__ import annotations
 
 import math

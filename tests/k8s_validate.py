@@ -16,6 +16,7 @@ that matter here are reimplemented in :func:`semantic_errors`, next to a few rul
 Imports nothing but PyYAML and jsonschema. Every public function returns a list of error strings
 (empty: valid), so a test can assert on the message.
 """
+
 from __future__ import annotations
 
 import copy
@@ -298,24 +299,28 @@ def cluster_spec_errors(spec: Any, where: str) -> list[str]:
     else:
         parsed = parse_version(version) if version else None
         if parsed is None:
-            errors.append(f"{where}.rayVersion: authOptions.mode is 'token', which needs rayVersion >= 2.52.0; "
-                          f"got {version!r}")
+            errors.append(
+                f"{where}.rayVersion: authOptions.mode is 'token', which needs rayVersion >= 2.52.0; got {version!r}"
+            )
         elif parsed < MIN_TOKEN_AUTH_RAY_VERSION:
-            errors.append(f"{where}.rayVersion: authOptions.mode is 'token', which needs rayVersion >= 2.52.0; "
-                          f"got {version!r}")
+            errors.append(
+                f"{where}.rayVersion: authOptions.mode is 'token', which needs rayVersion >= 2.52.0; got {version!r}"
+            )
 
     head = spec.get("headGroupSpec") or {}
     # Project rule: the head Service is not exposed outside the cluster.
     service_type = head.get("serviceType", "ClusterIP")
     if service_type != "ClusterIP":
-        errors.append(f"{where}.headGroupSpec.serviceType: expected ClusterIP (use kubectl port-forward), "
-                      f"got {service_type!r}")
-    svc_type = (((head.get("headService") or {}).get("spec") or {}).get("type"))
+        errors.append(
+            f"{where}.headGroupSpec.serviceType: expected ClusterIP (use kubectl port-forward), got {service_type!r}"
+        )
+    svc_type = ((head.get("headService") or {}).get("spec") or {}).get("type")
     if svc_type not in (None, "ClusterIP"):
         errors.append(f"{where}.headGroupSpec.headService.spec.type: expected ClusterIP, got {svc_type!r}")
 
     groups = [("headGroupSpec", head)] + [
-        (f"workerGroupSpecs[{i}]", g) for i, g in enumerate(spec.get("workerGroupSpecs") or []) if isinstance(g, dict)]
+        (f"workerGroupSpecs[{i}]", g) for i, g in enumerate(spec.get("workerGroupSpecs") or []) if isinstance(g, dict)
+    ]
     for name, group in groups:
         container = _ray_container(group.get("template"))
         if container is None:
@@ -345,13 +350,14 @@ def cluster_spec_errors(spec: Any, where: str) -> list[str]:
                 errors.append(f"{at}: minReplicas ({lo}) > maxReplicas ({hi})")
             elif isinstance(n, int) and not lo <= n <= hi:  # the operator clamps; say so instead
                 errors.append(f"{at}.replicas: {n} is outside [minReplicas, maxReplicas] = [{lo}, {hi}]")
-        limits = (((_ray_container(group.get("template")) or {}).get("resources") or {}).get("limits") or {})
+        limits = ((_ray_container(group.get("template")) or {}).get("resources") or {}).get("limits") or {}
         if _quantity_positive(limits.get("nvidia.com/gpu", 0)):
             gpu_groups += 1
     # Project rule: there is a GPU worker group, and its pods ask the scheduler for GPUs.
     if gpu_groups == 0:
-        errors.append(f"{where}.workerGroupSpecs: expected a GPU worker group (a ray container with an "
-                      f"nvidia.com/gpu limit)")
+        errors.append(
+            f"{where}.workerGroupSpecs: expected a GPU worker group (a ray container with an nvidia.com/gpu limit)"
+        )
     return errors
 
 
@@ -366,8 +372,10 @@ def semantic_errors(obj: dict[str, Any]) -> list[str]:
             errors.append("metadata.name: required")
         else:
             if len(name) > MAX_NAME_LENGTH[kind]:
-                errors.append(f"metadata.name: {kind} names are at most {MAX_NAME_LENGTH[kind]} characters, "
-                              f"{name!r} has {len(name)}")
+                errors.append(
+                    f"metadata.name: {kind} names are at most {MAX_NAME_LENGTH[kind]} characters, "
+                    f"{name!r} has {len(name)}"
+                )
             if not _DNS1035.match(name):
                 errors.append(f"metadata.name: {name!r} is not a DNS-1035 label (lower case, digits, '-')")
 
@@ -414,7 +422,7 @@ def semantic_errors(obj: dict[str, Any]) -> list[str]:
 
 
 # --- pod hardening (this project's rules) ---------------------------------------------------------------
-RAY_UID = 1000                      # `ray` in rayproject/ray images and in the project image (Dockerfile)
+RAY_UID = 1000  # `ray` in rayproject/ray images and in the project image (Dockerfile)
 SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 SECCOMP_CONFINED = {"RuntimeDefault", "Localhost"}
 # $HOME is on the read-only root file system: what would write under it must point into a writable mount.
@@ -463,8 +471,9 @@ def writable_mount_for(container: dict[str, Any], volumes: dict[str, dict[str, A
     return None
 
 
-def container_hardening_errors(container: dict[str, Any], pod_context: dict[str, Any], where: str,
-                               volumes: dict[str, dict[str, Any]] | None) -> list[str]:
+def container_hardening_errors(
+    container: dict[str, Any], pod_context: dict[str, Any], where: str, volumes: dict[str, dict[str, Any]] | None
+) -> list[str]:
     """Why a container is not hardened: root, privilege escalation, capabilities, a writable root file
     system (and, with a read-only one, no writable /tmp or $HOME redirects), no seccomp confinement.
     ``pod_context`` is the pod's securityContext (runAsNonRoot, runAsUser, seccompProfile are inherited);
@@ -474,36 +483,44 @@ def container_hardening_errors(container: dict[str, Any], pod_context: dict[str,
     if sc.get("privileged") is True:
         errors.append(f"{where}.securityContext.privileged: expected false")
     if sc.get("allowPrivilegeEscalation") is not False:
-        errors.append(f"{where}.securityContext.allowPrivilegeEscalation: expected false, got "
-                      f"{sc.get('allowPrivilegeEscalation')!r}")
+        errors.append(
+            f"{where}.securityContext.allowPrivilegeEscalation: expected false, got "
+            f"{sc.get('allowPrivilegeEscalation')!r}"
+        )
     caps = sc.get("capabilities") or {}
     if "ALL" not in (caps.get("drop") or []):
         errors.append(f"{where}.securityContext.capabilities.drop: expected [ALL], got {caps.get('drop')!r}")
     if caps.get("add"):
         errors.append(f"{where}.securityContext.capabilities.add: expected none, got {caps['add']!r}")
     if sc.get("readOnlyRootFilesystem") is not True:
-        errors.append(f"{where}.securityContext.readOnlyRootFilesystem: expected true, got "
-                      f"{sc.get('readOnlyRootFilesystem')!r}")
+        errors.append(
+            f"{where}.securityContext.readOnlyRootFilesystem: expected true, got {sc.get('readOnlyRootFilesystem')!r}"
+        )
     non_root = sc.get("runAsNonRoot", pod_context.get("runAsNonRoot"))
     if non_root is not True:
         errors.append(f"{where}: runAsNonRoot (container or pod securityContext): expected true, got {non_root!r}")
     uid = sc.get("runAsUser", pod_context.get("runAsUser"))
     if uid != RAY_UID:
-        errors.append(f"{where}: runAsUser (container or pod securityContext): expected {RAY_UID} (the image's "
-                      f"ray user), got {uid!r}")
+        errors.append(
+            f"{where}: runAsUser (container or pod securityContext): expected {RAY_UID} (the image's "
+            f"ray user), got {uid!r}"
+        )
     seccomp = (sc.get("seccompProfile") or pod_context.get("seccompProfile") or {}).get("type")
     if seccomp not in SECCOMP_CONFINED:
         errors.append(f"{where}: seccompProfile.type: expected RuntimeDefault, got {seccomp!r}")
     if volumes is not None and sc.get("readOnlyRootFilesystem") is True:
         if writable_mount_for(container, volumes, "/tmp") != "/tmp":
-            errors.append(f"{where}.volumeMounts: the root file system is read-only but /tmp (Ray's /tmp/ray, "
-                          f"sockets, spill files) is not a writable emptyDir mount")
+            errors.append(
+                f"{where}.volumeMounts: the root file system is read-only but /tmp (Ray's /tmp/ray, "
+                f"sockets, spill files) is not a writable emptyDir mount"
+            )
         env = {e.get("name"): e.get("value") for e in container.get("env") or [] if isinstance(e, dict)}
         for name in HOME_REDIRECTS:
             value = env.get(name)
             if not isinstance(value, str) or writable_mount_for(container, volumes, value) is None:
-                errors.append(f"{where}.env.{name}: expected a path in a writable mount ($HOME is read-only), "
-                              f"got {value!r}")
+                errors.append(
+                    f"{where}.env.{name}: expected a path in a writable mount ($HOME is read-only), got {value!r}"
+                )
     return errors
 
 
@@ -515,8 +532,10 @@ def pod_template_hardening_errors(template: dict[str, Any], where: str) -> list[
         return [f"{where}.spec: expected a pod spec"]
     errors = []
     if spec.get("automountServiceAccountToken") is not False:
-        errors.append(f"{where}.spec.automountServiceAccountToken: expected false (no Kubernetes API token in "
-                      f"pods that run user code), got {spec.get('automountServiceAccountToken')!r}")
+        errors.append(
+            f"{where}.spec.automountServiceAccountToken: expected false (no Kubernetes API token in "
+            f"pods that run user code), got {spec.get('automountServiceAccountToken')!r}"
+        )
     for key in ("hostNetwork", "hostPID", "hostIPC"):
         if spec.get(key):
             errors.append(f"{where}.spec.{key}: expected false")
@@ -527,8 +546,10 @@ def pod_template_hardening_errors(template: dict[str, Any], where: str) -> list[
     if psc.get("runAsUser") != RAY_UID:
         errors.append(f"{where}.spec.securityContext.runAsUser: expected {RAY_UID}, got {psc.get('runAsUser')!r}")
     if (psc.get("seccompProfile") or {}).get("type") not in SECCOMP_CONFINED:
-        errors.append(f"{where}.spec.securityContext.seccompProfile.type: expected RuntimeDefault, got "
-                      f"{(psc.get('seccompProfile') or {}).get('type')!r}")
+        errors.append(
+            f"{where}.spec.securityContext.seccompProfile.type: expected RuntimeDefault, got "
+            f"{(psc.get('seccompProfile') or {}).get('type')!r}"
+        )
     volumes = {v.get("name"): v for v in spec.get("volumes") or [] if isinstance(v, dict)}
     for key in ("initContainers", "containers"):
         for i, container in enumerate(spec.get(key) or []):
@@ -553,16 +574,20 @@ def autoscaler_errors(cluster: dict[str, Any], where: str) -> list[str]:
     at = f"{where}.autoscalerOptions"
     sidecar = {"securityContext": options.get("securityContext"), "volumeMounts": options.get("volumeMounts")}
     errors = container_hardening_errors(sidecar, head_spec.get("securityContext") or {}, at, None)
-    if (options.get("securityContext") or {}).get("readOnlyRootFilesystem") is True \
-            and writable_mount_for(sidecar, volumes, "/tmp") != "/tmp":
+    if (options.get("securityContext") or {}).get("readOnlyRootFilesystem") is True and writable_mount_for(
+        sidecar, volumes, "/tmp"
+    ) != "/tmp":
         errors.append(f"{at}.volumeMounts: the root file system is read-only but /tmp is not a writable emptyDir")
     if head_spec.get("automountServiceAccountToken") is False:
-        token = [m for m in options.get("volumeMounts") or []
-                 if m.get("mountPath", "").rstrip("/") == SERVICE_ACCOUNT_MOUNT]
+        token = [
+            m for m in options.get("volumeMounts") or [] if m.get("mountPath", "").rstrip("/") == SERVICE_ACCOUNT_MOUNT
+        ]
         sources = ((volumes.get(token[0].get("name")) or {}).get("projected") or {}).get("sources") if token else None
         if not any("serviceAccountToken" in src for src in sources or []):
-            errors.append(f"{at}.volumeMounts: the head pod mounts no API token, so the autoscaler needs a "
-                          f"projected serviceAccountToken volume at {SERVICE_ACCOUNT_MOUNT} to scale")
+            errors.append(
+                f"{at}.volumeMounts: the head pod mounts no API token, so the autoscaler needs a "
+                f"projected serviceAccountToken volume at {SERVICE_ACCOUNT_MOUNT} to scale"
+            )
     return errors
 
 
@@ -579,8 +604,10 @@ def hardening_errors(obj: dict[str, Any]) -> list[str]:
         if isinstance(spec.get("rayClusterSpec"), dict):
             errors += autoscaler_errors(spec["rayClusterSpec"], "spec.rayClusterSpec")
         if spec.get("submissionMode", "K8sJobMode") == "K8sJobMode" and not spec.get("submitterPodTemplate"):
-            errors.append("spec.submitterPodTemplate: K8sJobMode runs a submitter pod; KubeRay's default one "
-                          "runs as the image's user with every default (no securityContext): give a hardened one")
+            errors.append(
+                "spec.submitterPodTemplate: K8sJobMode runs a submitter pod; KubeRay's default one "
+                "runs as the image's user with every default (no securityContext): give a hardened one"
+            )
     return errors
 
 
@@ -604,8 +631,14 @@ def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) ->
     return True
 
 
-def policy_admits(policy: dict[str, Any], policy_namespace: str, target_labels: dict[str, str],
-                  source: dict[str, Any], port: int, protocol: str = "TCP") -> bool | None:
+def policy_admits(
+    policy: dict[str, Any],
+    policy_namespace: str,
+    target_labels: dict[str, str],
+    source: dict[str, Any],
+    port: int,
+    protocol: str = "TCP",
+) -> bool | None:
     """Whether one NetworkPolicy admits a connection to a pod with ``target_labels`` in ``policy_namespace``
     from ``source`` on ``port``: True/False, or None when the policy does not select the target (it then
     has no say). ``source`` is ``{"namespace": name, "namespace_labels": {...}, "labels": {...}}`` for a pod
@@ -618,10 +651,14 @@ def policy_admits(policy: dict[str, Any], policy_namespace: str, target_labels: 
         return None
     for rule in spec.get("ingress") or []:
         if rule.get("ports"):
-            ok_port = any(p.get("protocol", "TCP") == protocol and (
-                p.get("port") is None
-                or (isinstance(p.get("port"), int) and p["port"] <= port <= p.get("endPort", p["port"])))
-                for p in rule["ports"])
+            ok_port = any(
+                p.get("protocol", "TCP") == protocol
+                and (
+                    p.get("port") is None
+                    or (isinstance(p.get("port"), int) and p["port"] <= port <= p.get("endPort", p["port"]))
+                )
+                for p in rule["ports"]
+            )
             if not ok_port:
                 continue
         peers = rule.get("from")

@@ -1,6 +1,7 @@
 """The sweep folder's filesystem for Ray Tune: a driver killed while Tune copies a file into the folder
 leaves the previous file whole (Tune's own copy truncates first: a kill there left an empty experiment
 state, and the resume started the sweep over)."""
+
 from __future__ import annotations
 
 import pickle

@@ -1,6 +1,7 @@
 """``batch_size: auto``: the doubling-then-bisecting search (closed form), and the same search through a
 real training step of the image workload with a memory stand-in (bytes autograd saves for backward);
 the image workload's training function on a CPU."""
+
 from __future__ import annotations
 
 import math
@@ -17,7 +18,7 @@ def test_largest_is_the_closed_form_answer_in_logarithmic_probes(budget):
     found = autobatch.largest(lambda b: per_example * b + fixed <= per_example * budget + fixed, limit=1 << 20)
     assert found.batch == budget and not found.limited
     assert len(found.probes) <= 2 * math.ceil(math.log2(budget + 1)) + 2
-    assert found.probes[:3] == (1, 2, 4)[:len(found.probes[:3])]
+    assert found.probes[:3] == (1, 2, 4)[: len(found.probes[:3])]
 
 
 def test_largest_at_the_limit_and_when_nothing_fits():
@@ -53,8 +54,17 @@ def test_image_training_function_learns_on_a_cpu():
     from orchestrator import session
     from orchestrator.workloads import images
 
-    config = {"train": "orchestrator.workloads.images:train", "n_train": 200, "width": 8, "blocks": 1,
-              "batch_size": 32, "lr": 0.05, "optimizer": "momentum", "max_epochs": 3, "checkpoint_every": 1}
+    config = {
+        "train": "orchestrator.workloads.images:train",
+        "n_train": 200,
+        "width": 8,
+        "blocks": 1,
+        "batch_size": 32,
+        "lr": 0.05,
+        "optimizer": "momentum",
+        "max_epochs": 3,
+        "checkpoint_every": 1,
+    }
     saves: list = []
     trial = session.Trial(config, function="images.train", sink=lambda m, s: saves.append(s))
     history = session.run(images.train, trial)
@@ -70,8 +80,13 @@ def test_resolve_auto_replaces_only_auto():
     from orchestrator import memprobe
 
     cpu = torch.device("cpu")
-    config = {"workload": "orchestrator.workloads.images:cifar_resnet", "n_train": 20, "width": 4, "blocks": 1,
-              "batch_size": "auto"}
+    config = {
+        "workload": "orchestrator.workloads.images:cifar_resnet",
+        "n_train": 20,
+        "width": 4,
+        "blocks": 1,
+        "batch_size": "auto",
+    }
     limit = lambda: memprobe.ActivationLimit(3 << 20)()  # noqa: E731 - 3 MiB saved for backward
     resolved, found = memprobe.resolve_auto(config, cpu, limit)
     assert found is not None and resolved["batch_size"] == found.batch and 8 <= found.batch < 1000

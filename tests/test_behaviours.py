@@ -1,6 +1,7 @@
 """Behaviours no other test covers: ASHA's scope (coarse round only, or every round), a round whose trials
 all error, and pre-flight's regularisation FAIL and WARN bands. Real ASHA, real torch; the one Ray sweep is
 marked slow."""
+
 from __future__ import annotations
 
 import math
@@ -29,9 +30,13 @@ def shifted_inputs(config: dict) -> Workload:
     x_tr, y_tr, x_va, y_va = digits_arrays()
     scale, shift = float(config.get("scale", 1.0)), float(config.get("shift", 0.0))
     torch.manual_seed(int(config.get("seed", 0)))
-    return Workload(model=mlp(64, 10, 64, 2, 0.0), train=torch.utils.data.TensorDataset(x_tr * scale + shift, y_tr),
-                    val=torch.utils.data.TensorDataset(x_va * scale + shift, y_va), loss=nn.CrossEntropyLoss(),
-                    num_classes=10)
+    return Workload(
+        model=mlp(64, 10, 64, 2, 0.0),
+        train=torch.utils.data.TensorDataset(x_tr * scale + shift, y_tr),
+        val=torch.utils.data.TensorDataset(x_va * scale + shift, y_va),
+        loss=nn.CrossEntropyLoss(),
+        num_classes=10,
+    )
 
 
 def scaled_init(config: dict) -> Workload:
@@ -56,9 +61,15 @@ def always_raises(config: dict) -> Workload:
 
 # --- 16. ASHA's scope ------------------------------------------------------------------------------------
 def asha_config(coarse_only: bool):
-    return parse_config({"name": "t", "workload": "digits_mlp", "max_epochs": 6,
-                         "space": {"lr": {"log": [1e-3, 1e-1], "per_decade": 1}},
-                         "asha": {"grace_period": 2, "reduction_factor": 3, "coarse_only": coarse_only}})
+    return parse_config(
+        {
+            "name": "t",
+            "workload": "digits_mlp",
+            "max_epochs": 6,
+            "space": {"lr": {"log": [1e-3, 1e-1], "per_decade": 1}},
+            "asha": {"grace_period": 2, "reduction_factor": 3, "coarse_only": coarse_only},
+        }
+    )
 
 
 def drive(scheduler, rounds_and_losses: list[tuple[int, float]], epochs: int = 4) -> dict[str, list[str]]:
@@ -67,16 +78,19 @@ def drive(scheduler, rounds_and_losses: list[tuple[int, float]], epochs: int = 4
     from ray.tune.experiment import Trial
 
     scheduler.set_search_properties("val_loss", "min")
-    trials = [Trial("__fake", config={"round": rnd, "lr": 0.01}, trial_id=f"r{rnd}_{i}", stub=True)
-              for i, (rnd, _) in enumerate(rounds_and_losses)]
+    trials = [
+        Trial("__fake", config={"round": rnd, "lr": 0.01}, trial_id=f"r{rnd}_{i}", stub=True)
+        for i, (rnd, _) in enumerate(rounds_and_losses)
+    ]
     for t in trials:
         scheduler.on_trial_add(None, t)
     decisions: dict[str, list[str]] = {t.trial_id: [] for t in trials}
     live = list(zip(trials, (loss for _, loss in rounds_and_losses)))
     for epoch in range(1, epochs + 1):
         for t, loss in list(live):
-            decision = scheduler.on_trial_result(None, t, {"epoch": epoch, "val_loss": loss / epoch,
-                                                          "training_iteration": epoch})
+            decision = scheduler.on_trial_result(
+                None, t, {"epoch": epoch, "val_loss": loss / epoch, "training_iteration": epoch}
+            )
             decisions[t.trial_id].append(decision)
             if decision == "STOP":
                 live.remove((t, loss))
@@ -142,11 +156,19 @@ def test_a_sweep_whose_every_trial_errors_ends_with_the_error_not_a_hang(local_r
     from orchestrator import cli
 
     path = tmp_path / "doomed.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "doomed", "workload": "tests.test_behaviours:always_raises", "max_epochs": 2,
-        "storage": str(tmp_path / "runs"), "max_failures": 0,
-        "space": {"lr": {"log": [1e-3, 1e-2], "per_decade": 1}}, "zoom": {"max_rounds": 3},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "doomed",
+                "workload": "tests.test_behaviours:always_raises",
+                "max_epochs": 2,
+                "storage": str(tmp_path / "runs"),
+                "max_failures": 0,
+                "space": {"lr": {"log": [1e-3, 1e-2], "per_decade": 1}},
+                "zoom": {"max_rounds": 3},
+            }
+        )
+    )
     assert cli.main(["run", str(path), "--no-check", "--quiet"]) == 1  # a run-time failure, not bad input
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("sweep: error: "), err
@@ -161,8 +183,9 @@ def test_a_sweep_whose_every_trial_errors_ends_with_the_error_not_a_hang(local_r
 
 # --- 19. pre-flight: regularisation FAIL, and the WARN bands -------------------------------------------------
 def test_regularisation_fails_for_a_workload_that_ignores_dropout():
-    (check,) = run_checks("tests.test_behaviours:dropout_ignored", {**PREFLIGHT, "dropout": 0.3},
-                          only=["regularisation"])
+    (check,) = run_checks(
+        "tests.test_behaviours:dropout_ignored", {**PREFLIGHT, "dropout": 0.3}, only=["regularisation"]
+    )
     assert check.status == "fail" and "no effect" in check.advice, check
     on, off = (float(v) for v in check.measured.removeprefix("objective ").split(" off")[0].split(" on vs "))
     assert on == off  # the two runs are the same run
@@ -170,47 +193,59 @@ def test_regularisation_fails_for_a_workload_that_ignores_dropout():
     (honest,) = run_checks("digits_mlp", {**PREFLIGHT, "dropout": 0.3}, only=["regularisation"])
     assert honest.status == "pass", honest
     # weight decay is the optimiser's, so a workload cannot ignore it: passes even here
-    (wd,) = run_checks("tests.test_behaviours:dropout_ignored", {**PREFLIGHT, "dropout": 0.3, "weight_decay": 1e-3},
-                       only=["regularisation"])
+    (wd,) = run_checks(
+        "tests.test_behaviours:dropout_ignored",
+        {**PREFLIGHT, "dropout": 0.3, "weight_decay": 1e-3},
+        only=["regularisation"],
+    )
     assert wd.status == "pass", wd
 
 
 def test_regularisation_is_a_warning_when_the_model_cannot_overfit_either():
-    (check,) = run_checks("tests.broken_workloads:labels_ignored", {**PREFLIGHT, "dropout": 0.3},
-                          only=["regularisation"])
+    (check,) = run_checks(
+        "tests.broken_workloads:labels_ignored", {**PREFLIGHT, "dropout": 0.3}, only=["regularisation"]
+    )
     assert check.status == "warn" and "inconclusive" in check.advice, check
 
 
-@pytest.mark.parametrize("scale, shift, status", [
-    (1.0, 0.0, "pass"),
-    (1.0, 0.49, "pass"),   # |mean| <= 0.5
-    (1.0, 1.0, "warn"),    # 0.5 < |mean| <= 3: e.g. one global normalisation for all pixels
-    (1.0, 2.9, "warn"),
-    (1.0, 3.2, "fail"),    # |mean| > 3
-    (0.55, 0.0, "pass"),   # std in [0.5, 2]
-    (0.3, 0.0, "warn"),    # std in [0.1, 0.5)
-    (1.8, 0.0, "pass"),
-    (4.0, 0.0, "warn"),    # std in (2, 10]
-    (0.05, 0.0, "fail"),   # std < 0.1
-    (12.0, 0.0, "fail"),   # std > 10
-])
+@pytest.mark.parametrize(
+    "scale, shift, status",
+    [
+        (1.0, 0.0, "pass"),
+        (1.0, 0.49, "pass"),  # |mean| <= 0.5
+        (1.0, 1.0, "warn"),  # 0.5 < |mean| <= 3: e.g. one global normalisation for all pixels
+        (1.0, 2.9, "warn"),
+        (1.0, 3.2, "fail"),  # |mean| > 3
+        (0.55, 0.0, "pass"),  # std in [0.5, 2]
+        (0.3, 0.0, "warn"),  # std in [0.1, 0.5)
+        (1.8, 0.0, "pass"),
+        (4.0, 0.0, "warn"),  # std in (2, 10]
+        (0.05, 0.0, "fail"),  # std < 0.1
+        (12.0, 0.0, "fail"),  # std > 10
+    ],
+)
 def test_preprocessing_bands(scale, shift, status):
-    (check,) = run_checks("tests.test_behaviours:shifted_inputs", {**PREFLIGHT, "scale": scale, "shift": shift},
-                          only=["preprocessing"])
+    (check,) = run_checks(
+        "tests.test_behaviours:shifted_inputs", {**PREFLIGHT, "scale": scale, "shift": shift}, only=["preprocessing"]
+    )
     assert check.status == status, check
 
 
-@pytest.mark.parametrize("init_scale, status", [
-    (1.0, "pass"),        # Kaiming
-    ("default", "warn"),  # PyTorch's default Linear init: 0.41x Kaiming, in [0.2, 0.5)
-    (0.45, "warn"),       # weights in [0.2, 0.5) and activations still above 0.1x (0.45^2 after 2 layers)
-    (2.5, "warn"),        # weights in (2, 5] and activations under 10x (2.5^2)
-    (0.3, "fail"),        # weights would only warn, but the signal collapses: 0.3^2 = 0.09x the input's std
-    (0.1, "fail"),        # under 0.2x the law
-])
+@pytest.mark.parametrize(
+    "init_scale, status",
+    [
+        (1.0, "pass"),  # Kaiming
+        ("default", "warn"),  # PyTorch's default Linear init: 0.41x Kaiming, in [0.2, 0.5)
+        (0.45, "warn"),  # weights in [0.2, 0.5) and activations still above 0.1x (0.45^2 after 2 layers)
+        (2.5, "warn"),  # weights in (2, 5] and activations under 10x (2.5^2)
+        (0.3, "fail"),  # weights would only warn, but the signal collapses: 0.3^2 = 0.09x the input's std
+        (0.1, "fail"),  # under 0.2x the law
+    ],
+)
 def test_initialisation_bands(init_scale, status):
-    (check,) = run_checks("tests.test_behaviours:scaled_init", {**PREFLIGHT, "init_scale": init_scale},
-                          only=["initialisation"])
+    (check,) = run_checks(
+        "tests.test_behaviours:scaled_init", {**PREFLIGHT, "init_scale": init_scale}, only=["initialisation"]
+    )
     assert check.status == status, check
     if init_scale == "default":
         low, high = (float(v) for v in check.measured.split("weight std/law in [")[1].split("]")[0].split(", "))

@@ -2,6 +2,7 @@
 so that a change to the code they drive breaks here, not on the next long bench run. The numbers in
 bench/results are the benches' own output; these tests check the machinery, and the yardstick's arithmetic
 on landscapes whose answer is known."""
+
 from __future__ import annotations
 
 import csv
@@ -45,16 +46,36 @@ def write_landscape(path: Path, epochs: int = 27, seeds=SEARCH_SEEDS + FRESH, pe
     return lrs
 
 
-SCRIPTS = ("landscape", "frontier", "simulate", "replay", "robust", "regret", "peers", "overhead", "utilization", "gpu",
-           "gpu_busy")
+SCRIPTS = (
+    "landscape",
+    "frontier",
+    "simulate",
+    "replay",
+    "robust",
+    "regret",
+    "peers",
+    "overhead",
+    "utilization",
+    "gpu",
+    "gpu_busy",
+)
 
 
 def test_every_bench_runs_as_a_module():
     """``python -m bench.NAME`` from the repository root, with no PYTHONPATH: no sys.path edits needed."""
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    procs = {name: subprocess.Popen([sys.executable, "-m", f"bench.{name}", "--help"], cwd=root, env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in SCRIPTS}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", f"bench.{name}", "--help"],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in SCRIPTS
+    }
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0 and "--results" in out, (name, err[-500:])
@@ -65,8 +86,16 @@ def test_every_bench_runs_as_a_module():
 # ------------------------------------------------------------------------------------------ yardstick
 def tiny_landscape() -> yardstick.Landscape:
     # final losses: lr 0.001 -> seed 0: 0.3, seed 1001: 0.5; lr 0.01 -> 0.2, 0.2; lr 0.1 -> diverged, 0.1
-    return yardstick.Landscape({(0.001, 0): [0.9, 0.3], (0.001, 1001): [0.9, 0.5], (0.01, 0): [0.9, 0.2],
-                                (0.01, 1001): [0.9, 0.2], (0.1, 0): [0.9, math.inf], (0.1, 1001): [0.9, 0.1]})
+    return yardstick.Landscape(
+        {
+            (0.001, 0): [0.9, 0.3],
+            (0.001, 1001): [0.9, 0.5],
+            (0.01, 0): [0.9, 0.2],
+            (0.01, 1001): [0.9, 0.2],
+            (0.1, 0): [0.9, math.inf],
+            (0.1, 1001): [0.9, 0.1],
+        }
+    )
 
 
 def test_yardstick_regret_against_all_and_fresh_seeds():
@@ -122,8 +151,14 @@ def test_example_sets_and_the_one_config_builder(tmp_path):
         common.example(["zoom.max_rounds"])
     cfg = common.sweep_config(common.example(), "x", str(tmp_path))
     assert (cfg.name, cfg.storage, cfg.max_epochs) == ("x", str(tmp_path), 27)
-    assert common.digits_trial("adam", 5) == {"workload": "digits_mlp", "max_epochs": 5, "batch_size": 32,
-                                              "width": 64, "depth": 2, "optimizer": "adam"}
+    assert common.digits_trial("adam", 5) == {
+        "workload": "digits_mlp",
+        "max_epochs": 5,
+        "batch_size": 32,
+        "width": 64,
+        "depth": 2,
+        "optimizer": "adam",
+    }
     with pytest.raises(ValueError, match="optimizer='rmsprop'"):
         common.digits_trial("rmsprop")
 
@@ -132,8 +167,20 @@ def test_example_sets_and_the_one_config_builder(tmp_path):
 def test_landscape_trains_curves_and_resumes(tmp_path, capsys):
     from bench import landscape
 
-    argv = ["--low", "0.01", "--high", "0.01", "--seeds", "0,1001", "--workers", "1", "--epochs", "3",
-            "--results", str(tmp_path)]
+    argv = [
+        "--low",
+        "0.01",
+        "--high",
+        "0.01",
+        "--seeds",
+        "0,1001",
+        "--workers",
+        "1",
+        "--epochs",
+        "3",
+        "--results",
+        str(tmp_path),
+    ]
     assert landscape.main(argv) == 0
     assert "2 runs to do" in capsys.readouterr().out
     land = yardstick.Landscape.load(tmp_path / "landscape_sgd.csv")
@@ -206,7 +253,7 @@ def test_replay_writes_the_table_for_every_range_and_method(tmp_path):
     rows = [r.split(" | ") for r in (tmp_path / "replay.md").read_text().splitlines() if r.startswith("| sgd | ")]
     labels = ["shift +0.0", "miss low (x*-6..x*-1)", "miss high (x*+1..x*+6)"]
     methods = [m.name for m in replay.SWEEPS + replay.PEERS]
-    assert [(r[1], r[2]) for r in rows[:len(labels) * len(methods)]] == [(a, m) for a in labels for m in methods]
+    assert [(r[1], r[2]) for r in rows[: len(labels) * len(methods)]] == [(a, m) for a in labels for m in methods]
     default = next(r for r in rows if r[1] == "shift +0.0" and r[2] == replay.BUDGET_FROM)
     assert float(default[3].rstrip("%")) < 5 and 1 < float(default[6]) < 12  # a clean valley: near its floor
     assert len(rows) == len(labels) * len(methods) + len(replay.WINDOWS) * len(replay.RUNS)  # + the frontier
@@ -219,18 +266,27 @@ def test_robust_rejudges_stored_picks_as_numbers(tmp_path):
     lrs = write_landscape(tmp_path / "landscape_sgd.csv", epochs=2)
     near = min(lrs, key=lambda lr: abs(math.log10(lr) - math.log10(0.03)))
     header = ["optimizer", "shift", "repeat", "pick", "chosen lr", "FTE", "regret"]
-    common.write_results("regret_sgd", "", header, [
-        ["sgd", "+0.0", 0, "parabola", "0.01", "6.00", "x"],
-        ["sgd", "+0.0", 1, "parabola", f"{near:.4g}", "8.00", "x"],
-        ["sgd", "+0.0", 1, "kernel:0.15", "0.02", "8.00", "x"],  # another pick rule: left out
-        ["sgd", "+0.0", 2, "parabola", "0.5", "7.00", "x"],  # off the landscape: left out
-        ["sgd", "+0.0", 3, "parabola", "none", "7.00", "x"]], results=tmp_path)
+    common.write_results(
+        "regret_sgd",
+        "",
+        header,
+        [
+            ["sgd", "+0.0", 0, "parabola", "0.01", "6.00", "x"],
+            ["sgd", "+0.0", 1, "parabola", f"{near:.4g}", "8.00", "x"],
+            ["sgd", "+0.0", 1, "kernel:0.15", "0.02", "8.00", "x"],  # another pick rule: left out
+            ["sgd", "+0.0", 2, "parabola", "0.5", "7.00", "x"],  # off the landscape: left out
+            ["sgd", "+0.0", 3, "parabola", "none", "7.00", "x"],
+        ],
+        results=tmp_path,
+    )
     assert robust.main(["--results", str(tmp_path)]) == 0
     x = math.log10(near) - math.log10(OPTIMUM)
     expected = 100 * 0.1 * x * x / 0.2  # every seed's factor and the epoch factor cancel
     row = [r for r in (tmp_path / "robust_sgd.md").read_text().splitlines() if r.startswith("| regret_sgd.csv")]
-    assert row == [f"| regret_sgd.csv | this project's sweep | 2 | 7.00 | 0.0, {expected:.1f} | "
-                   f"{expected / 2:.1f}% | {expected:.1f}% | 1 of 2 |"]
+    assert row == [
+        f"| regret_sgd.csv | this project's sweep | 2 | 7.00 | 0.0, {expected:.1f} | "
+        f"{expected / 2:.1f}% | {expected:.1f}% | 1 of 2 |"
+    ]
 
 
 # ------------------------------------------------------------------------------------------- regret
@@ -253,8 +309,13 @@ def test_regret_picks_from_a_real_sweep(tmp_path, local_ray):
     from bench import regret
     from orchestrator import tuning
 
-    cfg = regret.sweep_config("sgd", 0, 0.0, str(tmp_path), ["max_epochs=2", "asha={enabled: false, grace_period: 1}",
-                                                            "zoom.max_rounds=1", "space.width=16"])
+    cfg = regret.sweep_config(
+        "sgd",
+        0,
+        0.0,
+        str(tmp_path),
+        ["max_epochs=2", "asha={enabled: false, grace_period: 1}", "zoom.max_rounds=1", "space.width=16"],
+    )
     s = tuning.run(cfg, quiet=True)
     assert s.lr == pytest.approx(regret.pick_lr(s.folder, "parabola"), rel=1e-3)  # the sweep's own rule
     assert 1e-6 <= regret.pick_lr(s.folder, "kernel:0.15") <= 0.1
@@ -264,15 +325,23 @@ def test_regret_picks_from_a_real_sweep(tmp_path, local_ray):
 def test_peers_rows_round_trip_and_replot(tmp_path):
     from bench import peers
 
-    rows = [peers.Row("Ray Tune grid", 0.0, 0, 0.01, 6, 6.0, 162, 39.0, 0.1654, 6.04, False),
-            peers.Row("Ray Tune grid", 0.0, 1, 0.0117, 6, 6.0, 162, 38.0, 0.1563, 0.2, True),
-            peers.Row("LR range test (min/10)", 0.0, 0, None, 1, 0.08, 2.222, 0.1, math.inf, math.inf, False, "x")]
-    common.write_results("peers_sgd_t", "# Peers\n\ntable\n", peers.HEADER, [peers.cells(r) for r in rows],
-                         results=tmp_path)
+    rows = [
+        peers.Row("Ray Tune grid", 0.0, 0, 0.01, 6, 6.0, 162, 39.0, 0.1654, 6.04, False),
+        peers.Row("Ray Tune grid", 0.0, 1, 0.0117, 6, 6.0, 162, 38.0, 0.1563, 0.2, True),
+        peers.Row("LR range test (min/10)", 0.0, 0, None, 1, 0.08, 2.222, 0.1, math.inf, math.inf, False, "x"),
+    ]
+    common.write_results(
+        "peers_sgd_t", "# Peers\n\ntable\n", peers.HEADER, [peers.cells(r) for r in rows], results=tmp_path
+    )
     back = peers.read_rows(tmp_path / "peers_sgd_t.csv")
     assert [r.regret for r in back] == [6.0, 0.2, math.inf] and back[2].lr is None and back[1].hit
-    common.write_results("regret_sgd", "", ["shift", "FTE", "regret", "within 5%"],
-                         [["+0.0", "7.50", "0.9%", "yes"], ["+0.5", "7.00", "9.0%", "no"]], results=tmp_path)
+    common.write_results(
+        "regret_sgd",
+        "",
+        ["shift", "FTE", "regret", "within 5%"],
+        [["+0.0", "7.50", "0.9%", "yes"], ["+0.5", "7.00", "9.0%", "no"]],
+        results=tmp_path,
+    )
     assert peers.main(["--replot", "--tag", "_t", "--results", str(tmp_path)]) == 0
     text = (tmp_path / "peers_sgd_t.md").read_text()
     assert text.startswith("# Peers\n\ntable\n") and (tmp_path / "regret_vs_cost_t.png").stat().st_size > 0
@@ -292,9 +361,11 @@ def test_peers_range_test_and_best_completed():
 
 
 # ----------------------------------------------------------------------------------------- overhead
-MEASURED = {"(a) raw Ray Tune, reuse_actors=False": (50.0, 1.0, 4),
-            "(b) raw Ray Tune, reuse_actors=True": (5.0, 1.0, 4),
-            "(c) this project's sweep (tuning.run)": (7.0, 1.0, 4)}
+MEASURED = {
+    "(a) raw Ray Tune, reuse_actors=False": (50.0, 1.0, 4),
+    "(b) raw Ray Tune, reuse_actors=True": (5.0, 1.0, 4),
+    "(c) this project's sweep (tuning.run)": (7.0, 1.0, 4),
+}
 
 
 def test_overhead_render():
@@ -375,8 +446,9 @@ def test_gpu_busy_dry_run_on_cpu(tmp_path, local_ray):
     assert gpu_busy.lrs(3) == pytest.approx([1e-3, 1e-2, 1e-1])
     assert gpu_busy.main(["--cpu", "--results", str(tmp_path)]) == 0
     text = (tmp_path / "gpu_cpu.md").read_text()
-    rows = {r.split(" | ")[0].lstrip("| "): r.rstrip(" |").split(" | ") for r in text.splitlines()
-            if r.startswith("| ")}
+    rows = {
+        r.split(" | ")[0].lstrip("| "): r.rstrip(" |").split(" | ") for r in text.splitlines() if r.startswith("| ")
+    }
     assert set(rows) >= {s.label for s in gpu_busy.DRY_SCENARIOS}
     for label in (s.label for s in gpu_busy.DRY_SCENARIOS):
         assert rows[label][1:3] == ["1", "2"], rows[label]  # 1 trial, 2 epochs in each run (DDP: rank 0's only)

@@ -1,5 +1,6 @@
 """Budgets in real units: a wall-clock and a GPU-hour limit. The rules on a SweepState with an injected
 clock (no sleeping); one real sweep on a local Ray whose wall-clock budget ends it, trials stopped."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,17 @@ class Clock:
 
 def state(b: Budget, clock: Clock, gpus: float = 0.0) -> SweepState:
     rules = zoom.Rules(low=-4, high=-1, spacing=1.0, max_epochs=3, max_rounds=5, points_per_round=2)
-    return SweepState(rules=rules, param="lr", metric="val_loss", decision_epoch=1, groups=[{}], base={},
-                      budget=b, gpus_per_trial=gpus, clock=clock)
+    return SweepState(
+        rules=rules,
+        param="lr",
+        metric="val_loss",
+        decision_epoch=1,
+        groups=[{}],
+        base={},
+        budget=b,
+        gpus_per_trial=gpus,
+        clock=clock,
+    )
 
 
 def test_ended_names_the_budget_and_the_null_budget_never_ends():
@@ -89,8 +99,10 @@ def test_zoom_budget_keys_are_checked_and_may_grow_on_resume():
         with pytest.raises(config.ConfigError, match=f"zoom.{next(iter(bad))}"):
             config.parse({**base, "zoom": bad})
     grown = config.parse({**base, "zoom": {"budget_wall_s": 120, "budget_gpu_hours": 1.5, "on_budget": "finish"}})
-    assert config.resume_changes(cfg, grown) == ([], {"zoom.budget_wall_s": (60.0, 120.0),
-                                                      "zoom.on_budget": ("stop", "finish")})
+    assert config.resume_changes(cfg, grown) == (
+        [],
+        {"zoom.budget_wall_s": (60.0, 120.0), "zoom.on_budget": ("stop", "finish")},
+    )
 
 
 @pytest.mark.slow
@@ -99,10 +111,17 @@ def test_a_wall_budget_ends_a_real_sweep_its_trials_stopped_and_the_pick_made_fr
     trials that ran are stopped at their next report; best.json and the report name the budget."""
     from orchestrator import run_sweep
 
-    cfg = config.parse({
-        "name": "wall", "workload": "digits_mlp", "max_epochs": 30, "storage": str(tmp_path / "runs"),
-        "space": {"lr": {"log": [1e-3, 1e-1], "per_decade": 1}, "optimizer": "sgd", "momentum": 0.9, "width": 16},
-        "asha": {"enabled": False}, "zoom": {"max_rounds": 3, "budget_wall_s": 1, "on_budget": "stop"}})
+    cfg = config.parse(
+        {
+            "name": "wall",
+            "workload": "digits_mlp",
+            "max_epochs": 30,
+            "storage": str(tmp_path / "runs"),
+            "space": {"lr": {"log": [1e-3, 1e-1], "per_decade": 1}, "optimizer": "sgd", "momentum": 0.9, "width": 16},
+            "asha": {"enabled": False},
+            "zoom": {"max_rounds": 3, "budget_wall_s": 1, "on_budget": "stop"},
+        }
+    )
     summary = run_sweep(cfg, quiet=True)
     best = json.loads((summary.folder / "best.json").read_text())
     assert best["stop_reason"].startswith("wall-clock budget spent"), best["stop_reason"]

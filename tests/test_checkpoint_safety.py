@@ -1,5 +1,6 @@
 """A ``state.pt`` planted in the storage must not run code: checkpoints are loaded with
 ``torch.load(weights_only=True)`` on the worker (a trial's retry) and on the driver (resume)."""
+
 from __future__ import annotations
 
 import os
@@ -68,12 +69,20 @@ def test_a_non_dict_state_is_refused(tmp_path):
         load_state(str(tmp_path / "c"))
 
 
-@pytest.mark.parametrize("extra", [{"optimizer": "adam"},
-                                   {"optimizer": "sgd", "momentum": 0.9, "schedule": "plateau", "patience": 0,
-                                    "warmup": 1}])
+@pytest.mark.parametrize(
+    "extra",
+    [{"optimizer": "adam"}, {"optimizer": "sgd", "momentum": 0.9, "schedule": "plateau", "patience": 0, "warmup": 1}],
+)
 def test_the_states_the_trainable_saves_load_as_plain_data_and_resume_exactly(tmp_path, extra):
-    config = {"workload": "digits_mlp", "max_epochs": 3, "lr": 0.01, "width": 16, "seed": 0,
-              "checkpoint_every": 1, **extra}
+    config = {
+        "workload": "digits_mlp",
+        "max_epochs": 3,
+        "lr": 0.01,
+        "width": 16,
+        "seed": 0,
+        "checkpoint_every": 1,
+        **extra,
+    }
     saved = []
 
     def report(metrics, state):
@@ -110,11 +119,24 @@ def test_a_trial_retried_from_a_planted_checkpoint_errors_and_runs_no_code(local
     from ray import tune
 
     marker = tmp_path / "code-ran"
-    config = {"workload": "digits_mlp", "max_epochs": 2, "lr": 0.01, "width": 8, "checkpoint_every": 1,
-              "marker": str(marker)}
-    tuner = tune.Tuner(planting_trainable, param_space=config, run_config=tune.RunConfig(
-        name="planted", storage_path=str(tmp_path / "runs"), verbose=0,
-        failure_config=tune.FailureConfig(max_failures=1)))
+    config = {
+        "workload": "digits_mlp",
+        "max_epochs": 2,
+        "lr": 0.01,
+        "width": 8,
+        "checkpoint_every": 1,
+        "marker": str(marker),
+    }
+    tuner = tune.Tuner(
+        planting_trainable,
+        param_space=config,
+        run_config=tune.RunConfig(
+            name="planted",
+            storage_path=str(tmp_path / "runs"),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=1),
+        ),
+    )
     grid = tuner.fit()
     error = str(grid[0].error)
     assert "checkpoint refused" in error and "deliberate crash" not in error  # the retry hit the refusal

@@ -1,4 +1,5 @@
 """Small CLI paths, in-process (`main() -> int`), and the trainable's edge cases."""
+
 import copy
 import shutil
 import struct
@@ -43,8 +44,15 @@ def test_a_trial_restored_with_no_epochs_left_finishes_at_once():
 
 
 def test_a_restored_trial_continues_the_same_curve():
-    config = {"workload": "digits_mlp", "lr": 0.02, "momentum": 0.9, "max_epochs": 4, "checkpoint_every": 1,
-              "schedule": "inverse", "eps": 0.3}
+    config = {
+        "workload": "digits_mlp",
+        "lr": 0.02,
+        "momentum": 0.9,
+        "max_epochs": 4,
+        "checkpoint_every": 1,
+        "schedule": "inverse",
+        "eps": 0.3,
+    }
     full, states = [], []
     # deep copies: a state holds live tensors (the trainable writes it to disk at once)
     run_epochs(config, report=lambda m, s: (full.append(m), states.append(copy.deepcopy(s))))
@@ -60,8 +68,9 @@ def test_make_demo_installs_without_the_test_extras(tmp_path):
     if shutil.which("make") is None:
         pytest.skip("no make on this machine")
     venv = tmp_path / "venv"  # absent: make -n lists every step of a fresh install, runs none
-    out = subprocess.run(["make", "-n", "demo", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["make", "-n", "demo", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     installs = [line for line in out.splitlines() if " pip install" in line and "--upgrade pip" not in line]
     assert len(installs) == 1 and installs[0].endswith(" -e ."), out
     assert "constraints.txt" in installs[0] and "constraints-test" not in out and "[test" not in out
@@ -71,8 +80,10 @@ def test_make_demo_installs_without_the_test_extras(tmp_path):
 # --- overrides, resume, Ctrl-C at start-up, Ray's own lines (issue #15, items 12-14) --------------------
 def _demo(tmp_path, workload="digits_mlp", name="demo"):
     path = tmp_path / "demo.yaml"
-    path.write_text(f"name: {name}\nworkload: {workload}\nmax_epochs: 3\nstorage: {tmp_path / 'runs'}\n"
-                    "space: {lr: {log: [1e-3, 1e-1]}, optimizer: sgd}\n")
+    path.write_text(
+        f"name: {name}\nworkload: {workload}\nmax_epochs: 3\nstorage: {tmp_path / 'runs'}\n"
+        "space: {lr: {log: [1e-3, 1e-1]}, optimizer: sgd}\n"
+    )
     return path
 
 
@@ -80,14 +91,27 @@ def test_name_and_set_override_the_file_and_are_checked_like_it(tmp_path, capsys
     from orchestrator import config
 
     path = _demo(tmp_path)
-    args = cli.build_parser().parse_args(["run", str(path), "--name", "007", "--set", "space.optimizer=adam",
-                                          "--set", "max_epochs=5", "--set", "zoom.max_rounds=3"])
+    args = cli.build_parser().parse_args(
+        [
+            "run",
+            str(path),
+            "--name",
+            "007",
+            "--set",
+            "space.optimizer=adam",
+            "--set",
+            "max_epochs=5",
+            "--set",
+            "zoom.max_rounds=3",
+        ]
+    )
     cfg, text = cli.load(args)
     assert (cfg.name, cfg.space["optimizer"], cfg.max_epochs, cfg.zoom.max_rounds) == ("007", "adam", 5, 3)
     assert config.loads(text) == cfg  # the text stored as sweep.yaml is the effective config
     assert text.startswith(f"# {path} with --name 007 --set space.optimizer=adam --set max_epochs=5")
-    assert cli.resume_command(args) == (f"sweep run {path} --name 007 --set space.optimizer=adam "
-                                        f"--set max_epochs=5 --set zoom.max_rounds=3 --resume")
+    assert cli.resume_command(args) == (
+        f"sweep run {path} --name 007 --set space.optimizer=adam --set max_epochs=5 --set zoom.max_rounds=3 --resume"
+    )
     for flags, expected in [
         (["--set", "space.optimizer=sgdd"], f"{path} (with --set space.optimizer=sgdd): space.optimizer: 'sgdd'"),
         (["--set", "space.optimiser=adam"], "space.optimiser: unknown key"),
@@ -104,8 +128,10 @@ def test_name_and_set_override_the_file_and_are_checked_like_it(tmp_path, capsys
 def test_resume_of_a_missing_sweep_is_refused_in_one_line(tmp_path, capsys):
     path = _demo(tmp_path)
     assert cli.main(["run", str(path), "--resume"]) == 2
-    assert capsys.readouterr().err == (f"sweep: error: {tmp_path / 'runs' / 'demo'}: nothing to resume (no sweep "
-                                       f"folder there); start the sweep without --resume\n")
+    assert capsys.readouterr().err == (
+        f"sweep: error: {tmp_path / 'runs' / 'demo'}: nothing to resume (no sweep "
+        f"folder there); start the sweep without --resume\n"
+    )
     assert not (tmp_path / "runs").exists()
 
 
@@ -122,8 +148,12 @@ def test_ctrl_c_during_start_up_says_there_is_nothing_to_resume(tmp_path, capsys
 def test_ray_warnings_show_with_verbose_only_and_levels_are_restored(caplog):
     import logging
 
-    names = ["ray.tune.tune", "ray.tune.execution.experiment_state", "ray.tune.analysis.experiment_analysis",
-             "ray._private.authentication.authentication_token_setup"]
+    names = [
+        "ray.tune.tune",
+        "ray.tune.execution.experiment_state",
+        "ray.tune.analysis.experiment_analysis",
+        "ray._private.authentication.authentication_token_setup",
+    ]
     before = [logging.getLogger(n).getEffectiveLevel() for n in ["ray.tune", *names]]
     with caplog.at_level(logging.INFO):
         for verbose in (False, True):
@@ -132,8 +162,11 @@ def test_ray_warnings_show_with_verbose_only_and_levels_are_restored(caplog):
                     logging.getLogger(n).warning("%s says %s", n, verbose)
                 logging.getLogger("ray.tune.tune").error("an error shows either way %s", verbose)
     shown = [r.getMessage() for r in caplog.records]
-    assert shown == ["an error shows either way False", *[f"{n} says True" for n in names],
-                     "an error shows either way True"]
+    assert shown == [
+        "an error shows either way False",
+        *[f"{n} says True" for n in names],
+        "an error shows either way True",
+    ]
     assert [logging.getLogger(n).getEffectiveLevel() for n in ["ray.tune", *names]] == before
 
 
@@ -150,10 +183,33 @@ def test_the_example_plugin_runs_from_another_folder_with_overrides(tmp_path):
     sweep = Path(sys.executable).with_name("sweep")
     command = [str(sweep)] if sweep.exists() else [sys.executable, "-m", "orchestrator.cli"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    done = subprocess.run([*command, "run", str(config), "--name", "plug", "--set", f"storage={tmp_path}",
-                           "--set", "max_epochs=3", "--set", "zoom.max_rounds=1", "--set", "asha.enabled=false",
-                           "--set", "space.lr={log: [1e-2, 1e-1]}", "--set", "space.hidden=16", "--no-check"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            *command,
+            "run",
+            str(config),
+            "--name",
+            "plug",
+            "--set",
+            f"storage={tmp_path}",
+            "--set",
+            "max_epochs=3",
+            "--set",
+            "zoom.max_rounds=1",
+            "--set",
+            "asha.enabled=false",
+            "--set",
+            "space.lr={log: [1e-2, 1e-1]}",
+            "--set",
+            "space.hidden=16",
+            "--no-check",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     folder = tmp_path / "plug"
     trials = json.loads((folder / "best.json").read_text())
@@ -176,16 +232,27 @@ def test_the_report_warns_when_the_pick_is_the_highest_rate_tried(tmp_path, caps
     folder.mkdir()
     rows = []  # better and better up to the highest rate tried: the best may lie above it
     for i, (lr, v) in enumerate({1e-4: 0.9, 1e-3: 0.6, 1e-2: 0.4, 1e-1: 0.3}.items()):
-        rows += [{**r, "val_loss": v, "train_loss": v / 2} for r in trial_rows(f"t{i}", 0, 0, lr, MAX_EPOCHS,
-                                                                               "completed")]
+        rows += [
+            {**r, "val_loss": v, "train_loss": v / 2} for r in trial_rows(f"t{i}", 0, 0, lr, MAX_EPOCHS, "completed")
+        ]
     results.write_trials(folder, rows)
-    results.write_json(folder / results.ROUNDS, {
-        "metric": "val_loss", "param": "lr", "max_epochs": MAX_EPOCHS, "stop_reason": "round budget spent",
-        "rounds": [{"index": 0, "points": 4, "reason": "coarse grid", "brackets": {"0": [-2.5, 1.5]}}],
-        "groups": [GROUPS[0]], "cliff_margin": None})
+    results.write_json(
+        folder / results.ROUNDS,
+        {
+            "metric": "val_loss",
+            "param": "lr",
+            "max_epochs": MAX_EPOCHS,
+            "stop_reason": "round budget spent",
+            "rounds": [{"index": 0, "points": 4, "reason": "coarse grid", "brackets": {"0": [-2.5, 1.5]}}],
+            "groups": [GROUPS[0]],
+            "cliff_margin": None,
+        },
+    )
     assert cli.main(["report", str(folder)]) == 0
-    assert ("**Warning:** the chosen lr 0.1 is the highest rate tried (0.0001 .. 0.1): the best may lie above it; "
-            "widen space.lr past it and run again.") in (folder / "report.md").read_text()
+    assert (
+        "**Warning:** the chosen lr 0.1 is the highest rate tried (0.0001 .. 0.1): the best may lie above it; "
+        "widen space.lr past it and run again."
+    ) in (folder / "report.md").read_text()
     inside = make_sweep(tmp_path / "inside")  # its pick lies between the rates tried: no warning
     assert cli.main(["report", str(inside)]) == 0
     assert "**Warning:** the chosen" not in (inside / "report.md").read_text()

@@ -13,6 +13,7 @@
 The test clusters bind 127.0.0.1 only. Ray replaces a loopback node address with the machine's routable
 one unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``: the clusters and the drivers run with it.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,14 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 RAY = VENV_BIN / "ray"
 MARKER_VAR = "SWEEP_CONNECT_TEST_CLUSTER"
-AUTH_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS",
-             "RAY_USE_TLS")
+AUTH_VARS = (
+    "RAY_AUTH_TOKEN",
+    "RAY_AUTH_TOKEN_PATH",
+    "RAY_AUTH_MODE",
+    "RAY_ADDRESS",
+    "RAY_API_SERVER_ADDRESS",
+    "RAY_USE_TLS",
+)
 LOOPBACK_IPS = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
 
@@ -100,8 +107,9 @@ print("LISTENERS " + json.dumps(found))
 def test_embedded_ray_listens_on_loopback_only(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS}
     env.update(HOME=str(tmp_path), PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-c", LISTENERS], cwd=ROOT, env=env, capture_output=True, text=True,
-                       check=False, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", LISTENERS], cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     found = json.loads(r.stdout.split("LISTENERS ", 1)[1])
     names = {name for _, name, _, _ in found}
@@ -163,8 +171,14 @@ def _start_head(mode: str):
     home = tmp / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS}
-    env.update(HOME=str(home), RAY_AUTH_MODE=mode, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-               PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", **{MARKER_VAR: marker})
+    env.update(
+        HOME=str(home),
+        RAY_AUTH_MODE=mode,
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        **{MARKER_VAR: marker},
+    )
     env.pop("PYTHONPATH", None)
     token = None
     if mode == "token":
@@ -174,14 +188,36 @@ def _start_head(mode: str):
         path.chmod(0o600)
         env["RAY_AUTH_TOKEN_PATH"] = str(path)
     gcs, client, agent, agent_grpc, runtime_env, metrics = _free_ports(6)
-    cmd = [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
-           "--ray-client-server-port", str(client), "--include-dashboard", "false", "--num-cpus", "2",
-           "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
-           "--runtime-env-agent-port", str(runtime_env), "--metrics-export-port", str(metrics),
-           "--temp-dir", str(tmp / "r"), "--disable-usage-stats"]
+    cmd = [
+        str(RAY),
+        "start",
+        "--head",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--port",
+        str(gcs),
+        "--ray-client-server-port",
+        str(client),
+        "--include-dashboard",
+        "false",
+        "--num-cpus",
+        "2",
+        "--dashboard-agent-listen-port",
+        str(agent),
+        "--dashboard-agent-grpc-port",
+        str(agent_grpc),
+        "--runtime-env-agent-port",
+        str(runtime_env),
+        "--metrics-export-port",
+        str(metrics),
+        "--temp-dir",
+        str(tmp / "r"),
+        "--disable-usage-stats",
+    ]
     try:
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, start_new_session=True,
-                           check=False)
+        r = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=180, start_new_session=True, check=False
+        )
         assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
         head = Head(f"127.0.0.1:{gcs}", f"ray://127.0.0.1:{client}", token, tmp)
         # ready when the GCS answers (asked the way sweep run asks)
@@ -218,22 +254,30 @@ def _driver_env(tmp_path: Path, **extra: str) -> dict:
 
 
 def _run(args: list[str], env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", *args], cwd=ROOT, env=env, check=False,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "run", *args],
+        cwd=ROOT,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("sweep: error:")]
 
 
-def test_token_cluster_runs_the_sweep_with_the_token_and_warns_it_is_unencrypted(token_head, small_config,
-                                                                                   tmp_path):
+def test_token_cluster_runs_the_sweep_with_the_token_and_warns_it_is_unencrypted(token_head, small_config, tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text(token_head.token)
     token_file.chmod(0o600)
     cfg = small_config("on-token-cluster")
-    r = _run([str(cfg), "--address", token_head.gcs, "--no-check"],
-             _driver_env(tmp_path, RAY_AUTH_TOKEN_PATH=str(token_file)))
+    r = _run(
+        [str(cfg), "--address", token_head.gcs, "--no-check"],
+        _driver_env(tmp_path, RAY_AUTH_TOKEN_PATH=str(token_file)),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     warnings = [line for line in r.stderr.splitlines() if line.startswith("sweep: warning:")]
     assert len(warnings) == 1 and "unencrypted" in warnings[0] and token_head.gcs in warnings[0], r.stderr
@@ -241,14 +285,16 @@ def test_token_cluster_runs_the_sweep_with_the_token_and_warns_it_is_unencrypted
     assert (tmp_path / "runs" / "on-token-cluster" / "best.json").exists()
 
 
-def test_token_cluster_without_a_token_or_with_a_wrong_one_is_refused_in_one_line(token_head, small_config,
-                                                                                    tmp_path):
+def test_token_cluster_without_a_token_or_with_a_wrong_one_is_refused_in_one_line(token_head, small_config, tmp_path):
     cfg = small_config("no-token")
     r = _run([str(cfg), "--address", token_head.gcs, "--no-check"], _driver_env(tmp_path), timeout=120)
     assert r.returncode == 2, r.stderr[-3000:]
     assert _errors(r.stderr) == [r.stderr.strip()] and "requires a Ray auth token" in r.stderr, r.stderr
-    r = _run([str(cfg), "--address", token_head.gcs, "--no-check"],
-             _driver_env(tmp_path, RAY_AUTH_TOKEN="not-the-token"), timeout=120)
+    r = _run(
+        [str(cfg), "--address", token_head.gcs, "--no-check"],
+        _driver_env(tmp_path, RAY_AUTH_TOKEN="not-the-token"),
+        timeout=120,
+    )
     assert r.returncode == 2, r.stderr[-3000:]
     assert _errors(r.stderr) == [r.stderr.strip()] and "rejected the Ray auth token from RAY_AUTH_TOKEN" in r.stderr
     assert "not-the-token" not in r.stderr
@@ -276,8 +322,9 @@ def test_unreachable_address_fails_within_the_connect_timeout(small_config, tmp_
         address = f"127.0.0.1:{held.getsockname()[1]}"
         cfg = small_config("unreachable")
         start = time.monotonic()
-        r = _run([str(cfg), "--address", address, "--no-check", "--connect-timeout", "4"], _driver_env(tmp_path),
-                 timeout=60)
+        r = _run(
+            [str(cfg), "--address", address, "--no-check", "--connect-timeout", "4"], _driver_env(tmp_path), timeout=60
+        )
         took = time.monotonic() - start
     assert r.returncode == 1, r.stderr[-3000:]
     assert _errors(r.stderr) == [r.stderr.strip()], r.stderr

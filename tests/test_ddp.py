@@ -2,6 +2,7 @@
 workers, inside the sweep's Tune experiment, on a multi-node local cluster (``ray.cluster_utils.Cluster``);
 a worker node is removed mid-trial and the trial it held resumes from its checkpoint on the other node once
 that node is free (Tune's ``max_failures`` retry, as for a one-worker trial)."""
+
 from __future__ import annotations
 
 import threading
@@ -35,7 +36,10 @@ def test_shards_are_equal_disjoint_and_cover_whole_steps():
     assert distributed.concurrent_trials(two, {"CPU": 5, "GPU": 4}) == 2  # CPUs: 5 // 2; GPUs: 4 // 1
     assert distributed.concurrent_trials(two, {"CPU": 1}) == 1  # never below one (it waits for a node)
     assert (two.backend(), distributed.Scaling(2, gpu=1).backend(), distributed.Scaling(2).backend()) == (
-        "gloo", "nccl", "gloo")  # NCCL refuses two ranks on one GPU
+        "gloo",
+        "nccl",
+        "gloo",
+    )  # NCCL refuses two ranks on one GPU
 
 
 @pytest.mark.slow
@@ -47,8 +51,15 @@ def test_two_worker_trials_on_a_cluster_survive_a_lost_node(tmp_path, ray_temp):
 
     # examples/ddp.yaml (workers: 2, the built-in loop), shortened: one round of 2 rates, ASHA off
     data = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "ddp.yaml").read_text())
-    data.update(name="ddp", max_epochs=EPOCHS, storage=str(tmp_path / "runs"), checkpoint_every=1, max_failures=2,
-                asha={"enabled": False}, zoom={"max_rounds": 1})
+    data.update(
+        name="ddp",
+        max_epochs=EPOCHS,
+        storage=str(tmp_path / "runs"),
+        checkpoint_every=1,
+        max_failures=2,
+        asha={"enabled": False},
+        zoom={"max_rounds": 1},
+    )
     data["space"].update(lr={"log": [1e-2, 1e-1], "per_decade": 1}, width=32, batch_size=64)
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -56,8 +67,9 @@ def test_two_worker_trials_on_a_cluster_survive_a_lost_node(tmp_path, ray_temp):
     assert (cfg.resources.workers, cfg.resources.cpu) == (2, 1)
     temp = ray_temp
     # the head runs the drivers (no CPU); each worker node fits one trial's 2 workers (packed on it)
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "temp_dir": temp,
-                                                            "include_dashboard": False})
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 0, "temp_dir": temp, "include_dashboard": False}
+    )
     nodes = [cluster.add_node(num_cpus=2, temp_dir=temp) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)

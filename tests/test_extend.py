@@ -1,5 +1,6 @@
 """``sweep extend``: a finished sweep goes on with more rounds in its own folder, on a real local Ray; no
 trial runs again, the new round is a round (results, report, TensorBoard), resume.log records it."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,12 @@ from .test_monitor import events
 moto_endpoint, s3 = test_storage.moto_endpoint, test_storage.s3  # fixtures
 
 SPEC = {
-    "name": "ext", "workload": "digits_mlp", "max_epochs": 2,
+    "name": "ext",
+    "workload": "digits_mlp",
+    "max_epochs": 2,
     "space": {"lr": {"log": [1e-3, 1e-1], "per_decade": 1}, "optimizer": "sgd", "momentum": 0.9, "width": 8},
-    "asha": {"enabled": False}, "zoom": {"max_rounds": 2, "points_per_round": 2, "resolution": 0.01},
+    "asha": {"enabled": False},
+    "zoom": {"max_rounds": 2, "points_per_round": 2, "resolution": 0.01},
 }
 
 
@@ -99,14 +103,26 @@ def test_extend_a_sweep_stored_at_a_uri_from_a_machine_without_its_local_copy(s3
     path = tmp_path / "s3.yaml"
     path.write_text(SWEEP.format(name="s3ext", storage=s3.uri("runs")).replace("max_epochs: 3", "max_epochs: 2"))
     cmd = [sys.executable, "-m", "orchestrator.cli"]
-    run = subprocess.run(cmd + ["run", str(path), "--no-check", "--quiet"], capture_output=True, text=True, cwd=ROOT,
-                         env=dict(os.environ), timeout=600)
+    run = subprocess.run(
+        cmd + ["run", str(path), "--no-check", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ),
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     first = pq.read_table(pa.BufferReader(s3.read("runs/s3ext/trials.parquet"))).num_rows
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-machine"))
-    done = subprocess.run(cmd + ["extend", s3.uri("runs/s3ext"), "--rounds", "2", "--quiet"], capture_output=True,
-                          text=True, cwd=ROOT, env=dict(os.environ), timeout=600)
+    done = subprocess.run(
+        cmd + ["extend", s3.uri("runs/s3ext"), "--rounds", "2", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ),
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1].startswith("chosen lr=")
     rounds = json.loads(s3.read("runs/s3ext/rounds.json"))
@@ -154,8 +170,12 @@ def test_extension_checks_what_a_finished_sweep_folder_allows_without_ray(tmp_pa
     finished("epoch budget spent (99 >= 98 epochs)")
     cfg, grown = folders.extension(where, 3, spent + 1)
     assert grown == {"max_rounds": 3, "budget_epochs": (spent + 1) * MAX_EPOCHS}
-    assert (cfg.name, cfg.storage, cfg.zoom.max_rounds, cfg.zoom.budget_fte) == ("synth", str(folder.parent), 3,
-                                                                                 spent + 1)
+    assert (cfg.name, cfg.storage, cfg.zoom.max_rounds, cfg.zoom.budget_fte) == (
+        "synth",
+        str(folder.parent),
+        3,
+        spent + 1,
+    )
     log = (folder / "resume.log").read_text()
     assert log.count("\n") == 1 and "extended with zoom.max_rounds -> 3 (2 round(s) had run)" in log
     assert "[sweep] extended with" in capsys.readouterr().out

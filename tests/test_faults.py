@@ -1,4 +1,5 @@
 """Faults and bad input: crashing and diverging trials, malformed configs, storage. Real Ray, real torch."""
+
 from __future__ import annotations
 
 import collections
@@ -15,13 +16,37 @@ from orchestrator import config, folder as folders, run_sweep
 from orchestrator.config import ConfigError
 
 # --- malformed input ---------------------------------------------------------------------------
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
-                    st.text(max_size=12))
-keys = st.sampled_from(["name", "workload", "max_epochs", "space", "lr", "log", "per_decade", "asha", "zoom",
-                        "grace_period", "resources", "gpu", "cpu", "seed", "storage", "metric", "mode",
-                        "points_per_round", "bogus"]) | st.text(max_size=8)
-documents = st.recursive(scalars, lambda children: st.lists(children, max_size=4)
-                         | st.dictionaries(keys, children, max_size=6), max_leaves=25)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=True), st.text(max_size=12)
+)
+keys = st.sampled_from(
+    [
+        "name",
+        "workload",
+        "max_epochs",
+        "space",
+        "lr",
+        "log",
+        "per_decade",
+        "asha",
+        "zoom",
+        "grace_period",
+        "resources",
+        "gpu",
+        "cpu",
+        "seed",
+        "storage",
+        "metric",
+        "mode",
+        "points_per_round",
+        "bogus",
+    ]
+) | st.text(max_size=8)
+documents = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(keys, children, max_size=6),
+    max_leaves=25,
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -42,20 +67,32 @@ def test_random_yaml_text_raises_only_config_error(tmp_path_factory, text):
         config.load(path)
 
 
-@pytest.mark.parametrize("text, key", [
-    ("name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1], per_decade: 0}}", "per_decade"),
-    ("name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}}\nzoom: {max_rounds: 1000000}",
-     "zoom.max_rounds"),
-    ("name: x\nworkload: digits_mlp\nmax_epochs: 10000000\nspace: {lr: {log: [1e-3, 1e-1]}}", "max_epochs"),
-    ("name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: []}}", "space.lr"),
-    ("name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}, wd: {linear: [1, 0]}}",
-     "space.wd"),
-    ("name: ..\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}}", "name"),
-    ("name: x\nworkload: 'tests.faulty_workloads:nothing'\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}}",
-     "workload"),
-    ("name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}}\nresources: {cpu: -1}",
-     "resources.cpu"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1], per_decade: 0}}", "per_decade"),
+        (
+            "name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}}\n"
+            "zoom: {max_rounds: 1000000}",
+            "zoom.max_rounds",
+        ),
+        ("name: x\nworkload: digits_mlp\nmax_epochs: 10000000\nspace: {lr: {log: [1e-3, 1e-1]}}", "max_epochs"),
+        ("name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: []}}", "space.lr"),
+        (
+            "name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}, wd: {linear: [1, 0]}}",
+            "space.wd",
+        ),
+        ("name: ..\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}}", "name"),
+        (
+            "name: x\nworkload: 'tests.faulty_workloads:nothing'\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}}",
+            "workload",
+        ),
+        (
+            "name: x\nworkload: digits_mlp\nmax_epochs: 5\nspace: {lr: {log: [1e-3, 1e-1]}}\nresources: {cpu: -1}",
+            "resources.cpu",
+        ),
+    ],
+)
 def test_malformed_configs_name_the_key(tmp_path, text, key):
     path = tmp_path / "c.yaml"
     path.write_text(text)
@@ -76,12 +113,25 @@ def test_two_sweeps_with_one_name_never_share_a_folder(tmp_path):
 @pytest.mark.slow
 def test_crashing_and_diverging_trials_do_not_stop_the_sweep(local_ray, tmp_path):
     path = tmp_path / "faulty.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "faulty", "workload": "tests.faulty_workloads:raises_at_1e_3", "max_epochs": 3,
-        "storage": str(tmp_path / "runs"), "max_failures": 1,
-        "space": {"lr": {"log": [1e-3, 1e5], "per_decade": 0.5}, "optimizer": "sgd", "momentum": 0.9, "width": 32},
-        "asha": {"enabled": False}, "zoom": {"max_rounds": 2, "points_per_round": 2},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "faulty",
+                "workload": "tests.faulty_workloads:raises_at_1e_3",
+                "max_epochs": 3,
+                "storage": str(tmp_path / "runs"),
+                "max_failures": 1,
+                "space": {
+                    "lr": {"log": [1e-3, 1e5], "per_decade": 0.5},
+                    "optimizer": "sgd",
+                    "momentum": 0.9,
+                    "width": 32,
+                },
+                "asha": {"enabled": False},
+                "zoom": {"max_rounds": 2, "points_per_round": 2},
+            }
+        )
+    )
     summary = run_sweep(config.load(path), quiet=True)
     rows = pq.read_table(summary.folder / "trials.parquet").to_pylist()
     by_lr = {}
@@ -106,8 +156,15 @@ DEMO = yaml.safe_load((Path(__file__).resolve().parent.parent / "examples" / "di
 SCHEDULE_KEYS = {"schedule": "step", "gamma": 0.5, "step_size": 3, "warmup": 0}
 
 
-CROSS_KEY_LEAVES = [("max_epochs",), ("asha", "grace_period"), ("zoom", "decision_epoch"), ("zoom", "param"),
-                    ("space", "lr"), ("zoom", "points_per_round"), ("zoom", "groups")]
+CROSS_KEY_LEAVES = [
+    ("max_epochs",),
+    ("asha", "grace_period"),
+    ("zoom", "decision_epoch"),
+    ("zoom", "param"),
+    ("space", "lr"),
+    ("zoom", "points_per_round"),
+    ("zoom", "groups"),
+]
 
 
 def _leaves(data, path=()):
@@ -122,14 +179,39 @@ def _leaves(data, path=()):
 
 
 leaf_values = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 200), st.integers(-10**9, 10**9),
-    st.floats(allow_nan=True, allow_infinity=True), st.floats(1e-9, 10.0),
-    st.sampled_from(["sgd", "adam", "adamw", "sgdd", "step", "cosine", "inverse", "bogus_law", "val_error",
-                     "digits_mlp", "nope.nothing:here", "min", "max", "", "../x", "a/b", "x" * 300]),
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 200),
+    st.integers(-(10**9), 10**9),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(1e-9, 10.0),
+    st.sampled_from(
+        [
+            "sgd",
+            "adam",
+            "adamw",
+            "sgdd",
+            "step",
+            "cosine",
+            "inverse",
+            "bogus_law",
+            "val_error",
+            "digits_mlp",
+            "nope.nothing:here",
+            "min",
+            "max",
+            "",
+            "../x",
+            "a/b",
+            "x" * 300,
+        ]
+    ),
     st.lists(st.one_of(st.floats(1e-8, 1.0), st.sampled_from(["sgd", "adam", "step", "cosine"])), max_size=4),
-    st.dictionaries(st.sampled_from(["log", "per_decade", "linear", "points", "bogus"]),
-                    st.one_of(st.floats(1e-8, 10.0), st.integers(0, 20), st.lists(st.floats(1e-8, 1.0), max_size=3)),
-                    max_size=3),
+    st.dictionaries(
+        st.sampled_from(["log", "per_decade", "linear", "points", "bogus"]),
+        st.one_of(st.floats(1e-8, 10.0), st.integers(0, 20), st.lists(st.floats(1e-8, 1.0), max_size=3)),
+        max_size=3,
+    ),
 )
 
 
@@ -173,8 +255,9 @@ def _stage(exc: ConfigError) -> str:
 def test_fuzzed_leaves_of_the_demo_raise_only_config_error_and_reach_the_deep_checks():
     seen = collections.Counter()
 
-    @settings(max_examples=400, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=400, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+    )
     @given(mutated_demos())
     def check(doc):
         try:

@@ -3,6 +3,7 @@
 data (a 2-layer BERT from a ``BertConfig`` on generated tokens; an MLP on digits): per-epoch reports under
 the sweep's names, ASHA stopping a weak trial, checkpoints that hold the model, and a resume from one that
 goes on where it stopped. Skipped only where the extra is not installed (``make test`` installs both)."""
+
 from __future__ import annotations
 
 import importlib
@@ -59,8 +60,13 @@ def resume_from_last_checkpoint(folder: Path, trial_rows: list[dict], more: int 
 @pytest.mark.slow
 def test_a_lightning_module_swept_by_the_example(local_ray, tmp_path):
     pytest.importorskip("lightning", reason="the [lightning] extra is not installed (make test installs it)")
-    folder, rows = sweep_example(tmp_path, "lightning.yaml", max_epochs=3, asha={"grace_period": 1},
-                                 space={"lr": {"log": [1e-3, 10], "per_decade": 1}, "width": 32})
+    folder, rows = sweep_example(
+        tmp_path,
+        "lightning.yaml",
+        max_epochs=3,
+        asha={"grace_period": 1},
+        space={"lr": {"log": [1e-3, 10], "per_decade": 1}, "width": 32},
+    )
     trials = by_lr(rows)
     assert sorted(trials) == [1e-3, 1e-2, 1e-1, 1.0, 10.0]
     for curve in trials.values():  # one report per epoch, with what the module logs (val_loss, train_loss)
@@ -81,8 +87,13 @@ def test_a_lightning_module_swept_by_the_example(local_ray, tmp_path):
 @pytest.mark.slow
 def test_a_hugging_face_trainer_swept_by_the_example(local_ray, tmp_path):
     pytest.importorskip("transformers", reason="the [hf] extra is not installed (make test installs it)")
-    folder, rows = sweep_example(tmp_path, "hf-trainer.yaml", max_epochs=2, asha={"grace_period": 1},
-                                 space={"lr": {"log": [1e-2, 1], "per_decade": 1}})
+    folder, rows = sweep_example(
+        tmp_path,
+        "hf-trainer.yaml",
+        max_epochs=2,
+        asha={"grace_period": 1},
+        space={"lr": {"log": [1e-2, 1], "per_decade": 1}},
+    )
     trials = by_lr(rows)
     assert sorted(trials) == [1e-2, 1e-1, 1.0]
     for curve in trials.values():  # eval_loss -> val_loss, and the train loss the Trainer logged each epoch
@@ -96,9 +107,13 @@ def test_a_hugging_face_trainer_swept_by_the_example(local_ray, tmp_path):
     assert resumed["train_loss"] < 0.75 * trials[1e-2][0]["train_loss"]
 
 
-@pytest.mark.parametrize("module, framework, extra", [
-    ("orchestrator.integrations.hf", "transformers", "hf"),
-    ("orchestrator.integrations.lightning", "lightning", "lightning")])
+@pytest.mark.parametrize(
+    "module, framework, extra",
+    [
+        ("orchestrator.integrations.hf", "transformers", "hf"),
+        ("orchestrator.integrations.lightning", "lightning", "lightning"),
+    ],
+)
 def test_a_missing_framework_names_the_extra(monkeypatch, module, framework, extra):
     monkeypatch.setitem(sys.modules, framework, None)  # `import framework` now fails as if not installed
     monkeypatch.setitem(sys.modules, f"{framework}.pytorch", None)
@@ -107,7 +122,8 @@ def test_a_missing_framework_names_the_extra(monkeypatch, module, framework, ext
         importlib.import_module(module)
     assert str(caught.value) == (
         f"{framework} is not installed: the sweep's adapter for it needs the extra, "
-        f"pip install 'sweep-orchestrator[{extra}]' (from a clone: pip install -e '.[{extra}]')")
+        f"pip install 'sweep-orchestrator[{extra}]' (from a clone: pip install -e '.[{extra}]')"
+    )
 
 
 def test_the_adapters_refuse_a_trainer_that_does_not_report_each_epoch(tmp_path):
@@ -124,6 +140,14 @@ def test_the_adapters_refuse_a_trainer_that_does_not_report_each_epoch(tmp_path)
     pl_trainer = lightning.Trainer(check_val_every_n_epoch=2, logger=False, accelerator="cpu")
     with pytest.raises(ValueError, match=r"^Trainer\(check_val_every_n_epoch=2\): expected 1"):
         sweep_lightning.fit(pl_trainer, lightning.LightningModule(), trial)
-    assert hf.val_metrics({"eval_loss": 0.5, "eval_accuracy": 0.75, "eval_runtime": 1.0, "epoch": 2.0,
-                           "eval_samples_per_second": 9.0, "eval_steps_per_second": 1.0, "custom": 3}) == {
-        "val_loss": 0.5, "val_accuracy": 0.75, "custom": 3.0}
+    assert hf.val_metrics(
+        {
+            "eval_loss": 0.5,
+            "eval_accuracy": 0.75,
+            "eval_runtime": 1.0,
+            "epoch": 2.0,
+            "eval_samples_per_second": 9.0,
+            "eval_steps_per_second": 1.0,
+            "custom": 3,
+        }
+    ) == {"val_loss": 0.5, "val_accuracy": 0.75, "custom": 3.0}

@@ -1,5 +1,6 @@
 """The test session's own world (tests/conftest.py): a HOME, caches and an environment of its own, restored
 after; the repository importable whatever the working folder, by this process and by Ray's workers."""
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ import pytest
 
 from .conftest import ROOT
 
-INNER = '''
+INNER = """
 import importlib
 import os
 import subprocess
@@ -43,7 +44,7 @@ def test_the_next_test_and_its_subprocesses_see_none_of_it():
     child = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.environ))"], capture_output=True,
                            text=True, check=True)
     assert "SWEEP_TEST_LEAK" not in child.stdout and "RAY_AUTH_MODE" not in child.stdout
-'''
+"""
 
 
 def test_the_session_has_a_home_and_caches_of_its_own():
@@ -64,16 +65,25 @@ def test_a_session_from_another_folder_leaves_nothing_in_home_or_the_environment
     for folder in (home, work, out):
         folder.mkdir()
     (work / "test_inner.py").write_text(INNER)
-    drop = {"XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "MPLCONFIGDIR", "PYTHONPATH",
-            "RAY_ADDRESS", "RAY_AUTH_MODE"}
+    drop = {
+        "XDG_CACHE_HOME",
+        "XDG_CONFIG_HOME",
+        "XDG_DATA_HOME",
+        "XDG_STATE_HOME",
+        "MPLCONFIGDIR",
+        "PYTHONPATH",
+        "RAY_ADDRESS",
+        "RAY_AUTH_MODE",
+    }
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(HOME=str(home), OUT=str(out), REPO=str(ROOT))
     # the suite's conftest as a plugin; the repository on this process's sys.path only (not in PYTHONPATH:
     # that Ray's workers find it is the conftest's doing)
-    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import pytest; sys.exit(pytest.main("
-            f"['-q', '-p', 'no:cacheprovider', '-p', 'tests.conftest', '--rootdir', {str(work)!r}, 'test_inner.py']))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=600)
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); import pytest; sys.exit(pytest.main("
+        f"['-q', '-p', 'no:cacheprovider', '-p', 'tests.conftest', '--rootdir', {str(work)!r}, 'test_inner.py']))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert "2 passed" in done.stdout
     assert (out / "plot.png").stat().st_size > 0

@@ -5,6 +5,7 @@ temp dir and a HOME of their own, ``RAY_AUTH_MODE=token``) and torn down by kill
 processes that carry this module's marker in their environment: never ``ray stop``, which would stop
 every Ray on the machine. Fast tests of the pure parts (address, token, package) need no cluster.
 """
+
 from __future__ import annotations
 
 import http.server
@@ -162,7 +163,7 @@ class _FakeHandler(http.server.BaseHTTPRequestHandler):
             return self._answer(404)
         if api.echo_auth:  # a proxy whose error page repeats the request's headers
             return self._answer(500, text=f"upstream failed; request headers: Authorization: {auth}")
-        job = path[len("/api/jobs/"):]
+        job = path[len("/api/jobs/") :]
         if self.command == "POST" and not job:
             if api.agent_missing > 0:
                 api.agent_missing -= 1
@@ -175,9 +176,17 @@ class _FakeHandler(http.server.BaseHTTPRequestHandler):
         if self.command == "GET" and job.endswith("/logs"):
             return self._answer(200, {"logs": "log line\n"})
         if self.command == "GET":
-            return self._answer(200, {"type": "SUBMISSION", "submission_id": job, "status": api.status,
-                                      "entrypoint": "python -m orchestrator.cli run x.yaml", "message": "",
-                                      "metadata": {"sweep_folder": "/shared/runs/x"}})
+            return self._answer(
+                200,
+                {
+                    "type": "SUBMISSION",
+                    "submission_id": job,
+                    "status": api.status,
+                    "entrypoint": "python -m orchestrator.cli run x.yaml",
+                    "message": "",
+                    "metadata": {"sweep_folder": "/shared/runs/x"},
+                },
+            )
         return self._answer(404)
 
     do_GET = do_PUT = do_POST = _handle
@@ -228,8 +237,7 @@ def _sweep_process(home: Path, *argv: str, **env_vars: str) -> subprocess.Comple
     ``env_vars`` (so Ray's client reads RAY_AUTH_MODE from them, not from this test process)."""
     env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARS}
     env.update(HOME=str(home), **env_vars)
-    return subprocess.run([str(SWEEP_BIN), *argv], env=env, capture_output=True, text=True, timeout=120,
-                          check=False)
+    return subprocess.run([str(SWEEP_BIN), *argv], env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_open_cluster_refused_unless_insecure_and_never_gets_the_token(clean_env, small_config, fake_api):
@@ -253,10 +261,14 @@ def test_open_cluster_refused_unless_insecure_and_never_gets_the_token(clean_env
     assert secret not in r.stdout + r.stderr
 
     # The same environment does make Ray's client send the token: the guard above is what kept it back.
-    probe = ("import sys; from ray.job_submission import JobSubmissionClient as C; "
-             "C(sys.argv[1]).list_jobs()")
-    subprocess.run([sys.executable, "-c", probe, api.url], capture_output=True, timeout=120, check=False,
-                   env={**{k: v for k, v in os.environ.items() if k not in TOKEN_VARS}, "HOME": str(clean_env), **env})
+    probe = "import sys; from ray.job_submission import JobSubmissionClient as C; C(sys.argv[1]).list_jobs()"
+    subprocess.run(
+        [sys.executable, "-c", probe, api.url],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env={**{k: v for k, v in os.environ.items() if k not in TOKEN_VARS}, "HOME": str(clean_env), **env},
+    )
     assert ("GET", "/api/version", f"Bearer {secret}") in api.seen
 
 
@@ -266,8 +278,14 @@ def test_token_in_error_bodies_is_masked_in_every_output(clean_env, monkeypatch,
     api = fake_api("token")
     api.echo_auth = True
     cfg = small_config("echo")
-    for argv in (["submit", str(cfg)], ["submit", str(cfg), "--follow"], ["status", "j1"], ["logs", "j1"],
-                 ["logs", "j1", "--follow"], ["stop", "j1"]):
+    for argv in (
+        ["submit", str(cfg)],
+        ["submit", str(cfg), "--follow"],
+        ["status", "j1"],
+        ["logs", "j1"],
+        ["logs", "j1", "--follow"],
+        ["stop", "j1"],
+    ):
         n = len(api.seen)
         assert sweep(*argv, "--address", api.url) == 1, argv
         out = capsys.readouterr()
@@ -333,8 +351,9 @@ def test_submit_waits_for_the_job_agent_then_gives_up(clean_env, monkeypatch, ca
 
 
 @pytest.mark.parametrize("storage", ["runs", "./runs", "~/runs", "~"])
-def test_machine_local_storage_refused_unless_allowed(clean_env, monkeypatch, capsys, small_config, fake_api,
-                                                      tmp_path, storage):
+def test_machine_local_storage_refused_unless_allowed(
+    clean_env, monkeypatch, capsys, small_config, fake_api, tmp_path, storage
+):
     monkeypatch.setenv("RAY_AUTH_TOKEN", "tok")
     api = fake_api("token")
     cfg = small_config("local")
@@ -368,7 +387,7 @@ def test_log_stream_never_shows_a_token_cut_between_chunks():
     for step in range(1, len(text) + 1):
         shown, held = "", ""
         for i in range(0, len(text), step):
-            part, held = jobs.scrub_stream(held + text[i:i + step], secret)
+            part, held = jobs.scrub_stream(held + text[i : i + step], secret)
             assert secret not in part
             shown += part
         assert shown + held == text.replace(secret, "***"), (step, shown)
@@ -456,13 +475,20 @@ def ray_cluster():
     home = tmp / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARS}
-    env.update(HOME=str(home), PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", RAY_AUTH_MODE="token",
-               RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1", **{MARKER_VAR: marker})
+    env.update(
+        HOME=str(home),
+        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        RAY_AUTH_MODE="token",
+        RAY_USAGE_STATS_ENABLED="0",
+        PYTHONUNBUFFERED="1",
+        **{MARKER_VAR: marker},
+    )
     env.pop("PYTHONPATH", None)
     try:
         # Ray's own way to make a token: `ray get-auth-token --generate` writes ~/.ray/auth_token.
-        gen = subprocess.run([str(RAY), "get-auth-token", "--generate"], env=env, capture_output=True,
-                             text=True, timeout=60)
+        gen = subprocess.run(
+            [str(RAY), "get-auth-token", "--generate"], env=env, capture_output=True, text=True, timeout=60
+        )
         assert gen.returncode == 0, gen.stderr[-2000:]
         token_path = home / ".ray" / "auth_token"
         token = token_path.read_text().strip()
@@ -472,14 +498,49 @@ def ray_cluster():
         common = ["--disable-usage-stats", "--node-ip-address", "127.0.0.1"]
         # A temp dir per node: nodes sharing one would share runtime_resources/, and the worker node's
         # runtime-env agent would delete the job's working_dir under the head node's feet.
-        head = [str(RAY), "start", "--head", "--temp-dir", str(tmp / "h"), "--port", str(gcs),
-                "--dashboard-host", "127.0.0.1",
-                "--dashboard-port", str(dash), "--ray-client-server-port", str(client), "--num-cpus", "2",
-                "--dashboard-agent-listen-port", str(agent1), "--runtime-env-agent-port", str(rt1),
-                "--metrics-export-port", str(met1), "--include-dashboard", "true", *common]
-        worker = [str(RAY), "start", "--address", f"127.0.0.1:{gcs}", "--temp-dir", str(tmp / "w"), "--num-cpus", "1",
-                  "--dashboard-agent-listen-port", str(agent2), "--runtime-env-agent-port", str(rt2),
-                  "--metrics-export-port", str(met2), *common]
+        head = [
+            str(RAY),
+            "start",
+            "--head",
+            "--temp-dir",
+            str(tmp / "h"),
+            "--port",
+            str(gcs),
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(dash),
+            "--ray-client-server-port",
+            str(client),
+            "--num-cpus",
+            "2",
+            "--dashboard-agent-listen-port",
+            str(agent1),
+            "--runtime-env-agent-port",
+            str(rt1),
+            "--metrics-export-port",
+            str(met1),
+            "--include-dashboard",
+            "true",
+            *common,
+        ]
+        worker = [
+            str(RAY),
+            "start",
+            "--address",
+            f"127.0.0.1:{gcs}",
+            "--temp-dir",
+            str(tmp / "w"),
+            "--num-cpus",
+            "1",
+            "--dashboard-agent-listen-port",
+            str(agent2),
+            "--runtime-env-agent-port",
+            str(rt2),
+            "--metrics-export-port",
+            str(met2),
+            *common,
+        ]
         for cmd in (head, worker):
             r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, start_new_session=True)
             assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
@@ -520,11 +581,21 @@ zoom: {{max_rounds: 1}}
 """
 
 
-def _sweep_yaml(tmp_path: Path, name: str, epochs: int = 2, low: str = "1e-3", asha: str = "true",
-                every: int = 0, workload: str = "digits_mlp") -> Path:
+def _sweep_yaml(
+    tmp_path: Path,
+    name: str,
+    epochs: int = 2,
+    low: str = "1e-3",
+    asha: str = "true",
+    every: int = 0,
+    workload: str = "digits_mlp",
+) -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(SWEEP.format(name=name, epochs=epochs, storage=tmp_path / "runs", low=low, asha=asha,
-                                 every=every, workload=workload))
+    path.write_text(
+        SWEEP.format(
+            name=name, epochs=epochs, storage=tmp_path / "runs", low=low, asha=asha, every=every, workload=workload
+        )
+    )
     return path
 
 
@@ -533,8 +604,10 @@ def token_printing_workload(config: dict):
     its environment would), then fails: the job's logs and its failure message hold the token."""
     from orchestrator.workloads import WorkloadError
 
-    token = os.environ.get("RAY_AUTH_TOKEN") or Path(
-        os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").read_text().strip()
+    token = (
+        os.environ.get("RAY_AUTH_TOKEN")
+        or Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").read_text().strip()
+    )
     print(f"debug: auth token {token}", flush=True)
     raise WorkloadError(f"this workload refuses to train (token {token})")
 

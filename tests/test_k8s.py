@@ -6,6 +6,7 @@ the repository out with ``shared/`` beside it. Without them the schema tests fai
 skip then says so). The wiring and hardening tests (kustomization, ConfigMap, volumes, securityContext,
 NetworkPolicy, Secret, Dockerfile) need no CRDs.
 """
+
 from __future__ import annotations
 
 import base64
@@ -40,7 +41,8 @@ SWEEP_CONFIG_PATH = "/etc/sweep/sweep.yaml"
 
 MANIFEST_FILES = sorted(p for p in K8S.iterdir() if p.suffix in (".yaml", ".yml")) if K8S.is_dir() else []
 DOCS: list[tuple[str, dict[str, Any]]] = [
-    (p.name, doc) for p in MANIFEST_FILES if p != KUSTOMIZATION for doc in kv.load_yaml_documents(p)]
+    (p.name, doc) for p in MANIFEST_FILES if p != KUSTOMIZATION for doc in kv.load_yaml_documents(p)
+]
 KUBERAY_KINDS = {"RayCluster", "RayJob", "RayService"}
 CUSTOM_RESOURCES = [(f, d) for f, d in DOCS if d.get("kind") in KUBERAY_KINDS]
 
@@ -65,15 +67,24 @@ def crds(request) -> kv.CRDSchemas:
     if folder is None:
         pytest.skip(f"KubeRay CRD schema checks skipped on request ({CRD_DIR_ENV}=skip)")
     if not folder.is_dir():
-        pytest.fail(f"KubeRay CRDs not found: {folder} is missing. Check out the shared/ folder beside the "
-                    f"repository (it holds schemas/kuberay), or set {CRD_DIR_ENV} to a folder with the KubeRay "
-                    f"CRDs, or {CRD_DIR_ENV}=skip to skip the schema checks", pytrace=False)
+        pytest.fail(
+            f"KubeRay CRDs not found: {folder} is missing. Check out the shared/ folder beside the "
+            f"repository (it holds schemas/kuberay), or set {CRD_DIR_ENV} to a folder with the KubeRay "
+            f"CRDs, or {CRD_DIR_ENV}=skip to skip the schema checks",
+            pytrace=False,
+        )
     cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
-    schemas = kv.CRDSchemas(folder, kinds={d["kind"] for _, d in CUSTOM_RESOURCES} | {"RayCluster", "RayJob"},
-                            cache_dir=cache.mkdir("kuberay-crds") if cache is not None else None)
+    schemas = kv.CRDSchemas(
+        folder,
+        kinds={d["kind"] for _, d in CUSTOM_RESOURCES} | {"RayCluster", "RayJob"},
+        cache_dir=cache.mkdir("kuberay-crds") if cache is not None else None,
+    )
     if not {"RayCluster", "RayJob"} <= schemas.kinds():
-        pytest.fail(f"{folder} holds no RayCluster/RayJob CRDs (found {sorted(schemas.kinds())}): expected "
-                    f"KubeRay's ray.io_rayclusters.yaml and ray.io_rayjobs.yaml", pytrace=False)
+        pytest.fail(
+            f"{folder} holds no RayCluster/RayJob CRDs (found {sorted(schemas.kinds())}): expected "
+            f"KubeRay's ray.io_rayclusters.yaml and ray.io_rayjobs.yaml",
+            pytrace=False,
+        )
     return schemas
 
 
@@ -231,7 +242,7 @@ def test_sweep_yaml_is_mounted_where_the_entrypoint_reads_it():
         assert found, f"{where}: nothing mounted at {SWEEP_CONFIG_PATH} in the head container"
         mount, volume = found
         assert volume.get("configMap", {}).get("name") == cm["metadata"]["name"], where
-        key = SWEEP_CONFIG_PATH[len(mount["mountPath"].rstrip("/")) + 1:]
+        key = SWEEP_CONFIG_PATH[len(mount["mountPath"].rstrip("/")) + 1 :]
         items = volume["configMap"].get("items")
         assert (key in cm["data"]) if not items else any(i["path"] == key for i in items), where
 
@@ -346,8 +357,9 @@ def test_autoscaler_sidecar_is_hardened_and_alone_holds_the_api_token():
         sources = volumes[token["name"]]["projected"]["sources"]
         assert any(src.get("serviceAccountToken", {}).get("path") == "token" for src in sources), where
         assert any(item["path"] == "ca.crt" for src in sources for item in src.get("configMap", {}).get("items", []))
-        assert any(item["path"] == "namespace"
-                   for src in sources for item in src.get("downwardAPI", {}).get("items", []))
+        assert any(
+            item["path"] == "namespace" for src in sources for item in src.get("downwardAPI", {}).get("items", [])
+        )
 
 
 def test_validator_finds_no_hardening_problem():
@@ -384,9 +396,15 @@ NAMESPACE = "sweeps"  # wherever `kubectl apply -k` puts them; the policy names 
 
 def _kuberay_pod_labels(cluster: str, node_type: str, group: str, template: dict[str, Any]) -> dict[str, str]:
     """The labels KubeRay v1.7 gives a Ray pod (ray-operator/controllers/ray/common/pod.go, labelPod)."""
-    labels = {"ray.io/is-ray-node": "yes", "ray.io/cluster": cluster, "ray.io/node-type": node_type,
-              "ray.io/group": group, "ray.io/identifier": f"{cluster}-{node_type}",
-              "app.kubernetes.io/name": "kuberay", "app.kubernetes.io/created-by": "kuberay-operator"}
+    labels = {
+        "ray.io/is-ray-node": "yes",
+        "ray.io/cluster": cluster,
+        "ray.io/node-type": node_type,
+        "ray.io/group": group,
+        "ray.io/identifier": f"{cluster}-{node_type}",
+        "app.kubernetes.io/name": "kuberay",
+        "app.kubernetes.io/created-by": "kuberay-operator",
+    }
     extra = (template.get("metadata") or {}).get("labels") or {}
     owned = ("ray.io/node-type", "ray.io/group", "ray.io/cluster")
     return {**labels, **{k: v for k, v in extra.items() if k not in owned}}
@@ -434,8 +452,12 @@ def test_networkpolicy_admits_ray_ports_only_from_inside_the_namespace():
             assert kv.policy_admits(policy, NAMESPACE, labels, _pod(NAMESPACE, other_ray_pod), port), (where, port)
         inside = kv.policy_admits(policy, NAMESPACE, head, _pod(NAMESPACE, {"app": "notebook"}), port)
         assert inside is (port in RAY_PORTS), f"a non-Ray pod of the namespace, port {port}"
-        outsiders = [_pod("other", {"app": "notebook"}), _pod("other", other_ray_pod), {"ip": "203.0.113.9"},
-                     _pod("kube-system", {"app.kubernetes.io/name": "kuberay-operator"})]
+        outsiders = [
+            _pod("other", {"app": "notebook"}),
+            _pod("other", other_ray_pod),
+            {"ip": "203.0.113.9"},
+            _pod("kube-system", {"app.kubernetes.io/name": "kuberay-operator"}),
+        ]
         for source in outsiders:
             assert not kv.policy_admits(policy, NAMESPACE, head, source, port), (source, port)
 
@@ -443,9 +465,12 @@ def test_networkpolicy_admits_ray_ports_only_from_inside_the_namespace():
 def test_networkpolicy_lets_the_kuberay_operator_follow_jobs():
     policy = _policy()
     head = dict(_ray_pods())["RayJob head"]
-    operator_ns = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-                   for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])
-                   if "namespaceSelector" in peer]
+    operator_ns = [
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for rule in policy["spec"]["ingress"]
+        for peer in rule.get("from", [])
+        if "namespaceSelector" in peer
+    ]
     assert operator_ns == ["default"], "the operator's namespace (README.md says how to change it)"
     operator = _pod("default", {"app.kubernetes.io/name": "kuberay-operator", "app.kubernetes.io/instance": "kuberay"})
     assert kv.policy_admits(policy, NAMESPACE, head, operator, 8265)
@@ -480,8 +505,12 @@ def test_policy_admits_follows_networkpolicy_semantics():
     assert not kv.policy_admits(ranged, "ns", target, _pod("ns"), 20000)
     udp = {"spec": {"podSelector": {}, "ingress": [{"ports": [{"port": 53, "protocol": "UDP"}]}]}}
     assert not kv.policy_admits(udp, "ns", target, _pod("ns"), 53)
-    expr = {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]},
-                                 {"key": "gone", "operator": "DoesNotExist"}]}
+    expr = {
+        "matchExpressions": [
+            {"key": "tier", "operator": "In", "values": ["a"]},
+            {"key": "gone", "operator": "DoesNotExist"},
+        ]
+    }
     assert kv.selector_matches(expr, {"tier": "a"}) and not kv.selector_matches(expr, {"tier": "a", "gone": "1"})
 
 
@@ -532,8 +561,9 @@ def docker_context(root: Path, dockerignore: Path) -> set[str]:
         if line and not line.startswith("#"):
             negate = line.startswith("!")
             rules.append((negate, _ignore_regex(line.lstrip("!"))))
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True,
-                            text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
     kept = set()
     for path in listed:
         prefixes = ["/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 2)]
@@ -576,18 +606,41 @@ def test_image_installs_every_module_from_its_build_context(tmp_path):
             for source in sources:
                 base = source.rstrip("/")
                 for path in sorted(p for p in context if p == base or p.startswith(base + "/")):
-                    target = src / dest / (Path(path).name if path == base else path[len(base) + 1:])
+                    target = src / dest / (Path(path).name if path == base else path[len(base) + 1 :])
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(REPO / path, target)
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                          "--disable-pip-version-check", "-q",
-                          "--wheel-dir", str(tmp_path / "wheels"), str(src)], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "-q",
+            "--wheel-dir",
+            str(tmp_path / "wheels"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     (wheel,) = (tmp_path / "wheels").glob("*.whl")
     built = {n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".py")}
-    expected = {p for p in subprocess.run(["git", "ls-files", "orchestrator", "cluster", "schedules"], cwd=REPO,
-                                          capture_output=True, text=True, check=True).stdout.split()
-                if p.endswith(".py")}
+    expected = {
+        p
+        for p in subprocess.run(
+            ["git", "ls-files", "orchestrator", "cluster", "schedules"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        if p.endswith(".py")
+    }
     assert expected and expected <= built, sorted(expected - built)
 
 
@@ -606,6 +659,7 @@ def _set(path: list[Any], value: Any) -> Callable[[dict], None]:
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = value
+
     return mutate
 
 
@@ -615,6 +669,7 @@ def _delete(path: list[Any]) -> Callable[[dict], None]:
         for key in path[:-1]:
             node = node[key]
         del node[path[-1]]
+
     return mutate
 
 
@@ -624,6 +679,7 @@ def _rename(path: list[Any], new: str) -> Callable[[dict], None]:
         for key in path[:-1]:
             node = node[key]
         node[new] = node.pop(path[-1])
+
     return mutate
 
 
@@ -632,66 +688,149 @@ HEAD_C = ["spec", "headGroupSpec", "template", "spec", "containers", 0]
 JOB_W = ["spec", "rayClusterSpec", "workerGroupSpecs", 0]
 
 BROKEN: list[tuple[str, str, Callable[[dict], None], str]] = [
-    ("typo-workerGroupSpec", "RayCluster", _rename(["spec", "workerGroupSpecs"], "workerGroupSpec"),
-     "'workerGroupSpec' was unexpected"),
+    (
+        "typo-workerGroupSpec",
+        "RayCluster",
+        _rename(["spec", "workerGroupSpecs"], "workerGroupSpec"),
+        "'workerGroupSpec' was unexpected",
+    ),
     ("replicas-wrong-type", "RayCluster", _set(W + ["replicas"], "two"), "is not of type 'integer'"),
     ("maxReplicas-overflows-int32", "RayCluster", _set(W + ["maxReplicas"], 2**31), "int32"),
     ("missing-groupName", "RayCluster", _delete(W + ["groupName"]), "'groupName' is a required property"),
-    ("missing-headGroupSpec", "RayCluster", _delete(["spec", "headGroupSpec"]),
-     "'headGroupSpec' is a required property"),
+    (
+        "missing-headGroupSpec",
+        "RayCluster",
+        _delete(["spec", "headGroupSpec"]),
+        "'headGroupSpec' is a required property",
+    ),
     ("missing-container-name", "RayCluster", _delete(HEAD_C + ["name"]), "'name' is a required property"),
-    ("min-greater-than-max", "RayCluster",
-     lambda o: _worker(o).update(minReplicas=5, maxReplicas=1, replicas=1), "minReplicas (5) > maxReplicas (1)"),
+    (
+        "min-greater-than-max",
+        "RayCluster",
+        lambda o: _worker(o).update(minReplicas=5, maxReplicas=1, replicas=1),
+        "minReplicas (5) > maxReplicas (1)",
+    ),
     ("image-latest", "RayCluster", _set(HEAD_C + ["image"], "rayproject/ray:latest"), "pin a version"),
-    ("image-untagged", "RayCluster", _set(W + ["template", "spec", "containers", 0, "image"], "rayproject/ray"),
-     "pin a version"),
+    (
+        "image-untagged",
+        "RayCluster",
+        _set(W + ["template", "spec", "containers", 0, "image"], "rayproject/ray"),
+        "pin a version",
+    ),
     ("authOptions-mode-missing", "RayCluster", _delete(["spec", "authOptions", "mode"]), "authOptions.mode"),
-    ("authOptions-mode-bogus", "RayCluster", _set(["spec", "authOptions", "mode"], "password"),
-     "is not one of ['disabled', 'token']"),
+    (
+        "authOptions-mode-bogus",
+        "RayCluster",
+        _set(["spec", "authOptions", "mode"], "password"),
+        "is not one of ['disabled', 'token']",
+    ),
     ("token-needs-ray-2.52", "RayCluster", _set(["spec", "rayVersion"], "2.51.0"), ">= 2.52.0"),
-    ("head-LoadBalancer", "RayCluster", _set(["spec", "headGroupSpec", "serviceType"], "LoadBalancer"),
-     "expected ClusterIP"),
-    ("no-gpu-limit", "RayCluster", _delete(W + ["template", "spec", "containers", 0, "resources", "limits",
-                                                 "nvidia.com/gpu"]), "GPU worker group"),
-    ("unknown-field-in-pod-template", "RayCluster", _set(HEAD_C + ["imagePullPolicyy"], "Always"),
-     "'imagePullPolicyy' was unexpected"),
-    ("unknown-field-in-metadata", "RayCluster", _rename(["metadata", "labels"], "lables"),
-     "'lables' was unexpected"),
+    (
+        "head-LoadBalancer",
+        "RayCluster",
+        _set(["spec", "headGroupSpec", "serviceType"], "LoadBalancer"),
+        "expected ClusterIP",
+    ),
+    (
+        "no-gpu-limit",
+        "RayCluster",
+        _delete(W + ["template", "spec", "containers", 0, "resources", "limits", "nvidia.com/gpu"]),
+        "GPU worker group",
+    ),
+    (
+        "unknown-field-in-pod-template",
+        "RayCluster",
+        _set(HEAD_C + ["imagePullPolicyy"], "Always"),
+        "'imagePullPolicyy' was unexpected",
+    ),
+    ("unknown-field-in-metadata", "RayCluster", _rename(["metadata", "labels"], "lables"), "'lables' was unexpected"),
     ("cluster-name-too-long", "RayCluster", _set(["metadata", "name"], "s" * 54), "at most 53"),
     ("job-name-too-long", "RayJob", _set(["metadata", "name"], "sweep-" + "x" * 42), "at most 47"),
     ("job-name-not-dns", "RayJob", _set(["metadata", "name"], "Sweep_Digits"), "DNS-1035"),
-    ("job-typo-in-cluster-spec", "RayJob", _rename(["spec", "rayClusterSpec", "workerGroupSpecs"],
-                                                   "workerGroupSpec"), "'workerGroupSpec' was unexpected"),
-    ("job-shutdown-wrong-type", "RayJob", _set(["spec", "shutdownAfterJobFinishes"], "yes"),
-     "is not of type 'boolean'"),
-    ("job-ttl-without-shutdown", "RayJob", _set(["spec", "shutdownAfterJobFinishes"], False),
-     "needs shutdownAfterJobFinishes"),
+    (
+        "job-typo-in-cluster-spec",
+        "RayJob",
+        _rename(["spec", "rayClusterSpec", "workerGroupSpecs"], "workerGroupSpec"),
+        "'workerGroupSpec' was unexpected",
+    ),
+    (
+        "job-shutdown-wrong-type",
+        "RayJob",
+        _set(["spec", "shutdownAfterJobFinishes"], "yes"),
+        "is not of type 'boolean'",
+    ),
+    (
+        "job-ttl-without-shutdown",
+        "RayJob",
+        _set(["spec", "shutdownAfterJobFinishes"], False),
+        "needs shutdownAfterJobFinishes",
+    ),
     ("job-min-greater-than-max", "RayJob", _set(JOB_W + ["minReplicas"], 9), "minReplicas (9) > maxReplicas"),
-    ("job-auth-off", "RayJob", _set(["spec", "rayClusterSpec", "authOptions"], {"mode": "disabled"}),
-     "expected 'token'"),
+    (
+        "job-auth-off",
+        "RayJob",
+        _set(["spec", "rayClusterSpec", "authOptions"], {"mode": "disabled"}),
+        "expected 'token'",
+    ),
     ("job-no-cluster", "RayJob", _delete(["spec", "rayClusterSpec"]), "rayClusterSpec or clusterSelector"),
     ("runs-as-root", "RayCluster", _set(HEAD_C + ["securityContext", "runAsUser"], 0), "runAsUser"),
-    ("pod-not-non-root", "RayCluster", _delete(["spec", "headGroupSpec", "template", "spec", "securityContext",
-                                                "runAsNonRoot"]), "runAsNonRoot: expected true"),
-    ("privilege-escalation", "RayCluster", _set(W + ["template", "spec", "containers", 0, "securityContext",
-                                                     "allowPrivilegeEscalation"], True), "allowPrivilegeEscalation"),
-    ("capability-added", "RayCluster", _set(HEAD_C + ["securityContext", "capabilities", "add"], ["NET_ADMIN"]),
-     "capabilities.add"),
-    ("writable-root", "RayCluster", _set(HEAD_C + ["securityContext", "readOnlyRootFilesystem"], False),
-     "readOnlyRootFilesystem"),
+    (
+        "pod-not-non-root",
+        "RayCluster",
+        _delete(["spec", "headGroupSpec", "template", "spec", "securityContext", "runAsNonRoot"]),
+        "runAsNonRoot: expected true",
+    ),
+    (
+        "privilege-escalation",
+        "RayCluster",
+        _set(W + ["template", "spec", "containers", 0, "securityContext", "allowPrivilegeEscalation"], True),
+        "allowPrivilegeEscalation",
+    ),
+    (
+        "capability-added",
+        "RayCluster",
+        _set(HEAD_C + ["securityContext", "capabilities", "add"], ["NET_ADMIN"]),
+        "capabilities.add",
+    ),
+    (
+        "writable-root",
+        "RayCluster",
+        _set(HEAD_C + ["securityContext", "readOnlyRootFilesystem"], False),
+        "readOnlyRootFilesystem",
+    ),
     ("no-writable-tmp", "RayCluster", lambda o: _head_container(o)["volumeMounts"].pop(0), "/tmp"),
     ("home-cache", "RayCluster", lambda o: _head_container(o)["env"].pop(0), "XDG_CACHE_HOME"),
-    ("seccomp-unconfined", "RayCluster", _set(HEAD_C + ["securityContext", "seccompProfile"], {"type": "Unconfined"}),
-     "seccompProfile"),
-    ("api-token-mounted", "RayCluster", _delete(W + ["template", "spec", "automountServiceAccountToken"]),
-     "automountServiceAccountToken"),
-    ("autoscaler-without-token", "RayCluster", lambda o: o["spec"]["autoscalerOptions"]["volumeMounts"].pop(),
-     "autoscaler needs a projected serviceAccountToken"),
-    ("autoscaler-escalates", "RayCluster", _set(["spec", "autoscalerOptions", "securityContext",
-                                                 "allowPrivilegeEscalation"], True), "allowPrivilegeEscalation"),
+    (
+        "seccomp-unconfined",
+        "RayCluster",
+        _set(HEAD_C + ["securityContext", "seccompProfile"], {"type": "Unconfined"}),
+        "seccompProfile",
+    ),
+    (
+        "api-token-mounted",
+        "RayCluster",
+        _delete(W + ["template", "spec", "automountServiceAccountToken"]),
+        "automountServiceAccountToken",
+    ),
+    (
+        "autoscaler-without-token",
+        "RayCluster",
+        lambda o: o["spec"]["autoscalerOptions"]["volumeMounts"].pop(),
+        "autoscaler needs a projected serviceAccountToken",
+    ),
+    (
+        "autoscaler-escalates",
+        "RayCluster",
+        _set(["spec", "autoscalerOptions", "securityContext", "allowPrivilegeEscalation"], True),
+        "allowPrivilegeEscalation",
+    ),
     ("job-default-submitter", "RayJob", _delete(["spec", "submitterPodTemplate"]), "submitterPodTemplate"),
-    ("job-submitter-root", "RayJob", _set(["spec", "submitterPodTemplate", "spec", "securityContext", "runAsUser"], 0),
-     "runAsUser"),
+    (
+        "job-submitter-root",
+        "RayJob",
+        _set(["spec", "submitterPodTemplate", "spec", "securityContext", "runAsUser"], 0),
+        "runAsUser",
+    ),
 ]
 
 
@@ -727,8 +866,11 @@ def test_strict_schema_honours_preserve_unknown_fields():
         "properties": {
             "metadata": {"type": "object"},
             "typed": {"type": "object", "properties": {"a": {"type": "integer"}}},
-            "preserved": {"type": "object", "properties": {"a": {"type": "integer"}},
-                          "x-kubernetes-preserve-unknown-fields": True},
+            "preserved": {
+                "type": "object",
+                "properties": {"a": {"type": "integer"}},
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
             "opaque": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
             "pruned": {"type": "object"},
             "when": {"type": "string", "nullable": True},
@@ -748,8 +890,22 @@ def test_strict_schema_honours_preserve_unknown_fields():
 
 
 def test_kustomize_images_rewrites_nested_containers():
-    obj = {"spec": {"a": [{"template": {"spec": {"containers": [{"name": "x", "image": "rayproject/ray:1.0"},
-                                                                {"name": "y", "image": "busybox:1"}]}}}]}}
+    obj = {
+        "spec": {
+            "a": [
+                {
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {"name": "x", "image": "rayproject/ray:1.0"},
+                                {"name": "y", "image": "busybox:1"},
+                            ]
+                        }
+                    }
+                }
+            ]
+        }
+    }
     (out,) = kv.kustomize_images([obj], [{"name": "rayproject/ray", "newName": "reg/img", "newTag": "2"}])
     images = [c["image"] for _, c in kv.iter_containers(out)]
     assert images == ["reg/img:2", "busybox:1"]

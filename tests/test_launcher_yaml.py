@@ -5,6 +5,7 @@
 min/max-worker checks), both in ``ray.autoscaler._private.util`` in Ray 2.60. What comes after needs the
 cloud (the AWS provider's ``bootstrap_config`` calls EC2/IAM) and is not done here.
 """
+
 from __future__ import annotations
 
 import copy
@@ -65,22 +66,38 @@ def _set(*path: Any, value: Any) -> Callable[[dict], None]:
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = value
+
     return mutate
 
 
 BROKEN: list[tuple[str, str, Callable[[dict], None], str]] = [
     ("unknown-top-level-key", "aws-gpu.yaml", _set("max_worker", value=4), "max_worker"),
-    ("min_workers-as-string", "aws-gpu.yaml", _set("available_node_types", "gpu_worker", "min_workers", value="0"),
-     "is not of type 'integer'"),
-    ("gpu-count-as-string", "aws-gpu.yaml", _set("available_node_types", "gpu_worker", "resources", "GPU",
-                                                value="1"), "is not of type 'integer'"),
-    ("unknown-node-type-key", "aws-gpu.yaml", _set("available_node_types", "gpu_worker", "max_worker", value=4),
-     "max_worker"),
+    (
+        "min_workers-as-string",
+        "aws-gpu.yaml",
+        _set("available_node_types", "gpu_worker", "min_workers", value="0"),
+        "is not of type 'integer'",
+    ),
+    (
+        "gpu-count-as-string",
+        "aws-gpu.yaml",
+        _set("available_node_types", "gpu_worker", "resources", "GPU", value="1"),
+        "is not of type 'integer'",
+    ),
+    (
+        "unknown-node-type-key",
+        "aws-gpu.yaml",
+        _set("available_node_types", "gpu_worker", "max_worker", value=4),
+        "max_worker",
+    ),
     ("unknown-docker-key", "aws-gpu.yaml", _set("docker", "imagee", value="rayproject/ray:2.60.0"), "imagee"),
-    ("head-type-not-defined", "aws-gpu.yaml", _set("head_node_type", value="ray.head.default"),
-     "head_node_type"),
-    ("min-workers-above-global-max", "aws-gpu.yaml", _set("available_node_types", "gpu_worker", "min_workers",
-                                                         value=9), "max_workers"),
+    ("head-type-not-defined", "aws-gpu.yaml", _set("head_node_type", value="ray.head.default"), "head_node_type"),
+    (
+        "min-workers-above-global-max",
+        "aws-gpu.yaml",
+        _set("available_node_types", "gpu_worker", "min_workers", value=9),
+        "max_workers",
+    ),
     ("local-unknown-top-level-key", "local.yaml", _set("worker_ip", value=["192.0.2.13"]), "worker_ip"),
     ("local-max_workers-as-string", "local.yaml", _set("max_workers", value="2"), "is not of type 'integer'"),
 ]
@@ -189,7 +206,7 @@ def core_dump_settings(config: dict[str, Any]) -> list[str]:
                 # `ulimit -c N`, `-cN`, `-Sc N`, `-Hc N`: the value follows the -c flag
                 for j, word in enumerate(words):
                     if word.startswith("-") and "c" in word[1:]:
-                        value = word[word.index("c") + 1:] or (words[j + 1] if j + 1 < len(words) else "")
+                        value = word[word.index("c") + 1 :] or (words[j + 1] if j + 1 < len(words) else "")
                         if value not in ("0",):
                             found.append(f"{key}[{i}]: {command.strip()}")
     for option in (config.get("docker") or {}).get("run_options") or []:
@@ -205,13 +222,16 @@ def test_no_core_dumps_turned_on(path: Path):
     assert core_dump_settings(config) == []
 
 
-@pytest.mark.parametrize("command, expected", [
-    ("ulimit -c unlimited; ray start --head", 1),
-    ("ulimit -S -c 1000000 && ray start", 1),
-    ("ulimit -Hc unlimited", 1),
-    ("ulimit -c 0; ray start", 0),
-    ("ulimit -n 65536; ray start", 0),
-])
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        ("ulimit -c unlimited; ray start --head", 1),
+        ("ulimit -S -c 1000000 && ray start", 1),
+        ("ulimit -Hc unlimited", 1),
+        ("ulimit -c 0; ray start", 0),
+        ("ulimit -n 65536; ray start", 0),
+    ],
+)
 def test_core_dump_check_sees_ulimit(command: str, expected: int):
     assert len(core_dump_settings({"head_start_ray_commands": [command]})) == expected
     docker = {"docker": {"run_options": ["--ulimit core=-1"]}}

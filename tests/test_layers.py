@@ -1,6 +1,7 @@
 """The layers hold: the import contract in pyproject.toml (import-linter), one home for each exception, and
 the commands that need no Ray (``sweep schedules``, ``sweep report``, ``sweep tensorboard``'s refusals) run
 in a process where ``import ray`` fails."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_import_contract_in_pyproject_is_kept():
     exe = Path(sys.executable).with_name("lint-imports")
     assert exe.exists(), f"{exe}: import-linter is in the test extra (pip install -e '.[test]')"
-    proc = subprocess.run([str(exe), "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [str(exe), "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "Pure modules import neither Ray nor torch KEPT" in proc.stdout and "0 broken" in proc.stdout
 
@@ -31,9 +33,11 @@ def test_the_import_contract_catches_a_module_that_imports_ray(tmp_path):
     """The same kind of contract on a Ray-edge module breaks: the check sees imports, it is not vacuous."""
     exe = Path(sys.executable).with_name("lint-imports")
     toml = tmp_path / "contract.toml"
-    toml.write_text('[tool.importlinter]\nroot_packages = ["orchestrator"]\ninclude_external_packages = true\n\n'
-                    '[[tool.importlinter.contracts]]\nname = "edge"\ntype = "forbidden"\n'
-                    'source_modules = ["orchestrator.board", "orchestrator.searcher"]\nforbidden_modules = ["ray"]\n')
+    toml.write_text(
+        '[tool.importlinter]\nroot_packages = ["orchestrator"]\ninclude_external_packages = true\n\n'
+        '[[tool.importlinter.contracts]]\nname = "edge"\ntype = "forbidden"\n'
+        'source_modules = ["orchestrator.board", "orchestrator.searcher"]\nforbidden_modules = ["ray"]\n'
+    )
     proc = subprocess.run([str(exe), "--config", str(toml)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "orchestrator.board is not allowed to import ray" in proc.stdout
@@ -41,10 +45,20 @@ def test_the_import_contract_catches_a_module_that_imports_ray(tmp_path):
 
 
 def test_each_exception_has_one_home():
-    for module, name in ((config, "ConfigError"), (storage, "StorageError"), (lease, "LeaseHeldError"),
-                         (results, "ResultsError"), (results, "NoMetricError"), (tuning, "SweepExistsError"),
-                         (tuning, "SweepInterrupted"), (connect, "AddressError"), (jobs, "AddressError"),
-                         (connect, "ClusterUnreachableError"), (jobs, "JobsInputError"), (jobs, "JobsError")):
+    for module, name in (
+        (config, "ConfigError"),
+        (storage, "StorageError"),
+        (lease, "LeaseHeldError"),
+        (results, "ResultsError"),
+        (results, "NoMetricError"),
+        (tuning, "SweepExistsError"),
+        (tuning, "SweepInterrupted"),
+        (connect, "AddressError"),
+        (jobs, "AddressError"),
+        (connect, "ClusterUnreachableError"),
+        (jobs, "JobsInputError"),
+        (jobs, "JobsError"),
+    ):
         assert getattr(module, name) is getattr(errors, name), f"{module.__name__}.{name}"
     with pytest.raises(errors.RunAddressError):  # one AddressError; its two kinds are told apart by name
         connect.resolve_address("http://head:8265")
@@ -67,8 +81,9 @@ def no_ray(tmp_path: Path) -> dict[str, str]:
 
 
 def sweep(env: dict[str, str], *argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *argv], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *argv], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_schedules_and_report_run_where_ray_cannot_be_imported(no_ray, tmp_path):
@@ -95,15 +110,19 @@ def test_objects_pickled_under_the_old_module_names_still_load(tmp_path):
     and a searcher state as ``orchestrator.searcher.*``: resuming it must unpickle them."""
     from orchestrator import board, progress, state, zoom
 
-    rules = zoom.Rules(low=-3.0, high=-1.0, spacing=1.0, max_epochs=3, max_rounds=2, points_per_round=2,
-                       resolution=0.1, tolerance=0.0)
+    rules = zoom.Rules(
+        low=-3.0, high=-1.0, spacing=1.0, max_epochs=3, max_rounds=2, points_per_round=2, resolution=0.1, tolerance=0.0
+    )
     s = state.SweepState(rules=rules, param="lr", metric="val_loss", decision_epoch=3, groups=[{}], base={})
     s.next_config("t0")
     sb = board.SweepBoard(tmp_path)
     sb.tally.add("t0", {"lr": 0.01})
     old_state = pickle.dumps(s, protocol=0).replace(b"corchestrator.state\n", b"corchestrator.searcher\n")
-    old_board = (pickle.dumps(sb, protocol=0).replace(b"corchestrator.board\n", b"corchestrator.monitor\n")
-                 .replace(b"corchestrator.progress\n", b"corchestrator.monitor\n"))
+    old_board = (
+        pickle.dumps(sb, protocol=0)
+        .replace(b"corchestrator.board\n", b"corchestrator.monitor\n")
+        .replace(b"corchestrator.progress\n", b"corchestrator.monitor\n")
+    )
     assert b"orchestrator.state" not in old_state and b"orchestrator.board" not in old_board
     assert b"orchestrator.progress" not in old_board
     s2, sb2 = pickle.loads(old_state), pickle.loads(old_board)

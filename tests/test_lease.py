@@ -1,6 +1,7 @@
 """One driver per sweep (``orchestrator.lease``): the lease logic on a real folder with real processes,
 and end to end: a sweep driven by one ``sweep run`` refuses a second ``--resume`` (exit 2, one line);
 after the first driver is SIGKILLed, ``--resume`` takes the sweep over and finishes it."""
+
 from __future__ import annotations
 
 import json
@@ -132,8 +133,10 @@ def test_a_driver_whose_lease_was_taken_over_stops_renewing_it(tmp_path, capsys)
 
 
 def test_bad_heartbeat_is_a_value_error(tmp_path):
-    with pytest.raises(ValueError, match="heartbeat_s"), lease.held(lease.LocalStore(tmp_path), heartbeat_s=5,
-                                                                     stale_after=1):
+    with (
+        pytest.raises(ValueError, match="heartbeat_s"),
+        lease.held(lease.LocalStore(tmp_path), heartbeat_s=5, stale_after=1),
+    ):
         pass
 
 
@@ -141,8 +144,15 @@ def test_bad_heartbeat_is_a_value_error(tmp_path):
 
 
 def _sweep(*args: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "run", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def test_second_driver_refused_while_first_runs_then_takes_over_after_sigkill(small_config, tmp_path):
@@ -158,8 +168,15 @@ def test_second_driver_refused_while_first_runs_then_takes_over_after_sigkill(sm
             assert time.monotonic() < deadline, "the first driver never saved Tune's state"
             time.sleep(0.2)
 
-        second = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(cfg), "--resume", "--quiet"],
-                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+        second = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", "run", str(cfg), "--resume", "--quiet"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert second.returncode == 2, second.stderr
         assert second.stderr.count("\n") == 1 and "another driver is running this sweep" in second.stderr
         assert f"pid {first.pid}" in second.stderr
@@ -169,8 +186,15 @@ def test_second_driver_refused_while_first_runs_then_takes_over_after_sigkill(sm
         os.killpg(first.pid, signal.SIGKILL)  # the driver and the embedded Ray it started
         first.wait()
 
-    third = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(cfg), "--resume"],
-                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    third = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "run", str(cfg), "--resume"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert third.returncode == 0, third.stderr[-3000:]
     assert f"took over the sweep: its driver (pid {first.pid} on {socket.gethostname()}) is gone" in third.stderr
     assert (folder / "best.json").exists()
@@ -188,8 +212,12 @@ def s3_sweep_uri(monkeypatch):
     import pyarrow.fs as pafs
     from moto.server import ThreadedMotoServer
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
         monkeypatch.setenv(key, value)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -197,8 +225,9 @@ def s3_sweep_uri(monkeypatch):
     try:
         host, port = server.get_host_and_port()
         bucket = f"sweeps-{uuid.uuid4().hex[:8]}"
-        pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http",
-                          allow_bucket_creation=True).create_dir(bucket)
+        pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", allow_bucket_creation=True).create_dir(
+            bucket
+        )
         yield f"s3://{bucket}/runs/name?endpoint_override={host}:{port}&scheme=http"
     finally:
         server.stop()

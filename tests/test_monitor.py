@@ -1,5 +1,6 @@
 """Monitoring: the pure tallies and HParams values, the callbacks on stand-in trials (fast), and a real sweep
 on a real local Ray read back through a real TensorBoard server's HTTP API (slow)."""
+
 from __future__ import annotations
 
 import glob
@@ -26,11 +27,32 @@ from orchestrator import board, cli, progress, tbserver
 
 # --- pure parts --------------------------------------------------------------------------------------
 def test_hparams_of_flattens_and_keeps_every_value():
-    hp = progress.hparams_of({"lr": 1e-3, "optimizer": "adam", "nesterov": True, "width": 64, "_cpus": 1.0,
-                             "milestones": [10, 20], "law": {"name": "step", "gamma": 0.1}, "note": None,
-                             "seed": np.int64(3), "bad": math.inf})
-    assert hp == {"lr": 1e-3, "optimizer": "adam", "nesterov": True, "width": 64.0, "milestones": "[10, 20]",
-                  "law/name": "step", "law/gamma": 0.1, "seed": 3.0, "bad": "inf", "schedule": "constant"}
+    hp = progress.hparams_of(
+        {
+            "lr": 1e-3,
+            "optimizer": "adam",
+            "nesterov": True,
+            "width": 64,
+            "_cpus": 1.0,
+            "milestones": [10, 20],
+            "law": {"name": "step", "gamma": 0.1},
+            "note": None,
+            "seed": np.int64(3),
+            "bad": math.inf,
+        }
+    )
+    assert hp == {
+        "lr": 1e-3,
+        "optimizer": "adam",
+        "nesterov": True,
+        "width": 64.0,
+        "milestones": "[10, 20]",
+        "law/name": "step",
+        "law/gamma": 0.1,
+        "seed": 3.0,
+        "bad": "inf",
+        "schedule": "constant",
+    }
     assert progress.hparams_of({"schedule": "cosine"})["schedule"] == "cosine"
     assert progress.hparams_of({"lr": 0.1, "round": 2, "seed_offset": 1}, ("round", "lr")) == {"lr": 0.1, "round": 2.0}
     law = {"name": "step", "gamma": 0.1}
@@ -106,17 +128,27 @@ def test_the_first_page_pins_the_losses_unsmoothed(tmp_path):
     query = dict(urllib.parse.parse_qsl(parts.query))
     assert url.startswith("http://127.0.0.1:6006/?") and parts.fragment == "timeseries" and query["smoothing"] == "0"
     assert [(c["plugin"], c["tag"]) for c in json.loads(query["pinnedCards"])] == [
-        ("scalars", "loss/val_loss"), ("scalars", "loss/train_loss"), ("scalars", "sweep/best_val_loss"),
-        ("scalars", "lr")]
+        ("scalars", "loss/val_loss"),
+        ("scalars", "loss/train_loss"),
+        ("scalars", "sweep/best_val_loss"),
+        ("scalars", "lr"),
+    ]
     assert tbserver.hparams_page("http://127.0.0.1:6006/") == "http://127.0.0.1:6006/#hparams"
 
 
 def test_the_pick_reads_best_json_and_leaves_out_what_it_lacks():
-    new = {"lr": 0.01, "val_loss": 0.1191, "interpolated": False, "epochs_spent": 261, "fte": 9.67, "trials": 11,
-           "score": {"value": 0.1191, "statistic": "mean of epochs 25-27", "label": "the trial at this rate"},
-           "band": {"low": 0.005, "high": 0.02, "noise": 0.0061, "threshold": 0.01},
-           "best_trial": {"trial_id": "57ae2bbd", "lr": 0.01285, "score": 0.1030, "statistic": "mean of epochs 25-27"},
-           "warnings": ["the pick sits on the edge"]}
+    new = {
+        "lr": 0.01,
+        "val_loss": 0.1191,
+        "interpolated": False,
+        "epochs_spent": 261,
+        "fte": 9.67,
+        "trials": 11,
+        "score": {"value": 0.1191, "statistic": "mean of epochs 25-27", "label": "the trial at this rate"},
+        "band": {"low": 0.005, "high": 0.02, "noise": 0.0061, "threshold": 0.01},
+        "best_trial": {"trial_id": "57ae2bbd", "lr": 0.01285, "score": 0.1030, "statistic": "mean of epochs 25-27"},
+        "warnings": ["the pick sits on the edge"],
+    }
     pick = board.pick_of(new)
     assert (pick["lr"], pick["low"], pick["high"], pick["noise"], pick["score"]) == (0.01, 0.005, 0.02, 0.0061, 0.1191)
     text = board.pick_markdown(pick)
@@ -160,8 +192,11 @@ def events(path: Path) -> dict[str, list]:
                 if v.metadata.plugin_data.plugin_name == "hparams":
                     value = plugin_data_pb2.HParamsPluginData.FromString(v.metadata.plugin_data.content)
                 else:
-                    value = v.simple_value if v.HasField("simple_value") else (
-                        v.tensor.float_val[0] if v.tensor.float_val else v.tensor)  # the loader makes scalars tensors
+                    value = (
+                        v.simple_value
+                        if v.HasField("simple_value")
+                        else (v.tensor.float_val[0] if v.tensor.float_val else v.tensor)
+                    )  # the loader makes scalars tensors
                 out.setdefault(v.tag, []).append((ev.step, value))
     return out
 
@@ -188,15 +223,25 @@ def drive(cbs, folder: Path, between_rounds=lambda: None) -> list[FakeTrial]:
     """A tiny two-round sweep of stand-in trials through the callbacks, the way Tune calls them;
     ``between_rounds()`` is called after round 0 ended, before round 1 starts."""
     cfg = {"max_epochs": 3, "optimizer": "sgd", "_cpus": 1.0}
-    trials = [FakeTrial(folder, "t1", {**cfg, "round": 0, "lr": 0.01}),
-              FakeTrial(folder, "t2", {**cfg, "round": 0, "lr": 1.0}),
-              FakeTrial(folder, "t3", {**cfg, "round": 1, "lr": 0.003})]
+    trials = [
+        FakeTrial(folder, "t1", {**cfg, "round": 0, "lr": 0.01}),
+        FakeTrial(folder, "t2", {**cfg, "round": 0, "lr": 1.0}),
+        FakeTrial(folder, "t3", {**cfg, "round": 1, "lr": 0.003}),
+    ]
     for cb in cbs:
         cb.setup()
 
     def result(tr, epoch, loss, **extra):
-        tr.last_result = {"epoch": epoch, "training_iteration": epoch, "val_loss": loss, "train_loss": loss / 2,
-                          "val_error": 0.1, "lr_epoch": tr.config["lr"], "diverged": False, **extra}
+        tr.last_result = {
+            "epoch": epoch,
+            "training_iteration": epoch,
+            "val_loss": loss,
+            "train_loss": loss / 2,
+            "val_error": 0.1,
+            "lr_epoch": tr.config["lr"],
+            "diverged": False,
+            **extra,
+        }
         for cb in cbs:
             cb.on_trial_result(iteration=0, trials=trials, trial=tr, result=dict(tr.last_result))
 
@@ -240,15 +285,26 @@ def test_callbacks_write_trial_hparams_and_the_sweep_run(tmp_path, capsys, monke
     t1, t2, t3 = (events(tmp_path / name) for name in runs[1:])
     assert [v for _, v in t1["loss/val_loss"]] == pytest.approx([1.0, 0.5, 1 / 3])
     assert [s for s, _ in t1["loss/val_loss"]] == [1, 2, 3]  # step = epoch
-    assert {"loss/val_loss", "loss/train_loss", "val_error", "lr", "_hparams_/session_start_info",
-            "_hparams_/session_end_info"} == set(t1)  # only what a user reads: no ray/tune/* counters
+    assert {
+        "loss/val_loss",
+        "loss/train_loss",
+        "val_error",
+        "lr",
+        "_hparams_/session_start_info",
+        "_hparams_/session_end_info",
+    } == set(t1)  # only what a user reads: no ray/tune/* counters
     assert "loss/val_loss" not in t2  # the diverged trial's inf is left out, not written
     start = t1["_hparams_/session_start_info"][0][1].session_start_info
-    assert dict(start.hparams) == {"round": start.hparams["round"], "lr": start.hparams["lr"],
-                                   "optimizer": start.hparams["optimizer"]}  # the searched values only
+    assert dict(start.hparams) == {
+        "round": start.hparams["round"],
+        "lr": start.hparams["lr"],
+        "optimizer": start.hparams["optimizer"],
+    }  # the searched values only
     assert start.hparams["lr"].number_value == 0.01 and start.hparams["optimizer"].string_value == "sgd"
-    status = {name: ev["_hparams_/session_end_info"][0][1].session_end_info.status
-              for name, ev in (("t1", t1), ("t2", t2), ("t3", t3))}
+    status = {
+        name: ev["_hparams_/session_end_info"][0][1].session_end_info.status
+        for name, ev in (("t1", t1), ("t2", t2), ("t3", t3))
+    }
     assert status == {"t1": 1, "t2": 2, "t3": 2}  # success; failure for the diverged and the errored one
 
     sweep = events(tmp_path / board.SWEEP_RUN)
@@ -266,8 +322,10 @@ def test_callbacks_write_trial_hparams_and_the_sweep_run(tmp_path, capsys, monke
     assert (infos["lr"].domain_interval.min_value, infos["lr"].domain_interval.max_value) == (1e-3, 1.0)
     assert [v.string_value for v in infos["optimizer"].domain_discrete.values] == ["sgd", "adam"]
     assert [(m.name.tag, m.display_name) for m in experiment.metric_infos] == [
-        ("loss/val_loss", "val_loss (last epoch)"), ("loss/train_loss", "train_loss (last epoch)"),
-        ("val_error", "val_error (last epoch)")]
+        ("loss/val_loss", "val_loss (last epoch)"),
+        ("loss/train_loss", "train_loss (last epoch)"),
+        ("val_error", "val_error (last epoch)"),
+    ]
     assert "custom_scalars__config__" in sweep
 
     out = capsys.readouterr().out.splitlines()
@@ -322,8 +380,9 @@ def test_cli_tensorboard_errors_are_one_line_exit_2(tmp_path, capsys):
 # --- a real sweep, a real TensorBoard ----------------------------------------------------------------
 def _get(url: str, path: str, body: dict | None = None):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url.rstrip("/") + path, data=data,
-                                 headers={"Content-Type": "application/json"} if data else {})
+    req = urllib.request.Request(
+        url.rstrip("/") + path, data=data, headers={"Content-Type": "application/json"} if data else {}
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
 
@@ -347,9 +406,22 @@ def _page(browser: str, url: str) -> str:
     """The page as a headless Chromium renders it (charts as SVG), after 15 s of page time."""
     parts = urllib.parse.urlsplit(url)
     svg = urllib.parse.urlunsplit(parts._replace(query="&".join(q for q in (parts.query, "forceSVG=true") if q)))
-    proc = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                           "--window-size=1600,1000", "--virtual-time-budget=15000", "--dump-dom", svg],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            browser,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1600,1000",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            svg,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return proc.stdout
 
 
@@ -381,8 +453,12 @@ def test_real_sweep_in_tensorboard(local_ray, small_config, tensorboard_over, ca
         runs = set(_get(server.url, "/data/runs"))
         tags = _get(server.url, "/data/plugin/scalars/tags")
         images = _get(server.url, "/data/plugin/images/tags").get(board.SWEEP_RUN, {})
-        done = set(names.values()) | {board.SWEEP_RUN} <= runs and "chosen/lr" in tags.get(board.SWEEP_RUN, {}) \
-            and "chosen/val_loss_vs_lr" in images and all("lr" in tags.get(n, {}) for n in names.values())
+        done = (
+            set(names.values()) | {board.SWEEP_RUN} <= runs
+            and "chosen/lr" in tags.get(board.SWEEP_RUN, {})
+            and "chosen/val_loss_vs_lr" in images
+            and all("lr" in tags.get(n, {}) for n in names.values())
+        )
         if done or time.time() > deadline:
             break
         time.sleep(1)
@@ -390,8 +466,11 @@ def test_real_sweep_in_tensorboard(local_ray, small_config, tensorboard_over, ca
     every_tag = {tag for run in tags.values() for tag in run}
     assert not [t for t in every_tag if t.startswith("ray/") or "iterations" in t or "restore" in t]
     for name in names.values():
-        assert {"lr", "time/epoch_seconds"} <= set(tags[name]) <= {"loss/val_loss", "loss/train_loss", "val_error",
-                                                                    "lr", "time/epoch_seconds"}
+        assert (
+            {"lr", "time/epoch_seconds"}
+            <= set(tags[name])
+            <= {"loss/val_loss", "loss/train_loss", "val_error", "lr", "time/epoch_seconds"}
+        )
     assert {"sweep/best_val_loss", "sweep/best_lr", "chosen/lr"} <= set(tags[board.SWEEP_RUN])
     chosen = _get(server.url, f"/data/plugin/scalars/scalars?run={board.SWEEP_RUN}&tag=chosen/lr")
     assert [p[2] for p in chosen] == [pytest.approx(best["lr"], rel=1e-6)] and best["lr"] == summary.lr
@@ -418,11 +497,20 @@ def test_real_sweep_in_tensorboard(local_ray, small_config, tensorboard_over, ca
     assert sorted(infos) == ["lr", "round"]  # the searched values only: no seed_offset, checkpoint_every, ...
     assert infos["lr"]["domainInterval"] == {"minValue": 1e-4, "maxValue": 1.0}
     assert [m["name"]["tag"] for m in experiment["metricInfos"]] == ["loss/val_loss", "loss/train_loss", "val_error"]
-    groups = _get(server.url, "/data/plugin/hparams/session_groups", {
-        "experimentName": "", "startIndex": 0, "sliceSize": 1000,
-        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
-        "colParams": [{"hparam": "lr", "order": "ORDER_ASC", "includeInResult": True},
-                      {"metric": {"tag": "loss/val_loss", "group": ""}, "includeInResult": True}]})
+    groups = _get(
+        server.url,
+        "/data/plugin/hparams/session_groups",
+        {
+            "experimentName": "",
+            "startIndex": 0,
+            "sliceSize": 1000,
+            "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+            "colParams": [
+                {"hparam": "lr", "order": "ORDER_ASC", "includeInResult": True},
+                {"metric": {"tag": "loss/val_loss", "group": ""}, "includeInResult": True},
+            ],
+        },
+    )
     assert groups["totalSize"] == len(names)
     assert {g["name"]: g["hparams"]["lr"] for g in groups["sessionGroups"]} == pytest.approx(lr_of)
     assert [g["hparams"]["lr"] for g in groups["sessionGroups"]] == sorted(lr_of.values())  # sortable by lr

@@ -1,5 +1,6 @@
 """Notifications, for real: a local HTTP server (http.server in a thread) and a real command; a sweep that
 ends, fails or is stopped sends once, and a notification that fails never fails the sweep."""
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,10 @@ def hook():
 
 def test_url_and_command_get_the_one_line_summary(hook, tmp_path):
     out = tmp_path / "got.txt"
-    script = "import os,sys; open(sys.argv[1],'w').write(sys.stdin.read()+'|'+os.environ['SWEEP_SUMMARY']+'|'+" \
-             "os.environ['SWEEP_EVENT'])"
+    script = (
+        "import os,sys; open(sys.argv[1],'w').write(sys.stdin.read()+'|'+os.environ['SWEEP_SUMMARY']+'|'+"
+        "os.environ['SWEEP_EVENT'])"
+    )
     n = Notifier(url=hook.url(), command=(sys.executable, "-c", script, str(out)))
     assert n.send(Event.FINISHED, "digits-lr", "chosen lr=0.03\n 40 epochs") == []
     path, body = hook.posts[0]
@@ -62,8 +65,9 @@ def test_url_and_command_get_the_one_line_summary(hook, tmp_path):
     assert body == {"event": "finished", "sweep": "digits-lr", "text": "chosen lr=0.03 40 epochs"}
     assert out.read_text() == "chosen lr=0.03 40 epochs\n|chosen lr=0.03 40 epochs|finished"
     # a shell would expand this; an argument list does not
-    n = Notifier(command=(sys.executable, "-c", "import sys; open(sys.argv[1],'w').write(sys.argv[2])", str(out),
-                          "$HOME;`id`"))
+    n = Notifier(
+        command=(sys.executable, "-c", "import sys; open(sys.argv[1],'w').write(sys.argv[2])", str(out), "$HOME;`id`")
+    )
     assert n.send(Event.FAILED, "x", "boom") == [] and out.read_text() == "$HOME;`id`"
 
 
@@ -106,8 +110,11 @@ def test_notify_config_is_checked():
     cfg = config.parse({**base, "notify": {"url": "https://example.org/hook", "command": ["notify-send", "sweep"]}})
     assert Notifier.of(cfg) == Notifier(url="https://example.org/hook", command=("notify-send", "sweep"))
     assert Notifier.of(config.parse(base)) == Notifier()  # the null notifier
-    for bad, key in (({"url": "ftp://x/y"}, "notify.url"), ({"command": []}, "notify.command"),
-                     ({"command": "echo hi"}, "notify.command")):
+    for bad, key in (
+        ({"url": "ftp://x/y"}, "notify.url"),
+        ({"command": []}, "notify.command"),
+        ({"command": "echo hi"}, "notify.command"),
+    ):
         with pytest.raises(config.ConfigError, match=key):
             config.parse({**base, "notify": bad})
     with pytest.raises(ValueError, match="url="):
@@ -118,15 +125,26 @@ def test_notify_config_is_checked():
 def test_a_real_sweep_notifies_once_when_it_ends_and_when_it_fails(local_ray, tmp_path, hook):
     from orchestrator import run_sweep
 
-    data = {"name": "note", "workload": "digits_mlp", "max_epochs": 2, "storage": str(tmp_path / "runs"),
-            "space": {"lr": {"log": [1e-2, 1e-1], "per_decade": 1}, "optimizer": "sgd", "width": 8},
-            "asha": {"enabled": False}, "zoom": {"max_rounds": 1}, "notify": {"url": hook.url()}}
+    data = {
+        "name": "note",
+        "workload": "digits_mlp",
+        "max_epochs": 2,
+        "storage": str(tmp_path / "runs"),
+        "space": {"lr": {"log": [1e-2, 1e-1], "per_decade": 1}, "optimizer": "sgd", "width": 8},
+        "asha": {"enabled": False},
+        "zoom": {"max_rounds": 1},
+        "notify": {"url": hook.url()},
+    }
     summary = run_sweep(config.parse(data), quiet=True)
     assert [b["event"] for _, b in hook.posts] == ["finished"]
     assert hook.posts[0][1]["text"] == " ".join(f"note: {summary.line()}".split())  # one line, spaces collapsed
-    failing = {**data, "name": "fails", "workload": "tests.faulty_workloads:raises_at_1e_3",
-        "space": {"lr": {"log": [1e-3, 1e-3], "per_decade": 1}, "optimizer": "sgd", "width": 8}, "notify": {
-        "url": hook.url(), "command": [sys.executable, "-c", "import sys; sys.exit(3)"]}}
+    failing = {
+        **data,
+        "name": "fails",
+        "workload": "tests.faulty_workloads:raises_at_1e_3",
+        "space": {"lr": {"log": [1e-3, 1e-3], "per_decade": 1}, "optimizer": "sgd", "width": 8},
+        "notify": {"url": hook.url(), "command": [sys.executable, "-c", "import sys; sys.exit(3)"]},
+    }
     with pytest.raises(Exception):  # noqa: B017 - whatever the sweep raises, it is its own error, not notify's
         run_sweep(config.parse(failing), quiet=True)
     assert [b["event"] for _, b in hook.posts] == ["finished", "failed"]

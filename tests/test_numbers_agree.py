@@ -1,5 +1,6 @@
 """The numbers a user reads agree: the chosen rate stands next to its own score, one name per statistic,
 the band of rates the sweep cannot tell apart from the best; ``mode: max`` judged in the right direction."""
+
 from __future__ import annotations
 
 import json
@@ -50,18 +51,44 @@ def valley_folder(folder: Path, mode: str = "min", target: float | None = None) 
     for i, noise in enumerate(NOISE):
         x = -3.5 + 0.25 * i
         v = 0.3 + 0.2 * (x + 2) ** 2 + noise
-        config = {"workload": "digits_mlp", "max_epochs": 6, "lr": 10 ** x, "round": 0, "group": 0}
+        config = {"workload": "digits_mlp", "max_epochs": 6, "lr": 10**x, "round": 0, "group": 0}
         for e in range(1, 7):
-            rows.append({"trial_id": f"t{i:02d}", "round": 0, "group": 0, "lr": 10 ** x, "status": "completed",
-                         "config": json.dumps(config), "epoch": e, "val_loss": v, "train_loss": v, "val_error": v,
-                         "metric": v if mode == "min" else 1 - v})
+            rows.append(
+                {
+                    "trial_id": f"t{i:02d}",
+                    "round": 0,
+                    "group": 0,
+                    "lr": 10**x,
+                    "status": "completed",
+                    "config": json.dumps(config),
+                    "epoch": e,
+                    "val_loss": v,
+                    "train_loss": v,
+                    "val_error": v,
+                    "metric": v if mode == "min" else 1 - v,
+                }
+            )
     results.write_trials(folder, rows)
-    results.write_json(folder / results.ROUNDS, {
-        "metric": "val_loss" if mode == "min" else "val_accuracy", "mode": mode, "target": target, "param": "lr",
-        "max_epochs": 6,
-        "rounds": [{"index": 0, "points": 13, "reason": "coarse grid", "brackets": {"0": {"low": 10 ** -3.5,
-                                                                                         "high": 10 ** -0.5}}}],
-        "stop_reason": "round budget spent (1 rounds)", "cliff_margin": 1.0})
+    results.write_json(
+        folder / results.ROUNDS,
+        {
+            "metric": "val_loss" if mode == "min" else "val_accuracy",
+            "mode": mode,
+            "target": target,
+            "param": "lr",
+            "max_epochs": 6,
+            "rounds": [
+                {
+                    "index": 0,
+                    "points": 13,
+                    "reason": "coarse grid",
+                    "brackets": {"0": {"low": 10**-3.5, "high": 10**-0.5}},
+                }
+            ],
+            "stop_reason": "round budget spent (1 rounds)",
+            "cliff_margin": 1.0,
+        },
+    )
     return folder
 
 
@@ -80,12 +107,20 @@ def test_the_band_holds_the_rates_within_two_noise_estimates_of_the_best(tmp_pat
     assert scores[below] > b.threshold and scores[above] > b.threshold  # the band ends where a rate is told apart
     assert b.low <= s.lr <= b.high
     stored = json.loads((s.folder / "best.json").read_text())["band"]
-    assert stored == {"low": b.low, "high": b.high, "noise": b.noise, "threshold": b.threshold, "trials": b.trials,
-                      "sigmas": analysis.BAND_SIGMAS}
+    assert stored == {
+        "low": b.low,
+        "high": b.high,
+        "noise": b.noise,
+        "threshold": b.threshold,
+        "trials": b.trials,
+        "sigmas": analysis.BAND_SIGMAS,
+    }
     said = f"band lr {b.low:.4g}..{b.high:.4g} (noise {b.noise:.4f})"
     assert said in s.line() and said in (s.folder / "report.md").read_text()
-    assert f"- Band: lr {b.low:.4g} .. {b.high:.4g}: the rates this sweep cannot tell apart" in (
-        s.folder / "report.md").read_text()
+    assert (
+        f"- Band: lr {b.low:.4g} .. {b.high:.4g}: the rates this sweep cannot tell apart"
+        in (s.folder / "report.md").read_text()
+    )
 
 
 def test_a_maximised_metric_picks_the_same_rate_and_band_as_its_minimised_twin(tmp_path):
@@ -110,8 +145,11 @@ def test_a_maximised_metric_picks_the_same_rate_and_band_as_its_minimised_twin(t
 
 def _numbers(text: str) -> dict[str, str]:
     """The chosen rate, its score and the band as one line states them (``Summary.chosen_text``)."""
-    m = re.search(r"lr=(\S+)  (\w+)=(\S+) \((mean of epochs? [\d-]+), ([^)]*)\)  "
-                  r"band lr (\S+)\.\.(\S+) \((noise [^)]*)\)", text)
+    m = re.search(
+        r"lr=(\S+)  (\w+)=(\S+) \((mean of epochs? [\d-]+), ([^)]*)\)  "
+        r"band lr (\S+)\.\.(\S+) \((noise [^)]*)\)",
+        text,
+    )
     assert m, text
     return dict(zip(("lr", "metric", "value", "statistic", "source", "low", "high", "noise"), m.groups()))
 
@@ -137,24 +175,39 @@ def test_a_real_max_sweep_says_the_same_numbers_everywhere(local_ray, small_conf
     stopped = {r["trial_id"] for r in rows if r["status"] == "stopped"}
     acc = {r["trial_id"]: r["metric"] for r in rows if r["epoch"] == 2}
     assert stopped and max(acc[t] for t in stopped) < max(acc.values())  # ASHA kept the most accurate going
-    assert all(r["metric"] == pytest.approx(r["val_accuracy"] if "val_accuracy" in r else 1 - r["val_error"])
-               for r in rows if r["epoch"] and math.isfinite(r["metric"]))
+    assert all(
+        r["metric"] == pytest.approx(r["val_accuracy"] if "val_accuracy" in r else 1 - r["val_error"])
+        for r in rows
+        if r["epoch"] and math.isfinite(r["metric"])
+    )
 
     assert cli.main(["report", str(folder)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     footer, cost_line, line = out[-5], out[-4], out[-2]
     assert cost_line.startswith("Cost in real units: ") and best["cost"]["trial_hours"] == pytest.approx(
-        sum(r["epoch_seconds"] or 0.0 for r in rows if r["epoch"]) / 3600)  # the trials' own times, in hours
-    said = {name: _numbers(text) for name, text in (("run", final), ("report", line),
-                                                    ("report.md", (folder / "report.md").read_text()))}
-    stored = {"lr": f"{best['lr']:.4g}", "metric": "val_accuracy", "value": f"{best['score']['value']:.4f}",
-              "statistic": best["score"]["statistic"], "source": best["score"]["source"],
-              "low": f"{best['band']['low']:.4g}", "high": f"{best['band']['high']:.4g}",
-              "noise": "noise not measured: fewer than 4 trials" if best["band"]["noise"] is None
-              else f"noise {best['band']['noise']:.4f}"}
+        sum(r["epoch_seconds"] or 0.0 for r in rows if r["epoch"]) / 3600
+    )  # the trials' own times, in hours
+    said = {
+        name: _numbers(text)
+        for name, text in (("run", final), ("report", line), ("report.md", (folder / "report.md").read_text()))
+    }
+    stored = {
+        "lr": f"{best['lr']:.4g}",
+        "metric": "val_accuracy",
+        "value": f"{best['score']['value']:.4f}",
+        "statistic": best["score"]["statistic"],
+        "source": best["score"]["source"],
+        "low": f"{best['band']['low']:.4g}",
+        "high": f"{best['band']['high']:.4g}",
+        "noise": "noise not measured: fewer than 4 trials"
+        if best["band"]["noise"] is None
+        else f"noise {best['band']['noise']:.4f}",
+    }
     assert said == {"run": stored, "report": stored, "report.md": stored}
-    assert footer == (f"* best trial run: lr {best['best_trial']['lr']:.4g}, val_accuracy "
-                      f"{best['best_trial']['score']:.4f} ({best['best_trial']['statistic']})")
+    assert footer == (
+        f"* best trial run: lr {best['best_trial']['lr']:.4g}, val_accuracy "
+        f"{best['best_trial']['score']:.4f} ({best['best_trial']['statistic']})"
+    )
 
 
 def test_with_a_target_a_maximised_metric_is_the_distance_to_it_and_the_cliff_reads_as_on_a_loss(tmp_path):
@@ -170,8 +223,9 @@ def test_with_a_target_a_maximised_metric_is_the_distance_to_it_and_the_cliff_re
     goal = results.Goal(results.Mode.MAX, 1.0)
     points = [(x, goal.loss(a)) for x, a in ((-3.0, 0.9), (-2.0, 0.975), (-1.5, 0.97), (-1.0, 0.75))]
     assert zoom.cliff_cap(points, margin=1.0) == -2.0
-    negated = [(x, results.Goal(results.Mode.MAX).loss(a)) for x, a in ((-3.0, 0.9), (-2.0, 0.975), (-1.5, 0.97),
-                                                                         (-1.0, 0.75))]
+    negated = [
+        (x, results.Goal(results.Mode.MAX).loss(a)) for x, a in ((-3.0, 0.9), (-2.0, 0.975), (-1.5, 0.97), (-1.0, 0.75))
+    ]
     assert zoom.cliff_cap(negated, margin=1.0) is None  # without a target: not a third of the best accuracy
     assert goal.metric(goal.loss(0.97)) == pytest.approx(0.97)
     assert results.Goal(results.Mode.MIN, 0.5).loss(0.75) == 0.25

@@ -6,6 +6,7 @@ The trials record where they ran through a plugin workload (``tests.test_placeme
 the digits MLP plus a record per trial: node id, CUDA_VISIBLE_DEVICES, Ray's GPU ids, first and last
 use of the loss). torch sees no CUDA here, so the trials train on the CPU; that is expected.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,10 +53,16 @@ def recording_workload(config: dict):
 
     wl = digits_mlp(config)
     trial_id = tune.get_context().get_trial_id()
-    record = {"trial_id": trial_id, "node_id": ray.get_runtime_context().get_node_id(),
-              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-              "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "pid": os.getpid(),
-              "lr": config["lr"], "start": time.time(), "end": time.time()}
+    record = {
+        "trial_id": trial_id,
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+        "pid": os.getpid(),
+        "lr": config["lr"],
+        "start": time.time(),
+        "end": time.time(),
+    }
     path = Path(config["record_dir"]) / f"{trial_id}.json"
     loss = _TimedLoss(wl.loss, path, record)
     loss(*[t[:2] for t in wl.val.tensors])  # write the record now
@@ -79,8 +86,10 @@ def gpu_cluster(ray_temp):
     if ray.is_initialized():  # a session-wide local Ray of another test: this test needs its own cluster
         ray.shutdown()
     temp = ray_temp
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0, "temp_dir": temp,
-                                                            "include_dashboard": False})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "num_gpus": 0, "temp_dir": temp, "include_dashboard": False},
+    )
     try:
         nodes = {
             name: cluster.add_node(num_cpus=NODE_CPUS, num_gpus=NODE_GPUS, resources={name: 1}, temp_dir=temp)
@@ -154,8 +163,7 @@ def test_trials_run_on_fake_gpu_nodes_within_their_capacity(gpu_cluster, tmp_pat
     records.mkdir()
     capacity = trials_per_node() * len(gpu_nodes)  # 2 nodes x 2 = 4 trials at once, of 5
     assert capacity == 4
-    text = SWEEP.format(storage=tmp_path / "runs", records=records, cpu=TRIAL_CPU, gpu=TRIAL_GPU,
-                        barrier=capacity)
+    text = SWEEP.format(storage=tmp_path / "runs", records=records, cpu=TRIAL_CPU, gpu=TRIAL_GPU, barrier=capacity)
     cfg = config.parse(__import__("yaml").safe_load(text), "placement.yaml")
     assert (cfg.resources.cpu, cfg.resources.gpu) == (0.5, 0.5)  # fractions are allowed
 
@@ -163,8 +171,9 @@ def test_trials_run_on_fake_gpu_nodes_within_their_capacity(gpu_cluster, tmp_pat
 
     rows = pq.read_table(summary.folder / "trials.parquet").to_pylist()
     trial_ids = {r["trial_id"] for r in rows}
-    assert len(trial_ids) == 5 and all(r["status"] == "completed" for r in rows), \
-        [(r["trial_id"], r["status"], r.get("error")) for r in rows if r["status"] != "completed"]
+    assert len(trial_ids) == 5 and all(r["status"] == "completed" for r in rows), [
+        (r["trial_id"], r["status"], r.get("error")) for r in rows if r["status"] != "completed"
+    ]
     recs = {p.stem: json.loads(p.read_text()) for p in records.glob("*.json")}
     assert set(recs) == trial_ids, "one record per trial, from inside the trial"
 

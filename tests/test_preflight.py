@@ -1,4 +1,5 @@
 """Pre-flight checks: each deliberately broken workload is caught by the right check, and only by it."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +13,18 @@ from orchestrator.preflight import CHECK_NAMES, Check, failed, format_checks, ru
 
 CONFIG = {"width": 64, "depth": 2, "dropout": 0.2, "weight_decay": 1e-4, "batch_size": 32, "lr": 0.01, "seed": 0}
 GRID = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
-NAMES = ["initial_loss", "overfit_small", "regularisation", "gradients", "preprocessing", "initialisation",
-         "validation_split", "hp_dropout", "hp_batch_size", "hp_lr_grid"]
+NAMES = [
+    "initial_loss",
+    "overfit_small",
+    "regularisation",
+    "gradients",
+    "preprocessing",
+    "initialisation",
+    "validation_split",
+    "hp_dropout",
+    "hp_batch_size",
+    "hp_lr_grid",
+]
 
 
 def by_name(checks: list[Check]) -> dict[str, Check]:
@@ -108,8 +119,9 @@ def test_a_crashing_check_is_reported_as_failed_not_raised(monkeypatch):
         return bw._digits(config, n_out=3)
 
     monkeypatch.setattr(bw, "three_outputs", three_outputs, raising=False)
-    checks = by_name(run_checks("tests.broken_workloads:three_outputs", CONFIG,
-                                only=["initial_loss", "validation_split"]))
+    checks = by_name(
+        run_checks("tests.broken_workloads:three_outputs", CONFIG, only=["initial_loss", "validation_split"])
+    )
     assert checks["initial_loss"].status == "fail"
     assert checks["initial_loss"].measured.startswith("raised IndexError")
     assert checks["validation_split"].status == "pass"
@@ -122,8 +134,13 @@ def bare_linear(config: dict):
 
     x_tr, y_tr, x_va, y_va = digits_arrays()
     data = torch.utils.data.TensorDataset
-    return Workload(model=torch.nn.Linear(64, 10), train=data(x_tr, y_tr), val=data(x_va, y_va),
-                    loss=torch.nn.CrossEntropyLoss(), num_classes=10)
+    return Workload(
+        model=torch.nn.Linear(64, 10),
+        train=data(x_tr, y_tr),
+        val=data(x_va, y_va),
+        loss=torch.nn.CrossEntropyLoss(),
+        num_classes=10,
+    )
 
 
 def test_a_bare_linear_model_passes_with_its_one_layer_named_exempt():

@@ -1,5 +1,6 @@
 """What `sweep` refuses, each in one line: alias bombs, oversized spaces, unsafe names, symlinked folders,
 edited resumes, full disks, damaged result files. Real files, real YAML, a real tmpfs."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,9 @@ from orchestrator import cli, config, folder as folders, storage, tuning
 from orchestrator.config import ConfigError
 
 GOOD = {
-    "name": "t", "workload": "digits_mlp", "max_epochs": 3,
+    "name": "t",
+    "workload": "digits_mlp",
+    "max_epochs": 3,
     "space": {"lr": {"log": [1e-4, 1e-1], "per_decade": 1}, "optimizer": "sgd", "momentum": 0.9},
 }
 
@@ -29,8 +32,7 @@ def _bomb(levels: int) -> str:
     9**levels strings (levels=9: 387 million, from under 500 bytes)."""
     items = ['&a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     items += [f"&a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
-    return ("name: x\nworkload: digits_mlp\nspace: {lr: {log: [1e-3, 1e-1]}}\n"
-            "max_epochs: [" + ", ".join(items) + "]\n")
+    return "name: x\nworkload: digits_mlp\nspace: {lr: {log: [1e-3, 1e-1]}}\nmax_epochs: [" + ", ".join(items) + "]\n"
 
 
 # --- YAML alias bombs and the size of error messages ------------------------------------------------
@@ -61,19 +63,24 @@ def test_a_recursive_alias_is_refused_in_one_line(tmp_path):
 def test_many_aliases_of_a_small_value_below_the_cap_still_load(tmp_path):
     # aliases are fine as such: a document that expands to a few hundred nodes is an ordinary config
     path = tmp_path / "ok.yaml"
-    path.write_text("name: t\nworkload: digits_mlp\nmax_epochs: &e 3\nasha: {grace_period: *e}\n"
-                    "space: {lr: {log: [1e-3, 1e-1]}, width: &w [16, 32], depth: *w}\n")
+    path.write_text(
+        "name: t\nworkload: digits_mlp\nmax_epochs: &e 3\nasha: {grace_period: *e}\n"
+        "space: {lr: {log: [1e-3, 1e-1]}, width: &w [16, 32], depth: *w}\n"
+    )
     cfg = config.load(path)
     assert cfg.asha.grace_period == 3 and len(cfg.groups()) == 4
 
 
-@pytest.mark.parametrize("key, value", [
-    ("max_epochs", "x" * 1_000_000),                        # a long string echoed as "got ..."
-    ("max_epochs", [[list(range(50))] * 50] * 3),           # a nested value echoed as "got ..."
-    ("name", "n" * 1_000_000),                               # the name's own check repeats it
-    ("workload", "nope." + "w" * 1_000_000 + ":f"),         # the workload loader's message repeats it
-    ("space", {"lr": {"log": [1e-3, 1e-1]}, "optimizer": "o" * 1_000_000}),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("max_epochs", "x" * 1_000_000),  # a long string echoed as "got ..."
+        ("max_epochs", [[list(range(50))] * 50] * 3),  # a nested value echoed as "got ..."
+        ("name", "n" * 1_000_000),  # the name's own check repeats it
+        ("workload", "nope." + "w" * 1_000_000 + ":f"),  # the workload loader's message repeats it
+        ("space", {"lr": {"log": [1e-3, 1e-1]}, "optimizer": "o" * 1_000_000}),
+    ],
+)
 def test_every_config_error_is_bounded(key, value):
     with pytest.raises(ConfigError) as info:
         config.parse({**GOOD, key: value}, "big.yaml")
@@ -83,8 +90,9 @@ def test_every_config_error_is_bounded(key, value):
 
 
 # --- names and sizes ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["digits\n", "dig\nits", "digits\r", "tab\there", "nul\x00", "bell\x07",
-                                  "esc\x1b[31m"])
+@pytest.mark.parametrize(
+    "name", ["digits\n", "dig\nits", "digits\r", "tab\there", "nul\x00", "bell\x07", "esc\x1b[31m"]
+)
 def test_a_name_with_a_control_character_is_refused(name):
     with pytest.raises(ConfigError) as info:
         config.parse({**GOOD, "name": name}, "c.yaml")
@@ -117,8 +125,10 @@ def test_a_space_over_the_cap_is_refused_saying_how_to_raise_it():
 def test_refinement_rounds_count_against_the_cap_too():
     space = {"lr": {"log": [1e-4, 1e-1]}, "width": list(range(100))}
     with pytest.raises(ConfigError, match=r"zoom: a refinement round would hold up to 1100 trials"):
-        config.parse({**GOOD, "space": space, "max_trials_per_round": 500,
-                      "zoom": {"groups": 100, "points_per_round": 10}}, "z.yaml")
+        config.parse(
+            {**GOOD, "space": space, "max_trials_per_round": 500, "zoom": {"groups": 100, "points_per_round": 10}},
+            "z.yaml",
+        )
 
 
 def test_the_cap_counts_exactly():
@@ -168,8 +178,7 @@ def tiny_disk(tmp_path):
     """A real 2 MB tmpfs mounted for the test (root only), unmounted after."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True,
-                          text=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
     try:
@@ -236,38 +245,43 @@ def _retype(column, typ, convert):
         values = [None if v is None else convert(v) for v in table.column(column).to_pylist()]
         table = table.set_column(table.schema.get_field_index(column), column, pa.array(values, type=typ))
         pq.write_table(table, folder / "trials.parquet")
+
     return mutate
 
 
 def _write(name, content):
     def mutate(folder):
         (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+
     return mutate
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (_retype("val_loss", pa.string(), str), "column val_loss holds string, expected double"),
-    (_retype("lr", pa.string(), str), "column lr holds string, expected double"),
-    (_retype("round", pa.float64(), float), "column round holds double, expected int32"),
-    (_retype("group", pa.string(), str), "column group holds string, expected int32"),
-    (_retype("trial_id", pa.int64(), len), "column trial_id holds int64, expected string"),
-    (_retype("epoch_seconds", pa.string(), str), "column epoch_seconds holds string"),
-    (_retype("trial_id", pa.string(), lambda v: None), "column trial_id has"),
-    (_retype("config", pa.string(), lambda v: "[1]"), "config is not a JSON object"),
-    (_retype("config", pa.int64(), lambda v: 3), "column config holds int64"),
-    (_write("rounds.json", b"\xff\xfe\x00"), "rounds.json: corrupt JSON"),
-    (_write("rounds.json", "{bad"), "rounds.json: corrupt JSON"),
-    (_write("rounds.json", "[1, 2]"), "rounds.json: expected a JSON object, got list"),
-    (_write("rounds.json", '{"rounds": "abc"}'), "rounds.json: rounds: unexpected value 'abc'"),
-    (_write("rounds.json", '{"rounds": [1]}'), "rounds.json: rounds[0]: expected an object"),
-    (_write("rounds.json", '{"max_epochs": "x"}'), "rounds.json: max_epochs"),
-    (_write("rounds.json", '{"metric": 3}'), "rounds.json: metric"),
-    (_write("rounds.json", '{"groups": "abc"}'), "rounds.json: groups"),
-    (_write("rounds.json", '{"cliff_margin": "abc"}'), "rounds.json: cliff_margin"),
-    (_write("rounds.json", '{"rounds": [{"brackets": {"0": "ab"}}]}'), "rounds[0].brackets['0']"),
-    (_write("preflight.json", '{"a": 1}'), "preflight.json: expected a list of checks"),
-    (_write("preflight.json", "[1, 2]"), "preflight.json: [0]: expected a check"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (_retype("val_loss", pa.string(), str), "column val_loss holds string, expected double"),
+        (_retype("lr", pa.string(), str), "column lr holds string, expected double"),
+        (_retype("round", pa.float64(), float), "column round holds double, expected int32"),
+        (_retype("group", pa.string(), str), "column group holds string, expected int32"),
+        (_retype("trial_id", pa.int64(), len), "column trial_id holds int64, expected string"),
+        (_retype("epoch_seconds", pa.string(), str), "column epoch_seconds holds string"),
+        (_retype("trial_id", pa.string(), lambda v: None), "column trial_id has"),
+        (_retype("config", pa.string(), lambda v: "[1]"), "config is not a JSON object"),
+        (_retype("config", pa.int64(), lambda v: 3), "column config holds int64"),
+        (_write("rounds.json", b"\xff\xfe\x00"), "rounds.json: corrupt JSON"),
+        (_write("rounds.json", "{bad"), "rounds.json: corrupt JSON"),
+        (_write("rounds.json", "[1, 2]"), "rounds.json: expected a JSON object, got list"),
+        (_write("rounds.json", '{"rounds": "abc"}'), "rounds.json: rounds: unexpected value 'abc'"),
+        (_write("rounds.json", '{"rounds": [1]}'), "rounds.json: rounds[0]: expected an object"),
+        (_write("rounds.json", '{"max_epochs": "x"}'), "rounds.json: max_epochs"),
+        (_write("rounds.json", '{"metric": 3}'), "rounds.json: metric"),
+        (_write("rounds.json", '{"groups": "abc"}'), "rounds.json: groups"),
+        (_write("rounds.json", '{"cliff_margin": "abc"}'), "rounds.json: cliff_margin"),
+        (_write("rounds.json", '{"rounds": [{"brackets": {"0": "ab"}}]}'), "rounds[0].brackets['0']"),
+        (_write("preflight.json", '{"a": 1}'), "preflight.json: expected a list of checks"),
+        (_write("preflight.json", "[1, 2]"), "preflight.json: [0]: expected a check"),
+    ],
+)
 def test_a_damaged_result_file_is_one_line_exit_2(tmp_path, capsys, mutate, expected):
     from .test_report import make_sweep
 
@@ -291,9 +305,12 @@ def test_a_malformed_best_json_is_rebuilt_and_integers_of_another_width_are_read
 
 # --- resuming with an edited config ------------------------------------------------------------------
 RESUMED = {
-    "name": "edited", "workload": "digits_mlp", "max_epochs": 2,
+    "name": "edited",
+    "workload": "digits_mlp",
+    "max_epochs": 2,
     "space": {"lr": {"log": [1e-3, 1e-1], "per_decade": 1}, "optimizer": "sgd", "momentum": 0.9, "width": 16},
-    "asha": {"enabled": False}, "zoom": {"max_rounds": 1},
+    "asha": {"enabled": False},
+    "zoom": {"max_rounds": 1},
 }
 
 
@@ -324,21 +341,27 @@ def test_resume_with_an_edited_config_is_refused_naming_each_key(local_ray, tmp_
     before = _snapshot(folder)
 
     # what the issue saw: max_epochs, the lr range and the optimizer changed, --resume exited 0
-    edited = _edited(tmp_path, "edited", max_epochs=3, space__lr={"log": [1e-4, 1e-1], "per_decade": 1},
-                     space__optimizer="adam")
+    edited = _edited(
+        tmp_path, "edited", max_epochs=3, space__lr={"log": [1e-4, 1e-1], "per_decade": 1}, space__optimizer="adam"
+    )
     assert cli.main(["run", str(edited), "--resume", "--quiet"]) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("sweep: error: cannot resume"), err
-    for change in ("max_epochs: 2 -> 3", "space.lr.log: [0.001, 0.1] -> [0.0001, 0.1]",
-                   "space.optimizer: 'sgd' -> 'adam'"):
+    for change in (
+        "max_epochs: 2 -> 3",
+        "space.lr.log: [0.001, 0.1] -> [0.0001, 0.1]",
+        "space.optimizer: 'sgd' -> 'adam'",
+    ):
         assert change in err, err
     assert "width" not in err and "zoom" not in err.split("(")[0]  # only what changed is named
     assert _snapshot(folder) == before  # nothing in the folder was touched
 
     # a key added to the space, or the seed or the metric: the same
-    for name, changes, key in [("added", {"space__dropout": 0.1}, "space.dropout: (absent) -> 0.1"),
-                               ("seed", {"seed": 1}, "seed: 0 -> 1"),
-                               ("asha", {"asha__enabled": True}, "asha.enabled: False -> True")]:
+    for name, changes, key in [
+        ("added", {"space__dropout": 0.1}, "space.dropout: (absent) -> 0.1"),
+        ("seed", {"seed": 1}, "seed: 0 -> 1"),
+        ("asha", {"asha__enabled": True}, "asha.enabled: False -> True"),
+    ]:
         assert cli.main(["run", str(_edited(tmp_path, name, **changes)), "--resume", "--quiet"]) == 2
         assert key in capsys.readouterr().err
     assert _snapshot(folder) == before
@@ -361,7 +384,9 @@ def test_resume_changes_tells_what_extends_from_what_alters():
     stored = config.parse({**GOOD, "zoom": {"budget_fte": 10}})
     grown = config.parse({**GOOD, "zoom": {"max_rounds": 5, "budget_fte": 20}, "resources": {"cpu": 2}})
     assert config.resume_changes(stored, grown) == (
-        [], {"resources.cpu": (1.0, 2.0), "zoom.budget_fte": (10.0, 20.0), "zoom.max_rounds": (2, 5)})
+        [],
+        {"resources.cpu": (1.0, 2.0), "zoom.budget_fte": (10.0, 20.0), "zoom.max_rounds": (2, 5)},
+    )
     refused, allowed = config.resume_changes(grown, stored)  # fewer rounds, a smaller budget: refused
     assert refused == ["zoom.budget_fte: 20.0 -> 10.0", "zoom.max_rounds: 5 -> 2"]
     assert allowed == {"resources.cpu": (2.0, 1.0)}
@@ -369,8 +394,9 @@ def test_resume_changes_tells_what_extends_from_what_alters():
     assert config.resume_changes(stored, unlimited) == ([], {"zoom.budget_fte": (10.0, None)})
     assert config.resume_changes(unlimited, stored)[0] == ["zoom.budget_fte: None -> 10.0"]
     # name and storage say where the sweep is, not what it trains
-    assert config.resume_changes(stored, config.parse({**GOOD, "zoom": {"budget_fte": 10}, "name": "u",
-                                                       "storage": "/elsewhere"})) == ([], {})
+    assert config.resume_changes(
+        stored, config.parse({**GOOD, "zoom": {"budget_fte": 10}, "name": "u", "storage": "/elsewhere"})
+    ) == ([], {})
     # the Python API stores its config as YAML: read back, it is the same config
     assert config.resume_changes(stored, config.loads(config.dump(stored))) == ([], {})
 
@@ -389,8 +415,9 @@ def test_more_rounds_on_resume_of_an_interrupted_sweep_are_run_and_recorded(tmp_
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", "--no-check"]
     with open(tmp_path / "first.stderr", "w+") as err:
-        proc = subprocess.Popen(cmd + [str(first)], stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT,
-                                env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd + [str(first)], stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT, env=env, start_new_session=True
+        )
         try:
             for line in proc.stdout:
                 if line.startswith("[sweep] round 0"):
@@ -410,8 +437,7 @@ def test_more_rounds_on_resume_of_an_interrupted_sweep_are_run_and_recorded(tmp_
         assert proc.returncode == 130, err.read()[-2000:]
 
     more = _edited(tmp_path, "more", zoom__max_rounds=2, **extra)
-    done = subprocess.run(cmd + [str(more), "--resume"], capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=900)
+    done = subprocess.run(cmd + [str(more), "--resume"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "[sweep] resumed with zoom.max_rounds 1 -> 2" in done.stdout
     folder = tmp_path / "runs" / "edited"

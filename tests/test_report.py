@@ -1,5 +1,6 @@
 """The report aggregator on synthetic stored results (no Ray): the choice, the per-law / per-optimizer bests,
 the train/validation gap, the plots and the terminal table; ``sweep report`` errors are one line, exit 2."""
+
 from __future__ import annotations
 
 import json
@@ -31,21 +32,55 @@ def score(group: int, lr: float, epoch: int = MAX_EPOCHS) -> float:
 
 
 def trial_rows(tid, rnd, group, lr, epochs, status, train_factor=0.5, diverge_at=None, error=None):
-    config = {"workload": "digits_mlp", "max_epochs": MAX_EPOCHS, "seed": 0, "_cpus": 1.0, "lr": lr,
-              "round": rnd, "group": group, **GROUPS[group]}
-    base = {"trial_id": tid, "round": rnd, "group": group, "lr": lr, "status": status, "error": error,
-            "config": json.dumps(config, sort_keys=True)}
+    config = {
+        "workload": "digits_mlp",
+        "max_epochs": MAX_EPOCHS,
+        "seed": 0,
+        "_cpus": 1.0,
+        "lr": lr,
+        "round": rnd,
+        "group": group,
+        **GROUPS[group],
+    }
+    base = {
+        "trial_id": tid,
+        "round": rnd,
+        "group": group,
+        "lr": lr,
+        "status": status,
+        "error": error,
+        "config": json.dumps(config, sort_keys=True),
+    }
     if epochs == 0:
         return [{**base, "epoch": None}]
     rows = []
     for e in range(1, epochs + 1):
         if diverge_at is not None and e >= diverge_at:
-            rows.append({**base, "epoch": e, "train_loss": math.inf, "val_loss": math.inf, "val_error": 1.0,
-                         "diverged": True, "lr_epoch": lr})
+            rows.append(
+                {
+                    **base,
+                    "epoch": e,
+                    "train_loss": math.inf,
+                    "val_loss": math.inf,
+                    "val_error": 1.0,
+                    "diverged": True,
+                    "lr_epoch": lr,
+                }
+            )
             break
         v = val_loss(group, lr, e)
-        rows.append({**base, "epoch": e, "val_loss": v, "train_loss": v * train_factor, "val_error": v / 4,
-                     "diverged": False, "lr_epoch": lr, "epoch_seconds": 0.5})
+        rows.append(
+            {
+                **base,
+                "epoch": e,
+                "val_loss": v,
+                "train_loss": v * train_factor,
+                "val_error": v / 4,
+                "diverged": False,
+                "lr_epoch": lr,
+                "epoch_seconds": 0.5,
+            }
+        )
     return rows
 
 
@@ -57,25 +92,46 @@ def make_sweep(folder: Path, train_factor: float = 0.5, rounds_json: bool = True
         for lr in (1e-5, 1e-4, 1e-3, 1e-2, 1e-1):
             n += 1
             far = abs(math.log10(lr) - CENTRE[group]) >= 2
-            rows += trial_rows(f"r0g{group}_{n:02d}", 0, group, lr, 4 if far else MAX_EPOCHS,
-                               "stopped" if far else "completed", train_factor)
+            rows += trial_rows(
+                f"r0g{group}_{n:02d}",
+                0,
+                group,
+                lr,
+                4 if far else MAX_EPOCHS,
+                "stopped" if far else "completed",
+                train_factor,
+            )
     rows += trial_rows("r0g1_div", 0, 1, 1.0, 2, "diverged", diverge_at=2)
     rows += trial_rows("r0g0_err", 0, 0, 1.0, 0, "errored", error="RuntimeError: boom")
-    for lr in (10 ** -3.5, 10 ** -2.5):  # round 1 refines group 1 around 1e-3
+    for lr in (10**-3.5, 10**-2.5):  # round 1 refines group 1 around 1e-3
         n += 1
         rows += trial_rows(f"r1g1_{n:02d}", 1, 1, lr, MAX_EPOCHS, "completed", train_factor)
     results.write_trials(folder, rows)
     if rounds_json:
-        results.write_json(folder / results.ROUNDS, {
-            "metric": "val_loss", "param": "lr", "max_epochs": MAX_EPOCHS,
-            "rounds": [
-                {"index": 0, "points": 12, "reason": "coarse grid", "brackets": {"0": [-3.0, 2.0], "1": [-3.0, 2.0]}},
-                {"index": 1, "points": 2,
-                 "reason": "group 1: smooth minimum at 10^-3.00 (epoch 8): refine +-1.00 decades",
-                 "brackets": {"1": [-3.0, 1.0]}},
-            ],
-            "stop_reason": "round budget spent (2 rounds)", "groups": GROUPS,
-        })
+        results.write_json(
+            folder / results.ROUNDS,
+            {
+                "metric": "val_loss",
+                "param": "lr",
+                "max_epochs": MAX_EPOCHS,
+                "rounds": [
+                    {
+                        "index": 0,
+                        "points": 12,
+                        "reason": "coarse grid",
+                        "brackets": {"0": [-3.0, 2.0], "1": [-3.0, 2.0]},
+                    },
+                    {
+                        "index": 1,
+                        "points": 2,
+                        "reason": "group 1: smooth minimum at 10^-3.00 (epoch 8): refine +-1.00 decades",
+                        "brackets": {"1": [-3.0, 1.0]},
+                    },
+                ],
+                "stop_reason": "round budget spent (2 rounds)",
+                "groups": GROUPS,
+            },
+        )
     return folder
 
 
@@ -134,8 +190,10 @@ def test_best_per_law_and_per_optimizer(tmp_path):
     assert optimizers["sgd"][1] == "0.01" and optimizers["adam"][1] == "0.001"
     assert list(optimizers) == ["adam", "sgd"]  # best first
 
-    bests = {b.key: b for b in analysis.best_by(analysis.trial_curves(results.read_trials(folder), "val_loss"),
-                                                analysis.law_of)}
+    bests = {
+        b.key: b
+        for b in analysis.best_by(analysis.trial_curves(results.read_trials(folder), "val_loss"), analysis.law_of)
+    }
     assert bests["constant"].epoch == MAX_EPOCHS and bests["constant"].trials == 6
 
 
@@ -177,12 +235,14 @@ def test_plot_vs_lr_draws_every_trial_the_chosen_rate_and_the_bracket(tmp_path):
         for lr in (1e-5, 1e-4, 1e-3, 1e-2, 1e-1):
             far = abs(math.log10(lr) - CENTRE[group]) >= 2  # stopped at epoch 4: scored there, hollow
             expected[(group, lr)] = (score(group, lr, 4) if far else score(group, lr), far)
-    for lr in (10 ** -3.5, 10 ** -2.5):
+    for lr in (10**-3.5, 10**-2.5):
         expected[(1, lr)] = (score(1, lr), False)
     assert len(filled) + len(hollow) == 13
     for (group, lr), (y, is_hollow) in expected.items():
-        assert any(math.isclose(x, lr, rel_tol=1e-9) and math.isclose(v, y, rel_tol=1e-9)
-                   for x, v in (hollow if is_hollow else filled)), (group, lr, y, is_hollow)
+        assert any(
+            math.isclose(x, lr, rel_tol=1e-9) and math.isclose(v, y, rel_tol=1e-9)
+            for x, v in (hollow if is_hollow else filled)
+        ), (group, lr, y, is_hollow)
     top = max(r["val_loss"] for r in results.read_trials(folder) if r["epoch"] and math.isfinite(r["val_loss"]))
     assert (1.0, pytest.approx(1.5 * top)) in filled  # the diverged trial: an x on the top edge
     # the chosen rate: one dashed vertical line at best.json's lr
@@ -206,8 +266,13 @@ def test_plot_curves_draws_the_finalists_and_the_winner_thickest(tmp_path):
     assert all(line.get_linewidth() < widest.get_linewidth() for line in solid if line is not widest)
     assert widest.get_label().startswith(f"lr {s.best_trial['lr']:.3g} ") and widest.get_label().endswith("best")
     assert list(widest.get_ydata()) == pytest.approx([val_loss(1, 1e-3, e) for e in range(1, MAX_EPOCHS + 1)])
-    finalists = sorted(((score(g, lr), lr) for g, lrs in ((0, (1e-3, 1e-2, 1e-1)), (1, (1e-4, 1e-3, 1e-2,
-                        10 ** -3.5, 10 ** -2.5))) for lr in lrs))[: report.FINALISTS]
+    finalists = sorted(
+        (
+            (score(g, lr), lr)
+            for g, lrs in ((0, (1e-3, 1e-2, 1e-1)), (1, (1e-4, 1e-3, 1e-2, 10**-3.5, 10**-2.5)))
+            for lr in lrs
+        )
+    )[: report.FINALISTS]
     assert sorted(line.get_label().split()[1] for line in solid) == sorted(f"{lr:.3g}" for _, lr in finalists)
     (compared,) = [line for line in ax.lines if line.get_linestyle() == ":"]
     assert list(compared.get_xdata()) == [MAX_EPOCHS, MAX_EPOCHS]
@@ -294,15 +359,21 @@ def test_the_report_says_when_the_pick_was_kept_below_the_cliff(tmp_path):
     folder = tmp_path / "cliff"
     folder.mkdir()
     # one lucky trial at 10^-1.5 looks best; 1e-1 did 4.8x worse: the cliff
-    values = {1e-4: 0.9, 1e-3: 0.35, 1e-2: 0.30, 10 ** -1.5: 0.25, 1e-1: 1.2}
+    values = {1e-4: 0.9, 1e-3: 0.35, 1e-2: 0.30, 10**-1.5: 0.25, 1e-1: 1.2}
     rows = []
     for i, (lr, v) in enumerate(values.items()):
         for r in trial_rows(f"t{i}", 0, 0, lr, MAX_EPOCHS, "completed"):
             rows.append({**r, "val_loss": v, "train_loss": v / 2})
     results.write_trials(folder, rows)
-    meta = {"metric": "val_loss", "param": "lr", "max_epochs": MAX_EPOCHS, "stop_reason": "round budget spent",
-            "rounds": [{"index": 0, "points": 5, "reason": "coarse grid", "brackets": {"0": [-2.5, 1.5]}}],
-            "groups": [GROUPS[0]], "cliff_margin": 1.0}
+    meta = {
+        "metric": "val_loss",
+        "param": "lr",
+        "max_epochs": MAX_EPOCHS,
+        "stop_reason": "round budget spent",
+        "rounds": [{"index": 0, "points": 5, "reason": "coarse grid", "brackets": {"0": [-2.5, 1.5]}}],
+        "groups": [GROUPS[0]],
+        "cliff_margin": 1.0,
+    }
     results.write_json(folder / results.ROUNDS, meta)
     s = report.build(folder)
     assert s.lr == pytest.approx(0.01)  # 10^(-1 - 1.0)
@@ -326,23 +397,33 @@ def test_a_pick_between_trials_stands_next_to_its_own_interpolated_score_everywh
     rows = []
     for rnd, points in xs.items():
         for i, x in enumerate(points):
-            for r in trial_rows(f"r{rnd}_{i}", rnd, 0, 10 ** x, MAX_EPOCHS, "completed"):
+            for r in trial_rows(f"r{rnd}_{i}", rnd, 0, 10**x, MAX_EPOCHS, "completed"):
                 v = FLOOR[0] + 0.5 * (x - centre) ** 2 + 1.0 / r["epoch"]
                 rows.append({**r, "val_loss": v, "train_loss": 0.8 * v})
     results.write_trials(folder, rows)
-    results.write_json(folder / results.ROUNDS, {
-        "metric": "val_loss", "param": "lr", "max_epochs": MAX_EPOCHS, "stop_reason": "round budget spent (2 rounds)",
-        "rounds": [{"index": 0, "points": 4, "reason": "coarse grid", "brackets": {"0": [-2.5, 1.5]}},
-                   {"index": 1, "points": 2, "reason": "refine", "brackets": {"0": {"low": 0.001, "high": 0.1}}}],
-        "groups": [GROUPS[0]], "cliff_margin": 1.0})
+    results.write_json(
+        folder / results.ROUNDS,
+        {
+            "metric": "val_loss",
+            "param": "lr",
+            "max_epochs": MAX_EPOCHS,
+            "stop_reason": "round budget spent (2 rounds)",
+            "rounds": [
+                {"index": 0, "points": 4, "reason": "coarse grid", "brackets": {"0": [-2.5, 1.5]}},
+                {"index": 1, "points": 2, "reason": "refine", "brackets": {"0": {"low": 0.001, "high": 0.1}}},
+            ],
+            "groups": [GROUPS[0]],
+            "cliff_margin": 1.0,
+        },
+    )
     s = report.build(folder)
     chosen = 0.005012  # nice(10 ** -2.3): no trial ran there
     tried = {r["lr"] for r in rows}
     assert s.lr == chosen and all(abs(lr - chosen) > 1e-3 * chosen for lr in tried)
     tail = sum(1.0 / e for e in (6, 7, 8)) / 3
-    best_score = 0.5 * 0.2 ** 2 + FLOOR[0] + tail  # the trial at 10^-2.5, 0.2 decades from the floor
+    best_score = 0.5 * 0.2**2 + FLOOR[0] + tail  # the trial at 10^-2.5, 0.2 decades from the floor
     t = (math.log10(chosen) + 2.5) / 0.5  # from 10^-2.5 (r1_0) to 10^-2 (r0_2)
-    own = FLOOR[0] + tail + 0.5 * 0.2 ** 2 + t * 0.5 * (0.3 ** 2 - 0.2 ** 2)
+    own = FLOOR[0] + tail + 0.5 * 0.2**2 + t * 0.5 * (0.3**2 - 0.2**2)
     assert s.score.value == pytest.approx(own) and s.score.interpolated and s.score.trials == ("r1_0", "r0_2")
 
     best = json.loads((folder / "best.json").read_text())
@@ -350,17 +431,19 @@ def test_a_pick_between_trials_stands_next_to_its_own_interpolated_score_everywh
     assert best["val_loss"] == pytest.approx(own) == best["score"]["value"]  # the chosen rate's own, not r1_0's
     assert best["score"]["statistic"] == "mean of epochs 6-8" and best["score"]["interpolated"] is True
     assert best["score"]["source"] == "interpolated between the trials at 0.003162 and 0.01, not trained"
-    assert best["best_trial"]["trial_id"] == "r1_0" and best["best_trial"]["lr"] == pytest.approx(10 ** -2.5)
+    assert best["best_trial"]["trial_id"] == "r1_0" and best["best_trial"]["lr"] == pytest.approx(10**-2.5)
     assert best["best_trial"]["score"] == pytest.approx(best_score)
     assert best["best_trial"]["statistic"] == "mean of epochs 6-8"
-    said = (f"lr=0.005012  val_loss={own:.4f} (mean of epochs 6-8, interpolated between the trials at 0.003162 "
-            f"and 0.01, not trained)  band lr ")
+    said = (
+        f"lr=0.005012  val_loss={own:.4f} (mean of epochs 6-8, interpolated between the trials at 0.003162 "
+        f"and 0.01, not trained)  band lr "
+    )
 
     md = (folder / "report.md").read_text()
     assert "**Chosen learning rate: 0.005012**" in md and f"- Chosen: {said}" in md
     assert f"- Best trial run: `r1_0` at lr 0.003162: val_loss {best_score:.4f} (mean of epochs 6-8)" in md
     assert "The chosen rate is a fit, not a trial that ran: retrain it fully to confirm." in md
-    trials_tables = md[:md.index("## Cost per round")] + md[md.index("## Best learning rate per decay law"):]
+    trials_tables = md[: md.index("## Cost per round")] + md[md.index("## Best learning rate per decay law") :]
     assert "0.005012 |" not in trials_tables  # no row of a table of trials claims a trial at the chosen rate
     assert "| 0.001 .. 0.1 | 0.003162 .. 0.03162 |" in md  # round 1: the zoom's bracket, then the rates tried
 
@@ -418,7 +501,9 @@ def test_analysis_and_report_import_neither_ray_torch_nor_matplotlib():
     import subprocess
     import sys
 
-    code = ("import sys; import orchestrator.analysis, orchestrator.report; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'torch', 'matplotlib'}))")
+    code = (
+        "import sys; import orchestrator.analysis, orchestrator.report; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'torch', 'matplotlib'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -1,4 +1,5 @@
 """Faults caused for real: the driver SIGKILLed mid-sweep then resumed; a Ray node lost mid-sweep."""
+
 from __future__ import annotations
 
 import collections
@@ -24,10 +25,18 @@ EPOCHS = 20  # long enough that a kill lands inside a round even on an idle mach
 
 def write_config(path: Path, name: str, storage: Path, log: Path, **extra) -> Path:
     data = {
-        "name": name, "workload": "tests.faulty_workloads:logged", "max_epochs": EPOCHS, "storage": str(storage),
+        "name": name,
+        "workload": "tests.faulty_workloads:logged",
+        "max_epochs": EPOCHS,
+        "storage": str(storage),
         "checkpoint_every": 1,
-        "space": {"lr": {"log": [1e-3, 1e-1], "per_decade": 1}, "optimizer": "sgd", "momentum": 0.9,
-                  "width": 32, "log_path": str(log)},
+        "space": {
+            "lr": {"log": [1e-3, 1e-1], "per_decade": 1},
+            "optimizer": "sgd",
+            "momentum": 0.9,
+            "width": 32,
+            "log_path": str(log),
+        },
         "asha": {"enabled": False},
         # deterministic rounds: each planned once the previous one finished
         "zoom": {"max_rounds": 2, "points_per_round": 2, "decision_epoch": EPOCHS},
@@ -62,8 +71,7 @@ def _sweep_lines(output: str) -> str:
     return "\n".join(kept)
 
 
-def wait_for(what: str, ready: Callable[[], object], timeout: float = 300.0,
-             proc: subprocess.Popen | None = None):
+def wait_for(what: str, ready: Callable[[], object], timeout: float = 300.0, proc: subprocess.Popen | None = None):
     """Poll ``ready()`` until it returns something true and return that; fail the test, naming ``what``,
     when ``timeout`` seconds pass first or ``proc`` ends first."""
     deadline = time.monotonic() + timeout
@@ -105,8 +113,15 @@ def test_driver_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
     n_round0 = sum(rows[0]["round"] == 0 for rows in trials_by_lr(storage / "ref").values())
 
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen(sweep_cmd(str(crash_cfg)), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, cwd=ROOT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        sweep_cmd(str(crash_cfg)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
     folder = storage / "crash"
     try:
         for line in proc.stdout:  # wait until the later round has started
@@ -225,14 +240,24 @@ def interrupt_in_round_0(cfg: Path, folder: Path, trials: int = 1, epochs: int =
     in ``folder``, send Ctrl-C's SIGINT; returns (exit code, stderr)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     with open(cfg.with_suffix(".stderr"), "w+") as err_file:  # a file: a full pipe would stall the driver
-        proc = subprocess.Popen(sweep_cmd(str(cfg)), stdout=subprocess.PIPE, stderr=err_file, text=True,
-                                cwd=ROOT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            sweep_cmd(str(cfg)),
+            stdout=subprocess.PIPE,
+            stderr=err_file,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
         try:
             for line in proc.stdout:
                 if line.startswith("[sweep] round 0"):
                     break
-            wait_for(f"{trials} trial(s) with {epochs} epoch(s) saved",
-                     lambda: sum(n >= epochs for n in checkpointed(folder).values()) >= trials, proc=proc)
+            wait_for(
+                f"{trials} trial(s) with {epochs} epoch(s) saved",
+                lambda: sum(n >= epochs for n in checkpointed(folder).values()) >= trials,
+                proc=proc,
+            )
             proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
             proc.communicate(timeout=180)
         finally:
@@ -253,8 +278,9 @@ def test_resume_repairs_a_searcher_state_saved_a_step_apart_from_tunes(tmp_path)
 
     log = tmp_path / "apart.log"
     epochs = 100  # trials long enough to be stopped halfway
-    cfg = write_config(tmp_path / "apart.yaml", "apart", tmp_path / "runs", log, max_epochs=epochs,
-                       zoom={"max_rounds": 1})
+    cfg = write_config(
+        tmp_path / "apart.yaml", "apart", tmp_path / "runs", log, max_epochs=epochs, zoom={"max_rounds": 1}
+    )
     folder = tmp_path / "runs" / "apart"
     code, err = interrupt_in_round_0(cfg, folder, trials=2, epochs=2)
     assert code == 130, err[-2000:]

@@ -1,4 +1,5 @@
 """The results vocabulary (no Ray): one TrialStatus enum, the Parquet schema as the one source of row keys."""
+
 from __future__ import annotations
 
 import json
@@ -16,14 +17,17 @@ def test_statuses_are_the_strings_stored_in_parquet():
     assert f"{TrialStatus.DIVERGED}" == str(TrialStatus.DIVERGED) == "diverged"  # what tables and Parquet show
 
 
-@pytest.mark.parametrize("diverged, errored, epochs, max_epochs, expected", [
-    (True, True, 3, 3, "diverged"),  # a non-finite last metric wins over the error
-    (False, True, 3, 3, "errored"),
-    (False, False, 3, 3, "completed"),
-    (False, False, 4, 3, "completed"),
-    (False, False, 2, 3, "stopped"),
-    (False, False, 2, 0, "stopped"),  # max_epochs unknown: never called completed
-])
+@pytest.mark.parametrize(
+    "diverged, errored, epochs, max_epochs, expected",
+    [
+        (True, True, 3, 3, "diverged"),  # a non-finite last metric wins over the error
+        (False, True, 3, 3, "errored"),
+        (False, False, 3, 3, "completed"),
+        (False, False, 4, 3, "completed"),
+        (False, False, 2, 3, "stopped"),
+        (False, False, 2, 0, "stopped"),  # max_epochs unknown: never called completed
+    ],
+)
 def test_an_ended_trials_status_is_derived_in_one_place(diverged, errored, epochs, max_epochs, expected):
     status = TrialStatus.ended(diverged=diverged, errored=errored, epochs=epochs, max_epochs=max_epochs)
     assert status is TrialStatus(expected)
@@ -32,7 +36,8 @@ def test_an_ended_trials_status_is_derived_in_one_place(diverged, errored, epoch
 def test_the_schema_is_the_one_source_of_row_keys():
     assert set(results.TRIAL_KEYS) <= set(results.SCHEMA.names)
     assert list(results.TRIAL_KEYS) + list(results.EPOCH_KEYS) == sorted(
-        results.SCHEMA.names, key=lambda n: (n not in results.TRIAL_KEYS, results.SCHEMA.names.index(n)))
+        results.SCHEMA.names, key=lambda n: (n not in results.TRIAL_KEYS, results.SCHEMA.names.index(n))
+    )
     assert {"epoch", "val_loss", "train_loss", "val_error", "node_ip", "ended_at"} <= set(results.EPOCH_KEYS)
 
 
@@ -42,9 +47,21 @@ def test_every_column_a_trial_reports_is_kept_and_nothing_else_is_collected(tmp_
     rules = zoom.Rules(low=-2.0, high=-2.0, spacing=1.0, max_epochs=1)
     s = SweepState(rules=rules, param="lr", metric="val_loss", decision_epoch=1, groups=[{}], base={})
     config = s.next_config("t0").config
-    reported = {"epoch": 1, "train_loss": 0.5, "val_loss": 0.4, "val_error": 0.1, "lr_epoch": 0.01, "diverged": False,
-                "device": "cpu", "node_ip": "10.0.0.7", "epoch_seconds": 0.25, "ended_at": 1.7e9,
-                "hostname": "h", "time_total_s": 3.0, "training_iteration": 1}  # the last three: Tune's own
+    reported = {
+        "epoch": 1,
+        "train_loss": 0.5,
+        "val_loss": 0.4,
+        "val_error": 0.1,
+        "lr_epoch": 0.01,
+        "diverged": False,
+        "device": "cpu",
+        "node_ip": "10.0.0.7",
+        "epoch_seconds": 0.25,
+        "ended_at": 1.7e9,
+        "hostname": "h",
+        "time_total_s": 3.0,
+        "training_iteration": 1,
+    }  # the last three: Tune's own
     s.record("t0", reported)
     (row,) = s.rows
     assert set(row) <= set(results.SCHEMA.names)  # collected only what is stored
@@ -59,10 +76,19 @@ def test_rounds_json_stores_labelled_brackets_and_still_reads_the_old_pairs(tmp_
     """A bracket is the range of rates the zoom searched: stored as {low, high}; folders written before hold
     [centre, half-width] in decades, read as the same bracket; anything else is one line naming the place."""
     r = zoom.Round(1, ((0, -2.0),), {0: (-2.0, 1.0)}, "refine")
-    doc = results.rounds_document(metric="val_accuracy", mode="max", param="lr", max_epochs=4, rounds=[r],
-                                  stop_reason=None, groups=None, cliff_margin=1.0)
-    assert doc["mode"] == "max" and doc["rounds"][0]["brackets"] == {"0": {"low": pytest.approx(0.001),
-                                                                          "high": pytest.approx(0.1)}}
+    doc = results.rounds_document(
+        metric="val_accuracy",
+        mode="max",
+        param="lr",
+        max_epochs=4,
+        rounds=[r],
+        stop_reason=None,
+        groups=None,
+        cliff_margin=1.0,
+    )
+    assert doc["mode"] == "max" and doc["rounds"][0]["brackets"] == {
+        "0": {"low": pytest.approx(0.001), "high": pytest.approx(0.1)}
+    }
     results.write_json(tmp_path / results.ROUNDS, doc)
     stored = results.read_json(tmp_path / results.ROUNDS)["rounds"][0]["brackets"]["0"]
     assert results.bracket_of(stored) == results.bracket_of([-2.0, 1.0]) == results.Bracket.of(-2.0, 1.0)

@@ -1,5 +1,6 @@
 """Decay laws: one contract over every registered law (and a warm-up-wrapped one), checked against closed forms
 with a real torch optimizer, as PyTorch's own test_lrscheduler.py does. Pure torch, no Ray."""
+
 from __future__ import annotations
 
 import io
@@ -30,9 +31,15 @@ from schedules import (
 CASES = (
     [cls() for cls in LAWS.values()]
     + [Warmup(law=cls(), warmup=3) for cls in LAWS.values()]
-    + [Step(step_size=3, gamma=0.5), Step(gamma=1.0), Inverse(eps=1.0), Exponential(eps=0.0),
-       Cosine(t_max=20, eta_min=0.1), Plateau(patience=2, factor=0.5),
-       Plateau(patience=0)]  # lr falls below 1e-8 within 30 epochs: catches torch's eps floor
+    + [
+        Step(step_size=3, gamma=0.5),
+        Step(gamma=1.0),
+        Inverse(eps=1.0),
+        Exponential(eps=0.0),
+        Cosine(t_max=20, eta_min=0.1),
+        Plateau(patience=2, factor=0.5),
+        Plateau(patience=0),
+    ]  # lr falls below 1e-8 within 30 epochs: catches torch's eps floor
 )
 BASE_LRS = (0.1, 0.05)  # two param groups: each must follow its own base lr
 # Improves every 6 epochs, stalls in between: exercises plateau state; never improving after each drop.
@@ -46,14 +53,13 @@ def _warmup(law) -> int:
 def _optimizer() -> torch.optim.Optimizer:
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)
-    return torch.optim.SGD([{"params": [model.weight], "lr": BASE_LRS[0]},
-                            {"params": [model.bias], "lr": BASE_LRS[1]}])
+    return torch.optim.SGD([{"params": [model.weight], "lr": BASE_LRS[0]}, {"params": [model.bias], "lr": BASE_LRS[1]}])
 
 
 def _train_one_epoch(opt: torch.optim.Optimizer) -> None:
     opt.zero_grad()
     params = [p for g in opt.param_groups for p in g["params"]]
-    sum((p ** 2).sum() for p in params).backward()
+    sum((p**2).sum() for p in params).backward()
     opt.step()
 
 
@@ -201,13 +207,23 @@ def test_step_and_cosine_by_hand():
 
 
 BAD = [
-    (Step, {"gamma": 0}, "gamma"), (Step, {"gamma": 1.5}, "gamma"), (Step, {"gamma": -0.1}, "gamma"),
-    (Step, {"step_size": 0}, "step_size"), (Step, {"step_size": 2.5}, "step_size"),
-    (Step, {"gamma": "0.1"}, "gamma"), (Step, {"gamma": True}, "gamma"),
-    (Inverse, {"eps": -0.1}, "eps"), (Inverse, {"eps": math.nan}, "eps"), (Exponential, {"eps": -1.0}, "eps"),
-    (Plateau, {"patience": -1}, "patience"), (Plateau, {"factor": 1.0}, "factor"), (Plateau, {"factor": 0.0}, "factor"),
-    (Cosine, {"t_max": 0}, "t_max"), (Cosine, {"eta_min": 1.5}, "eta_min"),
-    (Warmup, {"warmup": -1}, "warmup"), (Warmup, {"law": "step"}, "law"),
+    (Step, {"gamma": 0}, "gamma"),
+    (Step, {"gamma": 1.5}, "gamma"),
+    (Step, {"gamma": -0.1}, "gamma"),
+    (Step, {"step_size": 0}, "step_size"),
+    (Step, {"step_size": 2.5}, "step_size"),
+    (Step, {"gamma": "0.1"}, "gamma"),
+    (Step, {"gamma": True}, "gamma"),
+    (Inverse, {"eps": -0.1}, "eps"),
+    (Inverse, {"eps": math.nan}, "eps"),
+    (Exponential, {"eps": -1.0}, "eps"),
+    (Plateau, {"patience": -1}, "patience"),
+    (Plateau, {"factor": 1.0}, "factor"),
+    (Plateau, {"factor": 0.0}, "factor"),
+    (Cosine, {"t_max": 0}, "t_max"),
+    (Cosine, {"eta_min": 1.5}, "eta_min"),
+    (Warmup, {"warmup": -1}, "warmup"),
+    (Warmup, {"law": "step"}, "law"),
 ]
 
 

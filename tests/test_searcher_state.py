@@ -1,11 +1,13 @@
 """SweepState: the searcher's bookkeeping, driven by hand as Tune would drive it. No Ray cluster."""
+
 from orchestrator import zoom
 from orchestrator.state import SweepState
 
 
 def state() -> SweepState:
-    rules = zoom.Rules(low=-3.0, high=-1.0, spacing=1.0, max_epochs=3, max_rounds=2, points_per_round=2,
-                       resolution=0.1, tolerance=0.0)
+    rules = zoom.Rules(
+        low=-3.0, high=-1.0, spacing=1.0, max_epochs=3, max_rounds=2, points_per_round=2, resolution=0.1, tolerance=0.0
+    )
     return SweepState(rules=rules, param="lr", metric="val_loss", decision_epoch=3, groups=[{}], base={"seed": 0})
 
 
@@ -58,8 +60,9 @@ def test_reconcile_fills_epochs_the_searcher_lost_from_the_checkpoint_and_comple
     configs = {f"t{i}": s.next_config(f"t{i}").config for i in range(3)}
     s.record("t0", {"epoch": 1, "val_loss": 0.9})  # the searcher saved t0 at epoch 1, t1 at none
     saved = [{"epoch": e, "val_loss": 1.0 / e} for e in (1, 2)]  # Tune's checkpoints are at epoch 2
-    changes = s.reconcile(configs, {"t0": saved, "t1": saved, "t2": saved + [{"epoch": 3, "val_loss": 0.3}]},
-                          finished={"t2"})
+    changes = s.reconcile(
+        configs, {"t0": saved, "t1": saved, "t2": saved + [{"epoch": 3, "val_loss": 0.3}]}, finished={"t2"}
+    )
     assert changes == {"requeued": [], "adopted": [], "filled": ["t0", "t1", "t2"], "completed": ["t2"]}
     assert s.trials["t0"].curve == [0.9, 0.5] and s.trials["t1"].curve == [1.0, 0.5]
     assert s.trials["t2"].done and len(s.trials["t2"].curve) == 3

@@ -1,6 +1,7 @@
 """No credential from a storage URI appears in any output, log, job metadata or stored file: a real sweep
 to a moto S3 server with the keys in the URI, then every file in the bucket, the local copy, the embedded
 Ray's logs and every printed line are searched for them."""
+
 from __future__ import annotations
 
 import os
@@ -38,19 +39,32 @@ def leaks(data: bytes | str) -> list[str]:
 
 
 # --- pure -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("uri, public, secrets", [
-    ("s3://AK:S%2FK@b/runs?endpoint_override=h:9&scheme=http", "s3://b/runs?endpoint_override=h:9&scheme=http",
-     {"AK", "S%2FK", "S/K"}),
-    ("gs://b/x?access_token=tok.en&retry_limit_seconds=3", "gs://b/x?access_token=***&retry_limit_seconds=3",
-     {"tok.en"}),
-    ("abfs://cont:pw123@acct.dfs.core.windows.net/p?client_id=c&client_secret=cs%3D1&tenant_id=t",
-     "abfs://cont:***@acct.dfs.core.windows.net/p?client_id=c&client_secret=***&tenant_id=t",
-     {"pw123", "cs%3D1", "cs=1"}),
-    ("s3://b/x?access_key=A1&secret_key=S1&session_token=T1&password=P1&sig=G1&sas_token=Q1",
-     "s3://b/x?access_key=***&secret_key=***&session_token=***&password=***&sig=***&sas_token=***",
-     {"A1", "S1", "T1", "P1", "G1", "Q1"}),
-    ("/shared/sweeps", "/shared/sweeps", set()),
-])
+@pytest.mark.parametrize(
+    "uri, public, secrets",
+    [
+        (
+            "s3://AK:S%2FK@b/runs?endpoint_override=h:9&scheme=http",
+            "s3://b/runs?endpoint_override=h:9&scheme=http",
+            {"AK", "S%2FK", "S/K"},
+        ),
+        (
+            "gs://b/x?access_token=tok.en&retry_limit_seconds=3",
+            "gs://b/x?access_token=***&retry_limit_seconds=3",
+            {"tok.en"},
+        ),
+        (
+            "abfs://cont:pw123@acct.dfs.core.windows.net/p?client_id=c&client_secret=cs%3D1&tenant_id=t",
+            "abfs://cont:***@acct.dfs.core.windows.net/p?client_id=c&client_secret=***&tenant_id=t",
+            {"pw123", "cs%3D1", "cs=1"},
+        ),
+        (
+            "s3://b/x?access_key=A1&secret_key=S1&session_token=T1&password=P1&sig=G1&sas_token=Q1",
+            "s3://b/x?access_key=***&secret_key=***&session_token=***&password=***&sig=***&sas_token=***",
+            {"A1", "S1", "T1", "P1", "G1", "Q1"},
+        ),
+        ("/shared/sweeps", "/shared/sweeps", set()),
+    ],
+)
 def test_split_masks_every_credential_form(uri, public, secrets):
     assert storage.split(uri) == (public, tuple(sorted(secrets, key=lambda v: (-len(v), v))))
     assert storage.display(uri) == public
@@ -59,15 +73,18 @@ def test_split_masks_every_credential_form(uri, public, secrets):
 
 def test_redact_masks_lookalikes_in_any_text():
     text = "results: s3://AK:SK@b/x?endpoint_override=h&secret_key=abc and token=xyz, sig=q1 (client_secret=zz)"
-    assert storage.redact(text) == ("results: s3://***@b/x?endpoint_override=h&secret_key=*** and token=***, "
-                                    "sig=*** (client_secret=***)")
+    assert storage.redact(text) == (
+        "results: s3://***@b/x?endpoint_override=h&secret_key=*** and token=***, sig=*** (client_secret=***)"
+    )
 
 
 def test_a_rejected_storage_uri_is_one_line_without_its_secrets(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
-    path.write_text(f"name: x\nworkload: digits_mlp\nmax_epochs: 2\n"
-                    f"storage: 's3://{CREDS}b/runs?secret_key=LEAKME123&bogus=1'\n"
-                    f"space: {{lr: {{log: [1e-3, 1e-1]}}}}\n")
+    path.write_text(
+        f"name: x\nworkload: digits_mlp\nmax_epochs: 2\n"
+        f"storage: 's3://{CREDS}b/runs?secret_key=LEAKME123&bogus=1'\n"
+        f"space: {{lr: {{log: [1e-3, 1e-1]}}}}\n"
+    )
     assert cli.main(["run", str(path), "--no-check"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pyarrow cannot open it" in err
@@ -146,8 +163,9 @@ def test_a_sweep_with_keys_in_its_uri_never_writes_or_prints_them(s3, tmp_path, 
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=300)
     assert again.returncode == 2 and "already exists" in again.stderr and not leaks(again.stderr + again.stdout)
     # `--resume` with the keys in the config restores Tune through the key-free filesystem
-    resumed = subprocess.run(cmd + ["--resume", "--quiet"], capture_output=True, text=True, cwd=ROOT,
-                             env=dict(os.environ), timeout=600)
+    resumed = subprocess.run(
+        cmd + ["--resume", "--quiet"], capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=600
+    )
     assert resumed.returncode == 0, storage.scrub(resumed.stderr[-3000:], uri)
     assert not leaks(resumed.stdout + resumed.stderr)
     assert not [p for p in s3.files("runs/keyed") if leaks(s3.read(f"runs/keyed/{p}"))]
@@ -158,8 +176,13 @@ def test_job_metadata_and_status_show_the_uri_without_keys():
 
     folder, warning = package.results_folder(f"s3://{CREDS}b/runs?endpoint_override=h:9&token=tok123", "n")
     assert folder == "s3://b/runs/n?endpoint_override=h:9&token=***" and warning is None
-    info = jobs.public_info(jobs.JobInfo(
-        job_id="j", status="FAILED", message=f"failed writing s3://{CREDS}b/runs/n?secret_key=abc123",
-        metadata={"sweep_folder": f"s3://{CREDS}b/runs/n", "sweep_config": "c.yaml"}))
+    info = jobs.public_info(
+        jobs.JobInfo(
+            job_id="j",
+            status="FAILED",
+            message=f"failed writing s3://{CREDS}b/runs/n?secret_key=abc123",
+            metadata={"sweep_folder": f"s3://{CREDS}b/runs/n", "sweep_config": "c.yaml"},
+        )
+    )
     assert info.metadata == {"sweep_folder": "s3://***@b/runs/n", "sweep_config": "c.yaml"}
     assert not leaks(info.message) and "abc123" not in info.message and info.job_id == "j"

@@ -40,4 +40,4 @@ def test_cross_product_order_and_empty():
 
 
 def test_nice_rounds_float_noise():
-    assert space.nice(10 ** -3.0000000001) == 0.001
+    assert space.nice(10**-3.0000000001) == 0.001

@@ -1,5 +1,6 @@
 """Storage at a URI, for real: a moto S3 server on 127.0.0.1 (no mocks in the code under test), pyarrow's
 S3 filesystem against it, a real sweep through the CLI with ``storage: s3://...``, ``sweep report`` of it."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,14 @@ def test_uri_helpers():
     assert storage.display(storage.join(uri, "n")) == "s3://bucket/runs/n?endpoint_override=127.0.0.1:9000&scheme=http"
     assert storage.name_of(storage.join(uri, "n")) == "n"
     assert storage.join("gs://b", "n") == "gs://b/n"
-    assert [storage.is_uri(x) for x in ("runs", "/shared/sweeps", "~/r", "file:///tmp/r", "s3://b", "gs://b/x")] == \
-        [False, False, False, False, True, True]
+    assert [storage.is_uri(x) for x in ("runs", "/shared/sweeps", "~/r", "file:///tmp/r", "s3://b", "gs://b/x")] == [
+        False,
+        False,
+        False,
+        False,
+        True,
+        True,
+    ]
     assert storage.target("file:///tmp/r", "n") == storage.Target(folder=Path("/tmp/r/n").resolve())
     assert storage.target("runs", "n").folder == Path("runs").resolve() / "n"
     a, b = storage.target(uri, "n"), storage.target("s3://bucket/runs?region=eu-west-1", "n")
@@ -41,20 +48,36 @@ def test_uri_helpers():
     assert storage.target("s3://other/runs", "n").folder != a.folder
 
 
-@pytest.mark.parametrize("value", ["s3://b/runs", "s3://b/runs?region=eu-west-1", "gs://b/runs", "hdfs://nn:8020/r",
-                                   "file:///tmp/r", "runs", "/shared/sweeps",
-                                   "s3://b/runs?endpoint_override=127.0.0.1:9000&scheme=http"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "s3://b/runs",
+        "s3://b/runs?region=eu-west-1",
+        "gs://b/runs",
+        "hdfs://nn:8020/r",
+        "file:///tmp/r",
+        "runs",
+        "/shared/sweeps",
+        "s3://b/runs?endpoint_override=127.0.0.1:9000&scheme=http",
+    ],
+)
 def test_storage_values_pyarrow_opens_are_accepted_offline(value):
     assert storage.check(value) == value
 
 
-@pytest.mark.parametrize("value, why", [("ftp://host/runs", "scheme ftp:// is not supported"),
-                                        ("mock:///runs", "scheme mock:// is not supported"),
-                                        ("s3://b/runs?bogus=1", "Unexpected query parameter")])
+@pytest.mark.parametrize(
+    "value, why",
+    [
+        ("ftp://host/runs", "scheme ftp:// is not supported"),
+        ("mock:///runs", "scheme mock:// is not supported"),
+        ("s3://b/runs?bogus=1", "Unexpected query parameter"),
+    ],
+)
 def test_bad_storage_uri_is_exit_2_one_line_naming_file_and_key(tmp_path, capsys, value, why):
     path = tmp_path / "bad.yaml"
-    path.write_text(f"name: x\nworkload: digits_mlp\nmax_epochs: 2\nstorage: '{value}'\n"
-                    f"space: {{lr: {{log: [1e-3, 1e-1]}}}}\n")
+    path.write_text(
+        f"name: x\nworkload: digits_mlp\nmax_epochs: 2\nstorage: '{value}'\nspace: {{lr: {{log: [1e-3, 1e-1]}}}}\n"
+    )
     with pytest.raises(config.ConfigError, match="storage"):
         config.load(path)
     assert cli.main(["run", str(path), "--no-check"]) == 2
@@ -88,7 +111,7 @@ class S3:
         """Relative path -> (size, mtime) of every file under ``bucket/path``."""
         root = f"{self.bucket}/{path}"
         infos = self.fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-        return {i.path[len(root) + 1:]: (i.size, i.mtime) for i in infos if i.type == pafs.FileType.File}
+        return {i.path[len(root) + 1 :]: (i.size, i.mtime) for i in infos if i.type == pafs.FileType.File}
 
     def read(self, path: str) -> bytes:
         with self.fs.open_input_stream(f"{self.bucket}/{path}") as f:
@@ -103,9 +126,14 @@ class S3:
 def s3(moto_endpoint, monkeypatch, tmp_path):
     """A fresh bucket; fake credentials in the environment (inherited by a ``sweep run`` subprocess and its
     Ray workers); the local copies under ``tmp_path/cache`` instead of ``~/.cache``."""
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_EC2_METADATA_DISABLED": "true", "XDG_CACHE_HOME": str(tmp_path / "cache")}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     bucket = f"sweeps-{uuid.uuid4().hex[:8]}"
@@ -194,8 +222,14 @@ def test_sweep_to_s3_then_report_from_it_then_refuse_a_second_run(s3, tmp_path, 
     assert last.startswith("chosen lr=") and f"results: s3://{s3.bucket}/runs/s3sweep?" in last
 
     stored = s3.files("runs/s3sweep")
-    assert {"sweep.yaml", "trials.parquet", "rounds.json", "best.json", "report.md",
-            "val_loss_vs_lr.png"} <= stored.keys()
+    assert {
+        "sweep.yaml",
+        "trials.parquet",
+        "rounds.json",
+        "best.json",
+        "report.md",
+        "val_loss_vs_lr.png",
+    } <= stored.keys()
     assert any(p.startswith("_sweep/events.out.tfevents") for p in stored)  # the sweep-level TensorBoard run
     assert "tuner.pkl" in stored  # Tune's experiment went straight to the URI
     assert s3.read("runs/s3sweep/sweep.yaml") == path.read_bytes()
@@ -222,11 +256,20 @@ def test_sweep_to_s3_then_report_from_it_then_refuse_a_second_run(s3, tmp_path, 
 @pytest.mark.slow
 def test_ctrl_c_uploads_results_so_far_and_resume_from_the_uri_on_a_fresh_machine_finishes(s3, tmp_path, monkeypatch):
     path = tmp_path / "int.yaml"
-    path.write_text(SWEEP.format(name="int", storage=s3.uri("runs")).replace("max_epochs: 3", "max_epochs: 20")
-                    + "checkpoint_every: 1\n")  # a checkpoint in the bucket: the sign that round 0 is training
+    path.write_text(
+        SWEEP.format(name="int", storage=s3.uri("runs")).replace("max_epochs: 3", "max_epochs: 20")
+        + "checkpoint_every: 1\n"
+    )  # a checkpoint in the bucket: the sign that round 0 is training
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(path), "--no-check"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env=dict(os.environ), start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ),
+        start_new_session=True,
+    )
     try:
         for line in proc.stdout:
             if line.startswith("[sweep] round 0"):
@@ -234,8 +277,10 @@ def test_ctrl_c_uploads_results_so_far_and_resume_from_the_uri_on_a_fresh_machin
         deadline = time.monotonic() + 300  # until a trial has saved an epoch in the bucket
         while not any(p.endswith("/state.pt") for p in s3.files("runs/int")):
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"no trial checkpoint in s3://{s3.bucket}/runs/int before the sweep ended or 300 s "
-                            f"passed (exit {proc.poll()})")
+                pytest.fail(
+                    f"no trial checkpoint in s3://{s3.bucket}/runs/int before the sweep ended or 300 s "
+                    f"passed (exit {proc.poll()})"
+                )
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         _, err = proc.communicate(timeout=180)
@@ -249,8 +294,9 @@ def test_ctrl_c_uploads_results_so_far_and_resume_from_the_uri_on_a_fresh_machin
     assert "best.json" not in stored
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-machine"))  # no local copy to resume from
-    done = subprocess.run(cmd + ["--resume", "--quiet"], capture_output=True, text=True, cwd=ROOT,
-                          env=dict(os.environ), timeout=600)
+    done = subprocess.run(
+        cmd + ["--resume", "--quiet"], capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     best = json.loads(s3.read("runs/int/best.json"))
     assert best["lr"] > 0 and s3.read("runs/int/sweep.yaml") == path.read_bytes()

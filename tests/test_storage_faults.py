@@ -1,6 +1,7 @@
 """Storage at a URI when things go wrong (a moto S3 server, real pyarrow): a report download next to a local
 sweep of the same name, stale local copies from an earlier run, uploads to a bucket that is gone or a
 server that is down; no credential in any StorageError."""
+
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +30,11 @@ def with_creds(uri: str) -> str:
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # --- sweep report URI --out DIR ---------------------------------------------------------------------
@@ -45,8 +49,9 @@ def test_report_download_never_writes_into_a_local_sweep_of_the_same_name(s3, tm
 
     assert cli.main(["report", with_creds(s3.uri("runs/synth")), "--out", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"sweep: error: {local}: already exists and is not a copy of "
-                                                   f"s3://{s3.bucket}/runs/synth?")
+    assert err.count("\n") == 1 and err.startswith(
+        f"sweep: error: {local}: already exists and is not a copy of s3://{s3.bucket}/runs/synth?"
+    )
     assert "nothing was written" in err and not [f for f in FORMS if f in err]
     assert snapshot(local) == before  # sweep.yaml, preflight.json, rounds.json, trials.parquet untouched
 
@@ -91,8 +96,9 @@ def test_a_resume_replaces_stale_inputs_of_the_local_copy_with_the_stored_ones(s
     assert sorted(storage.download(uri, folder)) == ["rounds.json", "sweep.yaml", "trials.parquet"]
     now = snapshot(folder)
     assert "preflight.json" not in now  # absent at the URI: removed, never mixed in
-    assert {k: now[k] for k in ("sweep.yaml", "rounds.json", results.TRIALS)} == \
-        {k: v for k, v in snapshot(stored).items() if k in ("sweep.yaml", "rounds.json", results.TRIALS)}
+    assert {k: now[k] for k in ("sweep.yaml", "rounds.json", results.TRIALS)} == {
+        k: v for k, v in snapshot(stored).items() if k in ("sweep.yaml", "rounds.json", results.TRIALS)
+    }
 
 
 # --- failed uploads, and no credential in a StorageError --------------------------------------------
@@ -119,8 +125,9 @@ def test_a_failed_upload_is_one_line_naming_the_kept_local_copy(s3, stopped_endp
     if gone == "bucket removed":
         import pyarrow.fs as pafs
 
-        pafs.S3FileSystem(endpoint_override=s3.endpoint, scheme="http",
-                          allow_bucket_deletion=True).delete_dir(s3.bucket)
+        pafs.S3FileSystem(endpoint_override=s3.endpoint, scheme="http", allow_bucket_deletion=True).delete_dir(
+            s3.bucket
+        )
         uri = with_creds(s3.uri("runs/up"))
     else:
         uri = with_creds(s3.uri("runs/up")).replace(s3.endpoint, stopped_endpoint)

@@ -1,4 +1,5 @@
 """Integration: real sweeps on a real local Ray, through the Python API and through the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,14 @@ def check_results(folder: Path, max_epochs: int):
     return table, by_trial
 
 
-def pick_from_rows(rows: list[dict], metric: str = "val_loss", margin: float = 1.0,
-                   smooth: int = 3, reach: float = 0.5, cliff: float = 3.0) -> tuple[float, float, int, str]:
+def pick_from_rows(
+    rows: list[dict],
+    metric: str = "val_loss",
+    margin: float = 1.0,
+    smooth: int = 3,
+    reach: float = 0.5,
+    cliff: float = 3.0,
+) -> tuple[float, float, int, str]:
     """The pick recomputed from trials.parquet alone, for a finished one-group sweep, by the rule README's
     "How the search works" states (not by calling orchestrator.zoom): each trial scored by its metric
     averaged over the last ``smooth`` epochs at the deepest epoch the trials that ran to the end reached;
@@ -57,7 +64,7 @@ def pick_from_rows(rows: list[dict], metric: str = "val_loss", margin: float = 1
     epoch = max(len(c) for t, c in curves.items() if t not in diverged)
 
     def score(c: list[float], e: int) -> float:
-        window = c[max(0, e - smooth): e]
+        window = c[max(0, e - smooth) : e]
         return sum(window) / len(window) if len(c) >= e and all(map(math.isfinite, window)) else math.inf
 
     scored = {t: (math.log10(lrs[t]), score(c, epoch)) for t, c in curves.items() if len(c) >= epoch or t in diverged}
@@ -75,11 +82,17 @@ def pick_from_rows(rows: list[dict], metric: str = "val_loss", margin: float = 1
             x = float(np.clip(-b / (2 * a), xs.min(), xs.max()))
     over = [px for px, py in scored.values() if px > bx and py >= cliff * by]
     best_curve = curves[best_t]
-    over += [math.log10(lrs[t]) for t, c in curves.items() if t not in diverged and 0 < len(c) < epoch
-             and math.log10(lrs[t]) > bx and score(c, len(c)) >= cliff * score(best_curve, len(c))]
+    over += [
+        math.log10(lrs[t])
+        for t, c in curves.items()
+        if t not in diverged
+        and 0 < len(c) < epoch
+        and math.log10(lrs[t]) > bx
+        and score(c, len(c)) >= cliff * score(best_curve, len(c))
+    ]
     if over and x > min(over) - margin:
         x = max(min(over) - margin, min(px for px, _ in scored.values()))
-    return 10 ** x, by, epoch, best_t
+    return 10**x, by, epoch, best_t
 
 
 @pytest.mark.slow
@@ -103,8 +116,9 @@ def test_api_sweep_zooms_in_and_stores_results(local_ray, small_config):
     assert stopped, "ASHA stopped some weak trials early"
     assert all(rows[0]["round"] == 0 for rows in stopped)  # ASHA's scope: the coarse round only
     refined = [rows for rows in by_trial.values() if rows[0]["round"] >= 1]
-    assert all(len(rows) == 4 and rows[0]["status"] == "completed"
-               for rows in refined if rows[0]["status"] != "diverged")
+    assert all(
+        len(rows) == 4 and rows[0]["status"] == "completed" for rows in refined if rows[0]["status"] != "diverged"
+    )
     assert summary.epochs == len(table) and summary.fte == pytest.approx(len(table) / 4)
     best = json.loads((folder / "best.json").read_text())
     assert best["lr"] == summary.lr and best["config"]["optimizer"] == "sgd"
@@ -120,8 +134,14 @@ def test_api_sweep_zooms_in_and_stores_results(local_ray, small_config):
 def test_cli_run_embedded_ray_then_refuse_overwrite_then_report(small_config, tmp_path):
     path = small_config("cli")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    run = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(path), "--quiet"],
-                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "run", str(path), "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     last = run.stdout.strip().splitlines()[-1]
     assert last.startswith("chosen lr=") and "epochs" in last and str(tmp_path / "runs" / "cli") in last
@@ -129,8 +149,14 @@ def test_cli_run_embedded_ray_then_refuse_overwrite_then_report(small_config, tm
     assert "Pre-flight checks" in (folder / "report.md").read_text()  # `sweep run` checked before fanning out
     before = (folder / "trials.parquet").read_bytes()
 
-    again = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(path)],
-                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "run", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
     assert again.returncode == 2
     assert again.stderr.strip().count("\n") == 0 and "already exists" in again.stderr
     assert (folder / "trials.parquet").read_bytes() == before  # nothing overwritten
@@ -153,11 +179,14 @@ def test_report_errors_are_one_line(tmp_path, capsys):
     assert "no such sweep folder" in lines[0] and "no results" in lines[1] and "corrupt Parquet" in lines[2]
 
 
-@pytest.mark.parametrize("text, key", [
-    ("name: x\nworkload: digits_mlp\nmax_epochs: 0\nspace: {lr: {log: [1e-3, 1e-1]}}\n", "max_epochs"),
-    ("name: x\nworkload: digits_mlp\nmax_epochs: [\n", "YAML syntax"),
-    ("name: x\nworkload: my.mod:fn\nmax_epochs: 2\nspace: {lr: {log: [1e-3, 1e-1]}}\n", "workload"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("name: x\nworkload: digits_mlp\nmax_epochs: 0\nspace: {lr: {log: [1e-3, 1e-1]}}\n", "max_epochs"),
+        ("name: x\nworkload: digits_mlp\nmax_epochs: [\n", "YAML syntax"),
+        ("name: x\nworkload: my.mod:fn\nmax_epochs: 2\nspace: {lr: {log: [1e-3, 1e-1]}}\n", "workload"),
+    ],
+)
 def test_cli_bad_config_exit_2_one_line(tmp_path, capsys, text, key):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -177,12 +206,25 @@ def test_sweep_over_laws_and_optimizers_applies_each_law(local_ray, tmp_path):
     import yaml
 
     path = tmp_path / "laws.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "laws", "workload": "digits_mlp", "max_epochs": 4, "storage": str(tmp_path / "runs"),
-        "space": {"lr": {"log": [1e-3, 1e-1], "per_decade": 1}, "schedule": ["constant", "inverse"],
-                  "eps": 0.5, "optimizer": ["momentum", "adam"], "width": 32},
-        "asha": {"enabled": False}, "zoom": {"max_rounds": 2, "points_per_round": 2, "groups": 1},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "laws",
+                "workload": "digits_mlp",
+                "max_epochs": 4,
+                "storage": str(tmp_path / "runs"),
+                "space": {
+                    "lr": {"log": [1e-3, 1e-1], "per_decade": 1},
+                    "schedule": ["constant", "inverse"],
+                    "eps": 0.5,
+                    "optimizer": ["momentum", "adam"],
+                    "width": 32,
+                },
+                "asha": {"enabled": False},
+                "zoom": {"max_rounds": 2, "points_per_round": 2, "groups": 1},
+            }
+        )
+    )
     summary = run_sweep(config.load(path), quiet=True)
     rows = pq.read_table(summary.folder / "trials.parquet").to_pylist()
     seen = set()
@@ -192,8 +234,9 @@ def test_sweep_over_laws_and_optimizers_applies_each_law(local_ray, tmp_path):
         expected = r["lr"] / (1 + 0.5 * (r["epoch"] - 1)) if cfg["schedule"] == "inverse" else r["lr"]
         assert r["lr_epoch"] == pytest.approx(expected, rel=1e-6)  # the law, applied epoch by epoch
     assert seen == {("constant", "momentum"), ("constant", "adam"), ("inverse", "momentum"), ("inverse", "adam")}
-    round1 = {(json.loads(r["config"])["schedule"], json.loads(r["config"])["optimizer"])
-              for r in rows if r["round"] == 1}
+    round1 = {
+        (json.loads(r["config"])["schedule"], json.loads(r["config"])["optimizer"]) for r in rows if r["round"] == 1
+    }
     assert len(round1) == 1  # refined within the best group only
     # the winner is the group whose best trial scored lowest at the common epoch (no ASHA: all ran 4 epochs;
     # score: val_loss averaged over epochs 2-4), recomputed from the rows

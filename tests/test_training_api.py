@@ -1,6 +1,7 @@
 """The training-function API (``train:`` + ``orchestrator.Trial``): the example on a real local Ray, resume
 from a checkpoint, and the one-line errors for a function that breaks the contract (issue #14 items 1, 6).
 The functions below are referenced from configs as ``tests.test_training_api:NAME``."""
+
 from __future__ import annotations
 
 import json
@@ -99,22 +100,27 @@ def flaky(config: dict, trial: Trial) -> None:
 
 
 def _run(name: str, state: dict | None = None, **extra):
-    return run_training({"train": f"tests.test_training_api:{name}", "lr": 0.1, "max_epochs": 2, **extra},
-                        state=state)
+    return run_training({"train": f"tests.test_training_api:{name}", "lr": 0.1, "max_epochs": 2, **extra}, state=state)
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("never_reports", "returned without calling trial.report(); expected trial.report(val_loss=...) once per epoch"),
-    ("wrong_key", "trial.report(val_los=...) has no 'val_loss' (is 'val_los' it?); expected the sweep's metric"),
-    ("missing_metric", "trial.report(accuracy=...) has no 'val_loss'; expected the sweep's metric in every report"),
-    ("text_metric", "trial.report(val_loss=str); expected a number"),
-    ("skips_a_report", "epoch 1 of 2 ended without trial.report(); expected trial.report(val_loss=...) once"),
-    ("reports_twice", "trial.report() called 2 times in epoch 1; expected once per epoch"),
-    ("reports_too_often", "trial.report() after the last epoch; expected at most max_epochs=2 reports"),
-    ("raises", "raised ZeroDivisionError in epoch 1: float division by zero"),
-    ("saves_an_object", "trial.checkpoint: state['sampler'] is a object; expected tensors, dicts, lists"),
-    ("saves_the_epoch", "trial.checkpoint(state): key 'epoch' is the trial's own"),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "never_reports",
+            "returned without calling trial.report(); expected trial.report(val_loss=...) once per epoch",
+        ),
+        ("wrong_key", "trial.report(val_los=...) has no 'val_loss' (is 'val_los' it?); expected the sweep's metric"),
+        ("missing_metric", "trial.report(accuracy=...) has no 'val_loss'; expected the sweep's metric in every report"),
+        ("text_metric", "trial.report(val_loss=str); expected a number"),
+        ("skips_a_report", "epoch 1 of 2 ended without trial.report(); expected trial.report(val_loss=...) once"),
+        ("reports_twice", "trial.report() called 2 times in epoch 1; expected once per epoch"),
+        ("reports_too_often", "trial.report() after the last epoch; expected at most max_epochs=2 reports"),
+        ("raises", "raised ZeroDivisionError in epoch 1: float division by zero"),
+        ("saves_an_object", "trial.checkpoint: state['sampler'] is a object; expected tensors, dicts, lists"),
+        ("saves_the_epoch", "trial.checkpoint(state): key 'epoch' is the trial's own"),
+    ],
+)
 def test_a_function_that_breaks_the_contract_errors_with_one_line_naming_it(name, expected):
     with pytest.raises(TrainingError) as caught:
         _run(name)
@@ -149,8 +155,16 @@ def test_a_non_finite_metric_ends_the_trial_as_diverged_with_one_line(capsys):
 def test_the_example_resumes_from_its_checkpoint_exactly(tmp_path):
     """The trainable's path in plain torch: states saved as the trainable saves them, loaded with
     weights_only, the function called again with one: it runs the epochs left, as the full run did."""
-    cfg = {"train": EXAMPLE, "lr": 0.05, "optimizer": "momentum", "max_epochs": 3, "checkpoint_every": 1,
-           "schedule": "inverse", "eps": 0.5, "width": 16}
+    cfg = {
+        "train": EXAMPLE,
+        "lr": 0.05,
+        "optimizer": "momentum",
+        "max_epochs": 3,
+        "checkpoint_every": 1,
+        "schedule": "inverse",
+        "eps": 0.5,
+        "width": 16,
+    }
     saved = {}
 
     def sink(metrics, state):
@@ -182,8 +196,11 @@ def test_train_and_workload_are_exclusive_and_train_must_name_a_function():
         (base, "<config>: workload: required key is missing (or train: 'package.module:function'"),
         ({**base, "train": "digits_mlp"}, "<config>: train='digits_mlp': expected 'package.module:function'"),
         ({**base, "train": "examples.custom_loop:nothing"}, "<config>: train='examples.custom_loop:nothing': module"),
-        ({**base, "train": EXAMPLE, "space": {"lr": {"log": [1e-3, 1e-1]}, "clipp": 1}},
-         "<config>: space.clipp: unknown key, neither the trial nor the training function examples.custom_loop:train"),
+        (
+            {**base, "train": EXAMPLE, "space": {"lr": {"log": [1e-3, 1e-1]}, "clipp": 1}},
+            "<config>: space.clipp: unknown key, neither the trial nor the training function "
+            "examples.custom_loop:train",
+        ),
     ]:
         with pytest.raises(ConfigError) as caught:
             config.parse(data)
@@ -198,20 +215,35 @@ def test_sweep_check_finds_the_example_from_the_repository_root():
     """`sweep` run from the repository root imports examples/ (the current folder), with no PYTHONPATH."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     sweep = Path(sys.executable).parent / "sweep"
-    out = subprocess.run([str(sweep), "check", "examples/custom-loop.yaml"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(sweep), "check", "examples/custom-loop.yaml"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == ("no pre-flight checks: train: examples.custom_loop:train is a training function "
-                                  "(the checks need a workload: returning a Workload)")
+    assert out.stdout.strip() == (
+        "no pre-flight checks: train: examples.custom_loop:train is a training function "
+        "(the checks need a workload: returning a Workload)"
+    )
 
 
 def test_a_sweep_of_training_functions_runs_on_ray_and_goes_on_past_a_broken_trial(local_ray, tmp_path, capsys):
     from orchestrator import cli
 
     data = yaml.safe_load((ROOT / "examples" / "custom-loop.yaml").read_text())
-    data.update(name="custom", train="tests.test_training_api:flaky", storage=str(tmp_path / "runs"),
-                max_epochs=2, checkpoint_every=1, max_failures=0, asha={"enabled": False},
-                zoom={"max_rounds": 1})
+    data.update(
+        name="custom",
+        train="tests.test_training_api:flaky",
+        storage=str(tmp_path / "runs"),
+        max_epochs=2,
+        checkpoint_every=1,
+        max_failures=0,
+        asha={"enabled": False},
+        zoom={"max_rounds": 1},
+    )
     data["space"]["lr"] = {"log": [1e-3, 10], "per_decade": 0.5}  # 1e-3, 1e-1, 10
     data["space"]["width"] = 16
     path = tmp_path / "custom.yaml"

@@ -1,5 +1,6 @@
 """The built-in loop's options (amp, grad_clip, grad_accum) and the workloads shared through Ray's object
 store: real torch on small data, a real local Ray for the sharing."""
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,12 @@ def linear(config: dict) -> workloads.Workload:
     x = torch.randn(n, 3, generator=g)
     y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1 * torch.randn(n, 1, generator=g)
     torch.manual_seed(0)
-    return workloads.Workload(model=nn.Linear(3, 1), train=torch.utils.data.TensorDataset(x, y),
-                              val=torch.utils.data.TensorDataset(x[:4], y[:4]), loss=nn.MSELoss())
+    return workloads.Workload(
+        model=nn.Linear(3, 1),
+        train=torch.utils.data.TensorDataset(x, y),
+        val=torch.utils.data.TensorDataset(x[:4], y[:4]),
+        loss=nn.MSELoss(),
+    )
 
 
 linear.space_keys = space_keys  # type: ignore[attr-defined]
@@ -32,8 +37,15 @@ WORKLOAD = "tests.test_trial_options:linear"
 
 def train(**keys) -> tuple[session.Trial, list[dict], dict]:
     """One epoch of the built-in loop on ``linear``; the trial, its reports and the final model state."""
-    config = {"workload": WORKLOAD, "lr": 0.1, "optimizer": "sgd", "momentum": 0.0, "max_epochs": 1,
-              "checkpoint_every": 1, **keys}
+    config = {
+        "workload": WORKLOAD,
+        "lr": 0.1,
+        "optimizer": "sgd",
+        "momentum": 0.0,
+        "max_epochs": 1,
+        "checkpoint_every": 1,
+        **keys,
+    }
     saved: dict = {}
     trial = session.Trial(config, sink=lambda metrics, state: saved.update(state or {}))
     history = session.run(train_workload, trial, wrap_errors=False)
@@ -59,8 +71,9 @@ def test_clipping_bounds_the_norm_the_optimizer_sees():
         def optimizer(self, params):
             opt = super().optimizer(params)
             params = [p for group in opt.param_groups for p in group["params"]]
-            opt.register_step_pre_hook(lambda *_: norms.append(
-                float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])))))
+            opt.register_step_pre_hook(
+                lambda *_: norms.append(float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))))
+            )
             return opt
 
     config = {"workload": WORKLOAD, "lr": 0.1, "optimizer": "sgd", "max_epochs": 2, "batch_size": 4}
@@ -76,8 +89,14 @@ def test_bf16_autocast_on_the_cpu_reports_finite_losses():
     seen: list[torch.dtype] = []
     wl = workloads.build("digits_cnn", {"channels": 4})
     wl.model[0].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
-    config = {"workload": "digits_cnn", "lr": 0.05, "optimizer": "momentum", "max_epochs": 1, "amp": "bf16",
-              "channels": 4}
+    config = {
+        "workload": "digits_cnn",
+        "lr": 0.05,
+        "optimizer": "momentum",
+        "max_epochs": 1,
+        "amp": "bf16",
+        "channels": 4,
+    }
     history = session.run(lambda c, t: train_workload(c, t, wl), session.Trial(config), wrap_errors=False)
     assert len(history) == 1 and not history[-1]["diverged"]
     assert all(math.isfinite(h[k]) for h in history for k in ("train_loss", "val_loss"))
@@ -92,8 +111,7 @@ def test_fp16_without_cuda_and_bad_values_are_refused():
     for key, value in (("amp", "fp8"), ("grad_accum", 0), ("grad_clip", -1.0), ("num_workers", 1.5)):
         with pytest.raises(ValueError, match=rf"^{key}="):
             loop_options({key: value})
-    text = ("name: x\nworkload: digits_mlp\nmax_epochs: 2\n"
-            "space: {lr: {log: [1e-3, 1e-1]}, grad_accum: [1, 0]}\n")
+    text = "name: x\nworkload: digits_mlp\nmax_epochs: 2\nspace: {lr: {log: [1e-3, 1e-1]}, grad_accum: [1, 0]}\n"
     with pytest.raises(ConfigError, match=r"space.grad_accum: grad_accum=0: expected an integer >= 1"):
         loads(text)
 
@@ -109,8 +127,10 @@ def test_shared_workloads_hold_the_tensors_a_trial_would_build(local_ray):
         assert got is not None
         for a, b in zip(got.train.tensors + got.val.tensors, built.train.tensors + built.val.tensors, strict=True):
             assert torch.equal(a, b)
-        assert all(torch.equal(p, q) for p, q in zip(got.model.state_dict().values(),
-                                                     built.model.state_dict().values(), strict=True))
+        assert all(
+            torch.equal(p, q)
+            for p, q in zip(got.model.state_dict().values(), built.model.state_dict().values(), strict=True)
+        )
     assert shared_workload(shared, {**configs[0], "n": 32}) is None  # a config not built: the trial builds it
     assert share_workloads(configs, "n") is None  # the factory reads the zoomed key: nothing shared
     cfg = loads(f"name: x\nworkload: '{WORKLOAD}'\nmax_epochs: 1\nspace: {{lr: {{log: [1e-3, 1e-1]}}, n: [8, 12]}}\n")

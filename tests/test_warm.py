@@ -1,4 +1,5 @@
 """Warm start: an old sweep's pick, moved by the batch-scaling rule, narrows the new sweep's round 0."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,12 @@ def test_prior_moves_the_old_pick_by_the_rule_and_narrows_round_0_inside_the_ran
             warm.prior(**{"old_lr": 0.01, "old_batch": 1, "new_batch": 2, "low": -4, "high": 0, **bad})
 
 
-BASE = {"name": "new", "workload": "digits_mlp", "max_epochs": 2,
-        "space": {"lr": {"log": [1e-4, 1e-0], "per_decade": 1}, "optimizer": "sgd", "momentum": 0.9, "width": 8}}
+BASE = {
+    "name": "new",
+    "workload": "digits_mlp",
+    "max_epochs": 2,
+    "space": {"lr": {"log": [1e-4, 1e-0], "per_decade": 1}, "optimizer": "sgd", "momentum": 0.9, "width": 8},
+}
 
 
 def test_a_warm_start_from_another_metric_or_no_finished_sweep_is_refused_in_one_line(tmp_path):
@@ -46,8 +51,11 @@ def test_a_warm_start_from_another_metric_or_no_finished_sweep_is_refused_in_one
     assert "\n" not in str(exc.value) and "val_accuracy (max)" in str(exc.value) and "same metric" in str(exc.value)
     results.write_json(old / "best.json", {"lr": 0.05, "metric": "val_loss", "mode": "min"})
     (old / "sweep.yaml").write_text("name: old\nspace: {batch_size: 32}\n")
-    p = folders.warm_prior(config.parse({**BASE, "space": {**BASE["space"], "batch_size": 64},
-                                         "warm_start": {"run": str(old), "scaling": "sqrt"}}))
+    p = folders.warm_prior(
+        config.parse(
+            {**BASE, "space": {**BASE["space"], "batch_size": 64}, "warm_start": {"run": str(old), "scaling": "sqrt"}}
+        )
+    )
     assert p is not None and p.factor == pytest.approx(math.sqrt(2))
 
 
@@ -56,11 +64,27 @@ def test_a_warm_started_sweep_trains_a_narrower_round_0_around_the_moved_pick(lo
     from orchestrator import run_sweep
 
     store = str(tmp_path / "runs")
-    cold = run_sweep(config.parse({**BASE, "name": "cold", "storage": store, "asha": {"enabled": False},
-                                   "space": {**BASE["space"], "batch_size": 32}, "zoom": {"max_rounds": 1}}),
-                     quiet=True)
-    new = {**BASE, "storage": store, "asha": {"enabled": False}, "space": {**BASE["space"], "batch_size": 64},
-           "zoom": {"max_rounds": 1}, "warm_start": {"run": str(cold.folder)}}
+    cold = run_sweep(
+        config.parse(
+            {
+                **BASE,
+                "name": "cold",
+                "storage": store,
+                "asha": {"enabled": False},
+                "space": {**BASE["space"], "batch_size": 32},
+                "zoom": {"max_rounds": 1},
+            }
+        ),
+        quiet=True,
+    )
+    new = {
+        **BASE,
+        "storage": store,
+        "asha": {"enabled": False},
+        "space": {**BASE["space"], "batch_size": 64},
+        "zoom": {"max_rounds": 1},
+        "warm_start": {"run": str(cold.folder)},
+    }
     warm_run = run_sweep(config.parse(new), quiet=True)
     start = json.loads((warm_run.folder / "warm_start.json").read_text())
     assert start["factor"] == pytest.approx(2.0) and start["run"] == str(cold.folder)
@@ -72,8 +96,9 @@ def test_a_warm_started_sweep_trains_a_narrower_round_0_around_the_moved_pick(lo
 def test_a_warm_start_reads_the_old_sweep_from_a_uri(s3):
     s3.write("runs/old/best.json", json.dumps({"lr": 0.01, "metric": "val_loss", "mode": "min"}).encode())
     s3.write("runs/old/sweep.yaml", b"name: old\nspace: {batch_size: 16}\n")
-    cfg = config.parse({**BASE, "space": {**BASE["space"], "batch_size": 64},
-                        "warm_start": {"run": s3.uri("runs/old")}})
+    cfg = config.parse(
+        {**BASE, "space": {**BASE["space"], "batch_size": 64}, "warm_start": {"run": s3.uri("runs/old")}}
+    )
     p = folders.warm_prior(cfg)
     assert p is not None and p.factor == pytest.approx(4) and p.x == pytest.approx(math.log10(0.04))
     with pytest.raises(config.ConfigError, match="no sweep there"):

@@ -1,4 +1,5 @@
 """The workload plugin contract, checked over every built-in and a plugin."""
+
 import math
 import pickle
 
@@ -15,8 +16,7 @@ def tiny_plugin(config):  # a user's plugin, referenced as tests.test_workloads:
     x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
     y = (x.sum(1) > 0).long()
     data = torch.utils.data.TensorDataset(x, y)
-    return Workload(model=torch.nn.Linear(4, 2), train=data, val=data, loss=torch.nn.CrossEntropyLoss(),
-                    num_classes=2)
+    return Workload(model=torch.nn.Linear(4, 2), train=data, val=data, loss=torch.nn.CrossEntropyLoss(), num_classes=2)
 
 
 def wrong_type(config):
@@ -41,8 +41,7 @@ def test_contract(name):
 
 
 # a learning rate each workload trains well at in 3 epochs (SGD, momentum 0.9; measured over seeds 0-4)
-GOOD_LR = {"digits_mlp": 0.05, "digits_cnn": 0.05, "diabetes_regression": 3e-3,
-           "tests.test_workloads:tiny_plugin": 0.5}
+GOOD_LR = {"digits_mlp": 0.05, "digits_cnn": 0.05, "diabetes_regression": 3e-3, "tests.test_workloads:tiny_plugin": 0.5}
 
 
 def chance_level(name: str) -> tuple[int | None, float]:
@@ -108,18 +107,20 @@ def test_diabetes_regression_is_standardised_and_learns():
     assert torch.allclose(x_tr.mean(0), torch.zeros(10), atol=1e-4)
     wl = workloads.build("diabetes_regression", {"seed": 0})
     assert wl.num_classes is None and wl.meta["name"] == "diabetes_regression"
-    history = run_epochs({"workload": "diabetes_regression", "lr": 3e-3, "momentum": 0.9, "max_epochs": 10,
-                          "seed": 0})
+    history = run_epochs({"workload": "diabetes_regression", "lr": 3e-3, "momentum": 0.9, "max_epochs": 10, "seed": 0})
     assert all(math.isnan(m["val_error"]) for m in history)  # regression: no error rate
     # Predicting the training mean scores 0.84 on this val set; the best epoch of seeds 0-4 is 0.54-0.67.
     assert min(m["val_loss"] for m in history) < 0.7
 
 
-@pytest.mark.parametrize("name, match", [
-    ("no_such_builtin", "expected a built-in"),
-    ("no_such_module_xyz:fn", "cannot import"),
-    ("tests.test_workloads:absent", "no attribute"),
-])
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("no_such_builtin", "expected a built-in"),
+        ("no_such_module_xyz:fn", "cannot import"),
+        ("tests.test_workloads:absent", "no attribute"),
+    ],
+)
 def test_unresolvable_names(name, match):
     with pytest.raises(WorkloadError, match=match):
         workloads.resolve(name)
@@ -141,6 +142,7 @@ def test_a_checkpoint_tune_deleted_resumes_from_the_newest_one_left(tmp_path):
     def keep(metrics, state):
         if state is not None:
             saved[metrics["epoch"]] = state
+
     run_epochs({**config, "checkpoint_every": 1}, keep)
     trial = tmp_path / "trial"
     for i, epoch in ((2, 2), (3, 3)):

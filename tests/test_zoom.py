@@ -1,4 +1,5 @@
 """The zoom rules on analytic loss curves where the answer is known. No Ray."""
+
 import math
 
 import pytest
@@ -8,8 +9,10 @@ from orchestrator import zoom
 
 def analytic(x_star: float, floor: float = 0.1):
     """Loss after e epochs at x = log10(lr): a valley at x_star that deepens with training."""
+
     def curve(x: float, epochs: int) -> tuple[float, ...]:
         return tuple((x - x_star) ** 2 + floor + 1.0 / e for e in range(1, epochs + 1))
+
     return curve
 
 
@@ -26,8 +29,9 @@ def simulate(curve, rules: zoom.Rules, groups: int = 1, epochs=None):
 
 
 def rules(**kw):
-    base = dict(low=-6.0, high=-1.0, spacing=1.0, max_epochs=5, max_rounds=4, points_per_round=4,
-                resolution=0.1, tolerance=0.0)
+    base = dict(
+        low=-6.0, high=-1.0, spacing=1.0, max_epochs=5, max_rounds=4, points_per_round=4, resolution=0.1, tolerance=0.0
+    )
     return zoom.Rules(**{**base, **kw})
 
 
@@ -100,8 +104,10 @@ def test_stops_when_a_round_does_not_improve():
 def test_trial_stopped_early_is_not_compared_as_finished():
     # an early-stopped trial looked great at epoch 1; finished trials are compared at epoch 5
     obs = [zoom.Observation(0, -1.0, 0, (0.05,), True)]
-    obs += [zoom.Observation(0, x, 0, tuple(1.0 - 0.1 * e + abs(x + 3) * 0.1 for e in range(1, 6)), True)
-            for x in (-2.0, -3.0, -4.0)]
+    obs += [
+        zoom.Observation(0, x, 0, tuple(1.0 - 0.1 * e + abs(x + 3) * 0.1 for e in range(1, 6)), True)
+        for x in (-2.0, -3.0, -4.0)
+    ]
     assert zoom.comparison_epoch(obs) == 5
     pick = zoom.choose(obs)
     assert pick.epoch == 5 and abs(pick.x - (-3.0)) < 0.3
@@ -292,8 +298,10 @@ def test_several_groups_are_refined_at_once_each_around_its_own_minimum():
 def test_the_range_grows_no_further_than_the_zooms_limits():
     # optimum past LOG_CEIL (10^1.8) and below LOG_FLOOR (10^-11): points stay within the limits, the
     # search refines inside and stops on resolution instead of spending every round at the limit
-    for x_star, low, high, limit in ((1.8, -2.0, zoom.LOG_CEIL, zoom.LOG_CEIL),
-                                     (-11.0, zoom.LOG_FLOOR, -7.0, zoom.LOG_FLOOR)):
+    for x_star, low, high, limit in (
+        (1.8, -2.0, zoom.LOG_CEIL, zoom.LOG_CEIL),
+        (-11.0, zoom.LOG_FLOOR, -7.0, zoom.LOG_FLOOR),
+    ):
         rounds, obs, stop = simulate(analytic(x_star), rules(low=low, high=high, max_rounds=10))
         assert all(zoom.LOG_FLOOR <= o.x <= zoom.LOG_CEIL for o in obs)
         assert len({round(o.x, 9) for o in obs}) == len(obs)  # no point tried twice (clamped duplicates dropped)
@@ -302,9 +310,18 @@ def test_the_range_grows_no_further_than_the_zooms_limits():
         assert zoom.choose(obs).x == limit
 
 
-@pytest.mark.parametrize("name, value", [("cliff_ratio", 1.0), ("cliff_ratio", math.nan), ("high_edge_step", 0.0),
-                                         ("high_edge_step", -0.5), ("log_floor", 1.0), ("log_ceil", -10.0),
-                                         ("max_cost", 0.0)])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("cliff_ratio", 1.0),
+        ("cliff_ratio", math.nan),
+        ("high_edge_step", 0.0),
+        ("high_edge_step", -0.5),
+        ("log_floor", 1.0),
+        ("log_ceil", -10.0),
+        ("max_cost", 0.0),
+    ],
+)
 def test_every_tunable_is_a_checked_field_of_the_rules(name, value):
     with pytest.raises(ValueError, match="expected") as raised:
         rules(**{name: value})
@@ -365,8 +382,10 @@ def test_the_cliff_probe_halves_a_coarse_gap_only_where_the_cap_could_move_the_c
     # best -4, far below: a cliff found at -1.5 would cap at -2.5, above the centre; no probe
     curve = {-5.0: 0.3, -4.0: 0.1, -3.0: 0.15, -2.0: 0.2, -1.0: math.inf}
     obs = [zoom.Observation(0, x, 0, (v,) * 3, True) for x, v in curve.items()]
-    assert zoom.refine(0, obs, 1.0, rules(cliff_margin=1.0)).points == zoom.refine(
-        0, obs, 1.0, rules(cliff_margin=1.0, cliff_probe=False)).points
+    assert (
+        zoom.refine(0, obs, 1.0, rules(cliff_margin=1.0)).points
+        == zoom.refine(0, obs, 1.0, rules(cliff_margin=1.0, cliff_probe=False)).points
+    )
 
 
 def test_max_cost_holds_refinement_inside_the_range_to_the_coarse_grids_epochs():
@@ -374,8 +393,10 @@ def test_max_cost_holds_refinement_inside_the_range_to_the_coarse_grids_epochs()
     coarse = zoom.coarse_round(r, 1)  # 6 points: a ceiling of 6 x 5 = 30 epochs
     valley = analytic(-3.5)
     # two trials still running (each counts 5 epochs), four stopped after 1 epoch: 14 committed, 3 trials left
-    obs = [zoom.Observation(0, x, 0, valley(x, 3 if x in (-4.0, -3.0) else 1), x not in (-4.0, -3.0))
-           for _, x in coarse.points]
+    obs = [
+        zoom.Observation(0, x, 0, valley(x, 3 if x in (-4.0, -3.0) else 1), x not in (-4.0, -3.0))
+        for _, x in coarse.points
+    ]
     assert zoom.epochs_committed(obs, 5) == 14 and zoom.refinements_left(r, [coarse], obs) == 3
     plan = zoom.next_round(r, [coarse], obs)
     assert isinstance(plan, zoom.Round) and plan.points == ((0, -4.5), (0, -3.5))  # 3 planned, -4.0 was tried

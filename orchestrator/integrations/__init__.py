@@ -7,10 +7,13 @@ forwards to the trial runtime (``orchestrator.Trial``), never a second training 
 Each module imports its framework when it is imported (never this package), and says which extra to install
 when the framework is missing.
 """
+
 from __future__ import annotations
 
 
 def missing(framework: str, extra: str) -> ImportError:
     """The one-line error for an adapter whose framework is not installed."""
-    return ImportError(f"{framework} is not installed: the sweep's adapter for it needs the extra, "
-                       f"pip install 'sweep-orchestrator[{extra}]' (from a clone: pip install -e '.[{extra}]')")
+    return ImportError(
+        f"{framework} is not installed: the sweep's adapter for it needs the extra, "
+        f"pip install 'sweep-orchestrator[{extra}]' (from a clone: pip install -e '.[{extra}]')"
+    )

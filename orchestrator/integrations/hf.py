@@ -30,6 +30,7 @@ The Trainer must evaluate once per epoch (``eval_strategy="epoch"``) and must no
 checkpoint's weights, optimizer and decay law; its batches come in the order the Trainer draws anew
 (``args.seed``), not the order the uninterrupted run would have drawn.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -55,7 +56,7 @@ def val_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     for key, value in metrics.items():
         if key in TIMING_KEYS or key == "epoch" or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        out["val_" + key[len("eval_"):] if key.startswith("eval_") else key] = float(value)
+        out["val_" + key[len("eval_") :] if key.startswith("eval_") else key] = float(value)
     return out
 
 
@@ -130,11 +131,14 @@ def fit(trainer: Any, trial: Trial) -> None:
     args = trainer.args
     if args.eval_strategy != "epoch":
         shown = getattr(args.eval_strategy, "value", args.eval_strategy)  # IntervalStrategy is a str enum
-        raise ValueError(f"TrainingArguments.eval_strategy={shown!r}: expected 'epoch' "
-                         f"(the sweep takes one report per epoch)")
+        raise ValueError(
+            f"TrainingArguments.eval_strategy={shown!r}: expected 'epoch' (the sweep takes one report per epoch)"
+        )
     if args.max_steps is not None and args.max_steps > 0:
-        raise ValueError(f"TrainingArguments.max_steps={args.max_steps}: expected -1 (the sweep sets the "
-                         f"epochs: max_epochs in the sweep YAML)")
+        raise ValueError(
+            f"TrainingArguments.max_steps={args.max_steps}: expected -1 (the sweep sets the "
+            f"epochs: max_epochs in the sweep YAML)"
+        )
     state = trial.restore()
     if state is not None:
         trainer.model.load_state_dict(state["model"])

@@ -28,6 +28,7 @@ validation. The callback subclasses ``lightning.pytorch.Callback`` (the ``lightn
 ``pytorch_lightning``). A resumed trial goes on from the checkpoint's weights, optimizer and decay law;
 its batches come in the order its DataLoaders draw anew, not the order the uninterrupted run would have drawn.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -79,8 +80,10 @@ class SweepCallback(pl.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):
         if not self.validated:
-            raise RuntimeError(f"epoch {trainer.current_epoch + 1}: the Lightning Trainer ran no validation; "
-                               f"expected validation every epoch (val_dataloaders, check_val_every_n_epoch=1)")
+            raise RuntimeError(
+                f"epoch {trainer.current_epoch + 1}: the Lightning Trainer ran no validation; "
+                f"expected validation every epoch (val_dataloaders, check_val_every_n_epoch=1)"
+            )
         self.validated = False
         self.trial.checkpoint({"model": pl_module.state_dict()})
         self.trial.report(**numbers(trainer.callback_metrics))
@@ -94,8 +97,10 @@ def fit(trainer: Any, module: Any, trial: Trial, **fit_kwargs: Any) -> None:
     validate every epoch."""
     every = trainer.check_val_every_n_epoch
     if every != 1:
-        raise ValueError(f"Trainer(check_val_every_n_epoch={every}): expected 1 (the sweep takes one report, "
-                         f"with validation metrics, per epoch)")
+        raise ValueError(
+            f"Trainer(check_val_every_n_epoch={every}): expected 1 (the sweep takes one report, "
+            f"with validation metrics, per epoch)"
+        )
     state = trial.restore()
     if state is not None:
         module.load_state_dict(state["model"])

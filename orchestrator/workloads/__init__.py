@@ -4,6 +4,7 @@ A workload is anything callable as ``fn(config: dict) -> Workload``. The YAML ke
 built-in (see ``BUILTINS``) or a ``package.module:callable`` plugin. ``train:`` instead names a training
 function ``train(config, trial)`` (``orchestrator.session``), loaded by the same ``resolve``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -61,8 +62,11 @@ def resolve(name: str, key: str = "workload") -> Callable[..., Any]:
     ``python -m`` does; Ray's workers have it on their path)."""
     target = BUILTINS.get(name, name) if key == "workload" else name
     if ":" not in target:
-        expected = (f"a built-in ({', '.join(sorted(BUILTINS))}) or 'package.module:callable'" if key == "workload"
-                    else "'package.module:function' naming a training function train(config, trial)")
+        expected = (
+            f"a built-in ({', '.join(sorted(BUILTINS))}) or 'package.module:callable'"
+            if key == "workload"
+            else "'package.module:function' naming a training function train(config, trial)"
+        )
         raise WorkloadError(f"{key}={name!r}: expected {expected}")
     module_name, _, attr = target.partition(":")
     try:
@@ -97,7 +101,5 @@ def build(name: str, config: dict) -> Workload:
     """Resolve ``name`` and call it with the trial's config; check the contract."""
     result = resolve(name)(dict(config))
     if not isinstance(result, Workload):
-        raise WorkloadError(
-            f"workload={name!r}: returned {type(result).__name__}, expected orchestrator.Workload"
-        )
+        raise WorkloadError(f"workload={name!r}: returned {type(result).__name__}, expected orchestrator.Workload")
     return result

@@ -1,4 +1,5 @@
 """Built-in workload: an MLP on scikit-learn's bundled digits (8x8 images, 10 classes, 1797 samples)."""
+
 from __future__ import annotations
 
 import functools
@@ -60,8 +61,13 @@ def mlp(n_in: int, n_out: int, width: int, depth: int, dropout: float) -> nn.Seq
 
 def mlp_from_config(n_in: int, n_out: int, config: dict) -> nn.Sequential:
     """``mlp`` sized by the trial config's ``width`` (64), ``depth`` (2) and ``dropout`` (0.0)."""
-    return mlp(n_in, n_out, width=int(config.get("width", 64)), depth=int(config.get("depth", 2)),
-               dropout=float(config.get("dropout", 0.0)))
+    return mlp(
+        n_in,
+        n_out,
+        width=int(config.get("width", 64)),
+        depth=int(config.get("depth", 2)),
+        dropout=float(config.get("dropout", 0.0)),
+    )
 
 
 def digits_mlp(config: dict) -> Workload:

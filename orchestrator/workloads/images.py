@@ -13,6 +13,7 @@ Config keys (all optional): ``width`` (64: channels of the first stage; 2x, 4x i
 (false), ``batch_size`` (128), ``seed``. The data depends only on ``n_train`` (a fixed seed): every
 trial sees the same images.
 """
+
 from __future__ import annotations
 
 import functools
@@ -52,10 +53,17 @@ class Block(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
-        self.skip = (nn.Identity() if stride == 1 and cin == cout else
-                     nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.skip = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.body(x) + self.skip(x))
@@ -69,7 +77,7 @@ def resnet(width: int = 64, blocks: int = 2, classes: int = CLASSES) -> nn.Seque
     layers: list[nn.Module] = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
     cin = width
     for stage in range(3):
-        cout = width * 2 ** stage
+        cout = width * 2**stage
         for b in range(blocks):
             layers.append(Block(cin, cout, 2 if stage and b == 0 else 1))
             cin = cout
@@ -85,9 +93,14 @@ def cifar_resnet(config: dict) -> Workload:
     x, y = images(n + max(2, n // 5))
     torch.manual_seed(int(config.get("seed", 0)))
     model = resnet(int(config.get("width", 64)), int(config.get("blocks", 2)))
-    return Workload(model=model, train=torch.utils.data.TensorDataset(x[:n], y[:n]),
-                    val=torch.utils.data.TensorDataset(x[n:], y[n:]), loss=nn.CrossEntropyLoss(),
-                    num_classes=CLASSES, meta={"name": "cifar_resnet", "shape": SHAPE})
+    return Workload(
+        model=model,
+        train=torch.utils.data.TensorDataset(x[:n], y[:n]),
+        val=torch.utils.data.TensorDataset(x[n:], y[n:]),
+        loss=nn.CrossEntropyLoss(),
+        num_classes=CLASSES,
+        meta={"name": "cifar_resnet", "shape": SHAPE},
+    )
 
 
 cifar_resnet.space_keys = space_keys  # type: ignore[attr-defined]
@@ -123,7 +136,7 @@ def train(config: dict, trial) -> None:
         total = torch.zeros((), device=device)
         order = torch.randperm(len(train_y), generator=generator).to(device, non_blocking=True)
         for i in range(0, len(order), batch_size):
-            idx = order[i: i + batch_size]
+            idx = order[i : i + batch_size]
             x, y = train_x[idx], train_y[idx]
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
@@ -136,10 +149,10 @@ def train(config: dict, trial) -> None:
         train_loss = float(total) / len(train_y)  # one device sync an epoch
         val_loss, val_error = _evaluate(model, val_x, val_y, wl.loss, amp)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-            trial.report(diverged=True, train_loss=math.inf, val_loss=math.inf, val_error=1.0,
-                         val_accuracy=math.nan)
-        trial.checkpoint({"model": model.state_dict(), "generator": generator.get_state(),
-                          "scaler": scaler.state_dict()})
+            trial.report(diverged=True, train_loss=math.inf, val_loss=math.inf, val_error=1.0, val_accuracy=math.nan)
+        trial.checkpoint(
+            {"model": model.state_dict(), "generator": generator.get_state(), "scaler": scaler.state_dict()}
+        )
         trial.report(train_loss=train_loss, val_loss=val_loss, val_error=val_error, val_accuracy=1 - val_error)
 
 
@@ -153,14 +166,15 @@ def _on(dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, amp: bool,
-              batch_size: int = 1024) -> tuple[float, float]:
+def _evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, amp: bool, batch_size: int = 1024
+) -> tuple[float, float]:
     model.eval()
     total = torch.zeros((), device=x.device)
     errors = torch.zeros((), device=x.device, dtype=torch.long)
     with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.float16, enabled=amp):
         for i in range(0, len(y), batch_size):
-            out = model(x[i: i + batch_size])
-            total += loss_fn(out.float(), y[i: i + batch_size]) * len(out)
-            errors += (out.argmax(dim=1) != y[i: i + batch_size]).sum()
+            out = model(x[i : i + batch_size])
+            total += loss_fn(out.float(), y[i : i + batch_size]) * len(out)
+            errors += (out.argmax(dim=1) != y[i : i + batch_size]).sum()
     return float(total) / len(y), float(errors) / len(y)

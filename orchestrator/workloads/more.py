@@ -1,4 +1,5 @@
 """More built-in workloads: a small CNN on the digits images, and an MLP regression on scikit-learn's diabetes."""
+
 from __future__ import annotations
 
 import functools
