@@ -54,6 +54,19 @@ def mean_label(epoch: int) -> str:
     return f"mean of epoch {epoch}" if first >= epoch else f"mean of epochs {first}-{epoch}"
 
 
+def score_label(metric: str, epoch: int) -> str:
+    """'val_loss, mean of epochs 25-27': the score the zoom compares at ``epoch``."""
+    return f"{metric}, {mean_label(epoch)}"
+
+
+def group_label(meta: dict[str, Any], group: int) -> str:
+    """Group ``group`` in words from rounds.json (``meta``): 'optimizer=adam, schedule=cosine', else 'group 1'."""
+    groups = meta.get("groups") or []
+    if 0 <= group < len(groups) and groups[group]:
+        return ", ".join(f"{k}={v}" for k, v in sorted(groups[group].items()))
+    return f"group {group}"
+
+
 def finite(v: Any) -> float:
     """``v`` as the zoom sees it: inf when missing or not finite (a diverged epoch)."""
     return v if v is not None and math.isfinite(v) else math.inf

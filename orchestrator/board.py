@@ -308,7 +308,7 @@ def write_pick(summary) -> Path:
     ``best.json`` the report wrote beside it (``pick_of``: the numbers are best.json's). Returns the run."""
     from tensorboardX import SummaryWriter
 
-    from orchestrator import report, results
+    from orchestrator import plots, results
 
     s = summary
     pick = pick_of(results.read_json(s.folder / "best.json") or {}, s.metric)
@@ -328,7 +328,7 @@ def write_pick(summary) -> Path:
                 table=tuple(c for c in s.table if c.round <= k),
                 rounds=[r for r in s.rounds if int(r.get("index", 0)) <= k],
             )
-            fig = report.figure_vs_lr(upto)
+            fig = plots.figure_vs_lr(upto)
             fig.axes[0].set_title(f"{s.folder.name}: {s.metric} against learning rate, rounds 0-{k}")
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=100)

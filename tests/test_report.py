@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator import analysis, cli, report, results, zoom
+from orchestrator import analysis, cli, plots, report, results, zoom
 
 MAX_EPOCHS = 8
 # group 0: sgd with the default (constant) law, best near 1e-2; group 1: adam + cosine, best near 1e-3, lower
@@ -222,7 +222,7 @@ def test_plot_vs_lr_draws_every_trial_the_chosen_rate_and_the_bracket(tmp_path):
     folder = make_sweep(tmp_path / "sweep")
     s = report.build(folder)
     best = json.loads((folder / "best.json").read_text())
-    fig = report.figure_vs_lr(s)
+    fig = plots.figure_vs_lr(s)
     (ax,) = fig.axes
     assert ax.get_xscale() == "log"
     # one marker per trial that reported a result (the errored one reported none): 13 of the 14
@@ -257,11 +257,11 @@ def test_plot_vs_lr_draws_every_trial_the_chosen_rate_and_the_bracket(tmp_path):
 def test_plot_curves_draws_the_finalists_and_the_winner_thickest(tmp_path):
     folder = make_sweep(tmp_path / "sweep")
     s = report.build(folder)
-    fig = report.figure_curves(s)
+    fig = plots.figure_curves(s)
     (ax,) = fig.axes
     solid = [line for line in ax.lines if line.get_linestyle() == "-"]
     dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
-    assert len(solid) == len(dashed) == report.FINALISTS  # 8 trials reached epoch 8: the 6 best, train dashed
+    assert len(solid) == len(dashed) == plots.FINALISTS  # 8 trials reached epoch 8: the 6 best, train dashed
     widest = max(solid, key=lambda line: line.get_linewidth())
     assert all(line.get_linewidth() < widest.get_linewidth() for line in solid if line is not widest)
     assert widest.get_label().startswith(f"lr {s.best_trial['lr']:.3g} ") and widest.get_label().endswith("best")
@@ -272,7 +272,7 @@ def test_plot_curves_draws_the_finalists_and_the_winner_thickest(tmp_path):
             for g, lrs in ((0, (1e-3, 1e-2, 1e-1)), (1, (1e-4, 1e-3, 1e-2, 10**-3.5, 10**-2.5)))
             for lr in lrs
         )
-    )[: report.FINALISTS]
+    )[: plots.FINALISTS]
     assert sorted(line.get_label().split()[1] for line in solid) == sorted(f"{lr:.3g}" for _, lr in finalists)
     (compared,) = [line for line in ax.lines if line.get_linestyle() == ":"]
     assert list(compared.get_xdata()) == [MAX_EPOCHS, MAX_EPOCHS]
@@ -453,7 +453,7 @@ def test_a_pick_between_trials_stands_next_to_its_own_interpolated_score_everywh
     assert starred.startswith("r1_0 *") and " 0.003162 " in starred
     assert s.line().startswith(f"chosen {said}")
 
-    fig = report.figure_vs_lr(s)
+    fig = plots.figure_vs_lr(s)
     (dashed,) = [ln for ln in fig.axes[0].lines if ln.get_linestyle() == "--"]
     assert list(dashed.get_xdata()) == [chosen, chosen]
 
@@ -502,7 +502,7 @@ def test_analysis_and_report_import_neither_ray_torch_nor_matplotlib():
     import sys
 
     code = (
-        "import sys; import orchestrator.analysis, orchestrator.report; "
+        "import sys; import orchestrator.analysis, orchestrator.plots, orchestrator.report; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'torch', 'matplotlib'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

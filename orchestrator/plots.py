@@ -1,0 +1,202 @@
+"""The figures of the report (matplotlib, imported inside the functions: importing this module draws in
+nothing): ``val_loss_vs_lr.png``, the metric against the learning rate, and ``val_curves.png``, the metric
+over epochs of the finalists. Each figure function takes the one ``analysis.Summary`` and returns a
+matplotlib Figure, not saved; ``write`` saves both into the sweep folder. No pyplot: no global backend or
+figure state is touched, so the figures are safe to draw in threads."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+from orchestrator import results
+from orchestrator.analysis import Summary, group_label, score_label
+from orchestrator.results import TrialStatus
+
+__all__ = ["CURVES", "FINALISTS", "PLOT", "figure_curves", "figure_vs_lr", "write"]
+
+PLOT = "val_loss_vs_lr.png"
+CURVES = "val_curves.png"
+FINALISTS = 6  # curves drawn in val_curves.png
+
+
+def write(s: Summary) -> list[Path]:
+    """Save the figures into ``s.folder`` (``PLOT``; ``CURVES`` when a trial reached the chosen epoch), each
+    written atomically; returns the paths written."""
+    return [p for p in (_plot_vs_lr(s), _plot_curves(s)) if p is not None]
+
+
+_MARKERS = "osD^vP*X"
+# fixed margins for an 8 x 5 inch figure with a two-line y label, not tight_layout (why: docs/decisions.md)
+_MARGINS = {"left": 0.11, "right": 0.98, "bottom": 0.1, "top": 0.93}
+
+
+def _save(fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    results.atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _figure(size: tuple[float, float]):
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, safe in threads
+
+    fig = Figure(figsize=size, dpi=100)
+    return fig, fig.subplots()
+
+
+def _log_y(ax) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    ax.yaxis.set_minor_formatter(plain)
+
+
+def _colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return [cmap(i % 10) for i in range(max(n, 1))]
+
+
+def _plot_vs_lr(s: Summary) -> Path | None:
+    return _save(figure_vs_lr(s), s.folder / PLOT)
+
+
+def figure_vs_lr(s: Summary):
+    """The metric against the learning rate (a matplotlib Figure, not saved): each trial that reported a
+    result is one marker, its score (``zoom.score``) at the epoch the pick compared (filled), or at its
+    last epoch when it stopped before (hollow); diverged trials as x on the top edge. One colour per
+    round, one marker per group; the chosen group's last bracket shaded (``axvspan``); the chosen rate
+    dashed (``axvline`` at ``s.lr``); the band shaded green."""
+    m = s.metric
+    n_rounds = max(c.round for c in s.table) + 1
+    groups = sorted({c.group for c in s.table})
+    colours = _colours(n_rounds)
+    fig, ax = _figure((8, 5))
+    finite = [v for c in s.table for v in c.values if v is not None and math.isfinite(v)]
+    top = max(finite) if finite else 1.0
+    diverged_y = top * 1.5 if s.mode is results.Mode.MIN else min(finite, default=1.0) * 0.5
+    for k in range(n_rounds):
+        for gi, g in enumerate(groups):
+            full, partial, bad = [], [], []
+            for c in s.table:
+                if c.round != k or c.group != g or not c.epochs:
+                    continue
+                if c.status == TrialStatus.DIVERGED or c.values[-1] is None or not math.isfinite(c.values[-1]):
+                    bad.append(c.lr)
+                elif len(c.epochs) >= s.epoch:
+                    full.append((c.lr, c.mean_at(s.epoch)))
+                else:
+                    partial.append((c.lr, c.mean_at(len(c.epochs))))
+            marker = _MARKERS[gi % len(_MARKERS)]
+            label = f"round {k}" + (f", {group_label(s.meta, g)}" if len(groups) > 1 else "")
+            if full:
+                ax.scatter(*zip(*full), s=45, marker=marker, color=colours[k], label=label, zorder=3)
+            if partial:
+                ax.scatter(
+                    *zip(*partial),
+                    s=45,
+                    marker=marker,
+                    facecolors="none",
+                    edgecolors=colours[k],
+                    label=None if full else label,
+                    zorder=3,
+                )
+            if bad:
+                ax.scatter(bad, [diverged_y] * len(bad), s=55, marker="x", color=colours[k], zorder=3)
+    # the curve the pick was made on: the chosen group's trials at the comparison epoch
+    line = sorted(
+        (c.lr, c.mean_at(s.epoch)) for c in s.table if c.group == s.group and math.isfinite(c.score_at(s.epoch))
+    )
+    if len(line) > 1:
+        ax.plot(*zip(*line), color="grey", linewidth=0.8, alpha=0.6, zorder=2, label=f"at epoch {s.epoch}")
+    bracket = _chosen_bracket(s, s.group)
+    if bracket:
+        (k, lo, hi) = bracket
+        ax.axvspan(lo, hi, color="orange", alpha=0.15, label=f"bracket of round {k}", zorder=1)
+    if s.band and s.band.high > s.band.low:
+        ax.axvspan(
+            s.band.low,
+            s.band.high,
+            color="green",
+            alpha=0.15,
+            zorder=1,
+            label=f"band {s.band.low:.3g}..{s.band.high:.3g} (not told apart from the best)",
+        )
+    ax.axvline(s.lr, color="red", linestyle="--", linewidth=1.2, label=f"chosen {s.lr:.3g}", zorder=4)
+    ax.set_xscale("log")
+    if finite and min(finite) > 0 and top / min(finite) > 20:
+        _log_y(ax)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(f"{score_label(m, s.epoch)}\n(hollow: at the epoch the trial stopped)")
+    title = f"{s.folder.name}: {m} against learning rate"
+    if any(c.status == TrialStatus.DIVERGED for c in s.table):
+        title += " (x: diverged)"
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.subplots_adjust(**_MARGINS)
+    return fig
+
+
+def _chosen_bracket(s: Summary, group: int) -> tuple[int, float, float] | None:
+    """(round, low, high) of the last round whose bracket covers the chosen group."""
+    for r in reversed(s.rounds):
+        stored = (r.get("brackets") or {}).get(str(group))
+        if stored:
+            b = results.bracket_of(stored)
+            return r["index"], b.low, b.high
+    return None
+
+
+def _plot_curves(s: Summary) -> Path | None:
+    fig = figure_curves(s)
+    return None if fig is None else _save(fig, s.folder / CURVES)
+
+
+def figure_curves(s: Summary):
+    """The metric over epochs for the finalists (a matplotlib Figure, not saved; None when no trial
+    reached the chosen epoch): the ``FINALISTS`` best trials among those that reached it (solid; train
+    loss dashed), the winner thicker."""
+    m = s.metric
+    reached = [c for c in s.table if len(c.epochs) >= s.epoch and math.isfinite(c.score_at(s.epoch))]
+    reached.sort(key=lambda c: (c.score_at(s.epoch), c.trial))
+    finalists = reached[:FINALISTS]
+    if not finalists:
+        return None
+    fig, ax = _figure((8, 5))
+    colours = _colours(len(finalists))
+    several_optimizers = len({c.optimizer for c in finalists}) > 1
+    values = []
+    for colour, c in zip(colours, finalists):
+        xs = list(c.epochs)
+        ys = [v if v is not None and math.isfinite(v) else math.nan for v in c.values]
+        win = c.trial == s.best_trial["trial_id"]
+        extra = []
+        if c.law != "constant":
+            extra.append(c.law)
+        if several_optimizers:
+            extra.append(c.optimizer)
+        label = f"lr {c.lr:.3g} (round {c.round}{', ' + ', '.join(extra) if extra else ''})" + (" best" if win else "")
+        ax.plot(xs, ys, color=colour, linewidth=2.4 if win else 1.3, label=label, zorder=3 if win else 2)
+        values += [y for y in ys if math.isfinite(y)]
+        if m != "train_loss":
+            tr = [(e, v) for e, v in zip(c.epochs, c.train_loss) if v is not None and math.isfinite(v)]
+            if tr:
+                ax.plot(*zip(*tr), color=colour, linewidth=0.9, linestyle="--", alpha=0.7)
+                values += [y for _, y in tr]
+    ax.axvline(s.epoch, color="grey", linestyle=":", linewidth=1, label=f"compared at epoch {s.epoch}")
+    if values and min(values) > 0 and max(values) / min(values) > 20:
+        _log_y(ax)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{m} (solid); train_loss (dashed)")
+    ax.set_title(f"{s.folder.name}: the {len(finalists)} best trials that reached epoch {s.epoch}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.subplots_adjust(**_MARGINS)
+    return fig
