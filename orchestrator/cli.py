@@ -64,13 +64,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 def load(args: argparse.Namespace) -> tuple:
     """``(SweepConfig, text)``: the config file with ``--name`` and each ``--set`` applied, and the text of
     that effective config (stored as the sweep's ``sweep.yaml``)."""
-    from orchestrator import config as config_mod
+    from orchestrator import config as config_mod, yamldoc
 
     text = config_mod.read(args.config)
     sets, name = list(getattr(args, "set", None) or []), getattr(args, "name", None)
     if not sets and name is None:
         return config_mod.loads(text, args.config), text
-    text = config_mod.with_sets(text, sets, args.config, name=name)
+    text = yamldoc.with_sets(text, sets, args.config, name=name)
     flags = redact(" ".join(shlex.join(f) for f in _flags(args)))
     if len(flags) + len(str(args.config)) > 150:  # errors cut the source at 200 characters
         flags = f"{len(_flags(args))} overrides: --name, --set"

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator import config as configs, results, storage, warm
+from orchestrator import config as configs, results, resume, storage, warm
 from orchestrator.budget import Budget, OnBudget
 from orchestrator.config import SweepConfig
 from orchestrator.errors import SweepExistsError
@@ -158,7 +158,7 @@ def check_resume(cfg: SweepConfig, folder: Path, shown: str, quiet: bool = False
     """Before a resume: compare ``cfg`` with the config the sweep was started with (``folder/sweep.yaml``).
 
     A change that alters what was already trained raises ``ConfigError`` (one line naming each changed
-    key; nothing is touched). Allowed changes (``config.resume_changes``: more rounds, a larger budget,
+    key; nothing is touched). Allowed changes (``resume.resume_changes``: more rounds, a larger budget,
     resources) are printed, appended to ``folder/resume.log``, and returned as the ``zoom.Rules`` fields
     to raise. A ``sweep.yaml`` written by the Python API before configs were stored cannot be compared:
     said in one line, and the resume goes on."""
@@ -183,18 +183,18 @@ def check_resume(cfg: SweepConfig, folder: Path, shown: str, quiet: bool = False
         raise configs.ConfigError(
             f"cannot resume {shown}: the config it was started with does not load ({exc})"
         ) from None
-    refused, allowed = configs.resume_changes(stored, cfg)
+    refused, allowed = resume.resume_changes(stored, cfg)
     if refused:
         raise configs.ConfigError(
             f"cannot resume {shown} with an edited config: {'; '.join(refused)} (these change what was already "
             f"trained: put them back as in {path}, or start a new sweep under another name; only "
-            f"{', '.join(configs.RESUME_MAY_GROW)} may grow and resources change)"
+            f"{', '.join(resume.RESUME_MAY_GROW)} may grow and resources change)"
         )
     if not allowed:
         return {}
     line = ", ".join(f"{k} {configs.shown(a)} -> {configs.shown(b)}" for k, (a, b) in allowed.items())
     ended = (results.read_json(folder / results.ROUNDS) or {}).get("stop_reason")
-    if ended and set(allowed) & set(configs.RESUME_MAY_GROW):
+    if ended and set(allowed) & set(resume.RESUME_MAY_GROW):
         raise configs.ConfigError(
             f"cannot resume {shown} with {line}: its search had already ended ({configs.shown(ended)}); "
             f"continue it with: sweep extend {shown} --rounds N (or --budget-fte X), or resume it with the values "

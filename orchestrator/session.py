@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 import schedules
-from orchestrator.config import OPTIMIZERS  # one list of names, also checked at config load
+from orchestrator.trialkeys import OPTIMIZERS  # one list of names, also checked at config load
 
 TrainFunction = Callable[[dict, "Trial"], Any]
 Sink = Callable[[dict, dict | None], None]  # (metrics of one epoch, state to checkpoint or None)

@@ -28,9 +28,10 @@ from typing import Any
 import torch
 
 from orchestrator import session, workloads
-from orchestrator.config import Amp, SweepConfig, declared_keys, loop_options
+from orchestrator.config import SweepConfig
 from orchestrator.errors import CheckpointError  # also re-exported; one home: errors.py
 from orchestrator.session import Sink, Trial, make_optimizer  # noqa: F401  (make_optimizer re-exported)
+from orchestrator.trialkeys import Amp, declared_keys, loop_options
 
 
 class TensorBatches:

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from orchestrator import budget, config, zoom
+from orchestrator import budget, config, resume, zoom
 from orchestrator.budget import Budget, OnBudget, Spent
 from orchestrator.state import SweepState
 
@@ -99,7 +99,7 @@ def test_zoom_budget_keys_are_checked_and_may_grow_on_resume():
         with pytest.raises(config.ConfigError, match=f"zoom.{next(iter(bad))}"):
             config.parse({**base, "zoom": bad})
     grown = config.parse({**base, "zoom": {"budget_wall_s": 120, "budget_gpu_hours": 1.5, "on_budget": "finish"}})
-    assert config.resume_changes(cfg, grown) == (
+    assert resume.resume_changes(cfg, grown) == (
         [],
         {"zoom.budget_wall_s": (60.0, 120.0), "zoom.on_budget": ("stop", "finish")},
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import analysis, config as configs, cost, report, results
+from orchestrator import analysis, config as configs, cost, report, results, resume
 
 A100 = cost.Resources(cpu=4, gpu=0.5, workers=2, gpu_kind="A100")
 RATES = cost.Rates(gpu_hour=2.5, cpu_hour=0.05)
@@ -183,7 +183,7 @@ def test_a_folder_without_a_config_costs_one_cpu_and_no_money(tmp_path):
 
 def test_rates_may_change_on_resume_nothing_trained_moves():
     base = {"name": "s", "workload": "digits_mlp", "max_epochs": 2, "space": {"lr": {"log": [1e-4, 1e-1]}}}
-    refused, allowed = configs.resume_changes(
+    refused, allowed = resume.resume_changes(
         configs.SweepConfig.model_validate(base),
         configs.SweepConfig.model_validate({**base, "cost": {"gpu_hour": 2.5}}),
     )

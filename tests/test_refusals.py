@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from orchestrator import cli, config, folder as folders, storage, tuning
+from orchestrator import cli, config, folder as folders, resume, storage, tuning
 from orchestrator.config import ConfigError
 
 GOOD = {
@@ -383,22 +383,22 @@ def test_resume_with_an_edited_config_is_refused_naming_each_key(local_ray, tmp_
 def test_resume_changes_tells_what_extends_from_what_alters():
     stored = config.parse({**GOOD, "zoom": {"budget_fte": 10}})
     grown = config.parse({**GOOD, "zoom": {"max_rounds": 5, "budget_fte": 20}, "resources": {"cpu": 2}})
-    assert config.resume_changes(stored, grown) == (
+    assert resume.resume_changes(stored, grown) == (
         [],
         {"resources.cpu": (1.0, 2.0), "zoom.budget_fte": (10.0, 20.0), "zoom.max_rounds": (2, 5)},
     )
-    refused, allowed = config.resume_changes(grown, stored)  # fewer rounds, a smaller budget: refused
+    refused, allowed = resume.resume_changes(grown, stored)  # fewer rounds, a smaller budget: refused
     assert refused == ["zoom.budget_fte: 20.0 -> 10.0", "zoom.max_rounds: 5 -> 2"]
     assert allowed == {"resources.cpu": (2.0, 1.0)}
     unlimited = config.parse(GOOD)  # budget_fte null: no limit, so lifting a budget extends, adding one not
-    assert config.resume_changes(stored, unlimited) == ([], {"zoom.budget_fte": (10.0, None)})
-    assert config.resume_changes(unlimited, stored)[0] == ["zoom.budget_fte: None -> 10.0"]
+    assert resume.resume_changes(stored, unlimited) == ([], {"zoom.budget_fte": (10.0, None)})
+    assert resume.resume_changes(unlimited, stored)[0] == ["zoom.budget_fte: None -> 10.0"]
     # name and storage say where the sweep is, not what it trains
-    assert config.resume_changes(
+    assert resume.resume_changes(
         stored, config.parse({**GOOD, "zoom": {"budget_fte": 10}, "name": "u", "storage": "/elsewhere"})
     ) == ([], {})
     # the Python API stores its config as YAML: read back, it is the same config
-    assert config.resume_changes(stored, config.loads(config.dump(stored))) == ([], {})
+    assert resume.resume_changes(stored, config.loads(config.dump(stored))) == ([], {})
 
 
 @pytest.mark.slow

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from orchestrator import session, workloads
-from orchestrator.config import Amp, ConfigError, loads, loop_options
+from orchestrator.config import ConfigError, loads
 from orchestrator.trial import share_workloads, shared_workload, train_trial, train_workload, trainable
+from orchestrator.trialkeys import Amp, loop_options
 
 space_keys = frozenset({"n"})
 
