@@ -11,7 +11,8 @@ import math
 from pathlib import Path
 
 from orchestrator import results
-from orchestrator.analysis import Summary, group_label, score_label
+from orchestrator.analysis import Summary
+from orchestrator.curves import group_label, score_label
 from orchestrator.results import TrialStatus
 
 __all__ = ["CURVES", "FINALISTS", "PLOT", "figure_curves", "figure_vs_lr", "write"]

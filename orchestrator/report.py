@@ -15,7 +15,7 @@ local or copied from a cluster), ``build`` writes beside them:
 
 ``terminal_table`` is the table of all trials that ``sweep report`` prints. Every renderer takes the one
 ``analysis.Summary`` (which carries the trial table).
-Statistics carry one name each everywhere (``analysis.mean_label``, ``analysis.best_label``, ``analysis.LAST``);
+Statistics carry one name each everywhere (``curves.mean_label``, ``curves.best_label``, ``curves.LAST``);
 a "bracket" is always the range of rates the zoom searched in a round, "rates tried" the range its trials ran.
 """
 
@@ -26,18 +26,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from orchestrator import analysis, cost as costs, plots, results, zoom
-from orchestrator.analysis import (
-    LAST,
-    Summary,
-    best_label,
-    group_label,
-    law_of,
-    optimizer_of,
-    ordered,
-    score_label,
-    train_val_gap,
-)
+from orchestrator import analysis, cost as costs, noise, plots, results, zoom
+from orchestrator.analysis import Summary, train_val_gap
+from orchestrator.curves import LAST, best_by, best_label, group_label, law_of, optimizer_of, ordered, score_label
 from orchestrator.plots import CURVES
 from orchestrator.space import nice
 
@@ -183,7 +174,7 @@ def markdown(s: Summary, figures: list[Path]) -> str:
             f"- Band: {param} {s.band.low:.4g} .. {s.band.high:.4g}: the rates this sweep cannot tell apart "
             f"from its best trial, given the seed noise it measured ("
             + (
-                f"noise {s.band.noise:.4f}: trials within {analysis.BAND_SIGMAS:g} x noise of the best, "
+                f"noise {s.band.noise:.4f}: trials within {noise.BAND_SIGMAS:g} x noise of the best, "
                 f"{s.band.trials} trial(s)"
                 if s.band.noise is not None
                 else "not measured: fewer than 4 trials near the best"
@@ -265,7 +256,7 @@ def markdown(s: Summary, figures: list[Path]) -> str:
             f"| up to epoch | trial |",
             "|---|---|---|---|---|---|",
         ]
-        for b in analysis.best_by(s.table, label):
+        for b in best_by(s.table, label):
             lines.append(
                 f"| {b.key} | {b.trials} | {b.lr:.4g} | {_fmt(b.value)} | {b.epoch or 'n/a'} | `{b.trial_id}` |"
             )

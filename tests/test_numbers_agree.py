@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import analysis, cli, config, report, results, zoom
+from orchestrator import analysis, cli, config, curves, report, results, zoom
+from orchestrator.noise import BAND_SIGMAS
 
 
 def test_the_cliff_of_a_negated_maximised_metric_is_judged_by_the_ratio():
@@ -99,7 +100,7 @@ def test_the_band_holds_the_rates_within_two_noise_estimates_of_the_best(tmp_pat
     assert 0.5 * statistics.pstdev(NOISE) < b.noise < 2 * statistics.pstdev(NOISE)  # the scatter it measured
     scores = {c.lr: c.mean_at(6) for c in s.table}
     best = min(scores.values())
-    assert b.threshold == pytest.approx(best + analysis.BAND_SIGMAS * b.noise)
+    assert b.threshold == pytest.approx(best + BAND_SIGMAS * b.noise)
     inside = [lr for lr in scores if b.low * (1 - 1e-9) <= lr <= b.high * (1 + 1e-9)]
     assert len(inside) == b.trials >= 3 and all(scores[lr] <= b.threshold for lr in inside)
     rates = sorted(scores)
@@ -113,7 +114,7 @@ def test_the_band_holds_the_rates_within_two_noise_estimates_of_the_best(tmp_pat
         "noise": b.noise,
         "threshold": b.threshold,
         "trials": b.trials,
-        "sigmas": analysis.BAND_SIGMAS,
+        "sigmas": BAND_SIGMAS,
     }
     said = f"band lr {b.low:.4g}..{b.high:.4g} (noise {b.noise:.4f})"
     assert said in s.line() and said in (s.folder / "report.md").read_text()
@@ -139,7 +140,7 @@ def test_a_maximised_metric_picks_the_same_rate_and_band_as_its_minimised_twin(t
     assert best["val_accuracy"] == high.score.value and best["mode"] == "max" and 0.6 < high.score.value < high.value
     md = (high.folder / "report.md").read_text()
     assert "val_accuracy, highest at any epoch" in md and "(higher is better)" in md
-    assert [b.trial_id for b in analysis.best_by(high.table, analysis.law_of)] == [low.best_trial["trial_id"]]
+    assert [b.trial_id for b in curves.best_by(high.table, curves.law_of)] == [low.best_trial["trial_id"]]
     assert analysis.round_stats(high)[0].best == pytest.approx(1 - analysis.round_stats(low)[0].best)
 
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator import analysis, cli, plots, report, results, zoom
+from orchestrator import analysis, cli, curves, plots, report, results, zoom
 
 MAX_EPOCHS = 8
 # group 0: sgd with the default (constant) law, best near 1e-2; group 1: adam + cosine, best near 1e-3, lower
@@ -191,8 +191,7 @@ def test_best_per_law_and_per_optimizer(tmp_path):
     assert list(optimizers) == ["adam", "sgd"]  # best first
 
     bests = {
-        b.key: b
-        for b in analysis.best_by(analysis.trial_curves(results.read_trials(folder), "val_loss"), analysis.law_of)
+        b.key: b for b in curves.best_by(curves.trial_curves(results.read_trials(folder), "val_loss"), curves.law_of)
     }
     assert bests["constant"].epoch == MAX_EPOCHS and bests["constant"].trials == 6
 
@@ -470,7 +469,7 @@ def test_a_pick_on_a_trial_is_not_called_a_fit(tmp_path):
 def test_the_trial_table_is_built_once_from_the_rows(tmp_path):
     folder = make_sweep(tmp_path / "sweep")
     rows = results.read_trials(folder)
-    table = analysis.trial_curves(rows, "val_loss")
+    table = curves.trial_curves(rows, "val_loss")
     assert [c.trial for c in table] == list(dict.fromkeys(r["trial_id"] for r in rows))  # first-seen order
     div = next(c for c in table if c.trial == "r0g1_div")
     assert div.status is results.TrialStatus.DIVERGED and div.epochs == (1, 2) and div.values[-1] == math.inf
@@ -482,7 +481,7 @@ def test_the_trial_table_is_built_once_from_the_rows(tmp_path):
     assert win.optimizer == "adam" and win.law == "cosine" and win.at(8, "val_loss") == val_loss(1, win.lr, 8)
     assert win.score_at(MAX_EPOCHS) == pytest.approx(score(1, win.lr))
     with pytest.raises(ValueError, match="metric='loss'"):
-        analysis.trial_curves(rows, "loss")
+        curves.trial_curves(rows, "loss")
     s = report.build(folder)
     assert s.table == table and s.group == 1 and s.max_epochs == MAX_EPOCHS  # the summary carries the same table
 
@@ -502,7 +501,8 @@ def test_analysis_and_report_import_neither_ray_torch_nor_matplotlib():
     import sys
 
     code = (
-        "import sys; import orchestrator.analysis, orchestrator.plots, orchestrator.report; "
+        "import sys; import orchestrator.analysis, orchestrator.curves, orchestrator.noise, orchestrator.plots, "
+        "orchestrator.report; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'torch', 'matplotlib'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
