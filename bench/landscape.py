@@ -2,10 +2,11 @@
 at many learning rates x many seeds, in plain torch worker processes (no Ray).
 
     .venv/bin/python -m bench.landscape [--optimizer sgd|adam] [--seeds 0-5,1001-1005] [--per-decade 15]
-                                        [--workload NAME --name LANDSCAPE]
+                                        [--workload NAME --name LANDSCAPE] [--set KEY=YAML ...]
 
 ``--workload`` trains another built-in workload with the digits trial's other settings (batch 32, width 64,
-depth 2) and ``--name`` names its file. Writes bench/results/landscape_<name, default the optimizer>.csv
+depth 2), ``--set`` overrides any trial key (e.g. ``depth=0 momentum=0.0 batch_size=128``: a linear model,
+plain SGD) and ``--name`` names its file. Writes bench/results/landscape_<name, default the optimizer>.csv
 (lr, seed, epoch, val_loss; inf once diverged), which ``bench/yardstick.py`` reads and ``bench/simulate.py``
 and ``bench/replay.py`` replay, and prints how noisy one seed is.
 Rows already in the file are kept and not retrained (the run can be stopped and continued).
@@ -22,7 +23,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from bench.common import MAX_EPOCHS, OPTIMIZERS, add_results_option, digits_trial
+from bench.common import MAX_EPOCHS, OPTIMIZERS, add_results_option, digits_trial, read_yaml
 from bench.yardstick import path_for, read
 from orchestrator.space import log_grid
 
@@ -58,10 +59,16 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=MAX_EPOCHS, help="epochs a run (a landscape holds one value)")
     p.add_argument("--workload", default="digits_mlp", help="a built-in workload (default: %(default)s)")
     p.add_argument("--name", default=None, help="the landscape's name (default: the optimizer)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML", help="override a trial config key")
     add_results_option(p)
     args = p.parse_args(argv)
 
     base = {**digits_trial(args.optimizer, args.epochs), "workload": args.workload}
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            p.error(f"--set {item!r}: expected KEY=YAML, e.g. momentum=0.0")
+        base[key] = read_yaml(value)
     lrs = [lr for lr in log_grid(1e-4, 1.0, args.per_decade) if args.low * 0.999 <= lr <= args.high * 1.001]
     seeds = parse_seeds(args.seeds)
     path = path_for(args.name or args.optimizer, args.results)
