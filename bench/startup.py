@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import tune
 
-    from orchestrator.trial import share_workloads, train_trial
+    from orchestrator.sharing import share_workloads
+    from orchestrator.trial import train_trial
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     lrs = [0.01 * 3**i for i in range(args.trials)]

@@ -11,7 +11,8 @@ from torch import nn
 
 from orchestrator import session, workloads
 from orchestrator.config import ConfigError, loads
-from orchestrator.trial import share_workloads, shared_workload, train_trial, train_workload, trainable
+from orchestrator.sharing import share_workloads, shared_workload
+from orchestrator.trial import train_trial, train_workload, trainable
 from orchestrator.trialkeys import Amp, loop_options
 
 space_keys = frozenset({"n"})
