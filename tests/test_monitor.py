@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from ray.tune.logger import TBXLoggerCallback
 
-from orchestrator import board, cli, progress, tbserver
+from orchestrator import board, cli, progress, tbserver, tbsummary
 
 
 # --- pure parts --------------------------------------------------------------------------------------
@@ -149,19 +149,19 @@ def test_the_pick_reads_best_json_and_leaves_out_what_it_lacks():
         "best_trial": {"trial_id": "57ae2bbd", "lr": 0.01285, "score": 0.1030, "statistic": "mean of epochs 25-27"},
         "warnings": ["the pick sits on the edge"],
     }
-    pick = board.pick_of(new)
+    pick = tbsummary.pick_of(new)
     assert (pick["lr"], pick["low"], pick["high"], pick["noise"], pick["score"]) == (0.01, 0.005, 0.02, 0.0061, 0.1191)
-    text = board.pick_markdown(pick)
+    text = tbsummary.pick_markdown(pick)
     assert text.splitlines()[0] == "**chosen lr = 0.01**"
     assert "- band: lr 0.005 .. 0.02, the rates the sweep cannot tell apart from the best (noise 0.0061)" in text
     assert "- val_loss of the chosen rate: 0.1191 (mean of epochs 25-27; the trial at this rate)" in text
     assert "- best trial run: 57ae2bbd at lr 0.0129: val_loss 0.1030 (mean of epochs 25-27)" in text
     assert "- cost: 261 epochs (9.7 FTE), 11 trials" in text and "- warning: the pick sits on the edge" in text
     old = {"lr": 0.01, "val_loss": 0.1030, "interpolated": True, "best_trial": {"trial_id": "57ae2bbd"}}
-    pick = board.pick_of(old)  # an older best.json: no band, and val_loss is the best trial's, not the rate's
+    pick = tbsummary.pick_of(old)  # an older best.json: no band, and val_loss is the best trial's, not the rate's
     assert "score" not in pick and "low" not in pick
-    assert "band" not in board.pick_markdown(pick) and "0.1030" not in board.pick_markdown(pick)
-    assert board.pick_markdown(board.pick_of({})) == "**no lr chosen**\n"
+    assert "band" not in tbsummary.pick_markdown(pick) and "0.1030" not in tbsummary.pick_markdown(pick)
+    assert tbsummary.pick_markdown(tbsummary.pick_of({})) == "**no lr chosen**\n"
 
 
 # --- callbacks on stand-in trials --------------------------------------------------------------------
