@@ -192,8 +192,12 @@ def run_optuna(seed, shift, budget_fte):
     start = time.time()
     study.optimize(objective, callbacks=[stop])
     wall = time.time() - start
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value < 1e9]
-    lr = min(done, key=lambda t: t.value).params["lr"] if done else None
+    done = [
+        (t.value, t.params["lr"])
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None and t.value < 1e9
+    ]
+    lr = min(done)[1] if done else None
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     return {
         "lr": lr,
@@ -205,9 +209,10 @@ def run_optuna(seed, shift, budget_fte):
 
 
 # -------------------------------------------------------------------------------------------- range test
-def lr_range_test(seed, shift, batches=RANGE_TEST_BATCHES, lo=1e-6, hi=1.0, beta=0.98):
+def lr_range_test(seed, shift, batches=RANGE_TEST_BATCHES, lo=1e-6, hi=1.0, beta=0.98, base=None):
     """Smith's LR range test with fastai's defaults (100 batches, EMA beta 0.98, stop when the smoothed loss
-    exceeds 4x its minimum): lr grows exponentially per batch from lo to hi.
+    exceeds 4x its minimum): lr grows exponentially per batch from lo x 10**shift to hi x 10**shift, training
+    the trial config ``base`` (default: this bench's digits SGD trial) with ``seed``.
     Returns (lr at min loss / 10, lr at steepest descent, epochs spent, wall, batches run)."""
     import numpy as np
     import torch
@@ -216,19 +221,20 @@ def lr_range_test(seed, shift, batches=RANGE_TEST_BATCHES, lo=1e-6, hi=1.0, beta
     from orchestrator.trial import batches as make_batches, make_optimizer
 
     torch.set_num_threads(1)
+    base = BASE if base is None else base
     lo, hi = lo * 10.0**shift, hi * 10.0**shift
     start = time.time()
     torch.manual_seed(seed)
-    wl = workloads.build(BASE["workload"], {**BASE, "seed": seed})
+    wl = workloads.build(base["workload"], {**base, "seed": seed})
     model = wl.model
-    opt = make_optimizer({**BASE, "lr": lo}, model.parameters())
+    opt = make_optimizer({**base, "lr": lo}, model.parameters())
     gen = torch.Generator().manual_seed(seed)
-    per_epoch = math.ceil(len(cast(Sized, wl.train)) / BASE["batch_size"])
+    per_epoch = math.ceil(len(cast(Sized, wl.train)) / base["batch_size"])
     lrs, smooth = [], []
     avg, best, i = 0.0, math.inf, 0
     model.train()
     while i < batches:
-        for x, y in make_batches(wl.train, BASE["batch_size"], shuffle=True, generator=gen):
+        for x, y in make_batches(wl.train, base["batch_size"], shuffle=True, generator=gen):
             if i >= batches:
                 break
             lr = lo * (hi / lo) ** (i / (batches - 1))

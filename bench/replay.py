@@ -1,6 +1,7 @@
 """The search-quality table: every search replayed over recorded landscapes, judged by ``bench/yardstick.py``.
 
-    .venv/bin/python -m bench.replay [--landscapes sgd adam] [--draws 300] [--shifts 0 -0.2 -0.4 0.5] [--out replay]
+    .venv/bin/python -m bench.replay [--landscapes sgd adam] [--draws 300] [--tpe-draws 100]
+                                     [--shifts 0 -0.2 -0.4 0.5] [--out replay]
 
 Rows: landscape x coarse range x method. Ranges: the demo's grid 10^(-6+s)..10^(-1+s), one point a decade, at
 shifts s = 0, -0.2, -0.4, +0.5, and a range that misses the landscape's optimum x* by a decade:
@@ -15,26 +16,34 @@ Methods (each trial its own search seed, drawn from the landscape's non-fresh se
                   that completed
   two-stage       grid + ASHA, then 5 points at best x 10^(-0.5..0.5) under ASHA; best completed of both
   random          round(B) log-uniform lrs over the range, full runs; B = the default sweep's mean FTE on the row
+  TPE + Hyperband Optuna's TPESampler (seeded per draw) + HyperbandPruner(1, max, 3), one trial at a time,
+                  log10 lr uniform over the range, until B x max epochs are spent (``tpe_hyperband``; the
+                  optuna package, the ``bench`` extra); ``--tpe-draws`` draws (ask/tell is slow)
+  LR range test   not replayable (it needs per-batch losses at a growing lr): run for real, once per search
+                  seed and range, on the landscape's trial config (``TRIALS``), 100 batches from 10**low to
+                  10**(high+1) (bench.peers.lr_range_test); its two picks (min-loss lr / 10, steepest descent)
+                  judged on the landscape; cached in results/range_test_<landscape>.csv
 ASHA is replayed asynchronously as Ray runs it (``asha``): a trial reaching a rung is stopped when it is
 worse than the 1/rf quantile of the values recorded there before it; the first trial at a rung goes on.
-Not replayed: Optuna TPE + Hyperband (optuna is not installed here) and the LR range test (its per-batch
-losses at a growing lr are not in a landscape). A trial's curve is the nearest recorded lr's, clamped to the
-recorded range. Columns: regret (%) of the pick against the all-seed mean (``Landscape.regret``): mean,
-90th percentile, worst over the draws; mean FTE (epochs / max epochs).
+A trial's curve is the nearest recorded lr's, clamped to the recorded range. Columns: regret (%) of the pick
+against the all-seed mean (``Landscape.regret``): mean, 90th percentile, worst over the draws (the range
+test: over its seeds); mean FTE (epochs / max epochs); draws.
 Writes bench/results/<out>.md and .csv.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
-from bench.common import add_results_option, markdown_table, pct, write_results
+from bench.common import add_results_option, digits_trial, markdown_table, pct, write_results
 from bench.simulate import replayed_curve
 from bench.yardstick import Landscape, path_for, spread
 from orchestrator import zoom
@@ -131,6 +140,45 @@ def random_search(low, high, draw, max_t, rng=None, budget=6.0, **_) -> Outcome:
     return run_grid(xs, draw, max_t, False)[0]
 
 
+def tpe_hyperband(low, high, draw, max_t, rng=None, budget=6.0, **_) -> Outcome:
+    """Optuna TPE (default settings, seeded from ``rng``) + ``HyperbandPruner(1, max_t, 3)``, one trial at a
+    time, as bench/peers.py runs it: a trial samples log10 lr uniformly over [low, high], reports its curve
+    epoch by epoch (a diverged epoch as 1e9, and the trial ends there) and stops when the pruner says so;
+    trials start until the epochs spent reach ``budget`` x ``max_t`` (the last one may overshoot it).
+    Pick = the best final value among trials that ran all ``max_t`` epochs."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name="tpe-hyperband",  # Hyperband's brackets hash the name: a fixed one keeps the replay seeded
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=int(rng.integers(2**31))),
+        pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_t, reduction_factor=3),
+    )
+    xs, curves, ran, spent = [], [], [], 0
+    while spent < budget * max_t:
+        trial = study.ask()
+        x = trial.suggest_float("log10_lr", low, high)
+        curve = draw(x)
+        e, state = 0, optuna.trial.TrialState.COMPLETE
+        for e in range(1, min(max_t, len(curve)) + 1):
+            v = curve[e - 1]
+            trial.report(v if math.isfinite(v) else 1e9, e)
+            if math.isfinite(v) and e < max_t and trial.should_prune():
+                state = optuna.trial.TrialState.PRUNED
+                break
+        spent += e
+        xs.append(x)
+        curves.append(curve)
+        ran.append(e)
+        final = curve[e - 1] if e == max_t and math.isfinite(curve[e - 1]) else 1e9
+        if state == optuna.trial.TrialState.PRUNED:
+            study.tell(trial, state=state)
+        else:
+            study.tell(trial, final)
+    return Outcome(best_completed(xs, curves, ran, max_t), spent / max_t)
+
+
 def sweep(low, high, draw, max_t, rules=None, **_) -> Outcome:
     """This project's zoom with ``rules`` (a dict of ``zoom.Rules`` fields over the demo's)."""
     r = zoom.Rules(
@@ -162,8 +210,9 @@ def sweep(low, high, draw, max_t, rules=None, **_) -> Outcome:
 @dataclass(frozen=True)
 class Method:
     name: str
-    run: Callable[..., Outcome]
+    run: Callable[..., Outcome] | None  # None: not replayed; ``real`` names its pick among real runs' picks
     rules: dict = field(default_factory=dict)
+    real: str = ""
 
 
 SWEEPS = [
@@ -178,7 +227,67 @@ PEERS = [
     Method("grid + ASHA", grid_asha),
     Method("two-stage grid + ASHA", two_stage),
     Method("random search (sweep's budget)", random_search),
+    Method("Optuna TPE + Hyperband (sweep's budget)", tpe_hyperband),
+    Method("LR range test, min/10 (real runs)", None, real="min10"),
+    Method("LR range test, steepest (real runs)", None, real="steepest"),
 ]
+# The trial config each landscape was recorded with (the bench/landscape.py commands in bench/README.md):
+# the LR range test trains it for real, since a landscape holds no per-batch losses at a growing lr.
+TRIALS: dict[str, dict] = {
+    "sgd": digits_trial("sgd"),
+    "adam": digits_trial("adam"),
+    "diabetes_sgd": {**digits_trial("sgd"), "workload": "diabetes_regression"},
+    "diabetes_linear": {
+        **digits_trial("sgd"),
+        "workload": "diabetes_regression",
+        "depth": 0,
+        "momentum": 0.0,
+        "batch_size": 128,
+    },
+    "digits_linear": {**digits_trial("sgd"), "depth": 0, "momentum": 0.0},
+}
+RANGE_TEST_ABOVE = 1.0  # decades the range test goes past the coarse range's top (peers.py: 1e-6..1 for 1e-6..1e-1)
+TPE_DRAWS = 100  # Optuna's ask/tell costs ~0.3 s a replayed study: fewer draws than the other rows
+RangeTests = dict[tuple[float, float], list[dict[str, float]]]  # (low, high) -> per seed {min10, steepest, fte}
+
+
+def range_tests(
+    name: str, land: Landscape, spans: Sequence[tuple[str, float, float]], max_t: int, results: Path
+) -> RangeTests:
+    """The LR range test (``bench.peers.lr_range_test``: 100 batches, lr from 10**low to
+    10**(high + RANGE_TEST_ABOVE)) on landscape ``name``'s trial config, once per search seed and range;
+    cached in ``results/range_test_<name>.csv`` (rows kept, only missing ones trained). Empty when ``name``
+    has no entry in ``TRIALS``."""
+    if name not in TRIALS:
+        return {}
+    from bench.peers import RANGE_TEST_BATCHES, lr_range_test
+
+    path = Path(results) / f"range_test_{name}.csv"
+    have: dict[tuple[float, float, int], dict[str, float]] = {}
+    if path.exists():
+        with path.open() as f:
+            for r in csv.DictReader(f):
+                key = (round(float(r["low"]), 6), round(float(r["high"]), 6), int(r["seed"]))
+                have[key] = {k: float(r[k]) for k in ("min10", "steepest", "fte")}
+    base = {**TRIALS[name], "max_epochs": max_t}
+    out: RangeTests = {}
+    for _, low, high in spans:
+        picks = []
+        for seed in land.search:
+            key = (round(low, 6), round(high, 6), seed)
+            if key not in have:
+                min10, steepest, epochs, _, _ = lr_range_test(
+                    seed, 0.0, RANGE_TEST_BATCHES, 10.0**low, 10.0 ** (high + RANGE_TEST_ABOVE), base=base
+                )
+                have[key] = {"min10": min10, "steepest": steepest, "fte": epochs / max_t}
+            picks.append(have[key])
+        out[(round(low, 6), round(high, 6))] = picks
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["low", "high", "seed", "min10", "steepest", "fte"])
+        w.writerows([*k, v["min10"], v["steepest"], v["fte"]] for k, v in sorted(have.items()))
+    return out
 
 
 def ranges(land: Landscape, shifts: Sequence[float]) -> list[tuple[str, float, float]]:
@@ -192,10 +301,19 @@ def ranges(land: Landscape, shifts: Sequence[float]) -> list[tuple[str, float, f
 
 
 def table(
-    land: Landscape, methods: Sequence[Method], shifts: Sequence[float], draws: int, max_t: int, seed: int = 0
+    land: Landscape,
+    methods: Sequence[Method],
+    shifts: Sequence[float],
+    draws: int,
+    max_t: int,
+    seed: int = 0,
+    tests: RangeTests | None = None,
+    tpe_draws: int = TPE_DRAWS,
 ) -> list[list]:
-    """Rows [range, method, mean, p90, worst regret (%), mean FTE, picks missing] for every range x method
-    (methods in the given order; each replayed over the same ``draws`` seed draws)."""
+    """Rows [range, method, mean, p90, worst regret (%), mean FTE, picks missing, n] for every range x method
+    (methods in the given order; each replayed over the same ``draws`` seed draws, Optuna over the first
+    ``tpe_draws`` of them; a real-run method over its picks in ``tests``, one per search seed, and left out
+    where ``tests`` has none)."""
     rows = []
     for label, low, high in ranges(land, shifts):
         budget, found = 6.0, {}
@@ -205,7 +323,14 @@ def table(
             def draw(x: float, rng: np.random.Generator = rng) -> tuple[float, ...]:
                 return replayed_curve(land, x, int(rng.choice(land.search)))
 
-            outs = [m.run(low, high, draw, max_t, rules=m.rules, rng=rng, budget=budget) for _ in range(draws)]
+            if m.run is None:
+                picks = (tests or {}).get((round(low, 6), round(high, 6)))
+                if not picks:
+                    continue
+                outs = [Outcome(math.log10(p[m.real]), p["fte"]) for p in picks]
+            else:
+                n = min(draws, tpe_draws) if m.run is tpe_hyperband else draws
+                outs = [m.run(low, high, draw, max_t, rules=m.rules, rng=rng, budget=budget) for _ in range(n)]
             ftes = [o.fte for o in outs]
             if m.name == BUDGET_FROM:
                 budget = float(np.mean(ftes))
@@ -218,8 +343,9 @@ def table(
                 s.worst,
                 float(np.mean(ftes)),
                 sum(o.x is None for o in outs),
+                len(outs),
             ]
-        rows += [found[m.name] for m in methods]
+        rows += [found[m.name] for m in methods if m.name in found]
     return rows
 
 
@@ -259,11 +385,11 @@ def frontier(land: Landscape, draws: int, seed: int = 0) -> list[list]:
 
 
 def cells(row: list) -> list[str]:
-    label, name, mean, p90, worst, fte, none = row
-    return [label, name, pct(mean), pct(p90), pct(worst), f"{fte:.2f}", str(none)]
+    label, name, mean, p90, worst, fte, none, n = row
+    return [label, name, pct(mean), pct(p90), pct(worst), f"{fte:.2f}", str(none), str(n)]
 
 
-HEADER = ["landscape", "range", "method", "mean regret", "p90", "worst", "mean FTE", "no pick"]
+HEADER = ["landscape", "range", "method", "mean regret", "p90", "worst", "mean FTE", "no pick", "draws"]
 
 
 def main(argv=None) -> int:
@@ -277,6 +403,7 @@ def main(argv=None) -> int:
     p.add_argument("--draws", type=int, default=300)
     p.add_argument("--shifts", type=float, nargs="+", default=[0.0, -0.2, -0.4, 0.5])
     p.add_argument("--max-epochs", type=int, default=27)
+    p.add_argument("--tpe-draws", type=int, default=TPE_DRAWS, help="draws of the Optuna rows (default: %(default)s)")
     p.add_argument("--out", default="replay")
     add_results_option(p)
     args = p.parse_args(argv)
@@ -291,7 +418,11 @@ def main(argv=None) -> int:
             f"({len(land.search)} search seeds), best mean {land.best():.4f} at "
             f"lr {land.lrs[int(np.argmin(land.mean['all']))]:.3g}"
         )
-        for row in table(land, SWEEPS + PEERS, args.shifts, args.draws, args.max_epochs):
+        tests = range_tests(name, land, ranges(land, args.shifts), args.max_epochs, args.results)
+        rows = table(
+            land, SWEEPS + PEERS, args.shifts, args.draws, args.max_epochs, tests=tests, tpe_draws=args.tpe_draws
+        )
+        for row in rows:
             out_rows.append([name, *cells(row)])
             print(" | ".join(out_rows[-1]), flush=True)
         for window, n, bm, bp, fm, fp in frontier(land, args.draws):

@@ -249,7 +249,12 @@ def test_replay_writes_the_table_for_every_range_and_method(tmp_path):
     from bench import replay
 
     write_landscape(tmp_path / "landscape_sgd.csv")
-    assert replay.main(["--landscapes", "sgd", "--draws", "2", "--shifts", "0", "--results", str(tmp_path)]) == 0
+    argv = ["--landscapes", "sgd", "--draws", "2", "--shifts", "0", "--results", str(tmp_path)]
+    (tmp_path / "range_test_sgd.csv").write_text(  # cached range tests: this test trains nothing
+        "low,high,seed,min10,steepest,fte\n"
+        + "".join(f"{lo},{hi},{s},0.01,0.02,0.1\n" for lo, hi in ((-6, -1), (-8, -3), (-1, 4)) for s in SEARCH_SEEDS)
+    )
+    assert replay.main(argv) == 0
     rows = [r.split(" | ") for r in (tmp_path / "replay.md").read_text().splitlines() if r.startswith("| sgd | ")]
     labels = ["shift +0.0", "miss low (x*-6..x*-1)", "miss high (x*+1..x*+6)"]
     methods = [m.name for m in replay.SWEEPS + replay.PEERS]
@@ -316,7 +321,7 @@ def test_regret_picks_from_a_real_sweep(tmp_path, local_ray):
         str(tmp_path),
         ["max_epochs=2", "asha={enabled: false, grace_period: 1}", "zoom.max_rounds=1", "space.width=16"],
     )
-    s = tuning.run(cfg, quiet=True)
+    s = tuning.run(cfg, tuning.RunOptions(quiet=True))
     assert s.lr == pytest.approx(regret.pick_lr(s.folder, "parabola"), rel=1e-3)  # the sweep's own rule
     assert 1e-6 <= regret.pick_lr(s.folder, "kernel:0.15") <= 0.1
 

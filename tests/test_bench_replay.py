@@ -1,0 +1,58 @@
+"""bench/replay.py's peers that are not plain grids: Optuna TPE + Hyperband replayed over a landscape, and the
+LR range test run for real on a landscape's trial config (tiny inputs: a synthetic valley, 3 seeds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench import replay
+from bench.simulate import replayed_curve
+from bench.yardstick import Landscape
+from tests.test_bench import SEARCH_SEEDS, write_landscape
+
+pytest.importorskip("optuna")  # the bench extra
+
+
+def _draw(land: Landscape, rng: np.random.Generator):
+    return lambda x: replayed_curve(land, x, int(rng.choice(land.search)))
+
+
+def test_tpe_hyperband_is_seeded_spends_its_budget_and_prunes(tmp_path):
+    write_landscape(tmp_path / "landscape_t.csv", epochs=9)
+    land = Landscape.load(tmp_path / "landscape_t.csv")
+
+    def run(seed: int) -> list[replay.Outcome]:
+        rng = np.random.default_rng(seed)
+        return [replay.tpe_hyperband(-4.0, -1.0, _draw(land, rng), 9, rng=rng, budget=4.0) for _ in range(3)]
+
+    first = run(0)
+    assert first == run(0)  # same seed, same picks and costs (Hyperband's brackets hash the study name)
+    assert first != run(1)
+    for out in first:
+        # the last trial may overshoot the budget by at most one full run; pruning stops some trials early
+        assert 4.0 <= out.fte < 5.0
+        assert out.x is not None and land.regret(out.x) < 10  # the clean valley's optimum is lr 0.01 (x = -2)
+
+
+def test_range_tests_train_once_per_seed_and_range_then_read_the_cache(tmp_path):
+    write_landscape(tmp_path / "landscape_diabetes_linear.csv", epochs=2, seeds=SEARCH_SEEDS[:2] + (1001,))
+    land = Landscape.load(tmp_path / "landscape_diabetes_linear.csv")
+    spans = [("a", -4.0, -1.0), ("b", -3.0, 0.0)]
+    tests = replay.range_tests("diabetes_linear", land, spans, 27, tmp_path)
+    assert sorted(tests) == [(-4.0, -1.0), (-3.0, 0.0)] and all(len(v) == 2 for v in tests.values())
+    for (low, high), picks in tests.items():
+        for p in picks:
+            # at most 100 batches of 128 out of 353 patients (3 batches an epoch) over 27 epochs (the test
+            # stops once the loss is 4x its minimum); the lr swept from 10**low to 10**(high + 1), the
+            # min-loss pick a tenth of a swept lr
+            assert 0 < p["fte"] <= 100 / 3 / 27
+            assert 10**low / 10 <= p["min10"] <= 10**high and 10**low <= p["steepest"] <= 10 ** (high + 1)
+    path = tmp_path / "range_test_diabetes_linear.csv"
+    assert len(path.read_text().splitlines()) == 1 + 4
+    cached = path.read_text().splitlines()
+    cached[1] = ",".join(cached[1].split(",")[:3] + ["0.005", "0.05", "0.5"])
+    path.write_text("\n".join(cached) + "\n")
+    again = replay.range_tests("diabetes_linear", land, spans[:1], 27, tmp_path)  # read back, not retrained
+    assert again[(-4.0, -1.0)][0] == {"min10": 0.005, "steepest": 0.05, "fte": 0.5}
+    assert replay.range_tests("unknown", land, spans, 27, tmp_path) == {}
