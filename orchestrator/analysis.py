@@ -68,6 +68,7 @@ class Summary:
     cost: costs.Cost | None = None  # in real units, every trial
     round_picks: list[costs.RoundPick] = field(default_factory=list)  # per round: its cost, the pick after it
     advice: str | None = None  # the closing line: stop here, or one more round (``cost.advice``)
+    warm: str | None = None  # 'warm-started from RUN (...)': ``warm.Prior.text``, from warm_start.json
 
     @property
     def mode(self) -> Mode:
@@ -90,11 +91,14 @@ class Summary:
         )
 
     def line(self) -> str:
-        """One line: the chosen rate next to its own score (``chosen_text``), the cost, where the results are."""
+        """One line: the chosen rate next to its own score (``chosen_text``), the cost (in real units:
+        ``cost.Cost.brief``, and in epochs), the warm start, where the results are."""
+        real = f"{self.cost.brief()}, " if self.cost else ""
         return (
             f"chosen {self.chosen_text()}  "
-            f"cost={self.epochs} epochs ({self.fte:.1f} FTE, {self.trials} trials, {len(self.rounds)} rounds)  "
-            f"results: {self.where or self.folder}"
+            f"cost: {real}{self.epochs} epochs ({self.fte:.1f} FTE), {self.trials} trials, {len(self.rounds)} rounds  "
+            + (f"{self.warm}  " if self.warm else "")
+            + f"results: {self.where or self.folder}"
         )
 
 
@@ -108,6 +112,8 @@ def summarise(folder: str | Path) -> Summary:
     s = analyse(folder, rows, meta, config)
     if problem:
         s.warnings.append(problem)
+    warm = results.read_json(folder / "warm_start.json") if (folder / "warm_start.json").is_file() else None
+    s.warm = warm.get("text") or None if isinstance(warm, dict) else None
     return s
 
 

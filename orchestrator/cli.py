@@ -78,9 +78,31 @@ def load(args: argparse.Namespace) -> tuple:
 
 
 def _flags(args: argparse.Namespace) -> list[list[str]]:
-    return ([["--name", args.name]] if getattr(args, "name", None) is not None else []) + [
-        ["--set", s] for s in getattr(args, "set", None) or []
-    ]
+    return (
+        ([["--name", args.name]] if getattr(args, "name", None) is not None else [])
+        + [["--set", s] for s in getattr(args, "set", None) or []]
+        + ([["--from", args.from_run]] if getattr(args, "from_run", None) else [])
+    )
+
+
+def with_from(args: argparse.Namespace, cfg, text: str) -> tuple:
+    """``(SweepConfig, text)`` with ``warm_start.run`` set to ``--from RUN`` (the config's other
+    ``warm_start`` keys kept); unchanged without ``--from``. ``ConfigError`` (one line) when the config
+    already warm-starts from another sweep."""
+    import json
+
+    from orchestrator import config as config_mod, reuse, yamldoc
+
+    run = getattr(args, "from_run", None)
+    if not run:
+        return cfg, text
+    if cfg.warm_start is not None and reuse.locate(cfg.warm_start.run) != reuse.locate(run):
+        raise config_mod.ConfigError(
+            f"--from {redact(run)}: {args.config} already warm-starts from {redact(cfg.warm_start.run)} "
+            f"(warm_start.run); give one of them"
+        )
+    text = yamldoc.with_sets(text, [f"warm_start.run={json.dumps(run)}"], args.config)
+    return config_mod.loads(text, f"{args.config} (with --from)"), text
 
 
 def resume_command(args: argparse.Namespace) -> str:
@@ -158,7 +180,7 @@ def plugins_beside(config: str | None) -> Iterator[None]:
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator import storage
 
-    cfg, text = load(args)
+    cfg, text = with_from(args, *load(args))
     where = storage.target(cfg.storage, cfg.name)
     if args.resume and not _present(where):
         _err(f"{where.shown}: nothing to resume (no sweep folder there); start the sweep without --resume")
@@ -188,6 +210,9 @@ def _run(args: argparse.Namespace, cfg, text: str, where) -> int:
         from orchestrator.folder import refuse_taken
 
         refuse_taken(cfg)  # so does a sweep folder that is taken
+        from orchestrator import reuse
+
+        reuse.warm_prior(cfg, "--from" if getattr(args, "from_run", None) else "warm_start.run")  # and a bad one
     else:
         from orchestrator import lease
 
@@ -226,15 +251,16 @@ def _run(args: argparse.Namespace, cfg, text: str, where) -> int:
 
 
 def cmd_extend(args: argparse.Namespace) -> int:
-    """``sweep extend RUN --rounds N | --budget-fte X``: a finished sweep goes on with more rounds (checked
-    before Ray starts: a refusal is one line, exit 2)."""
+    """``sweep extend RUN --rounds N | --budget-fte X | --budget-wall-s S | --budget-gpu-hours H`` (new totals):
+    a finished sweep goes on with more rounds (checked before Ray starts: a refusal is one line, exit 2)."""
     from cluster.connect import ray_session, resolve_address
-    from orchestrator import folder
+    from orchestrator import reuse
     from orchestrator.errors import SweepInterrupted
 
     resolve_address(args.address)
     try:
-        folder.extension(folder.locate(args.run), args.rounds, args.budget_fte, quiet=True, record=False)
+        limits = reuse.Limits(args.rounds, args.budget_fte, args.budget_wall_s, args.budget_gpu_hours)
+        reuse.extension(reuse.locate(args.run), limits, quiet=True, record=False)
     except ValueError as exc:
         _err(f"extend: {exc}")
         return EXIT_BAD_INPUT
@@ -245,7 +271,14 @@ def cmd_extend(args: argparse.Namespace) -> int:
         ):
             from orchestrator import tuning
 
-            summary = tuning.extend(args.run, rounds=args.rounds, budget_fte=args.budget_fte, quiet=args.quiet)
+            summary = tuning.extend(
+                args.run,
+                rounds=args.rounds,
+                budget_fte=args.budget_fte,
+                quiet=args.quiet,
+                budget_wall_s=args.budget_wall_s,
+                budget_gpu_hours=args.budget_gpu_hours,
+            )
     except SweepInterrupted as exc:
         _err(str(exc).replace("sweep run CONFIG --resume", "sweep run CONFIG --resume (CONFIG: the sweep's config)"))
         return ExitCode.INTERRUPTED
@@ -258,6 +291,8 @@ def _extend_parser(sub) -> None:
     e.add_argument("run", help="the sweep's folder or URI, e.g. runs/digits-lr or s3://bucket/runs/digits-lr")
     e.add_argument("--rounds", type=int, metavar="N", help="the total rounds (more than it ran)")
     e.add_argument("--budget-fte", type=float, metavar="X", help="a larger epoch budget, in full trainings")
+    e.add_argument("--budget-wall-s", type=float, metavar="S", help="a larger wall-clock budget, seconds in all")
+    e.add_argument("--budget-gpu-hours", type=float, metavar="H", help="a larger GPU-hour budget, in all")
     e.add_argument("--address", help="existing Ray cluster's GCS, e.g. HEAD:6379 (default: RAY_ADDRESS, else embedded)")
     e.add_argument("--insecure", action="store_true", help="drive a cluster that does not require a token")
     e.add_argument("--connect-timeout", type=_seconds, default=30.0, metavar="SECONDS")
@@ -309,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="print only the final line")
     r.add_argument("--verbose", action="store_true", help="also print each trial as it ends")
     r.add_argument("--no-check", action="store_true", help="skip the pre-flight checks")
+    r.add_argument(
+        "--from",
+        dest="from_run",
+        metavar="RUN",
+        help="warm-start from a finished sweep's folder or URI (sets warm_start.run)",
+    )
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("check", help="babysitting pre-flight checks on the workload, no fan-out")

@@ -124,12 +124,32 @@ class Cost:
         return "n/a (no cost: rates in the config)" if self.money is None else f"{self.money:.2f} {self.currency}"
 
     def text(self) -> str:
-        """One phrase, each figure with its unit."""
-        wall = "n/a" if self.wall_s is None else f"{self.wall_s:.0f} s"
-        return (
-            f"wall time {wall}, {self.trial_hours:.3g} trial-hours, {self.gpu_text()}, "
-            f"{self.cpu_hours:.3g} CPU-hours, money {self.money_text()}"
+        """One phrase, each figure with its unit, every figure (report.md's 'Cost in real units')."""
+        return ", ".join(
+            [
+                self._wall(),
+                self._hours(),
+                self.gpu_text(),
+                f"{self.cpu_hours:.3g} CPU-hours",
+                f"money {self.money_text()}",
+            ]
         )
+
+    def brief(self) -> str:
+        """The figures that apply, worded as in ``text``: wall time, trial-hours, GPU-hours when GPUs were
+        used, money when rates are set ('wall time 12 s, 0.01 trial-hours'). The final line of ``sweep run``
+        and ``sweep extend`` carries it, best.json as ``cost.text``."""
+        return ", ".join(
+            [self._wall(), self._hours()]
+            + ([self.gpu_text()] if self.gpu_hours else [])
+            + ([f"money {self.money_text()}"] if self.money is not None else [])
+        )
+
+    def _wall(self) -> str:
+        return f"wall time {'n/a' if self.wall_s is None else f'{self.wall_s:.0f} s'}"
+
+    def _hours(self) -> str:
+        return f"{self.trial_hours:.3g} trial-hours"
 
     def stored(self) -> dict[str, Any]:
         return {
@@ -142,6 +162,7 @@ class Cost:
             "currency": self.currency,
             "trials": self.trials,
             "epochs": self.epochs,
+            "text": self.brief(),
         }
 
 

@@ -13,13 +13,10 @@ import os
 import shutil
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from orchestrator import config as configs, results, resume, storage, warm
+from orchestrator import config as configs, results, resume, storage
 from orchestrator.budget import Budget, OnBudget
 from orchestrator.config import SweepConfig
 from orchestrator.errors import SweepExistsError
@@ -203,7 +200,7 @@ def check_resume(cfg: SweepConfig, folder: Path, shown: str, quiet: bool = False
     results.atomic_write_bytes(
         folder / "resume.log",
         (
-            _read_or_empty(folder / "resume.log") + time.strftime("%Y-%m-%dT%H:%M:%S%z") + f" resumed with {line}\n"
+            read_or_empty(folder / "resume.log") + time.strftime("%Y-%m-%dT%H:%M:%S%z") + f" resumed with {line}\n"
         ).encode(),
     )
     if not quiet:
@@ -219,161 +216,8 @@ def check_resume(cfg: SweepConfig, folder: Path, shown: str, quiet: bool = False
     return grown
 
 
-# --- an extended sweep ------------------------------------------------------------------------------------
-EXTENDABLE = ("round budget spent", "epoch budget spent")  # the stop reasons (zoom.next_round) a limit ends
-
-
-def locate(run_at: str | os.PathLike) -> storage.Target:
-    """The ``storage.Target`` of a sweep given as its folder or its URI (``STORAGE/NAME``)."""
-    text = str(run_at)
-    if storage.is_uri(text):
-        return storage.target(_parent_uri(text), storage.name_of(text))
-    path = storage.local_path(text)
-    return storage.Target(folder=path)
-
-
-def extension(
-    where: storage.Target, rounds: int | None, budget_fte: float | None, quiet: bool = False, record: bool = True
-) -> tuple[SweepConfig, dict[str, Any]]:
-    """Check that the finished sweep at ``where`` can go on with ``rounds`` (the total rounds, above those
-    it ran) and/or ``budget_fte`` (above the full trainings it spent), and record the extension in
-    ``resume.log`` (unless not ``record``: a check only). Returns the sweep's config (from its
-    ``sweep.yaml``, with the raised limits; its storage and name from ``where``) and the ``zoom.Rules``
-    fields to raise (``Reconcile.grown``).
-
-    Raises ``ConfigError`` (one line, nothing touched) for a folder holding no finished sweep (an interrupted
-    one: use --resume), for limits that would add nothing, and for a search that ended for a reason more
-    rounds or budget do not change (the bracket reached the resolution, a round gained too little)."""
-    shown = where.shown
-    if rounds is not None and rounds < 1:
-        raise ValueError(f"rounds={rounds}: expected >= 1")
-    if budget_fte is not None and not (math.isfinite(budget_fte) and budget_fte > 0):
-        raise ValueError(f"budget_fte={budget_fte}: expected > 0")
-    if rounds is None and budget_fte is None:
-        raise configs.ConfigError(
-            f"extend {shown}: nothing to extend; give --rounds N (more rounds than it ran) or --budget-fte X"
-        )
-    if where.uri:
-        if not storage.exists(where.uri):
-            raise configs.ConfigError(f"{shown}: no sweep there to extend")
-        storage.download(where.uri, where.folder, names=(*storage.INPUTS, "best.json", "resume.log"))
-    elif not (where.folder / "sweep.yaml").is_file():
-        raise configs.ConfigError(f"{shown}: no sweep there to extend (no sweep.yaml)")
-    meta = results.read_json(where.folder / results.ROUNDS) or {}
-    best = results.read_json(where.folder / "best.json") if (where.folder / "best.json").is_file() else None
-    reason = meta.get("stop_reason")
-    if not reason or not best or best.get("stop_reason") != reason:
-        raise configs.ConfigError(
-            f"{shown}: the sweep did not finish (interrupted, or still running); continue it "
-            f"with: sweep run CONFIG --resume"
-        )
-    text = (where.folder / "sweep.yaml").read_text()
-    if not text.strip() or text.startswith(NO_CONFIG):
-        raise configs.ConfigError(
-            f"{where.folder / 'sweep.yaml'}: holds no config (a sweep started from Python "
-            f"before configs were stored); it cannot be extended"
-        )
-    stored = configs.loads(text, str(where.folder / "sweep.yaml"))
-    ran = len(meta.get("rounds") or [])
-    spent = sum(1 for r in results.read_trials(where.folder) if r.get("epoch") is not None) / stored.max_epochs
-    if rounds is not None and rounds <= ran:
-        raise configs.ConfigError(
-            f"extend {shown} --rounds {rounds}: it already ran {ran} round(s); expected more than {ran}"
-        )
-    if budget_fte is not None and budget_fte <= spent:
-        raise configs.ConfigError(
-            f"extend {shown} --budget-fte {budget_fte:g}: it already spent {spent:.3g} full "
-            f"trainings; expected more than that"
-        )
-    if not reason.startswith(EXTENDABLE):
-        raise configs.ConfigError(
-            f"extend {shown}: its search ended because {reason}; more rounds or budget would not change that"
-        )
-    if reason.startswith(EXTENDABLE[0]) and rounds is None:
-        raise configs.ConfigError(
-            f"extend {shown}: its search ended because {reason}; give --rounds N (more than {ran}) to add rounds"
-        )
-    if reason.startswith(EXTENDABLE[1]) and budget_fte is None:
-        raise configs.ConfigError(
-            f"extend {shown}: its search ended because {reason}; give --budget-fte X (more "
-            f"than {spent:.3g}) to add rounds"
-        )
-    zoom = stored.zoom.model_copy(
-        update={k: v for k, v in (("max_rounds", rounds), ("budget_fte", budget_fte)) if v is not None}
-    )
-    storage_at = _parent_uri(where.uri) if where.uri else str(where.folder.parent)
-    cfg = stored.model_copy(update={"zoom": zoom, "name": where.folder.name, "storage": storage_at})
-    grown: dict[str, Any] = {}
-    changes = []
-    if rounds is not None:
-        grown["max_rounds"] = rounds
-        changes.append(f"zoom.max_rounds -> {rounds} ({ran} round(s) had run)")
-    if budget_fte is not None:
-        grown["budget_epochs"] = budget_fte * stored.max_epochs
-        changes.append(f"zoom.budget_fte -> {budget_fte:g} ({spent:.3g} spent)")
-    line = f"extended with {', '.join(changes)}; it had stopped: {reason}"
-    if not record:
-        return cfg, grown
-    log = where.folder / "resume.log"
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    results.atomic_write_bytes(log, (_read_or_empty(log) + f"{stamp} {line}\n").encode())
-    if not quiet:
-        print(f"[sweep] {line} (recorded in {where.folder / 'resume.log'})", flush=True)
-    return cfg, grown
-
-
-# --- a warm start -------------------------------------------------------------------------------------------
-def warm_prior(cfg: SweepConfig) -> warm.Prior | None:
-    """The prior of ``cfg.warm_start`` (None without one), from the old sweep's ``best.json`` and
-    ``sweep.yaml`` (a folder, or a URI: downloaded into a cache). Raises ``ConfigError`` (one line) when the
-    old sweep has no pick or its metric or direction differs from ``cfg``'s."""
-    ws = cfg.warm_start
-    if ws is None:
-        return None
-    where = locate(ws.run)
-    if where.uri:
-        if not storage.exists(where.uri):
-            raise configs.ConfigError(f"warm_start.run: {where.shown}: no sweep there")
-        uri = where.uri
-        where = storage.Target(folder=storage.cache_dir("warm", uri) / where.folder.name, uri=uri)
-        storage.download(uri, where.folder, names=("best.json", "sweep.yaml"))
-    best = results.read_json(where.folder / "best.json") if (where.folder / "best.json").is_file() else None
-    if not isinstance(best, dict) or not isinstance(best.get("lr"), (int, float)):
-        raise configs.ConfigError(
-            f"warm_start.run: {where.shown}: no finished sweep there (no best.json with a chosen lr)"
-        )
-    old_metric, old_mode = best.get("metric"), best.get("mode") or "min"
-    if old_metric != cfg.metric or old_mode != cfg.mode:
-        raise configs.ConfigError(
-            f"warm_start.run: {where.shown} picked for {old_metric} ({old_mode}); this sweep "
-            f"optimises {cfg.metric} ({cfg.mode}): a warm start needs the same metric and "
-            f"direction"
-        )
-    try:
-        old = yaml.safe_load(_read_or_empty(where.folder / "sweep.yaml")) or {}
-    except yaml.YAMLError:
-        old = {}
-    old = old if isinstance(old, dict) else {}
-    old_space: dict[str, Any] = old["space"] if isinstance(old.get("space"), dict) else {}
-    old_workers = (old.get("resources") or {}).get("workers", 1) if isinstance(old.get("resources"), dict) else 1
-    rng = cfg.zoom_range
-    return warm.prior(
-        float(best["lr"]),
-        warm.global_batch(old_space, int(old_workers or 1)),
-        warm.global_batch(dict(cfg.space), getattr(cfg.resources, "workers", 1)),
-        math.log10(rng.log[0]),
-        math.log10(rng.log[1]),
-        ws.scaling,
-        ws.width,
-    )
-
-
-def _parent_uri(uri: str) -> str:
-    parts = urllib.parse.urlsplit(uri)
-    return parts._replace(path=parts.path.rstrip("/").rpartition("/")[0]).geturl()
-
-
-def _read_or_empty(path: Path) -> str:
+def read_or_empty(path: Path) -> str:
+    """The text of ``path``; "" when there is no such file."""
     try:
         return path.read_text()
     except FileNotFoundError:

@@ -32,7 +32,7 @@ from orchestrator.errors import StorageError  # also re-exported; one home: erro
 SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs")
 LOCAL_SCHEMES = ("file", "local")
 # what `sweep report` and a resumed run need from URI/NAME: never Tune's trial folders or checkpoints
-INPUTS = ("sweep.yaml", "preflight.json", "trials.parquet", "rounds.json")  # results.TRIALS, results.ROUNDS
+INPUTS = ("sweep.yaml", "preflight.json", "trials.parquet", "rounds.json", "warm_start.json")  # TRIALS, ROUNDS
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 

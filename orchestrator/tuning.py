@@ -15,7 +15,18 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 
-from orchestrator import atomicfs, board, config as configs, credfs, folder as folders, notify, report, storage, zoom
+from orchestrator import (
+    atomicfs,
+    board,
+    config as configs,
+    credfs,
+    folder as folders,
+    notify,
+    report,
+    reuse,
+    storage,
+    zoom,
+)
 from orchestrator.budget import Budget, OnBudget
 from orchestrator.config import SweepConfig
 from orchestrator.errors import LeaseHeldError, SweepExistsError, SweepInterrupted  # re-exported; home: errors.py
@@ -39,7 +50,8 @@ def trial_dirname(trial) -> str:  # module-level: Tune pickles it
 
 
 def make_state(cfg: SweepConfig, start: Prior | None = None) -> SweepState:
-    """``start``: a warm start's prior (``folder.warm_prior``): round 0 looks at its range only."""
+    """``start``: a warm start's prior (``reuse.warm_prior``): round 0 looks at its range only, the range
+    never grows past the old sweep's moved cliff."""
     rng = cfg.zoom_range
     z = cfg.zoom
     low, high = (start.low, start.high) if start else (math.log10(rng.log[0]), math.log10(rng.log[1]))
@@ -55,6 +67,7 @@ def make_state(cfg: SweepConfig, start: Prior | None = None) -> SweepState:
         budget_epochs=z.budget_fte * cfg.max_epochs if z.budget_fte else None,
         groups=z.groups,
         cliff_margin=z.cliff_margin,
+        log_ceil=min(zoom.LOG_CEIL, start.cliff) if start and start.cliff is not None else zoom.LOG_CEIL,
     )
     # The next round is planned once the current one reached a third of training (ASHA's first rung),
     # with or without ASHA: waiting for the last epoch would leave slots idle between rounds (a barrier).
@@ -277,7 +290,7 @@ def _tuner(
         folders.refuse_symlink(where.folder)
     if resume and folders.present(where):
         return _restore(cfg, where, quiet)
-    start = folders.warm_prior(cfg)  # a warm start that cannot be made is refused before the claim
+    start = reuse.warm_prior(cfg)  # a warm start that cannot be made is refused before the claim
     folders.claim(where, config_text or configs.dump(cfg), checks)
     if start is not None:
         run_at = storage.display(cfg.warm_start.run) if cfg.warm_start else ""
@@ -315,20 +328,25 @@ def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool, grown: dict[s
 
 
 def extend(
-    run_at: str, rounds: int | None = None, budget_fte: float | None = None, quiet: bool = False
+    run_at: str,
+    rounds: int | None = None,
+    budget_fte: float | None = None,
+    quiet: bool = False,
+    budget_wall_s: float | None = None,
+    budget_gpu_hours: float | None = None,
 ) -> report.Summary:
     """Continue the finished sweep at ``run_at`` (a folder or a URI) with more rounds (``rounds``: the
-    total, above the rounds it ran) or a larger epoch budget, on the Ray this process is connected to: no
-    trial runs again, the zoom plans from where it stopped, the new rounds are written as rounds (results,
-    report, TensorBoard), and the extension is recorded in ``resume.log``.
+    total, above the rounds it ran) or a larger epoch, wall-clock or GPU-hour budget (new totals), on the Ray
+    this process is connected to: no trial runs again, the zoom plans from where it stopped, the new rounds
+    are written as rounds (results, report, TensorBoard), and the extension is recorded in ``resume.log``.
 
     Raises ``ConfigError`` (one line) when nothing would change or the sweep is not finished (an interrupted
     one is continued with ``sweep run CONFIG --resume``), ``lease.LeaseHeldError`` while a driver runs it."""
     from orchestrator import lease
 
-    where = folders.locate(run_at)
+    where = reuse.locate(run_at)
     lease.check(lease.store_for(where.folder, where.uri))
-    cfg, grown = folders.extension(where, rounds, budget_fte, quiet)
+    cfg, grown = reuse.extension(where, reuse.Limits(rounds, budget_fte, budget_wall_s, budget_gpu_hours), quiet)
     with notified(cfg, where) as lines:
         tuner = _restore(cfg, where, quiet, grown=grown)
         with lease.held(lease.store_for(where.folder, where.uri), quiet=quiet):

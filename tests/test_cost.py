@@ -38,6 +38,9 @@ def test_cost_of_a_hand_made_table_closed_form():
     bare = cost.cost_of([row("a", 0, 1, None, None)], cost.Resources(), None)
     assert (bare.money, bare.gpu_hours, bare.wall_s, bare.trial_hours) == (None, {}, None, 0.0)
     assert "money n/a" in bare.text() and "0 GPU-hours" in bare.text() and "wall time n/a" in bare.text()
+    # the final line's phrase: the figures that apply, in text()'s words
+    assert c.brief() == "wall time 5400 s, 2 trial-hours, 2 GPU-hours (A100), money 5.80 USD"
+    assert bare.brief() == "wall time n/a, 0 trial-hours" and c.stored()["text"] == c.brief()
 
 
 def test_resources_and_rates_from_a_config_mapping():
@@ -171,6 +174,10 @@ def test_a_stored_sweep_reports_its_cost_per_round_and_the_advice(tmp_path):
     assert f"- Cost in real units: wall time 2520 s, {hours:.3g} trial-hours, {hours:.3g} GPU-hours (H100)" in md
     table = report.terminal_table(s)
     assert table.splitlines()[-1] == f"Advice: {best['advice']}"
+    # the final line says the cost in the same words as best.json and report.md, and in epochs
+    said = f"wall time 2520 s, {hours:.3g} trial-hours, {hours:.3g} GPU-hours (H100), money {best['money']:.2f} USD"
+    assert best["text"] == said and f"cost: {said}, 28 epochs (7.0 FTE), 7 trials, 2 rounds  " in s.line()
+    assert f"{2 * hours:.3g} CPU-hours, money {best['money']:.2f} USD" in md
 
 
 def test_a_folder_without_a_config_costs_one_cpu_and_no_money(tmp_path):

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator import cli, config, folder as folders
+from orchestrator import cli, config, reuse
 
 from . import test_storage
 from .test_monitor import events
@@ -84,10 +84,10 @@ def test_extend_a_finished_sweep_by_one_round_then_refuse_what_adds_nothing(loca
 
 
 def test_locate_a_folder_or_a_uri():
-    t = folders.locate("s3://KEY:SECRET@bucket/runs/ext?endpoint_override=127.0.0.1:9000&scheme=http")
+    t = reuse.locate("s3://KEY:SECRET@bucket/runs/ext?endpoint_override=127.0.0.1:9000&scheme=http")
     assert t.uri == "s3://KEY:SECRET@bucket/runs/ext?endpoint_override=127.0.0.1:9000&scheme=http"
     assert t.folder.name == "ext" and "SECRET" not in t.shown
-    assert folders.locate("runs/ext").folder == Path("runs/ext").resolve()
+    assert reuse.locate("runs/ext").folder == Path("runs/ext").resolve()
 
 
 @pytest.mark.slow
@@ -142,7 +142,7 @@ def test_extension_checks_what_a_finished_sweep_folder_allows_without_ray(tmp_pa
     folder = make_sweep(tmp_path / "runs" / "synth")
     spec = {**SPEC, "name": "other", "max_epochs": MAX_EPOCHS, "storage": "elsewhere"}
     (folder / "sweep.yaml").write_text(config.dump(config.parse(spec)))
-    where = folders.locate(folder)
+    where = reuse.locate(folder)
 
     def finished(reason: str) -> None:
         meta = json.loads((folder / results.ROUNDS).read_text())
@@ -151,7 +151,7 @@ def test_extension_checks_what_a_finished_sweep_folder_allows_without_ray(tmp_pa
 
     def refused(rounds, fte, *words) -> None:
         with pytest.raises(config.ConfigError) as exc:
-            folders.extension(where, rounds, fte)
+            reuse.extension(where, reuse.Limits(rounds, fte))
         assert "\n" not in str(exc.value) and all(w in str(exc.value) for w in words), str(exc.value)
 
     spent = sum(1 for r in results.read_trials(folder) if r.get("epoch") is not None) / MAX_EPOCHS
@@ -168,7 +168,7 @@ def test_extension_checks_what_a_finished_sweep_folder_allows_without_ray(tmp_pa
     assert not (folder / "resume.log").exists()
 
     finished("epoch budget spent (99 >= 98 epochs)")
-    cfg, grown = folders.extension(where, 3, spent + 1)
+    cfg, grown = reuse.extension(where, reuse.Limits(3, spent + 1))
     assert grown == {"max_rounds": 3, "budget_epochs": (spent + 1) * MAX_EPOCHS}
     assert (cfg.name, cfg.storage, cfg.zoom.max_rounds, cfg.zoom.budget_fte) == (
         "synth",
@@ -179,3 +179,68 @@ def test_extension_checks_what_a_finished_sweep_folder_allows_without_ray(tmp_pa
     log = (folder / "resume.log").read_text()
     assert log.count("\n") == 1 and "extended with zoom.max_rounds -> 3 (2 round(s) had run)" in log
     assert "[sweep] extended with" in capsys.readouterr().out
+
+
+def test_a_sweep_ended_by_a_wall_clock_or_gpu_hour_budget_extends_with_a_larger_one(tmp_path):
+    """``--budget-wall-s`` / ``--budget-gpu-hours``: a new total above the limit that ended the sweep; refused
+    (one line) when missing, not larger, or for a search a budget did not end."""
+    from orchestrator import results
+    from orchestrator.budget import Budget, OnBudget
+
+    from .test_report import MAX_EPOCHS, make_sweep
+
+    folder = make_sweep(tmp_path / "runs" / "wall")
+    zoom = {**SPEC["zoom"], "budget_wall_s": 60, "budget_gpu_hours": 2, "on_budget": "stop"}
+    (folder / "sweep.yaml").write_text(config.dump(config.parse({**SPEC, "max_epochs": MAX_EPOCHS, "zoom": zoom})))
+    where = reuse.locate(folder)
+
+    def ended(reason: str) -> None:
+        meta = json.loads((folder / results.ROUNDS).read_text())
+        results.write_json(folder / results.ROUNDS, {**meta, "stop_reason": reason})
+        results.write_json(folder / "best.json", {"stop_reason": reason})
+
+    def refused(limits: reuse.Limits, *words: str) -> None:
+        with pytest.raises(config.ConfigError) as exc:
+            reuse.extension(where, limits)
+        assert "\n" not in str(exc.value) and all(w in str(exc.value) for w in words), str(exc.value)
+
+    ended("wall-clock budget spent (61 s >= 60 s)")
+    refused(reuse.Limits(rounds=5), "wall-clock budget spent", "give --budget-wall-s S (a larger total)")
+    refused(reuse.Limits(wall_s=60), "--budget-wall-s 60: its limit was 60 s", "expected more than 60")
+    cfg, grown = reuse.extension(where, reuse.Limits(wall_s=600), quiet=True)
+    assert cfg.zoom.budget_wall_s == 600 and grown == {"budget": Budget(600, 2, OnBudget.STOP)}
+    assert "zoom.budget_wall_s 60 -> 600" in (folder / "resume.log").read_text()
+    ended("round budget spent (2 rounds); then GPU-hour budget spent (2.1 >= 2 GPU-hours)")
+    refused(reuse.Limits(rounds=3), "give --budget-gpu-hours H (a larger total)")
+    refused(reuse.Limits(rounds=3, gpu_hours=1.5), "its limit was 2 GPU-hours")
+    cfg, grown = reuse.extension(where, reuse.Limits(rounds=3, gpu_hours=4), quiet=True)
+    assert grown == {"max_rounds": 3, "budget": Budget(60, 4, OnBudget.STOP)}
+    with pytest.raises(ValueError, match="wall_s=-1"):
+        reuse.Limits(wall_s=-1)
+
+
+@pytest.mark.slow
+def test_a_sweep_a_wall_clock_budget_ended_goes_on_with_budget_wall_s(local_ray, tmp_path, capsys):
+    """On a real local Ray: a 1-second wall budget ends the sweep in round 0; ``sweep extend --budget-wall-s``
+    plans round 1 in the same folder; the final line gives the cost in the units and words of best.json."""
+    from orchestrator import run_sweep
+
+    zoom = {**SPEC["zoom"], "budget_wall_s": 1}
+    cfg = config.parse({**SPEC, "name": "wall", "storage": str(tmp_path / "runs"), "zoom": zoom})
+    first = run_sweep(cfg, quiet=True, config_text=config.dump(cfg))
+    folder = first.folder
+    assert json.loads((folder / "best.json").read_text())["stop_reason"].startswith("wall-clock budget spent")
+    before = _rows(folder)
+    _refused(capsys, ["extend", str(folder), "--rounds", "3"], "wall-clock budget spent", "--budget-wall-s S")
+
+    assert cli.main(["extend", str(folder), "--budget-wall-s", "3600", "--quiet"]) == cli.EXIT_OK
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    after = _rows(folder)
+    assert {t: after[t] for t in before} == before and len(after) > len(before)
+    best = json.loads((folder / "best.json").read_text())
+    assert best["stop_reason"] == "round budget spent (2 rounds)"
+    assert "extended with zoom.budget_wall_s 1 -> 3600" in (folder / "resume.log").read_text()
+    said = best["cost"]["text"]
+    assert said.startswith("wall time ") and " trial-hours" in said and f"cost: {said}, " in line
+    md = next(x for x in (folder / "report.md").read_text().splitlines() if x.startswith("- Cost in real units: "))
+    assert all(part in md for part in said.split(", "))  # the same words as report.md's cost line
