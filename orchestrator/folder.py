@@ -194,7 +194,8 @@ def check_resume(cfg: SweepConfig, folder: Path, shown: str, quiet: bool = False
     if ended and set(allowed) & set(resume.RESUME_MAY_GROW):
         raise configs.ConfigError(
             f"cannot resume {shown} with {line}: its search had already ended ({configs.shown(ended)}); "
-            f"continue it with: sweep extend {shown} --rounds N (or --budget-fte X), or resume it with the values "
+            f"continue it with: sweep extend {shown} --rounds N (or --budget-fte X, --budget-wall-s S, "
+            f"--budget-gpu-hours H: new totals), or resume it with the values "
             f"in {path}"
         )
     results.atomic_write_bytes(

@@ -244,3 +244,19 @@ def test_a_sweep_a_wall_clock_budget_ended_goes_on_with_budget_wall_s(local_ray,
     assert said.startswith("wall time ") and " trial-hours" in said and f"cost: {said}, " in line
     md = next(x for x in (folder / "report.md").read_text().splitlines() if x.startswith("- Cost in real units: "))
     assert all(part in md for part in said.split(", "))  # the same words as report.md's cost line
+
+
+def test_a_resume_that_raises_the_budget_of_an_ended_sweep_points_to_the_extend_flag(tmp_path):
+    from orchestrator import folder as folders, results
+
+    from .test_report import MAX_EPOCHS, make_sweep
+
+    folder = make_sweep(tmp_path / "runs" / "wall")
+    spec = {**SPEC, "name": "wall", "max_epochs": MAX_EPOCHS, "storage": str(tmp_path / "runs")}
+    (folder / "sweep.yaml").write_text(config.dump(config.parse({**spec, "zoom": {"budget_wall_s": 60}})))
+    meta = json.loads((folder / results.ROUNDS).read_text())
+    results.write_json(folder / results.ROUNDS, {**meta, "stop_reason": "wall-clock budget spent (61 s >= 60 s)"})
+    with pytest.raises(config.ConfigError) as exc:
+        folders.check_resume(config.parse({**spec, "zoom": {"budget_wall_s": 600}}), folder, str(folder), quiet=True)
+    assert "\n" not in str(exc.value) and f"sweep extend {folder} --rounds N (or" in str(exc.value)
+    assert "--budget-wall-s S" in str(exc.value)
