@@ -114,7 +114,7 @@ def main(argv=None) -> int:
                 for share in ([1.0, 0.5, 0.25] if gpus else []) + [0.0]:
                     cfg = sweep_config(workload, share, args.epochs, args.per_decade, storage, 1, args.low, args.high)
                     t0 = time.perf_counter()
-                    summary = tuning.run(cfg, quiet=True)
+                    summary = tuning.run(cfg, tuning.RunOptions(quiet=True))
                     rows.append(measure(workload, share, summary, time.perf_counter() - t0))
                     print(f"[gpu] {rows[-1]}", flush=True)
     finally:

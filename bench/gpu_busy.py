@@ -275,7 +275,9 @@ def main(argv=None) -> int:
                 if s.raw:
                     measured = run_raw(s, args, storage)
                 else:
-                    measured = sweep_rows(tuning.run(sweep_config(s, args, storage, devices), quiet=True))
+                    measured = sweep_rows(
+                        tuning.run(sweep_config(s, args, storage, devices), tuning.RunOptions(quiet=True))
+                    )
                 rows.append(row(s, measured, time.perf_counter() - t0, solo, sampler if sampling else None))
                 print(f"[gpu_busy] {rows[-1]}", flush=True)
     finally:

@@ -79,7 +79,7 @@ def project_sweep(cfg) -> tuple[float, float, int, int, float | None]:
     report.build = timed
     try:
         start = time.time()
-        tuning.run(cfg, quiet=True)
+        tuning.run(cfg, tuning.RunOptions(quiet=True))
         wall = time.time() - start
     finally:
         report.build = build

@@ -114,7 +114,7 @@ def main(argv=None) -> int:
             for seed in range(args.first_seed, args.first_seed + args.repeats):
                 cfg = sweep_config(args.optimizer, seed, shift, storage, args.set)
                 start = time.time()
-                s = tuning.run(cfg, quiet=True)
+                s = tuning.run(cfg, tuning.RunOptions(quiet=True))
                 wall = time.time() - start
                 for pick in args.picks.split(","):
                     lr = pick_lr(s.folder, pick)

@@ -138,7 +138,7 @@ def main(argv=None) -> int:
         warm.fit()
 
         start = time.time()
-        tuning.run(cfg, quiet=True)
+        tuning.run(cfg, tuning.RunOptions(quiet=True))
         sweep_wall = time.time() - start
         table = pq.read_table(folder.sweep_folder(cfg) / "trials.parquet").to_pandas()
         sweep_busy = float(table["epoch_seconds"].sum())

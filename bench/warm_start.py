@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def run(label: str, seed: int, cold_lr: float | None, data: dict):
             start = time.time()
-            s = tuning.run(config.parse(data), quiet=True)
+            s = tuning.run(config.parse(data), tuning.RunOptions(quiet=True))
             moved = abs(math.log10(s.lr) - math.log10(cold_lr if cold_lr is not None else s.lr))
             rows.append((label, seed, s.lr, moved, s.epochs, len(s.table), time.time() - start))
             print(f"{label} seed {seed}: lr={s.lr:.4g} epochs={s.epochs} ({time.time() - start:.0f} s)", flush=True)

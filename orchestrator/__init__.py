@@ -61,7 +61,10 @@ def run_sweep(
     if not resume:
         folder.refuse_taken(cfg)
     with ray_session(address, num_cpus=num_cpus, insecure=insecure, connect_timeout=connect_timeout):
-        return tuning.run(cfg, config_text=config_text, resume=resume, quiet=quiet, checks=checks, verbose=verbose)
+        options = tuning.RunOptions(
+            resume=resume, quiet=quiet, verbose=verbose, config_text=config_text, checks=tuple(checks or ())
+        )
+        return tuning.run(cfg, options)
 
 
 def build_report(folder, out=None):

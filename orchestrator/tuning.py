@@ -39,6 +39,7 @@ from orchestrator.hooks import (  # also Tune's pickles' names for them: orchest
     RoundPrinter,
 )
 from orchestrator.results import write_json
+from orchestrator.runoptions import RunOptions
 from orchestrator.searcher import ZoomSearcher
 from orchestrator.state import SweepState
 from orchestrator.trial import trainable
@@ -206,15 +207,9 @@ def pending_trials(n: int):
         os.environ.pop(key, None)
 
 
-def run(
-    cfg: SweepConfig,
-    config_text: str = "",
-    resume: bool = False,
-    quiet: bool = False,
-    checks: list | None = None,
-    verbose: bool = False,
-) -> report.Summary:
-    """Run (or resume) the sweep on the Ray this process is connected to; write results and the report.
+def run(cfg: SweepConfig, options: RunOptions | None = None) -> report.Summary:
+    """Run (or resume: ``options.resume``) the sweep on the Ray this process is connected to; write results
+    and the report. ``options``: ``RunOptions`` (None: the defaults; ValueError for anything else).
 
     Raises ``SweepExistsError`` if the folder is taken (without ``resume``), ``SweepInterrupted`` if the
     run was stopped before the search finished (results so far are saved; ``resume`` continues it).
@@ -222,11 +217,14 @@ def run(
     Raises ``lease.LeaseHeldError`` while another driver runs the same sweep (``orchestrator.lease``)."""
     from orchestrator import lease  # one driver at a time: held from before Tune trains until the end
 
+    options = RunOptions() if options is None else options
+    if not isinstance(options, RunOptions):
+        raise ValueError(f"options={configs.shown(options)}: expected a tuning.RunOptions")
     where = storage.target(cfg.storage, cfg.name)
     with notified(cfg, where) as lines:
-        tuner = _tuner(cfg, where, config_text, resume, quiet, checks, verbose)
-        with lease.held(lease.store_for(where.folder, where.uri), quiet=quiet):
-            summary = _fit_and_publish(cfg, tuner, where, quiet)
+        tuner = _tuner(cfg, where, options)
+        with lease.held(lease.store_for(where.folder, where.uri), quiet=options.quiet):
+            summary = _fit_and_publish(cfg, tuner, where, options.quiet)
         lines.append(f"{cfg.name}: {summary.line()}")
     return summary
 
@@ -275,29 +273,25 @@ def notified(cfg: SweepConfig, where: storage.Target):
         )
 
 
-def _tuner(
-    cfg: SweepConfig,
-    where: storage.Target,
-    config_text: str,
-    resume: bool,
-    quiet: bool,
-    checks: list | None,
-    verbose: bool,
-) -> tune.Tuner:
-    """The restored Tuner when ``resume`` finds the sweep at ``where``, else a new one in a freshly claimed
-    folder. With a URI, Tune's experiment goes straight to the URI; the sweep's own files to the local copy."""
+def _tuner(cfg: SweepConfig, where: storage.Target, options: RunOptions) -> tune.Tuner:
+    """The restored Tuner when ``options.resume`` finds the sweep at ``where``, else a new one in a freshly
+    claimed folder. With a URI, Tune's experiment goes straight to the URI; the sweep's own files to the local
+    copy."""
     if where.uri is None:
         folders.refuse_symlink(where.folder)
-    if resume and folders.present(where):
+    quiet = options.quiet
+    if options.resume and folders.present(where):
         return _restore(cfg, where, quiet)
     start = reuse.warm_prior(cfg)  # a warm start that cannot be made is refused before the claim
-    folders.claim(where, config_text or configs.dump(cfg), checks)
+    folders.claim(where, options.config_text or configs.dump(cfg), list(options.checks))
     if start is not None:
         run_at = storage.display(cfg.warm_start.run) if cfg.warm_start else ""
         write_json(where.folder / "warm_start.json", {"run": run_at, **dataclasses.asdict(start)})
         if not quiet:
             print(f"[sweep] warm start: {start.note}", flush=True)
-    return build_tuner(cfg, where.folder, quiet, verbose, storage_path=cfg.storage if where.uri else None, start=start)
+    return build_tuner(
+        cfg, where.folder, quiet, options.verbose, storage_path=cfg.storage if where.uri else None, start=start
+    )
 
 
 def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool, grown: dict[str, Any] | None = None) -> tune.Tuner:

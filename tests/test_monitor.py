@@ -433,7 +433,7 @@ def test_real_sweep_in_tensorboard(local_ray, small_config, tensorboard_over, ca
     (``make screenshots`` copies them there: SWEEP_SCREENSHOTS=docs)."""
     from orchestrator import config, tuning
 
-    summary = tuning.run(config.load(small_config("tb")), quiet=True)
+    summary = tuning.run(config.load(small_config("tb")), tuning.RunOptions(quiet=True))
     folder = summary.folder
     assert "[sweep " not in capsys.readouterr().out  # quiet: no progress lines
     rows = pq.read_table(folder / "trials.parquet").to_pylist()

@@ -169,7 +169,7 @@ def test_a_symlinked_sweep_folder_is_refused_on_resume(tmp_path):
     (tmp_path / "runs" / "t").symlink_to(elsewhere)
     cfg = config.load(_config_file(tmp_path, tmp_path / "runs"))
     with pytest.raises(storage.StorageError, match="is a symbolic link"):
-        tuning.run(cfg, resume=True, quiet=True)  # refused before Tune or Ray is asked anything
+        tuning.run(cfg, tuning.RunOptions(resume=True, quiet=True))  # refused before Tune or Ray is asked anything
     assert [p.name for p in elsewhere.iterdir()] == ["sweep.yaml"]
 
 
@@ -223,7 +223,8 @@ def test_a_failed_preflight_write_undoes_the_claim(tiny_disk, tmp_path):
     cfg = config.load(_config_file(tmp_path, tiny_disk / "runs"))
     checks = [types.SimpleNamespace(name="big", status="pass", measured="", advice="x" * 20000)]
     with pytest.raises(storage.StorageError) as info:
-        tuning.run(cfg, config_text="name: t\n", checks=checks, quiet=True)  # fails before Tune starts
+        options = tuning.RunOptions(config_text="name: t\n", checks=checks, quiet=True)
+        tuning.run(cfg, options)  # fails before Tune starts
     message = str(info.value)
     assert "preflight.json" in message and "No space left on device" in message and "\n" not in message
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]

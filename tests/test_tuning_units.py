@@ -1,10 +1,13 @@
-"""Small pure parts of orchestrator.tuning. No Ray cluster."""
+"""Small pure parts of orchestrator.tuning and its RunOptions. No Ray cluster."""
 
+import dataclasses
 import os
+import re
 
 import pytest
 
-from orchestrator import parse_config
+from orchestrator import parse_config, tuning
+from orchestrator.runoptions import RunOptions
 from orchestrator.tuning import pending_trials, trial_slots
 
 
@@ -42,3 +45,28 @@ def test_pending_trials_sets_tunes_knob_only_while_it_runs_and_leaves_a_users_va
     monkeypatch.setenv("TUNE_MAX_PENDING_TRIALS_PG", "50")
     with pending_trials(6):
         assert os.environ["TUNE_MAX_PENDING_TRIALS_PG"] == "50"
+
+
+@pytest.mark.parametrize(
+    "field, value, named",
+    [
+        ("quiet", "yes", "quiet='yes'"),
+        ("resume", 1, "resume=1"),
+        ("verbose", None, "verbose=None"),
+        ("config_text", b"name: t", "config_text=b'name: t'"),
+        ("checks", "big", "checks='big'"),
+    ],
+)
+def test_run_options_refuse_a_bad_value_naming_it(field, value, named):
+    with pytest.raises(ValueError, match=f"^{re.escape(named)}: expected"):
+        RunOptions(**{field: value})
+
+
+def test_run_options_are_frozen_with_sane_defaults_and_run_takes_nothing_else():
+    options = RunOptions(checks=[1, 2])  # a list is kept as a tuple: the options stay hashable
+    assert options.checks == (1, 2) and hash(options) == hash(RunOptions(checks=(1, 2)))
+    assert RunOptions() == RunOptions(resume=False, quiet=False, verbose=False, config_text="", checks=())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.quiet = True  # type: ignore[misc]
+    with pytest.raises(ValueError, match=r"^options='name: t': expected a tuning.RunOptions"):
+        tuning.run(cfg(), "name: t")  # type: ignore[arg-type]  # the old positional config_text: refused
