@@ -5,7 +5,7 @@ The old sweep's chosen rate is moved by a scaling rule when the global batch (``
 ``resources.workers``) changed: ``linear`` multiplies it by new/old, ``sqrt`` by the square root of that
 (``warm_start.scaling``); the new round 0 is the configured grid narrowed to ``width`` decades either side
 of that prior (inside the configured range), so it trains fewer trials. The old sweep's divergence cliff
-(``cliff_of``: the lowest rate above its best that diverged or did ``zoom.CLIFF_RATIO`` times worse) is moved
+(``cliff_of``: the lowest rate above its best that diverged or did ``compare.CLIFF_RATIO`` times worse) is moved
 by the same factor: round 0 stays one grid step below it, and the zoom never grows past it (``Prior.cliff``);
 the zoom then goes on as usual. Pure: no Ray, no torch, no files (``reuse.warm_prior`` reads them).
 """
@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator import zoom
+from orchestrator import compare
 
 
 @dataclass(frozen=True)
@@ -45,19 +45,19 @@ def global_batch(space: dict[str, Any], workers: int) -> float | None:
     return float(b) * workers if isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0 else None
 
 
-def cliff_of(obs: list[zoom.Observation], ratio: float = zoom.CLIFF_RATIO) -> float | None:
+def cliff_of(obs: list[compare.Observation], ratio: float = compare.CLIFF_RATIO) -> float | None:
     """log10 of an old sweep's divergence cliff: per group, the lowest x above the group's best that diverged
-    or did ``ratio`` times worse at the comparison epoch (``zoom.cliff_cap`` with no margin; trials ASHA
+    or did ``ratio`` times worse at the comparison epoch (``compare.cliff_cap`` with no margin; trials ASHA
     stopped that much worse count); the highest over the groups, so no group is cut below its own cliff.
     None when some group saw no cliff (nothing is known above it)."""
-    groups: dict[int, list[zoom.Observation]] = {}
+    groups: dict[int, list[compare.Observation]] = {}
     for o in obs:
         groups.setdefault(o.group, []).append(o)
     cliffs = []
     for members in groups.values():
-        epoch = zoom.comparison_epoch(members)
-        points = zoom.points_at(members, epoch) + zoom._stopped_over_cliff(members, epoch, ratio)
-        cliff = zoom.cliff_cap(points, ratio=ratio, margin=0.0)
+        epoch = compare.comparison_epoch(members)
+        points = compare.points_at(members, epoch) + compare.stopped_over_cliff(members, epoch, ratio)
+        cliff = compare.cliff_cap(points, ratio=ratio, margin=0.0)
         if cliff is None:
             return None
         cliffs.append(cliff)
