@@ -10,7 +10,7 @@ import io
 import math
 from pathlib import Path
 
-from orchestrator import results
+from orchestrator import documents, results
 from orchestrator.analysis import Summary
 from orchestrator.curves import group_label, score_label
 from orchestrator.results import TrialStatus
@@ -150,7 +150,7 @@ def _chosen_bracket(s: Summary, group: int) -> tuple[int, float, float] | None:
     for r in reversed(s.rounds):
         stored = (r.get("brackets") or {}).get(str(group))
         if stored:
-            b = results.bracket_of(stored)
+            b = documents.bracket_of(stored)
             return r["index"], b.low, b.high
     return None
 

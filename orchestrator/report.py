@@ -26,7 +26,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from orchestrator import analysis, cost as costs, noise, plots, results, zoom
+from orchestrator import analysis, cost as costs, documents, noise, plots, results, zoom
 from orchestrator.analysis import Summary, train_val_gap
 from orchestrator.curves import LAST, best_by, best_label, group_label, law_of, optimizer_of, ordered, score_label
 from orchestrator.plots import CURVES
@@ -54,10 +54,9 @@ def best_json(s: Summary) -> dict[str, Any]:
     ``noise`` and ``threshold`` in the metric's units, ``trials`` in it, ``sigmas``); ``best_trial`` (its
     ``score`` under the same statistic, ``METRIC`` at that epoch); ``mode`` and ``target``; the cost in epochs
     and ``cost`` in real units (``cost.Cost.stored``: ``wall_s``, ``trial_hours``, ``cpu_hours``,
-    ``gpu_hours`` and ``gpu_hours_by_kind``, ``money`` in ``currency``, ``text``: the final line's phrase), its
-    ``rounds`` (each: ``round``, its own cost, the ``lr`` and ``band_low``/``band_high`` had the sweep stopped
-    after it, ``moved_decades``, ``narrowed_decades``) and the closing ``advice``; ``warm_start``: 'warm-started
-    from RUN (...)' or None."""
+    ``gpu_hours`` and ``gpu_hours_by_kind``, ``money`` in ``currency``), its ``rounds`` (each: ``round``, its
+    own cost, the ``lr`` and ``band_low``/``band_high`` had the sweep stopped after it, ``moved_decades``,
+    ``narrowed_decades``) and the closing ``advice``."""
     own = s.score
     return {
         "config": s.chosen,
@@ -85,7 +84,6 @@ def best_json(s: Summary) -> dict[str, Any]:
         "warnings": s.warnings,
         "notes": s.notes,
         "cost": _cost_json(s),
-        "warm_start": s.warm,
     }
 
 
@@ -145,7 +143,7 @@ def _num(v: float | None, spec: str) -> str:
 def _bracket_text(brackets: dict[str, Any], meta: dict[str, Any]) -> str:
     parts = []
     for g, stored in sorted(brackets.items(), key=lambda kv: int(kv[0])):
-        b = results.bracket_of(stored)
+        b = documents.bracket_of(stored)
         span = f"{nice(b.low):.3g} .. {nice(b.high):.3g}"
         parts.append(
             span
@@ -211,7 +209,6 @@ def markdown(s: Summary, figures: list[Path]) -> str:
         f"{s.max_epochs} epochs) over {s.trials} trials and {len(s.rounds)} rounds"
         + (f"; {s.seconds:.0f} s of training time" if s.seconds else ""),
         f"- Stopped because: {s.stop_reason or 'n/a (interrupted?)'}",
-        *([f"- Warm start: {s.warm}"] if s.warm else []),
     ] + cost_lines(s)[:1]
 
     best_name = best_label(s.mode)

@@ -4,7 +4,8 @@ Files in a sweep folder (``STORAGE/NAME``, also Ray Tune's experiment folder):
 - ``trials.parquet``: the rows (schema below);
 - ``rounds.json``: the sweep's metric and mode, the zoom's rounds (each group's bracket: the range of
   rates the zoom searched that round, ``{"low", "high"}`` in the parameter's units, and the reason) and why it
-  stopped (``rounds_document``; ``bracket_of`` also reads the older unlabelled ``[centre, half-width]``);
+  stopped (``rounds_document``; ``documents.bracket_of`` also reads the older unlabelled
+  ``[centre, half-width]``; ``documents`` holds the shape checks ``read_json`` applies);
 - ``sweep.yaml``: the config the sweep ran with.
 Writes are atomic: a temporary file in the same folder, then ``os.replace``.
 """
@@ -23,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from orchestrator.documents import Bracket, cut, preflight_problem, rounds_problem
 from orchestrator.errors import NoMetricError, ResultsError  # noqa: F401  (re-exported: one home in errors.py)
 
 TRIALS = "trials.parquet"
@@ -92,32 +94,6 @@ class Goal:
         if self.mode is Mode.MIN:
             return loss + (self.target or 0.0)
         return self.target - loss if self.target is not None else -loss
-
-
-@dataclass(frozen=True)
-class Bracket:
-    """The range of rates the zoom searched in one round for one group, in the parameter's units."""
-
-    low: float
-    high: float
-
-    @classmethod
-    def of(cls, centre: float, half_width: float) -> Bracket:
-        """From the zoom's (centre, half-width) in decades of log10."""
-        return cls(10 ** (centre - half_width), 10 ** (centre + half_width))
-
-    def stored(self) -> dict[str, float]:
-        return {"low": self.low, "high": self.high}
-
-
-def bracket_of(stored: Any) -> Bracket:
-    """A bracket as ``rounds.json`` stores it: ``{"low", "high"}``, or the older ``[centre, half-width]`` in
-    decades. ValueError for anything else."""
-    if isinstance(stored, dict) and _number(stored.get("low")) and _number(stored.get("high")):
-        return Bracket(float(stored["low"]), float(stored["high"]))
-    if isinstance(stored, (list, tuple)) and len(stored) == 2 and all(map(_number, stored)):
-        return Bracket.of(*stored)
-    raise ValueError(f"bracket={_cut(repr(stored))}: expected {{low, high}} or [centre, half-width]")
 
 
 def rounds_document(
@@ -258,7 +234,7 @@ def read_trials(folder: str | Path) -> list[dict[str, Any]]:
             ok = False
         if not ok:
             raise ResultsError(
-                f"{path}: trial {_cut(str(r['trial_id']))}: config is not a JSON object (got {_cut(repr(text))})"
+                f"{path}: trial {cut(str(r['trial_id']))}: config is not a JSON object (got {cut(repr(text))})"
             )
     return rows
 
@@ -293,11 +269,7 @@ def _as_schema(table: pa.Table, path: Path) -> pa.Table:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return _cut(text.splitlines()[0]) if text else type(exc).__name__
-
-
-def _cut(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return cut(text.splitlines()[0]) if text else type(exc).__name__
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -333,60 +305,4 @@ def read_json(path: Path) -> Any:
     return data
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _rounds_problem(data: Any) -> str | None:
-    """What is wrong with a ``rounds.json`` document (as ``folder.save`` writes it), or None."""
-    if not isinstance(data, dict):
-        return f"expected a JSON object, got {type(data).__name__}"
-    fields = {
-        "metric": lambda v: isinstance(v, str) and bool(v),
-        "param": lambda v: isinstance(v, str),
-        "mode": lambda v: v in ("min", "max"),
-        "target": lambda v: v is None or (_number(v) and math.isfinite(v)),
-        "max_epochs": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
-        "stop_reason": lambda v: v is None or isinstance(v, str),
-        "cliff_margin": lambda v: v is None or (_number(v) and v >= 0),
-        "groups": lambda v: v is None or (isinstance(v, list) and all(isinstance(g, dict) for g in v)),
-        "rounds": lambda v: isinstance(v, list),
-    }
-    for key, ok in fields.items():
-        if key in data and not ok(data[key]):
-            return f"{key}: unexpected value {_cut(repr(data[key]))}"
-    for i, r in enumerate(data.get("rounds") or []):
-        if not isinstance(r, dict):
-            return f"rounds[{i}]: expected an object, got {_cut(repr(r))}"
-        for key, ok in (
-            ("index", lambda v: isinstance(v, int)),
-            ("points", lambda v: isinstance(v, int)),
-            ("reason", lambda v: isinstance(v, str)),
-            ("brackets", lambda v: isinstance(v, dict)),
-        ):
-            if key in r and not ok(r[key]):
-                return f"rounds[{i}].{key}: unexpected value {_cut(repr(r[key]))}"
-        for g, b in (r.get("brackets") or {}).items():
-            try:
-                bracket_of(b)
-            except ValueError:
-                b = None
-            if not (str(g).lstrip("-").isdigit() and b is not None):
-                return (
-                    f"rounds[{i}].brackets[{_cut(repr(g))}]: expected {{low, high}} (or [centre, half-width]), "
-                    f"got {_cut(repr((r.get('brackets') or {})[g]))}"
-                )
-    return None
-
-
-def _preflight_problem(data: Any) -> str | None:
-    """What is wrong with a ``preflight.json`` document (a list of checks), or None."""
-    if not isinstance(data, list):
-        return f"expected a list of checks, got {type(data).__name__}"
-    for i, c in enumerate(data):
-        if not (isinstance(c, dict) and {"name", "status", "measured", "advice"} <= set(c)):
-            return f"[{i}]: expected a check with name, status, measured and advice, got {_cut(repr(c))}"
-    return None
-
-
-SHAPES = {ROUNDS: _rounds_problem, "preflight.json": _preflight_problem}
+SHAPES = {ROUNDS: rounds_problem, "preflight.json": preflight_problem}  # the documents ``read_json`` checks

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from orchestrator import results, zoom
+from orchestrator import documents, results, zoom
 from orchestrator.results import TrialStatus
 
 
@@ -91,7 +91,7 @@ def test_rounds_json_stores_labelled_brackets_and_still_reads_the_old_pairs(tmp_
     }
     results.write_json(tmp_path / results.ROUNDS, doc)
     stored = results.read_json(tmp_path / results.ROUNDS)["rounds"][0]["brackets"]["0"]
-    assert results.bracket_of(stored) == results.bracket_of([-2.0, 1.0]) == results.Bracket.of(-2.0, 1.0)
+    assert documents.bracket_of(stored) == documents.bracket_of([-2.0, 1.0]) == documents.Bracket.of(-2.0, 1.0)
     for bad in ({"low": 1}, [1, 2, 3], "ab"):
         (tmp_path / results.ROUNDS).write_text(json.dumps({"rounds": [{"brackets": {"0": bad}}]}))
         with pytest.raises(results.ResultsError, match=r"rounds\[0\]\.brackets\['0'\]: expected \{low, high\}"):
