@@ -54,9 +54,10 @@ def best_json(s: Summary) -> dict[str, Any]:
     ``noise`` and ``threshold`` in the metric's units, ``trials`` in it, ``sigmas``); ``best_trial`` (its
     ``score`` under the same statistic, ``METRIC`` at that epoch); ``mode`` and ``target``; the cost in epochs
     and ``cost`` in real units (``cost.Cost.stored``: ``wall_s``, ``trial_hours``, ``cpu_hours``,
-    ``gpu_hours`` and ``gpu_hours_by_kind``, ``money`` in ``currency``), its ``rounds`` (each: ``round``, its
-    own cost, the ``lr`` and ``band_low``/``band_high`` had the sweep stopped after it, ``moved_decades``,
-    ``narrowed_decades``) and the closing ``advice``."""
+    ``gpu_hours`` and ``gpu_hours_by_kind``, ``money`` in ``currency``, ``text``: the final line's phrase), its
+    ``rounds`` (each: ``round``, its own cost, the ``lr`` and ``band_low``/``band_high`` had the sweep stopped
+    after it, ``moved_decades``, ``narrowed_decades``) and the closing ``advice``; ``warm_start``: 'warm-started
+    from RUN (...)' or None."""
     own = s.score
     return {
         "config": s.chosen,
@@ -84,6 +85,7 @@ def best_json(s: Summary) -> dict[str, Any]:
         "warnings": s.warnings,
         "notes": s.notes,
         "cost": _cost_json(s),
+        "warm_start": s.warm,
     }
 
 
@@ -209,6 +211,7 @@ def markdown(s: Summary, figures: list[Path]) -> str:
         f"{s.max_epochs} epochs) over {s.trials} trials and {len(s.rounds)} rounds"
         + (f"; {s.seconds:.0f} s of training time" if s.seconds else ""),
         f"- Stopped because: {s.stop_reason or 'n/a (interrupted?)'}",
+        *([f"- Warm start: {s.warm}"] if s.warm else []),
     ] + cost_lines(s)[:1]
 
     best_name = best_label(s.mode)
