@@ -271,14 +271,7 @@ def cmd_extend(args: argparse.Namespace) -> int:
         ):
             from orchestrator import tuning
 
-            summary = tuning.extend(
-                args.run,
-                rounds=args.rounds,
-                budget_fte=args.budget_fte,
-                quiet=args.quiet,
-                budget_wall_s=args.budget_wall_s,
-                budget_gpu_hours=args.budget_gpu_hours,
-            )
+            summary = tuning.extend(args.run, limits, quiet=args.quiet)
     except SweepInterrupted as exc:
         _err(str(exc).replace("sweep run CONFIG --resume", "sweep run CONFIG --resume (CONFIG: the sweep's config)"))
         return ExitCode.INTERRUPTED

@@ -321,26 +321,22 @@ def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool, grown: dict[s
     return tuner
 
 
-def extend(
-    run_at: str,
-    rounds: int | None = None,
-    budget_fte: float | None = None,
-    quiet: bool = False,
-    budget_wall_s: float | None = None,
-    budget_gpu_hours: float | None = None,
-) -> report.Summary:
-    """Continue the finished sweep at ``run_at`` (a folder or a URI) with more rounds (``rounds``: the
-    total, above the rounds it ran) or a larger epoch, wall-clock or GPU-hour budget (new totals), on the Ray
-    this process is connected to: no trial runs again, the zoom plans from where it stopped, the new rounds
-    are written as rounds (results, report, TensorBoard), and the extension is recorded in ``resume.log``.
+def extend(run_at: str, limits: reuse.Limits, quiet: bool = False) -> report.Summary:
+    """Continue the finished sweep at ``run_at`` (a folder or a URI) with the raised ``limits``
+    (``reuse.Limits``, frozen: more rounds, a larger epoch, wall-clock or GPU-hour budget, each a new total;
+    ValueError for anything else), on the Ray this process is connected to: no trial runs again, the zoom
+    plans from where it stopped, the new rounds are written as rounds (results, report, TensorBoard), and the
+    extension is recorded in ``resume.log``.
 
     Raises ``ConfigError`` (one line) when nothing would change or the sweep is not finished (an interrupted
     one is continued with ``sweep run CONFIG --resume``), ``lease.LeaseHeldError`` while a driver runs it."""
     from orchestrator import lease
 
+    if not isinstance(limits, reuse.Limits):
+        raise ValueError(f"limits={configs.shown(limits)}: expected a reuse.Limits")
     where = reuse.locate(run_at)
     lease.check(lease.store_for(where.folder, where.uri))
-    cfg, grown = reuse.extension(where, reuse.Limits(rounds, budget_fte, budget_wall_s, budget_gpu_hours), quiet)
+    cfg, grown = reuse.extension(where, limits, quiet)
     with notified(cfg, where) as lines:
         tuner = _restore(cfg, where, quiet, grown=grown)
         with lease.held(lease.store_for(where.folder, where.uri), quiet=quiet):

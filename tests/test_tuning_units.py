@@ -70,3 +70,5 @@ def test_run_options_are_frozen_with_sane_defaults_and_run_takes_nothing_else():
         options.quiet = True  # type: ignore[misc]
     with pytest.raises(ValueError, match=r"^options='name: t': expected a tuning.RunOptions"):
         tuning.run(cfg(), "name: t")  # type: ignore[arg-type]  # the old positional config_text: refused
+    with pytest.raises(ValueError, match=r"^limits=3: expected a reuse.Limits"):
+        tuning.extend("runs/t", 3)  # type: ignore[arg-type]  # the old positional rounds: refused
