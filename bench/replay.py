@@ -156,6 +156,7 @@ def tpe_hyperband(low, high, draw, max_t, rng=None, budget=6.0, **_) -> Outcome:
         pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_t, reduction_factor=3),
     )
     xs, curves, ran, spent = [], [], [], 0
+    rungs = set(milestones(1, 3.0, max_t))  # every bracket's rungs: 1, 3, 9 for 27 epochs
     while spent < budget * max_t:
         trial = study.ask()
         x = trial.suggest_float("log10_lr", low, high)
@@ -163,8 +164,10 @@ def tpe_hyperband(low, high, draw, max_t, rng=None, budget=6.0, **_) -> Outcome:
         e, state = 0, optuna.trial.TrialState.COMPLETE
         for e in range(1, min(max_t, len(curve)) + 1):
             v = curve[e - 1]
+            if e not in rungs and math.isfinite(v):
+                continue  # the pruner acts at rung epochs only: reporting just there is the same study, faster
             trial.report(v if math.isfinite(v) else 1e9, e)
-            if math.isfinite(v) and e < max_t and trial.should_prune():
+            if math.isfinite(v) and trial.should_prune():
                 state = optuna.trial.TrialState.PRUNED
                 break
         spent += e
@@ -392,6 +395,70 @@ def cells(row: list) -> list[str]:
 HEADER = ["landscape", "range", "method", "mean regret", "p90", "worst", "mean FTE", "no pick", "draws"]
 
 
+GOALS_HEADER = [
+    "landscape",
+    "range",
+    "sweep mean / p90 / FTE",
+    "mean <= 1%",
+    "p90 <= 3%",
+    "FTE <= 4.5",
+    "FTE <= grid's",
+    "peers at <= its FTE with p90 <= its",
+    "best p90 at any cost",
+]
+
+
+def goals(rows: Sequence[Sequence[str]]) -> list[list[str]]:
+    """Issue #18's goals per landscape x range, from the table's cells (``HEADER``): the default sweep's mean
+    <= 1%, p90 <= 3%, FTE <= 4.5 and <= the per-decade grid's; the peers that cost no more and whose p90 is no
+    worse (the sweep must beat each strictly); and the lowest p90 of any method with its FTE."""
+    by: dict[tuple[str, str], dict[str, tuple[float, float, float]]] = {}
+    for land, label, name, mean, p90, _, fte, *_ in rows:
+        num = [float(v.rstrip("%")) for v in (mean, p90, fte)]
+        by.setdefault((land, label), {})[name] = (num[0], num[1] if num[1] == num[1] else math.inf, num[2])
+    out = []
+    for (land, label), methods in by.items():
+        if BUDGET_FROM not in methods:
+            continue
+        m, p, f = methods[BUDGET_FROM]
+        grid_fte = methods.get("grid (1 a decade)", (0, 0, math.inf))[2]
+        rivals = [
+            f"{n.split(' (')[0]} {q:.1f}% @ {g:.2f}"
+            for n, (_, q, g) in methods.items()
+            if n != BUDGET_FROM and n in {x.name for x in PEERS} and g <= f and q <= p
+        ]
+        best = min(methods.items(), key=lambda kv: (kv[1][1], kv[1][2]))
+        out.append(
+            [
+                land,
+                label,
+                f"{m:.1f}% / {p:.1f}% / {f:.2f}",
+                "yes" if m <= 1 else "no",
+                "yes" if p <= 3 else "no",
+                "yes" if f <= 4.5 else "no",
+                "yes" if f <= grid_fte + 1e-9 else "no",
+                "; ".join(rivals) or "none: the sweep wins",
+                f"{best[0].split(' (')[0]} {best[1][1]:.1f}% @ {best[1][2]:.2f}",
+            ]
+        )
+    return out
+
+
+def summarize(results: Path, out: str) -> str:
+    """The goals table (``goals``) of ``results/<out>.csv``, appended to ``results/<out>.md`` in place of any
+    earlier one; returns it."""
+    with (Path(results) / f"{out}.csv").open() as f:
+        rows = list(csv.reader(f))[1:]
+    part = (
+        "\n## Issue #18's goals per row (default sweep; `--summarize` rebuilds this from the CSV)\n\n"
+        + markdown_table(GOALS_HEADER, goals(rows))
+        + "\n"
+    )
+    md = Path(results) / f"{out}.md"
+    md.write_text(md.read_text().split("\n## Issue #18's goals")[0].rstrip("\n") + "\n" + part)
+    return part
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument(
@@ -403,10 +470,20 @@ def main(argv=None) -> int:
     p.add_argument("--draws", type=int, default=300)
     p.add_argument("--shifts", type=float, nargs="+", default=[0.0, -0.2, -0.4, 0.5])
     p.add_argument("--max-epochs", type=int, default=27)
+    p.add_argument(
+        "--sweeps",
+        choices=["all", "default"],
+        default="all",
+        help="replay every sweep variant, or the default rules only (default: %(default)s)",
+    )
     p.add_argument("--tpe-draws", type=int, default=TPE_DRAWS, help="draws of the Optuna rows (default: %(default)s)")
     p.add_argument("--out", default="replay")
+    p.add_argument("--summarize", action="store_true", help="no replay: rebuild the goals table from <out>.csv")
     add_results_option(p)
     args = p.parse_args(argv)
+    if args.summarize:
+        print(summarize(args.results, args.out))
+        return 0
     out_rows, lands, reach_rows = [], [], []
     for name in args.landscapes:
         try:
@@ -419,8 +496,9 @@ def main(argv=None) -> int:
             f"lr {land.lrs[int(np.argmin(land.mean['all']))]:.3g}"
         )
         tests = range_tests(name, land, ranges(land, args.shifts), args.max_epochs, args.results)
+        sweeps = SWEEPS if args.sweeps == "all" else [m for m in SWEEPS if m.name == BUDGET_FROM]
         rows = table(
-            land, SWEEPS + PEERS, args.shifts, args.draws, args.max_epochs, tests=tests, tpe_draws=args.tpe_draws
+            land, sweeps + PEERS, args.shifts, args.draws, args.max_epochs, tests=tests, tpe_draws=args.tpe_draws
         )
         for row in rows:
             out_rows.append([name, *cells(row)])
@@ -445,6 +523,7 @@ def main(argv=None) -> int:
     )
     print(text)
     write_results(args.out, text, HEADER, out_rows, results=args.results)
+    print(summarize(args.results, args.out))
     return 0
 
 

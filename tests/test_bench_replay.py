@@ -56,3 +56,23 @@ def test_range_tests_train_once_per_seed_and_range_then_read_the_cache(tmp_path)
     again = replay.range_tests("diabetes_linear", land, spans[:1], 27, tmp_path)  # read back, not retrained
     assert again[(-4.0, -1.0)][0] == {"min10": 0.005, "steepest": 0.05, "fte": 0.5}
     assert replay.range_tests("unknown", land, spans, 27, tmp_path) == {}
+
+
+def test_goals_judge_the_default_sweep_against_cheaper_peers(tmp_path):
+    cells = [
+        ["d", "shift +0.0", replay.BUDGET_FROM, "0.8%", "2.0%", "9%", "4.00", "0", "9"],
+        ["d", "shift +0.0", "grid (1 a decade)", "2.0%", "2.0%", "9%", "6.00", "0", "9"],  # ties, costs more
+        ["d", "shift +0.0", "grid + ASHA", "1.0%", "2.0%", "9%", "3.00", "0", "9"],  # ties at less: a rival
+        ["d", "miss high (x*+1..x*+6)", replay.BUDGET_FROM, "1.0%", "1.0%", "inf%", "7.00", "0", "9"],
+        ["d", "miss high (x*+1..x*+6)", "grid (1 a decade)", "9.0%", "9.0%", "9%", "6.00", "0", "9"],
+    ]
+    first, second = replay.goals(cells)
+    assert first[2:8] == ["0.8% / 2.0% / 4.00", "yes", "yes", "yes", "yes", "grid + ASHA 2.0% @ 3.00"]
+    assert first[8] == "grid + ASHA 2.0% @ 3.00"
+    assert second[3:8] == ["yes", "yes", "no", "no", "none: the sweep wins"]  # the grid: cheaper, worse
+    assert replay.goals([[*cells[3][:4], "nan%", *cells[3][5:]], cells[4]])[0][7] == "grid 9.0% @ 6.00"  # nan: inf
+    (tmp_path / "replay.md").write_text("# table\n")
+    (tmp_path / "replay.csv").write_text("h\n" + "\n".join(",".join(f'"{c}"' for c in r) for r in cells) + "\n")
+    assert replay.main(["--summarize", "--results", str(tmp_path)]) == 0
+    replay.main(["--summarize", "--results", str(tmp_path)])  # rebuilt in place, not appended twice
+    assert (tmp_path / "replay.md").read_text().count("## Issue #18's goals") == 1
