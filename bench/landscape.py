@@ -69,7 +69,9 @@ def main(argv=None) -> int:
         if not eq or not key:
             p.error(f"--set {item!r}: expected KEY=YAML, e.g. momentum=0.0")
         base[key] = read_yaml(value)
-    lrs = [lr for lr in log_grid(1e-4, 1.0, args.per_decade) if args.low * 0.999 <= lr <= args.high * 1.001]
+    top = 10.0 ** max(0, math.ceil(math.log10(args.high)))  # whole decades from 1e-4: landscapes share lrs
+    grid = log_grid(1e-4, top, args.per_decade)
+    lrs = [lr for lr in grid if args.low * 0.999 <= lr <= args.high * 1.001]
     seeds = parse_seeds(args.seeds)
     path = path_for(args.name or args.optimizer, args.results)
     path.parent.mkdir(parents=True, exist_ok=True)

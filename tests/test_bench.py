@@ -190,6 +190,14 @@ def test_landscape_trains_curves_and_resumes(tmp_path, capsys):
     assert "0 runs to do" in capsys.readouterr().out
     assert len((tmp_path / "landscape_sgd.csv").read_text().splitlines()) == 1 + 2 * 3
     assert landscape.parse_seeds("0-2,1001-1002") == [0, 1, 2, 1001, 1002]
+    # lrs past 1 on the same 1/15-decade grid; --set overrides trial keys (here: a linear model, plain SGD)
+    linear = ["--low", "2", "--high", "2.5", "--seeds", "0", "--epochs", "1", "--name", "linear"]
+    linear += ["--workers", "1", "--results", str(tmp_path), "--set", "depth=0", "momentum=0.0"]
+    assert landscape.main(linear) == 0
+    assert yardstick.Landscape.load(tmp_path / "landscape_linear.csv").lrs == [2.154]  # 10**(5/15), 4 digits
+    with pytest.raises(SystemExit) as bad:
+        landscape.main([*linear, "depth"])
+    assert bad.value.code == 2 and "--set 'depth': expected KEY=YAML" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------- frontier
