@@ -16,6 +16,11 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -152,3 +157,59 @@ def small_config(tmp_path):
         return path
 
     return make
+
+
+def checkpointed(folder: Path) -> dict[str, int]:
+    """Trial id -> epochs in its newest checkpoint saved in the sweep folder (``checkpoint_every: 1``: Tune's
+    ``checkpoint_00000K`` holds epoch K + 1). The worker writes it there as the trial reports the epoch."""
+    out: dict[str, int] = {}
+    for state in folder.glob("*/checkpoint_*/state.pt"):
+        trial_id, epochs = state.parent.parent.name, int(state.parent.name.rsplit("_", 1)[1]) + 1
+        out[trial_id] = max(out.get(trial_id, 0), epochs)
+    return out
+
+
+@dataclass
+class NodeLoss:
+    """What :func:`node_lost_once_trained` saw: ``saved`` (trial id -> epochs checkpointed) and ``time``
+    (``time.time()``) when it removed the node; ``gave_up`` says why it never did (empty while it may)."""
+
+    saved: dict[str, int] = field(default_factory=dict)
+    time: float = 0.0
+    gave_up: str = ""
+
+    @property
+    def removed(self) -> bool:
+        return bool(self.saved)
+
+
+@contextmanager
+def node_lost_once_trained(
+    cluster, node, folder: Path, trials: int = 2, epochs: int = 2, timeout: float = 300.0
+) -> Iterator[NodeLoss]:
+    """A thread that, once ``trials`` trials have checkpointed ``epochs`` epochs in the sweep ``folder``,
+    removes ``node`` from the ``ray.cluster_utils.Cluster`` at once (not gracefully: a lost machine). Run the
+    sweep inside the block; the :class:`NodeLoss` it yields says when the node went, or why it never did
+    (``timeout`` seconds passed first). The thread is joined (5 s at most) when the block ends."""
+    loss = NodeLoss()
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            saved = checkpointed(folder)
+            if sum(n >= epochs for n in saved.values()) >= trials:
+                loss.time = time.time()
+                cluster.remove_node(node, allow_graceful=False)
+                loss.saved = saved
+                return
+            time.sleep(0.05)
+        loss.gave_up = (
+            f"no {trials} trials had checkpointed {epochs} epochs within {timeout:.0f} s: {checkpointed(folder)}"
+        )
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield loss
+    finally:
+        thread.join(timeout=5)

@@ -9,7 +9,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from .conftest import ROOT
+from .conftest import ROOT, checkpointed, node_lost_once_trained
 
 EPOCHS = 20  # long enough that a kill lands inside a round even on an idle machine
 
@@ -84,16 +83,6 @@ def wait_for(what: str, ready: Callable[[], object], timeout: float = 300.0, pro
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.05)
-
-
-def checkpointed(folder: Path) -> dict[str, int]:
-    """Trial id -> epochs in its newest checkpoint saved in the sweep folder (``checkpoint_every: 1``: Tune's
-    ``checkpoint_00000K`` holds epoch K + 1). The worker writes it there as the trial reports the epoch."""
-    out: dict[str, int] = {}
-    for state in folder.glob("*/checkpoint_*/state.pt"):
-        trial_id, epochs = state.parent.parent.name, int(state.parent.name.rsplit("_", 1)[1]) + 1
-        out[trial_id] = max(out.get(trial_id, 0), epochs)
-    return out
 
 
 def trials_by_lr(folder: Path) -> dict[float, list[dict]]:
@@ -193,30 +182,13 @@ def test_node_loss_restarts_trials_from_checkpoints(tmp_path, ray_temp):
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     folder = tmp_path / "runs" / "node-loss"
-    removed, at_loss, gave_up = threading.Event(), {}, []
-
-    def kill_a_node_once_training() -> None:
-        # once both nodes' trials have saved 2 epochs (one trial per node: 1 CPU each), one node goes
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            saved = checkpointed(folder)
-            if sum(n >= 2 for n in saved.values()) >= 2:
-                at_loss.update(saved=saved, time=time.time())
-                cluster.remove_node(workers[1], allow_graceful=False)
-                removed.set()
-                return
-            time.sleep(0.05)
-        gave_up.append(f"no two trials had checkpointed 2 epochs within 300 s: {checkpointed(folder)}")
-
-    killer = threading.Thread(target=kill_a_node_once_training, daemon=True)
-    try:
-        killer.start()
-        summary = run_sweep(config.load(cfg_path), quiet=True)
+    try:  # once both nodes' trials have saved 2 epochs (one trial per node: 1 CPU each), one node goes
+        with node_lost_once_trained(cluster, workers[1], folder) as loss:
+            summary = run_sweep(config.load(cfg_path), quiet=True)
     finally:
-        killer.join(timeout=5)
         ray.shutdown()
         cluster.shutdown()
-    assert removed.is_set(), gave_up or "the sweep ended before a node could be removed"
+    assert loss.removed, loss.gave_up or "the sweep ended before a node could be removed"
     rows = trials_by_lr(summary.folder)
     assert len(rows) == 3  # every planned trial accounted for
     for trial_rows in rows.values():
@@ -227,9 +199,9 @@ def test_node_loss_restarts_trials_from_checkpoints(tmp_path, ray_temp):
         # Resumed, not restarted: the epochs it trained before the loss are kept (an epoch trained again
         # replaces its row), the ones after it ended after the loss, and the first of those follows the
         # newest checkpoint seen at the loss (or the one before, when the driver had not yet taken that).
-        before = [r["epoch"] for r in trial_rows if r["ended_at"] < at_loss["time"]]
+        before = [r["epoch"] for r in trial_rows if r["ended_at"] < loss.time]
         assert before == list(range(1, len(before) + 1)), f"lr {lr}: {before}"
-        saved = at_loss["saved"][trial_rows[0]["trial_id"]]
+        saved = loss.saved[trial_rows[0]["trial_id"]]
         assert len(before) >= saved - 1 >= 1, f"lr {lr} restarted from epoch {len(before) + 1}; checkpointed {saved}"
     builds = collections.Counter(float(x) for x in log.read_text().split())
     assert sum(builds.values()) > 3  # the retried trial was built again (restored from its checkpoint)
