@@ -285,15 +285,26 @@ def test_resume_repairs_a_searcher_state_saved_a_step_apart_from_tunes(tmp_path)
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_state_says_how_to_resume_and_resume_finishes(tmp_path):
-    cfg = write_config(tmp_path / "int.yaml", "interrupted", tmp_path / "runs", tmp_path / "int.log")
+def test_ctrl_c_saves_state_says_how_to_resume_and_a_resume_with_more_rounds_runs_them(tmp_path):
+    """Ctrl-C during round 0 of a one-round sweep, then ``--resume`` with ``zoom.max_rounds: 2``: round 0
+    finishes, the raised limit is applied (round 1 runs) and recorded."""
+    zoom = {"max_rounds": 1, "points_per_round": 2, "decision_epoch": EPOCHS}
+    log = tmp_path / "int.log"
+    cfg = write_config(tmp_path / "int.yaml", "interrupted", tmp_path / "runs", log, zoom=zoom)
     folder = tmp_path / "runs" / "interrupted"
     code, err = interrupt_in_round_0(cfg, folder)
     assert code == 130, err[-2000:]
     last = err.strip().splitlines()[-1]
     assert last.startswith("sweep: error:") and f"sweep run {cfg} --resume" in last
     assert (folder / "trials.parquet").exists() and not (folder / "best.json").exists()
-    run_ok(sweep_cmd(str(cfg), "--resume", "--quiet"))
+
+    more = write_config(tmp_path / "more.yaml", "interrupted", tmp_path / "runs", log, zoom={**zoom, "max_rounds": 2})
+    done = run_ok(sweep_cmd(str(more), "--resume"))
+    assert "[sweep] resumed with zoom.max_rounds 1 -> 2" in done.stdout
+    assert "zoom.max_rounds 1 -> 2" in (folder / "resume.log").read_text()
+    rounds = json.loads((folder / "rounds.json").read_text())
+    assert [r["index"] for r in rounds["rounds"]] == [0, 1], rounds  # the raised limit was applied
     assert json.loads((folder / "best.json").read_text())["lr"] > 0
     rows = trials_by_lr(folder)
     assert all(r[-1]["status"] == "completed" for r in rows.values())
+    assert {r[0]["round"] for r in rows.values()} == {0, 1}
