@@ -1,12 +1,11 @@
 """One driver per sweep (``orchestrator.lease``): the lease logic on a real folder with real processes,
-and end to end: a sweep driven by one ``sweep run`` refuses a second ``--resume`` (exit 2, one line);
-after the first driver is SIGKILLed, ``--resume`` takes the sweep over and finishes it."""
+and at a URI. End to end (a sweep driven by one ``sweep run`` refuses a second ``--resume``; after the first
+driver is SIGKILLed, ``--resume`` takes the sweep over and finishes it): test_resilience's SIGKILL test."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -140,65 +139,8 @@ def test_bad_heartbeat_is_a_value_error(tmp_path):
         pass
 
 
-# --- end to end: two `sweep run` processes on one sweep -------------------------------------------------
-
-
-def _sweep(*args: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "run", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def test_second_driver_refused_while_first_runs_then_takes_over_after_sigkill(small_config, tmp_path):
-    cfg = small_config("lease", extra="checkpoint_every: 1\n")
-    folder = tmp_path / "runs" / "lease"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home")}
-    first = _sweep(str(cfg), "--no-check", "--quiet", env=env)
-    try:
-        # wait on state: Tune has saved its experiment state (the sweep is resumable, so driven)
-        deadline = time.monotonic() + 240
-        while not list(folder.glob("experiment_state-*.json")):
-            assert first.poll() is None, first.communicate()
-            assert time.monotonic() < deadline, "the first driver never saved Tune's state"
-            time.sleep(0.2)
-
-        second = subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli", "run", str(cfg), "--resume", "--quiet"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert second.returncode == 2, second.stderr
-        assert second.stderr.count("\n") == 1 and "another driver is running this sweep" in second.stderr
-        assert f"pid {first.pid}" in second.stderr
-        assert first.poll() is None  # untouched by the refusal
-        assert lease.parse((folder / lease.LEASE_FILE).read_bytes(), "").pid == first.pid
-    finally:
-        os.killpg(first.pid, signal.SIGKILL)  # the driver and the embedded Ray it started
-        first.wait()
-
-    third = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "run", str(cfg), "--resume"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert third.returncode == 0, third.stderr[-3000:]
-    assert f"took over the sweep: its driver (pid {first.pid} on {socket.gethostname()}) is gone" in third.stderr
-    assert (folder / "best.json").exists()
-    assert not (folder / lease.LEASE_FILE).exists()  # given back at the end
+# --- end to end: a second `sweep run` refused while the first runs, then the first SIGKILLed and its sweep
+# taken over by --resume: test_resilience's driver SIGKILL test (one sweep for both)
 
 
 # --- a sweep stored at a URI: the lease lives there (a real S3: moto's server) ------------------------

@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -93,7 +94,11 @@ def trials_by_lr(folder: Path) -> dict[float, list[dict]]:
 
 
 @pytest.mark.slow
-def test_driver_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
+def test_driver_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path, capsys):
+    """The driver is SIGKILLed in round 1; ``--resume`` takes its sweep over and ends with what an
+    uninterrupted run gives. While it ran, a second driver was refused (one driver per sweep: its lease)."""
+    from orchestrator import cli, lease
+
     storage = tmp_path / "runs"
     ref_log, crash_log = tmp_path / "ref.log", tmp_path / "crash.log"
     ref_cfg = write_config(tmp_path / "ref.yaml", "ref", storage, ref_log)
@@ -113,6 +118,13 @@ def test_driver_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
     )
     folder = storage / "crash"
     try:
+        # once Tune has saved its state (the sweep is driven): a second driver is refused, naming the first
+        wait_for("Tune's experiment state", lambda: list(folder.glob("experiment_state-*.json")), proc=proc)
+        assert cli.main(["run", str(crash_cfg), "--resume", "--quiet"]) == cli.EXIT_BAD_INPUT
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "another driver is running this sweep" in err and f"pid {proc.pid}" in err
+        assert proc.poll() is None  # untouched by the refusal
+        assert lease.parse((folder / lease.LEASE_FILE).read_bytes(), "").pid == proc.pid
         for line in proc.stdout:  # wait until the later round has started
             if line.startswith("[sweep] round 1"):
                 break
@@ -128,9 +140,11 @@ def test_driver_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
             pass
     assert not (folder / "best.json").exists()
 
-    again = subprocess.run(sweep_cmd(str(crash_cfg)), capture_output=True, text=True, cwd=ROOT, env=env)
-    assert again.returncode == 2 and "--resume" in again.stderr  # never silently overwritten
-    run_ok(sweep_cmd(str(crash_cfg), "--resume", "--quiet"))
+    assert cli.main(["run", str(crash_cfg), "--no-check"]) == cli.EXIT_BAD_INPUT
+    assert "--resume" in capsys.readouterr().err  # never silently overwritten
+    taken = run_ok(sweep_cmd(str(crash_cfg), "--resume"))
+    assert f"took over the sweep: its driver (pid {proc.pid} on {socket.gethostname()}) is gone" in taken.stderr
+    assert not (folder / lease.LEASE_FILE).exists()  # given back at the end
 
     ref, crash = trials_by_lr(storage / "ref"), trials_by_lr(folder)
     assert sorted(ref) == sorted(crash), "same trials in both runs"
