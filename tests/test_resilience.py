@@ -263,7 +263,7 @@ def test_resume_repairs_a_searcher_state_saved_a_step_apart_from_tunes(tmp_path)
     from orchestrator.space import nice
 
     log = tmp_path / "apart.log"
-    epochs = 100  # trials long enough to be stopped halfway
+    epochs = 50  # trials long enough to be stopped halfway (a Ctrl-C stops them within a few epochs)
     cfg = write_config(
         tmp_path / "apart.yaml", "apart", tmp_path / "runs", log, max_epochs=epochs, zoom={"max_rounds": 1}
     )
