@@ -4,15 +4,20 @@ Ray's logs and every printed line are searched for them."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from orchestrator import cli, credfs, storage
@@ -132,7 +137,12 @@ def test_storage_errors_name_the_uri_without_credentials(s3, tmp_path):
 
 # --- a real sweep -----------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_a_sweep_with_keys_in_its_uri_never_writes_or_prints_them(s3, tmp_path, monkeypatch, request):
+def test_a_sweep_with_keys_in_its_uri_interrupted_and_resumed_elsewhere_never_writes_or_prints_them(
+    s3, tmp_path, monkeypatch, request
+):
+    """One sweep to ``s3://KEY:SECRET@...``: Ctrl-C in round 0 uploads the results so far; a second run is
+    refused; ``--resume`` from the URI on a machine without the local copy finishes every trial. No stored
+    file, local file, Ray log or printed line holds a key."""
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(key)  # the keys in the URI are the only ones
     temp = Path(tempfile.mkdtemp(prefix="swk-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
@@ -140,35 +150,77 @@ def test_a_sweep_with_keys_in_its_uri_never_writes_or_prints_them(s3, tmp_path, 
     monkeypatch.setenv("TMPDIR", str(temp))  # the embedded Ray's session logs land here: searched below
     uri = with_creds(s3.uri("runs"))
     path = tmp_path / "creds.yaml"
-    path.write_text(SWEEP.format(name="keyed", storage=uri) + "checkpoint_every: 1\n")
+    # 20 epochs: round 0 still trains when Ctrl-C comes; a checkpoint in the bucket: the sign that it does
+    path.write_text(
+        SWEEP.format(name="keyed", storage=uri).replace("max_epochs: 3", "max_epochs: 20") + "checkpoint_every: 1\n"
+    )
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(path), "--no-check"]
-    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=600)
-    assert run.returncode == 0, storage.scrub(run.stderr[-3000:], uri)
-    assert f"results: s3://{s3.bucket}/runs/keyed?" in run.stdout.strip().splitlines()[-1]
-
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ),
+        start_new_session=True,
+    )
+    head = []
+    try:
+        for line in proc.stdout:
+            head.append(line)
+            if line.startswith("[sweep] round 0"):
+                break
+        deadline = time.monotonic() + 300  # until a trial has saved an epoch in the bucket
+        while not any(p.endswith("/state.pt") for p in s3.files("runs/keyed")):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"no trial checkpoint in the bucket before the sweep ended or 300 s passed ({proc.poll()})")
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, storage.scrub(err[-3000:], uri)
+    assert err.strip().splitlines()[-1].startswith(f"sweep: error: s3://{s3.bucket}/runs/keyed?")
+    printed = ["".join(head), out, err]
     stored = s3.files("runs/keyed")
-    assert {"sweep.yaml", "tuner.pkl", "trials.parquet", "best.json"} <= stored.keys()
+    assert {"sweep.yaml", "trials.parquet", "rounds.json", "tuner.pkl"} <= stored.keys()  # uploaded on the way out
+    assert "best.json" not in stored
     assert any("/checkpoint_" in p for p in stored)  # the workers wrote checkpoints with the keys
-    sweep_yaml = s3.read("runs/keyed/sweep.yaml").decode()
-    assert f"storage: 's3://***:***@{s3.bucket}/runs?endpoint_override=" in sweep_yaml
-
-    found = {p: leaks(s3.read(f"runs/keyed/{p}")) for p in stored}
-    local = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] + [p for p in temp.rglob("*") if p.is_file()]
-    assert len(local) >= 5  # the local copy, and what Ray left of its session (removed when the run ends)
-    found.update({str(p): leaks(p.read_bytes()) for p in local})
-    found.update(stdout=leaks(run.stdout), stderr=leaks(run.stderr))
-    assert {k: v for k, v in found.items() if v} == {}
+    sweep_yaml = s3.read("runs/keyed/sweep.yaml")
+    assert f"storage: 's3://***:***@{s3.bucket}/runs?endpoint_override=" in sweep_yaml.decode()
 
     # a second run is refused in one line, naming the URI without its keys
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=300)
     assert again.returncode == 2 and "already exists" in again.stderr and not leaks(again.stderr + again.stdout)
-    # `--resume` with the keys in the config restores Tune through the key-free filesystem
+
+    # `--resume` with the keys in the config, on a machine without the local copy: Tune is restored from the
+    # URI through the key-free filesystem and every trial finishes, none lost in the move
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-machine"))
     resumed = subprocess.run(
-        cmd + ["--resume", "--quiet"], capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=600
+        cmd + ["--resume"], capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=600
     )
     assert resumed.returncode == 0, storage.scrub(resumed.stderr[-3000:], uri)
-    assert not leaks(resumed.stdout + resumed.stderr)
-    assert not [p for p in s3.files("runs/keyed") if leaks(s3.read(f"runs/keyed/{p}"))]
+    assert f"results: s3://{s3.bucket}/runs/keyed?" in resumed.stdout.strip().splitlines()[-1]
+    printed += [resumed.stdout, resumed.stderr]
+    assert json.loads(s3.read("runs/keyed/best.json"))["lr"] > 0
+    assert s3.read("runs/keyed/sweep.yaml") == sweep_yaml
+    rows = pq.read_table(pa.BufferReader(s3.read("runs/keyed/trials.parquet"))).to_pylist()
+    last: dict[str, int] = {}
+    for r in rows:
+        last[r["trial_id"]] = max(last.get(r["trial_id"], 0), r["epoch"] or 0)
+    assert len(last) == 3 and set(last.values()) == {20}
+
+    stored = s3.files("runs/keyed")
+    found = {p: leaks(s3.read(f"runs/keyed/{p}")) for p in stored}
+    local = [
+        p for where in (tmp_path / "cache", tmp_path / "other-machine", temp) for p in where.rglob("*") if p.is_file()
+    ]
+    # both local copies, and what Ray left of its sessions (removed when a run ends)
+    assert len(local) >= 5 and any(tmp_path / "other-machine" in p.parents for p in local)
+    found.update({str(p): leaks(p.read_bytes()) for p in local})
+    found.update({f"printed[{i}]": leaks(text) for i, text in enumerate(printed)})
+    assert {k: v for k, v in found.items() if v} == {}
 
 
 def test_job_metadata_and_status_show_the_uri_without_keys():

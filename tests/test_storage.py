@@ -6,17 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import pytest
 
 from orchestrator import cli, config, storage
@@ -253,55 +249,5 @@ def test_sweep_to_s3_then_report_from_it_then_refuse_a_second_run(s3, tmp_path, 
     assert s3.files("runs/s3sweep") == stored and s3.read("runs/notes.txt") == b"the user's"
 
 
-@pytest.mark.slow
-def test_ctrl_c_uploads_results_so_far_and_resume_from_the_uri_on_a_fresh_machine_finishes(s3, tmp_path, monkeypatch):
-    path = tmp_path / "int.yaml"
-    path.write_text(
-        SWEEP.format(name="int", storage=s3.uri("runs")).replace("max_epochs: 3", "max_epochs: 20")
-        + "checkpoint_every: 1\n"
-    )  # a checkpoint in the bucket: the sign that round 0 is training
-    cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(path), "--no-check"]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=dict(os.environ),
-        start_new_session=True,
-    )
-    try:
-        for line in proc.stdout:
-            if line.startswith("[sweep] round 0"):
-                break
-        deadline = time.monotonic() + 300  # until a trial has saved an epoch in the bucket
-        while not any(p.endswith("/state.pt") for p in s3.files("runs/int")):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(
-                    f"no trial checkpoint in s3://{s3.bucket}/runs/int before the sweep ended or 300 s "
-                    f"passed (exit {proc.poll()})"
-                )
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
-        _, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err[-3000:]
-    assert err.strip().splitlines()[-1].startswith(f"sweep: error: s3://{s3.bucket}/runs/int?")
-    stored = s3.files("runs/int")
-    assert {"sweep.yaml", "trials.parquet", "rounds.json", "tuner.pkl"} <= stored.keys()  # uploaded on the way out
-    assert "best.json" not in stored
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-machine"))  # no local copy to resume from
-    done = subprocess.run(
-        cmd + ["--resume", "--quiet"], capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    best = json.loads(s3.read("runs/int/best.json"))
-    assert best["lr"] > 0 and s3.read("runs/int/sweep.yaml") == path.read_bytes()
-    rows = pq.read_table(pa.BufferReader(s3.read("runs/int/trials.parquet"))).to_pylist()
-    last = {}
-    for r in rows:
-        last[r["trial_id"]] = max(last.get(r["trial_id"], 0), r["epoch"] or 0)
-    assert len(last) == 3 and set(last.values()) == {20}  # every trial finished, none lost in the move
+# Ctrl-C at a URI (results so far uploaded) and --resume from a machine without the local copy:
+# test_secrets' sweep, which has the keys in its URI
