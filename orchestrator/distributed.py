@@ -35,6 +35,12 @@ from orchestrator import session, trial as trials, workloads
 COLLECTIVE_TIMEOUT_S = 300
 # The Tune trial's own ask: no CPU (Ray refuses an empty one; the memory is the driver's own share).
 DRIVER: dict[str, float] = {"cpu": 0.0, "memory": float(64 * 2**20)}
+# How long a stopped trial waits for its Train controller to abort (end its workers, remove their placement group).
+ABORT_TIMEOUT_S = 60.0
+
+# The Train controller of each data-parallel trial running in this process (a Tune trial's actor), by trial id,
+# from the trial's first report until its trainer has ended: ``abort_trainer`` ends it.
+_controllers: dict[str, Any] = {}
 
 
 class DataParallel(session.Parallel):
@@ -138,30 +144,37 @@ def worker_loop(loop_config: dict) -> None:
 
 def _forwarder(queue):
     """A Ray Train callback (built here: ``ray.train`` is imported only in a trial) that puts rank 0's
-    ``(metrics, checkpoint state)`` of each report on ``queue``; once the queue is gone (the Tune trial
-    ended: ASHA stopped it), it ends the Train controller, and with it the workers."""
+    ``(metrics, checkpoint state, controller)`` of each report on ``queue``, ``controller`` being the Train
+    controller's own actor handle with the first report (None after); once the queue is gone (the Tune
+    trial ended: ASHA stopped it), it ends the Train controller, and with it the workers."""
     from ray.train.v2.api.callback import UserCallback
 
     class Forward(UserCallback):
         def __init__(self, queue) -> None:
             self.queue = queue
+            self.sent_controller = False
 
         def after_report(self, run_context, metrics, checkpoint) -> None:
+            import ray
+
             item = metrics[0].get("sweep") if metrics else None
             if item is None:
                 return
+            controller = None if self.sent_controller else ray.get_runtime_context().current_actor
             try:
-                self.queue.put(item)
+                self.queue.put((*item, controller))
+                self.sent_controller = True
             except Exception:  # the queue's actor died with the Tune trial that owned it
-                import ray
-
                 ray.actor.exit_actor()
 
     return Forward(queue)
 
 
 def trainable(scaling: Scaling):
-    """The Tune function trainable of a data-parallel trial (a closure over ``scaling``; Tune pickles it)."""
+    """The Tune trainable of a data-parallel trial: the function trainable of ``ddp_trial`` (a closure over
+    ``scaling``; Tune pickles it) whose ``cleanup`` (Tune's stop of the trial: ASHA stopped it, or the sweep
+    ended) first aborts the trial's Train run, while the trial's actor still lives (``abort_trainer``)."""
+    from ray.tune.trainable.function_trainable import wrap_function
 
     def ddp_trial(config: dict) -> None:
         from ray import tune
@@ -205,11 +218,13 @@ def trainable(scaling: Scaling):
         try:
             while True:
                 try:
-                    metrics, data = queue.get(timeout=1.0)
+                    metrics, data, controller = queue.get(timeout=1.0)
                 except Empty:
                     if not thread.is_alive() and queue.empty():
                         break
                     continue
+                if controller is not None and thread.is_alive():
+                    _hold(trial_id, controller)
                 if metrics.get("diverged") or int(metrics.get("epoch", 0)) >= int(config["max_epochs"]):
                     last = (metrics, data)
                 else:
@@ -221,6 +236,9 @@ def trainable(scaling: Scaling):
         finally:
             import ray
 
+            if thread.is_alive():  # the trial ends (stopped, or an error) while its trainer runs: end it
+                abort_trainer(trial_id)
+            _hold(trial_id, None)
             ray.kill(queue.actor)  # type: ignore[arg-type]  # a trial stopped by ASHA: the callback sees the queue gone, ends the run
         if "error" in outcome:
             error = outcome["error"]
@@ -228,7 +246,46 @@ def trainable(scaling: Scaling):
             text = text if len(text) <= 1500 else f"{text[:500]} ... {text[-900:]}"  # the kind, and the cause
             raise RuntimeError(f"data-parallel trial ({scaling.workers} workers): {type(error).__name__}: {text}")
 
-    return ddp_trial
+    class DataParallelTrial(wrap_function(ddp_trial)):  # type: ignore[misc]
+        def cleanup(self) -> None:
+            try:
+                abort_trainer(self.trial_id)
+            finally:
+                super().cleanup()
+
+    return DataParallelTrial
+
+
+def _hold(trial_id: str, controller: Any) -> None:
+    """Keep ``controller`` as the running trial's (None: forget it). A module function, so that the trial's
+    function (a closure: Tune pickles it by value, with copies of the globals it names) and the trainable's
+    ``cleanup`` share this process's one ``_controllers``."""
+    if controller is None:
+        _controllers.pop(trial_id, None)
+    else:
+        _controllers[trial_id] = controller
+
+
+def abort_trainer(trial_id: str) -> None:
+    """End the Train run of the data-parallel trial ``trial_id`` running in this process, if it runs: its
+    controller aborts (ends its workers, removes their placement group, stops Train's placement-group
+    cleaner) and exits; waits for that, up to ``ABORT_TIMEOUT_S``.
+
+    Tune ends a stopped trial's actor right after its ``cleanup``; the controller, an actor this one owns,
+    dies with it, and the placement group it made (owned by the sweep's job) would hold the workers' CPUs
+    until the sweep ends: Train's own cleaner asks the Ray State API, which an embedded Ray without a
+    dashboard does not serve, whether the controller lives."""
+    import ray
+
+    controller = _controllers.pop(trial_id, None)
+    if controller is None:
+        return
+    try:
+        ray.get(controller.abort.remote(), timeout=ABORT_TIMEOUT_S)
+    except ray.exceptions.RayActorError:  # the abort ends the controller: its call's outcome
+        pass
+    except ray.exceptions.GetTimeoutError:
+        print(f"sweep: warning: trial {trial_id}: Ray Train did not abort within {ABORT_TIMEOUT_S:.0f} s", flush=True)
 
 
 def _report(metrics: dict, data: bytes | None) -> None:
