@@ -508,8 +508,9 @@ def main(argv=None) -> int:
     command = "python -m bench.replay " + " ".join(argv if argv is not None else sys.argv[1:])
     text = (
         f"# Search quality replayed over recorded landscapes ({args.draws} seed draws per row)\n\n"
-        f"Reproduce: `{command.strip()}` (minutes; the LR range test rows train once, then read results/range_test_<landscape>.csv). How each method is replayed "
-        f"and what is approximated: the docstring of bench/replay.py.\n\n"
+        f"Reproduce: `{command.strip()}` (minutes; the LR range test rows train once, then read "
+        f"results/range_test_<landscape>.csv). How each method is replayed and what is approximated: the "
+        f"docstring of bench/replay.py.\n\n"
         f"Landscapes: {'; '.join(lands)}. A point outside a landscape's lrs replays its end lr's curves "
         f"(below the lowest lr that flatters the low side). Regret = (all-seed mean at the pick, interpolated "
         f"in log lr - best mean) / best mean (bench/yardstick.py).\n\n" + markdown_table(HEADER, out_rows) + "\n\n"
