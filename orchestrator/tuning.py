@@ -1,9 +1,12 @@
-"""The one place that builds Ray Tune's Tuner, TuneConfig, RunConfig and ASHAScheduler."""
+"""Runs a sweep on Ray Tune: ``run(cfg, RunOptions)`` starts or resumes one, ``extend(run_at, reuse.Limits)``
+continues a finished one; both write the results and the report, upload them to a URI ``storage``, and
+notify (``notified``). The one place that builds Ray Tune's Tuner, TuneConfig, RunConfig and scheduler
+(``build_tuner``, ``make_scheduler``) and reaches Ray's private ``_local_tuner`` (``_searcher_of``,
+``_run_callbacks``). What Tune calls back is in ``hooks``; what trials ask of the cluster in ``placement``."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -22,12 +25,11 @@ from orchestrator import (
     credfs,
     folder as folders,
     notify,
+    placement,
     report,
     reuse,
     storage,
-    zoom,
 )
-from orchestrator.budget import Budget, OnBudget
 from orchestrator.config import SweepConfig
 from orchestrator.errors import LeaseHeldError, SweepExistsError, SweepInterrupted  # re-exported; home: errors.py
 from orchestrator.hooks import (  # also Tune's pickles' names for them: orchestrator.tuning.*
@@ -41,56 +43,12 @@ from orchestrator.hooks import (  # also Tune's pickles' names for them: orchest
 from orchestrator.results import write_json
 from orchestrator.runoptions import RunOptions
 from orchestrator.searcher import ZoomSearcher
-from orchestrator.state import SweepState
-from orchestrator.trial import trainable
+from orchestrator.searchstate import make_state
 from orchestrator.warm import Prior
 
 
 def trial_dirname(trial) -> str:  # module-level: Tune pickles it
     return trial.trial_id
-
-
-def make_state(cfg: SweepConfig, start: Prior | None = None) -> SweepState:
-    """``start``: a warm start's prior (``reuse.warm_prior``): round 0 looks at its range only, the range
-    never grows past the old sweep's moved cliff."""
-    rng = cfg.zoom_range
-    z = cfg.zoom
-    low, high = (start.low, start.high) if start else (math.log10(rng.log[0]), math.log10(rng.log[1]))
-    rules = zoom.Rules(
-        low=low,
-        high=high,
-        spacing=1.0 / rng.per_decade,
-        max_epochs=cfg.max_epochs,
-        max_rounds=z.max_rounds,
-        points_per_round=z.points_per_round,
-        resolution=z.resolution,
-        tolerance=z.tolerance,
-        budget_epochs=z.budget_fte * cfg.max_epochs if z.budget_fte else None,
-        groups=z.groups,
-        cliff_margin=z.cliff_margin,
-        log_ceil=min(zoom.LOG_CEIL, start.cliff) if start and start.cliff is not None else zoom.LOG_CEIL,
-    )
-    # The next round is planned once the current one reached a third of training (ASHA's first rung),
-    # with or without ASHA: waiting for the last epoch would leave slots idle between rounds (a barrier).
-    decision = cfg.decision_epoch
-    base = {**cfg.base_config(), "_cpus": cfg.resources.cpu}
-    return SweepState(
-        rules=rules,
-        param=cfg.zoom.param,
-        metric=cfg.metric,
-        decision_epoch=decision,
-        groups=cfg.groups(),
-        base=base,
-        mode=cfg.mode,
-        target=cfg.target,
-        budget=budget_of(cfg),
-        gpus_per_trial=cfg.resources.gpu * getattr(cfg.resources, "workers", 1),
-    )
-
-
-def budget_of(cfg: SweepConfig) -> Budget:
-    z = cfg.zoom
-    return Budget(wall_s=z.budget_wall_s, gpu_hours=z.budget_gpu_hours, on_end=OnBudget(z.on_budget))
 
 
 def make_scheduler(cfg: SweepConfig):
@@ -103,31 +61,6 @@ def make_scheduler(cfg: SweepConfig):
         reduction_factor=cfg.asha.reduction_factor,
     )
     return CoarseOnly(asha) if cfg.asha.coarse_only else asha
-
-
-def trainable_with_resources(cfg: SweepConfig):
-    r = cfg.resources
-    if r.workers > 1:  # a data-parallel trial: a driver taking no CPU; Ray Train asks for its workers
-        from orchestrator import distributed
-
-        scaling = distributed.Scaling(workers=r.workers, cpu=r.cpu, gpu=r.gpu, custom=dict(r.custom))
-        return tune.with_resources(distributed.trainable(scaling), distributed.DRIVER)
-    res: dict[str, Any] = {"cpu": r.cpu, "gpu": r.gpu, **r.custom}
-    return tune.with_resources(trainable(cfg), res)  # the workloads built once, shared (trial.trainable)
-
-
-def _data_parallel_slots(cfg: SweepConfig) -> int | None:
-    """Data-parallel trials at once on the connected cluster (``distributed.concurrent_trials``); None
-    (no limit) for one-worker trials."""
-    r = cfg.resources
-    if r.workers == 1:
-        return None
-    import ray
-
-    from orchestrator import distributed
-
-    scaling = distributed.Scaling(workers=r.workers, cpu=r.cpu, gpu=r.gpu, custom=dict(r.custom))
-    return distributed.concurrent_trials(scaling, ray.cluster_resources())
 
 
 def build_tuner(
@@ -144,7 +77,7 @@ def build_tuner(
     searcher = ZoomSearcher(make_state(cfg, start), RoundPrinter(quiet))
     path, filesystem = credfs.for_tune(storage_path) if storage_path else (str(folder.parent), atomicfs.local())
     return tune.Tuner(
-        trainable_with_resources(cfg),
+        placement.trainable_with_resources(cfg),
         tune_config=tune.TuneConfig(
             metric=cfg.metric,
             mode=cfg.mode,
@@ -153,7 +86,7 @@ def build_tuner(
             num_samples=-1,
             reuse_actors=cfg.resources.workers == 1,  # a stopped data-parallel trial's driver ends, its trainer too
             trial_dirname_creator=trial_dirname,
-            max_concurrent_trials=_data_parallel_slots(cfg),
+            max_concurrent_trials=placement.data_parallel_slots(cfg),
         ),
         run_config=tune.RunConfig(
             name=cfg.name,
@@ -178,33 +111,6 @@ def build_tuner(
             ],
         ),
     )
-
-
-def trial_slots(cfg: SweepConfig, resources: dict[str, float] | None = None) -> int:
-    """How many trials the cluster holds at once: the scarcest resource a trial asks for decides."""
-    if resources is None:
-        import ray
-
-        resources = ray.cluster_resources()
-    asks = {"CPU": cfg.resources.cpu, "GPU": cfg.resources.gpu, **cfg.resources.custom}
-    slots = [int(resources.get(k, 0.0) / v + 1e-9) for k, v in asks.items() if v > 0]
-    return max(1, min(slots, default=1))
-
-
-@contextmanager
-def pending_trials(n: int):
-    """Let Tune keep ``n`` trials pending (placement groups requested at once) while the block runs, by
-    setting ``TUNE_MAX_PENDING_TRIALS_PG`` (Tune reads it only from the environment) and removing it
-    after; a value the user set is left as it is. Why: docs/decisions.md, "one pending trial per slot"."""
-    key = "TUNE_MAX_PENDING_TRIALS_PG"
-    if key in os.environ:
-        yield
-        return
-    os.environ[key] = str(n)
-    try:
-        yield
-    finally:
-        os.environ.pop(key, None)
 
 
 def run(cfg: SweepConfig, options: RunOptions | None = None) -> report.Summary:
@@ -305,7 +211,11 @@ def _restore(cfg: SweepConfig, where: storage.Target, quiet: bool, grown: dict[s
             storage.download(where.uri, where.folder)  # sweep.yaml, preflight.json, results so far: not Tune's
         grown = folders.check_resume(cfg, where.folder, where.shown, quiet)
     tuner = tune.Tuner.restore(
-        path, trainable_with_resources(cfg), resume_unfinished=True, resume_errored=True, storage_filesystem=filesystem
+        path,
+        placement.trainable_with_resources(cfg),
+        resume_unfinished=True,
+        resume_errored=True,
+        storage_filesystem=filesystem,
     )
     if where.uri:
         for c in _run_callbacks(tuner):
@@ -357,7 +267,7 @@ def _fit(cfg: SweepConfig, tuner: tune.Tuner, where: storage.Target, quiet: bool
     folder = where.folder
     start = time.time()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's own tables off: we print rounds ourselves
-    with pending_trials(trial_slots(cfg)):
+    with placement.pending_trials(placement.trial_slots(cfg)):
         grid = tuner.fit()
     state = _searcher_of(tuner).state
     errors = {Path(r.path).name: str(r.error).strip().splitlines()[-1][:500] for r in grid if r.error is not None}  # type: ignore[attr-defined]  # iterates by __getitem__

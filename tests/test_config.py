@@ -36,7 +36,7 @@ def test_demo_config_loads_frozen():
 def test_the_next_round_is_planned_at_asha_first_rung_unless_told(asha, zoom, epoch):
     cfg = config.parse({**GOOD, "asha": asha, "zoom": zoom})
     assert cfg.decision_epoch == epoch
-    from orchestrator.tuning import make_state
+    from orchestrator.searchstate import make_state
 
     assert make_state(cfg).decision_epoch == epoch
 

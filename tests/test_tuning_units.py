@@ -1,4 +1,4 @@
-"""Small pure parts of orchestrator.tuning and its RunOptions. No Ray cluster."""
+"""Small pure parts of orchestrator.tuning, its RunOptions and orchestrator.placement. No Ray cluster."""
 
 import dataclasses
 import os
@@ -7,8 +7,8 @@ import re
 import pytest
 
 from orchestrator import parse_config, tuning
+from orchestrator.placement import pending_trials, trial_slots
 from orchestrator.runoptions import RunOptions
-from orchestrator.tuning import pending_trials, trial_slots
 
 
 def cfg(**resources):
