@@ -242,7 +242,7 @@ def _stage(exc: ConfigError) -> str:
     tb = exc.__traceback__
     while tb.tb_next is not None:
         tb = tb.tb_next
-    if tb.tb_frame.f_code.co_name == "_check_trials":
+    if tb.tb_frame.f_code.co_name == "check_trials":  # trialkeys.check_trials
         return "deep: trial check (optimizer, decay law)"
     context = exc.__context__
     if isinstance(context, ValidationError):
