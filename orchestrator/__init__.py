@@ -52,6 +52,7 @@ def run_sweep(
     connect_timeout: float = 30.0,
 ):
     """Run a sweep on an embedded local Ray (no address) or an existing cluster; returns the report summary.
+    ``space.batch_size: auto`` is first resolved where the trials run (``memprobe.resolve_sweep``).
 
     An existing cluster must require a token unless ``insecure``; it must answer within ``connect_timeout``
     seconds (``cluster.connect.ray_session``)."""
@@ -61,6 +62,11 @@ def run_sweep(
     if not resume:
         folder.refuse_taken(cfg)
     with ray_session(address, num_cpus=num_cpus, insecure=insecure, connect_timeout=connect_timeout):
+        if not resume and cfg.space.get("batch_size") == "auto":  # a resumed sweep's searcher holds the batch
+            from orchestrator import config as configs, memprobe
+
+            config_text = config_text or configs.dump(cfg)  # sweep.yaml keeps `auto`: the report says so
+            cfg = memprobe.resolve_sweep(cfg, quiet=quiet)
         options = tuning.RunOptions(
             resume=resume, quiet=quiet, verbose=verbose, config_text=config_text, checks=tuple(checks or ())
         )

@@ -32,23 +32,29 @@ def _err(message: str) -> None:
     print(f"sweep: error: {message}", file=sys.stderr)
 
 
-def preflight(cfg) -> list:
+def preflight(cfg, batch: bool = False) -> list:
     """The babysitting checks on the config's first trial (middle of the learning-rate grid); none for a
-    training function (``train:``): the checks need a ``Workload``."""
+    training function (``train:``): the checks need a ``Workload``. ``batch``: also the largest batch that
+    fits here (batch_fit; ``sweep check``)."""
     from orchestrator import preflight as checks
 
     if cfg.workload is None:
         return []
     grid = cfg.zoom_range.values()
     trial = {**cfg.base_config(), **cfg.groups()[0], cfg.zoom.param: grid[len(grid) // 2]}
-    return checks.run_checks(cfg.workload, trial, lr_grid=grid)
+    search = None
+    if batch:
+        from orchestrator.memprobe import Search
+
+        search = Search.of(cfg)
+    return checks.run_checks(cfg.workload, trial, lr_grid=grid, batch_search=search)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from orchestrator import preflight as checks
 
     cfg, _ = load(args)
-    results = preflight(cfg)
+    results = preflight(cfg, batch=True)
     print(
         checks.format_checks(results)
         or f"no pre-flight checks: train: {cfg.train} is a training function "

@@ -18,6 +18,7 @@ from orchestrator.errors import ConfigError  # also importable from here; its on
 from orchestrator.sections import (
     SHOWN,
     Asha,
+    AutoBatch,
     Cost,
     Dimension,
     Frozen,
@@ -75,6 +76,7 @@ class SweepConfig(Frozen):
     cost: Cost | None = None  # rates: the report gives the sweep's cost in money
     notify: Notify | None = None
     warm_start: WarmStart | None = None
+    autobatch: AutoBatch = AutoBatch()  # space.batch_size: auto, and sweep check: the largest batch that fits
 
     @field_validator("name")
     @classmethod

@@ -18,6 +18,7 @@ validation_split    a non-empty validation set that shares no input row with the
 hp_dropout          dropout in the usual 0.2-0.5 band (warn only)
 hp_batch_size       batch size >= 32 (warn only)
 hp_lr_grid          the learning-rate grid spans >= 3 decades (warn only)
+batch_fit           (asked for: ``batch_search``) the largest batch that fits, at the config's precision
 ==================  ==========================================================================
 
 Every check runs inside :func:`_isolated`: it seeds torch itself and leaves torch's RNG, default dtype
@@ -43,6 +44,9 @@ from typing import cast
 import torch
 from torch import nn
 
+from orchestrator.autobatch import NothingFits
+from orchestrator.memprobe import Search, largest_for
+from orchestrator.trialkeys import AUTO
 from orchestrator.workloads import Workload, build
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -599,6 +603,37 @@ CHECKS: tuple[Callable[[_Probe], Check], ...] = (
 CHECK_NAMES: tuple[str, ...] = tuple(c.__name__.removeprefix("check_") for c in CHECKS)
 
 
+def check_batch_fit(workload: str, config: dict, search: Search, device: torch.device) -> tuple[Check, int | None]:
+    """batch_fit: the largest batch of ``workload`` that fits on ``device`` at the config's precision
+    (``memprobe.largest_for``: doubling, then bisecting on out-of-memory; on a CPU only with the memory
+    stand-in), and that batch (None when not searched). A configured batch over it warns; none fitting fails."""
+    name, configured = "batch_fit", config.get("batch_size")
+    if not search.bounded_on(device):
+        return Check(
+            name,
+            PASS,
+            f"n/a ({device.type}: no GPU here, no memory stand-in)",
+            "on a GPU this finds the largest batch that fits; autobatch.memory_limit_mb sets a stand-in",
+        ), None
+    try:
+        sized = largest_for([{**config, "workload": workload}], device, search)
+    except NothingFits as exc:
+        return Check(name, FAIL, str(exc), "a smaller model or autobatch.start, or more memory"), None
+    except Exception as exc:  # a workload that breaks in a step: a finding, as for the other checks
+        message = " ".join(str(exc).split())[:160]
+        return Check(
+            name, FAIL, f"raised {type(exc).__name__}: {message}", "fix the workload so that this check can run"
+        ), None
+    measured = f"largest {sized.text()}"
+    if configured == AUTO:
+        return Check(
+            name, PASS, measured, "batch_size: auto: the sweep finds it again where its trials run"
+        ), sized.batch
+    if isinstance(configured, int) and configured > sized.batch:
+        return Check(name, WARN, measured, f"batch_size={configured} will not fit: expect out-of-memory"), sized.batch
+    return Check(name, PASS, measured, "batch_size: auto would use it"), sized.batch
+
+
 def _run_one(check: Callable[[_Probe], Check], probe: _Probe) -> Check:
     name = check.__name__.removeprefix("check_")
     try:
@@ -612,13 +647,20 @@ def _run_one(check: Callable[[_Probe], Check], probe: _Probe) -> Check:
 
 
 def run_checks(
-    workload: str, config: dict, lr_grid: list[float] | None = None, *, only: Collection[str] | None = None
+    workload: str,
+    config: dict,
+    lr_grid: list[float] | None = None,
+    *,
+    only: Collection[str] | None = None,
+    batch_search: Search | None = None,
 ) -> list[Check]:
     """Run the pre-flight checks on ``workload`` built with ``config``; one Check per concern, in order.
 
     ``lr_grid`` is the sweep's coarse learning-rate grid (for hp_lr_grid); ``only`` restricts the run to
-    some of ``CHECK_NAMES``. Raises ``ValueError`` on bad arguments and ``orchestrator.workloads.WorkloadError``
-    when the workload cannot be built.
+    some of ``CHECK_NAMES``; ``batch_search``: also batch_fit (last; ``check_batch_fit`` on this machine's
+    GPU, else its CPU), whose batch the other checks use for ``batch_size: auto`` (without it they run with
+    no batch size). Raises ``ValueError`` on bad arguments and ``orchestrator.workloads.WorkloadError`` when
+    the workload cannot be built.
     """
     if not isinstance(workload, str) or not workload:
         raise ValueError(f"workload={workload!r}: expected a built-in name or 'package.module:callable'")
@@ -638,8 +680,12 @@ def run_checks(
             )
     if not isinstance(config.get("seed", 0), int):
         raise ValueError(f"config['seed']={config['seed']!r}: expected an int")
-    if "batch_size" in config and (not isinstance(config["batch_size"], int) or config["batch_size"] < 1):
-        raise ValueError(f"config['batch_size']={config['batch_size']!r}: expected a positive int")
+    if (
+        "batch_size" in config
+        and config["batch_size"] != AUTO
+        and (not isinstance(config["batch_size"], int) or config["batch_size"] < 1)
+    ):
+        raise ValueError(f"config['batch_size']={config['batch_size']!r}: expected a positive int or 'auto'")
     selected = CHECKS
     if only is not None:
         unknown = sorted(set(only) - set(CHECK_NAMES)) if not isinstance(only, str) else [only]
@@ -652,7 +698,17 @@ def run_checks(
     # one intra-op thread for the tiny probes, restored on exit (why: docs/decisions.md)
     torch.set_num_threads(1)
     try:
+        fit: list[Check] = []
+        if batch_search is not None:
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            with _isolated(int(config.get("seed", 0))):
+                check, batch = check_batch_fit(workload, config, batch_search, device)
+            fit.append(check)
+            if config.get("batch_size") == AUTO and batch is not None:
+                config = {**config, "batch_size": batch}
+        if config.get("batch_size") == AUTO:
+            config = {k: v for k, v in config.items() if k != "batch_size"}
         probe = _Probe(workload, config, lr_grid)
-        return [_run_one(check, probe) for check in selected]
+        return [_run_one(check, probe) for check in selected] + fit
     finally:
         torch.set_num_threads(threads)

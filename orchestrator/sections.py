@@ -184,6 +184,17 @@ class Resources(Frozen):
         return v
 
 
+class AutoBatch(Frozen):
+    """How ``space.batch_size: auto`` and ``sweep check`` find the largest batch that fits
+    (``orchestrator.memprobe``): doubling from ``start``, then bisecting, up to ``max``. ``memory_limit_mb``:
+    a memory stand-in (the bytes autograd saves for the backward pass may total at most this); none: the
+    device's own memory decides (a GPU's out-of-memory)."""
+
+    memory_limit_mb: float | None = Field(default=None, gt=0, le=1e7, allow_inf_nan=False)
+    start: int = Field(default=8, ge=1, le=1 << 20)
+    max: int = Field(default=65536, ge=1, le=1 << 24)
+
+
 class Cost(Frozen):
     """Money per hour of what trials hold (``orchestrator.cost``): the report's money figure."""
 

@@ -137,6 +137,7 @@ def check_trials(cfg: SweepConfig, source: str) -> None:
     than as failed trials on the cluster."""
     import schedules
 
+    check_batch_size(cfg, source)
     for group in cfg.groups():
         trial = {**cfg.base_config(), **group}
         where = {k: f"space.{k}" for k in trial}
@@ -151,3 +152,32 @@ def check_trials(cfg: SweepConfig, source: str) -> None:
             text = str(exc)
             key = next((k for k in sorted(trial, key=len, reverse=True) if text.startswith(k)), "schedule")
             raise ConfigError(f"{source}: {where.get(key, 'space.' + key)}: {text}") from None
+
+
+AUTO = "auto"  # space.batch_size: auto: the largest batch that fits (orchestrator.memprobe)
+
+
+def check_batch_size(cfg: SweepConfig, source: str) -> None:
+    """``space.batch_size``: a positive integer, a list (or range) of them, or ``auto`` alone (with ``workload:``,
+    and with a GPU per trial or ``autobatch.memory_limit_mb``: something must bound the batch); ``ConfigError``
+    otherwise."""
+    value, a = cfg.space.get("batch_size"), cfg.autobatch
+    if a.max < a.start:
+        raise ConfigError(f"{source}: autobatch.max={a.max}: expected >= autobatch.start={a.start}")
+    values = value if isinstance(value, list) else [value]
+    if value != AUTO and any(isinstance(v, (str, bool)) or (isinstance(v, (int, float)) and v < 1) for v in values):
+        raise ConfigError(
+            f"{source}: space.batch_size: {shown(value)}: expected a positive integer, a list of them, or auto"
+        )
+    if value != AUTO:
+        return
+    if cfg.train is not None:
+        raise ConfigError(
+            f"{source}: space.batch_size: auto: needs workload: (the search steps its model); "
+            f"train: {cfg.train} sizes its own batches: give a number"
+        )
+    if not cfg.resources.gpu and a.memory_limit_mb is None:
+        raise ConfigError(
+            f"{source}: space.batch_size: auto: the trials have no GPU (resources.gpu: 0) and no "
+            f"autobatch.memory_limit_mb (a memory stand-in): nothing bounds the batch; give one, or a number"
+        )

@@ -91,3 +91,88 @@ def test_resolve_auto_replaces_only_auto():
     resolved, found = memprobe.resolve_auto(config, cpu, limit)
     assert found is not None and resolved["batch_size"] == found.batch and 8 <= found.batch < 1000
     assert memprobe.resolve_auto({**config, "batch_size": 32}, cpu) == ({**config, "batch_size": 32}, None)
+
+
+AUTO_SWEEP = """\
+name: {name}
+workload: digits_mlp
+max_epochs: 1
+storage: {storage}
+space:
+  lr: {{log: [1e-2, 1e-1], per_decade: 1}}
+  optimizer: sgd
+  width: 32
+  batch_size: {batch}
+autobatch: {{memory_limit_mb: 0.25}}
+asha: {{enabled: false}}
+zoom: {{max_rounds: 1}}
+"""
+
+
+@pytest.mark.parametrize(
+    "batch, extra, expected",
+    [
+        ("autoo", "", "space.batch_size: 'autoo': expected a positive integer, a list of them, or auto"),
+        ("[auto, 32]", "", "space.batch_size: ['auto', 32]: expected a positive integer, a list of them, or auto"),
+        ("0", "", "space.batch_size: 0: expected"),
+        ("auto", "autobatch: {start: 64, max: 32}\n", "autobatch.max=32: expected >= autobatch.start=64"),
+        ("auto", "autobatch: {memory_limit_mb: -1}\n", "autobatch.memory_limit_mb"),
+    ],
+)
+def test_bad_batch_sizes_are_refused_in_one_line(tmp_path, batch, extra, expected):
+    from orchestrator import config
+    from orchestrator.errors import ConfigError
+
+    text = AUTO_SWEEP.format(name="bad", storage=tmp_path, batch=batch).replace(
+        "autobatch: {memory_limit_mb: 0.25}\n", ""
+    )
+    with pytest.raises(ConfigError) as caught:
+        config.loads(text + extra, "bad.yaml")
+    message = str(caught.value)
+    assert expected in message and "\n" not in message and message.startswith("bad.yaml"), message
+
+
+def test_auto_needs_a_bound_and_a_workload(tmp_path, capsys):
+    from orchestrator import cli
+
+    path = tmp_path / "cpu.yaml"
+    path.write_text(AUTO_SWEEP.format(name="cpu", storage=tmp_path, batch="auto").replace("autobatch:", "#"))
+    assert cli.main(["check", str(path)]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "space.batch_size: auto: the trials have no GPU (resources.gpu: 0)" in err, err
+    text = AUTO_SWEEP.format(name="fn", storage=tmp_path, batch="auto").replace(
+        "workload: digits_mlp", "train: orchestrator.workloads.images:train"
+    )
+    path.write_text(text)
+    assert cli.main(["check", str(path)]) == cli.EXIT_BAD_INPUT
+    assert "space.batch_size: auto: needs workload:" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sweep_check_finds_the_batch_and_an_auto_sweep_searches_at_it(tmp_path, capsys, local_ray):
+    """``sweep check`` reports the largest batch under the stand-in (the precision counts: bf16 saves half
+    the bytes); ``batch_size: auto`` resolves to it in a Ray task before the sweep, every trial trains at it."""
+    import json
+    import re
+
+    import pyarrow.parquet as pq
+
+    from orchestrator import cli, config, memprobe, run_sweep, workloads
+
+    path = tmp_path / "auto.yaml"
+    path.write_text(AUTO_SWEEP.format(name="auto", storage=tmp_path / "runs", batch="auto"))
+    assert cli.main(["check", str(path)]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.startswith("PASS  batch_fit"))
+    n = int(re.search(r"largest batch (\d+) \(cpu, amp off, memory stand-in 0.25 MiB", line).group(1))
+    assert f"batch_size={n}" in out  # the other checks ran at the batch found
+    limit = memprobe.Search.of(config.load(path)).limit()
+    wl = workloads.build("digits_mlp", {"width": 32, "lr": 0.1})
+    cpu = torch.device("cpu")
+    assert memprobe.step_fits(wl, n, cpu, limit) and not memprobe.step_fits(wl, n + 1, cpu, limit)
+    assert memprobe.step_fits(wl, int(n * 1.5), cpu, limit, amp="bf16")  # the configured precision counts
+
+    summary = run_sweep(config.load(path))
+    assert f"[sweep] batch_size: auto -> batch {n} (cpu, amp off, memory stand-in 0.25 MiB" in capsys.readouterr().out
+    rows = pq.read_table(summary.folder / "trials.parquet").to_pylist()
+    assert rows and {json.loads(r["config"])["batch_size"] for r in rows} == {n}
