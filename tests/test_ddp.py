@@ -5,15 +5,14 @@ that node is free (Tune's ``max_failures`` retry, as for a one-worker trial)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from tests.test_resilience import checkpointed, trials_by_lr
+from tests.conftest import node_lost_once_trained
+from tests.test_resilience import trials_by_lr
 
 EPOCHS = 8
 
@@ -74,29 +73,13 @@ def test_two_worker_trials_on_a_cluster_survive_a_lost_node(tmp_path, ray_temp):
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     folder = tmp_path / "runs" / "ddp"
-    at_loss: dict = {}
-    gave_up: list[str] = []
-
-    def remove_a_node_mid_trial() -> None:
-        deadline = time.monotonic() + 400
-        while time.monotonic() < deadline:
-            saved = checkpointed(folder)
-            if sum(n >= 2 for n in saved.values()) >= 2:  # both trials training, 2 epochs saved each
-                at_loss.update(saved=saved, time=time.time())
-                cluster.remove_node(nodes[1], allow_graceful=False)  # the retried trial waits for the other node
-                return
-            time.sleep(0.1)
-        gave_up.append(f"no two trials had saved 2 epochs within 400 s: {checkpointed(folder)}")
-
-    killer = threading.Thread(target=remove_a_node_mid_trial, daemon=True)
-    try:
-        killer.start()
-        summary = run_sweep(cfg, quiet=True)
+    try:  # both trials training, 2 epochs saved each: a node goes (the retried trial waits for the other node)
+        with node_lost_once_trained(cluster, nodes[1], folder, timeout=400) as loss:
+            summary = run_sweep(cfg, quiet=True)
     finally:
-        killer.join(timeout=5)
         ray.shutdown()
         cluster.shutdown()
-    assert at_loss, gave_up or "the sweep ended before a node could be removed"
+    assert loss.removed, loss.gave_up or "the sweep ended before a node could be removed"
     rows = trials_by_lr(summary.folder)
     assert sorted(rows) == pytest.approx([1e-2, 1e-1])
     for lr, trial_rows in rows.items():  # only rank 0 reports: one row per epoch, every epoch once
@@ -106,6 +89,6 @@ def test_two_worker_trials_on_a_cluster_survive_a_lost_node(tmp_path, ray_temp):
     retried = {lr: r for lr, r in rows.items() if r[0]["failures"] >= 1}
     assert retried, "the trial on the lost node was retried"
     for lr, trial_rows in retried.items():  # resumed from its checkpoint, not restarted
-        before = [r["epoch"] for r in trial_rows if r["ended_at"] < at_loss["time"]]
+        before = [r["epoch"] for r in trial_rows if r["ended_at"] < loss.time]
         assert before == list(range(1, len(before) + 1)) and len(before) >= 1, f"lr {lr}: {before}"
     assert summary.lr in rows
