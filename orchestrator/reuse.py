@@ -208,7 +208,6 @@ def warm_prior(cfg: SweepConfig, source: str = "warm_start.run") -> warm.Prior |
         ws.scaling,
         ws.width,
         cliff=old_cliff(where, old_metric, old_mode),
-        step=1.0 / rng.per_decade,
         run=where.shown,
     )
 

@@ -6,8 +6,10 @@ The old sweep's chosen rate is moved by a scaling rule when the global batch (``
 (``warm_start.scaling``); the new round 0 is the configured grid narrowed to ``width`` decades either side
 of that prior (inside the configured range), so it trains fewer trials. The old sweep's divergence cliff
 (``cliff_of``: the lowest rate above its best that diverged or did ``compare.CLIFF_RATIO`` times worse) is moved
-by the same factor: round 0 stays one grid step below it, and the zoom never grows past it (``Prior.cliff``);
-the zoom then goes on as usual. Pure: no Ray, no torch, no files (``reuse.warm_prior`` reads them).
+by the same factor: round 0 reaches up to it, never above, and the zoom never grows past it (``Prior.cliff``):
+the new sweep tries the one rate at the moved cliff, so its own cliff guard (``zoom.cliff_margin``) sees
+whether the cliff is still there; the zoom then goes on as usual. Pure: no Ray, no torch, no files
+(``reuse.warm_prior`` reads them).
 """
 
 from __future__ import annotations
@@ -74,24 +76,20 @@ def prior(
     width: float = 1.0,
     *,
     cliff: float | None = None,
-    step: float = 0.0,
     run: str = "",
 ) -> Prior:
     """The prior of a warm start from the sweep ``run`` that picked ``old_lr`` at global batch ``old_batch``
-    (its cliff at log10 ``cliff``, None: not seen), for one whose global batch is ``new_batch``, whose
-    configured range is ``low``..``high`` (log10) and whose grid step is ``step`` decades: round 0 looks
-    ``width`` decades either side of the moved pick, and not above one step below the moved cliff.
+    (its cliff at log10 ``cliff``, None: not seen), for one whose global batch is ``new_batch`` and whose
+    configured range is ``low``..``high`` (log10): round 0 looks ``width`` decades either side of the moved
+    pick, and not above the moved cliff.
 
-    ValueError for a rate that is not a positive number, an unknown ``scaling``, a ``width`` <= 0 or a
-    ``step`` < 0."""
+    ValueError for a rate that is not a positive number, an unknown ``scaling`` or a ``width`` <= 0."""
     if not (math.isfinite(old_lr) and old_lr > 0):
         raise ValueError(f"old_lr={old_lr}: expected a positive learning rate")
     if scaling not in ("linear", "sqrt"):
         raise ValueError(f"scaling={scaling!r}: expected 'linear' or 'sqrt'")
     if not width > 0:
         raise ValueError(f"width={width}: expected > 0 (decades)")
-    if not step >= 0:
-        raise ValueError(f"step={step}: expected >= 0 (decades)")
     factor, why = 1.0, "global batch unchanged or unknown: not scaled"
     if old_batch and new_batch and old_batch != new_batch:
         ratio = new_batch / old_batch
@@ -101,11 +99,11 @@ def prior(
     x = min(max(math.log10(old_lr * factor), low), high)
     lo, hi = max(low, x - width), min(high, x + width)
     if moved is not None:
-        hi = max(lo, min(hi, moved - step))
+        hi = max(lo, min(hi, moved))
         x = min(x, hi)
     note = f"old pick lr={old_lr:.4g} ({why}): prior lr={10**x:.4g}; round 0 looks at {10**lo:.3g}..{10**hi:.3g}"
     if moved is not None:
-        note += f", below the old cliff moved to lr={10**moved:.3g}"
+        note += f", up to the old cliff moved to lr={10**moved:.3g}"
     return Prior(
         x,
         lo,
@@ -128,5 +126,5 @@ def _text(run: str, factor: float, scaling: str, old: float | None, new: float |
         how = f"batch {old:g} unchanged: prior not scaled"
     else:
         how = "batch size not one number: prior not scaled"
-    edge = f"; its cliff moved to lr {10**cliff:.3g}: round 0 stays below it" if cliff is not None else ""
+    edge = f"; its cliff moved to lr {10**cliff:.3g}: nothing above it is tried" if cliff is not None else ""
     return f"warm-started from {run or 'an old sweep'} ({how}){edge}"

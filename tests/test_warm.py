@@ -147,9 +147,9 @@ def _to_folder(folder):
     return lambda name, data: (folder / name).write_bytes(data)
 
 
-def test_the_old_cliff_moves_with_the_pick_and_round_0_stays_a_step_below_it(tmp_path):
+def test_the_old_cliff_moves_with_the_pick_and_round_0_goes_no_higher(tmp_path):
     """The cliff (the lowest rate above the best that diverged) is moved by the batch rule like the pick;
-    round 0 ends one grid step below it, and the prior says where it came from and by how much."""
+    round 0 ends at it (nothing above), and the prior says where it came from and by how much."""
     from orchestrator import zoom
 
     obs = [zoom.Observation.of(0, x, 0, [v, v], done=True) for x, v in OLD.items()]
@@ -160,18 +160,19 @@ def test_the_old_cliff_moves_with_the_pick_and_round_0_stays_a_step_below_it(tmp
 
     old = tmp_path / "runs" / "a"
     old_sweep(_to_folder(old))
-    new = {**BASE, "space": {**BASE["space"], "lr": {"log": [1e-4, 10], "per_decade": 2}, "batch_size": 64}}
-    p = reuse.warm_prior(config.parse({**new, "warm_start": {"run": str(old), "scaling": "sqrt"}}))
+    new = {**BASE, "space": {**BASE["space"], "lr": {"log": [1e-4, 10]}, "batch_size": 64}}
+    p = reuse.warm_prior(config.parse({**new, "warm_start": {"run": str(old), "scaling": "sqrt", "width": 2}}))
     assert p is not None and p.factor == pytest.approx(math.sqrt(2))
     moved = -1 + math.log10(math.sqrt(2))
-    assert p.cliff == pytest.approx(moved) and p.high == pytest.approx(moved - 0.5)  # one step (1/2 decade) below
-    assert p.low == pytest.approx(p.x - 1) and p.x == pytest.approx(math.log10(0.01 * math.sqrt(2)))
+    assert p.cliff == pytest.approx(moved) and p.high == pytest.approx(moved)  # not x + 2, a decade above
+    assert p.low == pytest.approx(p.x - 2) and p.x == pytest.approx(math.log10(0.01 * math.sqrt(2)))
     assert p.text.startswith(f"warm-started from {old} (batch 32 -> 64, sqrt: prior x1.41); its cliff moved to lr")
-    assert warm.prior(0.01, 32, 32, -4, 1, cliff=-1, step=0.5, run="r").text == (
-        "warm-started from r (batch 32 unchanged: prior not scaled); its cliff moved to lr 0.1: round 0 stays below it"
+    assert warm.prior(0.01, 32, 32, -4, 1, cliff=-1, run="r").text == (
+        "warm-started from r (batch 32 unchanged: prior not scaled); its cliff moved to lr 0.1: nothing above it "
+        "is tried"
     )
     # the cliff below the whole window: round 0 shrinks to its low end, never upside down
-    low = warm.prior(0.01, None, None, -4, 1, width=0.5, cliff=-2.2, step=0.5)
+    low = warm.prior(0.01, None, None, -4, 1, width=0.5, cliff=-2.7)
     assert low.low == low.high == pytest.approx(-2.5) and low.x == pytest.approx(-2.5)
 
 
@@ -200,7 +201,7 @@ def test_from_is_refused_in_one_line_before_ray_starts(tmp_path, capsys):
     assert not (tmp_path / "runs" / "new").exists()  # nothing claimed, no pre-flight trained
 
 
-def test_a_warm_start_from_a_uri_on_a_real_ray_stays_below_the_moved_cliff_and_says_so(local_ray, s3, tmp_path, capsys):
+def test_a_warm_start_from_a_uri_on_a_real_ray_tries_nothing_above_the_moved_cliff(local_ray, s3, tmp_path, capsys):
     """``sweep run CONFIG --from s3://...`` (the moto server): round 0 around the moved pick and below the moved
     cliff; best.json, report.md and the final line say where it started from and how the prior moved."""
     import yaml
@@ -213,9 +214,9 @@ def test_a_warm_start_from_a_uri_on_a_real_ray_stays_below_the_moved_cliff_and_s
         "max_epochs": 1,
         "storage": str(tmp_path / "runs"),
         "asha": {"enabled": False},
-        "space": {**BASE["space"], "lr": {"log": [1e-4, 10], "per_decade": 2}, "batch_size": 64},
+        "space": {**BASE["space"], "lr": {"log": [1e-4, 10]}, "batch_size": 64},
         "zoom": {"max_rounds": 1},
-        "warm_start": {"run": s3.uri("runs/old"), "scaling": "sqrt"},  # the same run as --from: allowed
+        "warm_start": {"run": s3.uri("runs/old"), "scaling": "sqrt", "width": 2},  # the same run as --from
     }
     path = tmp_path / "new.yaml"
     path.write_text(yaml.safe_dump(new))
@@ -224,9 +225,7 @@ def test_a_warm_start_from_a_uri_on_a_real_ray_stays_below_the_moved_cliff_and_s
     folder = tmp_path / "runs" / "new"
     moved = -1 + math.log10(math.sqrt(2))
     rates = {r["lr"] for r in results.read_trials(folder)}
-    assert len(rates) == 4 and max(rates) == pytest.approx(
-        10 ** (moved - 0.5), rel=1e-3
-    )  # without the cliff: 5, up to it
+    assert len(rates) == 4 and max(rates) == pytest.approx(10**moved, rel=1e-3)  # without the cliff: 5, to 10^0.15
     best = json.loads((folder / "best.json").read_text())
     said = best["warm_start"]
     assert "(batch 32 -> 64, sqrt: prior x1.41); its cliff moved to lr 0.141" in said and "testing" not in said
