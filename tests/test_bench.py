@@ -269,7 +269,9 @@ def test_replay_writes_the_table_for_every_range_and_method(tmp_path):
     assert [(r[1], r[2]) for r in rows[: len(labels) * len(methods)]] == [(a, m) for a in labels for m in methods]
     default = next(r for r in rows if r[1] == "shift +0.0" and r[2] == replay.BUDGET_FROM)
     assert float(default[3].rstrip("%")) < 5 and 1 < float(default[6]) < 12  # a clean valley: near its floor
-    assert len(rows) == len(labels) * len(methods) + len(replay.WINDOWS) * len(replay.RUNS)  # + the frontier
+    # + the frontier, + the goals table: one row per range
+    assert len(rows) == len(labels) * len(methods) + len(replay.WINDOWS) * len(replay.RUNS) + len(labels)
+    assert [r[1] for r in rows[-len(labels) :]] == labels
 
 
 # ------------------------------------------------------------------------------------------- robust
