@@ -19,23 +19,24 @@ What this module adds on top of it:
 * the package: ``cluster.package`` stages the project and the sweep YAML as the job's ``working_dir``
   and builds its entrypoint and runtime environment; ``sweep stop`` sends SIGINT so Tune saves the
   experiment state (``RAY_JOB_STOP_SIGNAL`` / ``RAY_JOB_STOP_WAIT_TIME_S``).
+
+What is reported of a job (``JobInfo``, ``Submitted``, the masking) is ``cluster.jobinfo``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cluster.auth import Token, rejected_token_message, require_auth
+from cluster.jobinfo import MASK, JobInfo, Submitted, public_info, scrub_stream, stop_wait_of
 from cluster.package import DEFAULT_STOP_WAIT_S, entrypoint, name_and_storage, results_folder, runtime_env, stage
 from orchestrator.errors import (  # noqa: F401  (one home for the errors; re-exported here)
     AddressError,
@@ -50,7 +51,6 @@ from orchestrator.errors import (  # noqa: F401  (one home for the errors; re-ex
 
 # --- constants --------------------------------------------------------------------------------------
 
-TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 # The head node's job agent registers a little after `ray start` returns; until then the Jobs API answers
 # this (HTTP 500). submit retries exactly this answer, with backoff, for at most AGENT_WAIT_S seconds.
 NO_AGENT = "No available agent to submit job"
@@ -232,7 +232,7 @@ class Cluster:
                 metadata=dict(d.metadata or {}),
                 start_time=d.start_time,
                 end_time=d.end_time,
-                stop_wait_s=_stop_wait_of(d.runtime_env),
+                stop_wait_s=stop_wait_of(d.runtime_env),
             )
         )
 
@@ -272,77 +272,6 @@ class Cluster:
             if info.terminal or time.monotonic() >= deadline:
                 return info
             time.sleep(poll)
-
-
-MASK = "***"
-
-
-def scrub_stream(text: str, secret: str) -> tuple[str, str]:
-    """``(shown, held)``: ``text`` with every ``secret`` masked, split so that ``held`` is its longest end
-    that could be the start of ``secret`` (a secret cut between two chunks of a stream). Feed ``held``
-    in front of the next chunk; write it out as is once the stream ends."""
-    if not secret:
-        return text, ""
-    text = text.replace(secret, MASK)
-    for n in range(min(len(secret) - 1, len(text)), 0, -1):
-        if secret.startswith(text[-n:]):
-            return text[:-n], text[-n:]
-    return text, ""
-
-
-def _stop_wait_of(runtime_env: dict | None) -> int | None:
-    try:
-        return int((runtime_env or {}).get("env_vars", {}).get("RAY_JOB_STOP_WAIT_TIME_S"))
-    except (TypeError, ValueError):
-        return None
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    job_id: str
-    status: str  # PENDING, RUNNING, STOPPED, SUCCEEDED, FAILED
-    message: str = ""
-    entrypoint: str = ""
-    metadata: dict[str, str] = field(default_factory=dict)
-    start_time: int | None = None  # ms since the epoch, as Ray reports it
-    end_time: int | None = None
-    stop_wait_s: int | None = None
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
-
-    def resume_hint(self) -> str:
-        config = self.metadata.get("sweep_config", "CONFIG")
-        where = self.metadata.get("sweep_folder", "")
-        folder = f" (its state is in {where})" if where else ""
-        return (
-            f"resume with: sweep run {config} --resume on a machine that sees the same storage{folder}, "
-            f"or: sweep submit {config} --resume"
-        )
-
-
-def public_info(info: JobInfo) -> JobInfo:
-    """``info`` with URI credentials masked in its message and metadata (``storage.redact``): what
-    ``sweep status`` and ``sweep stop`` print. Jobs this version submits carry none (their metadata holds
-    ``storage.display`` of the URI); a job submitted by an older one, or a message quoting a URI, may."""
-    from orchestrator.storage import redact
-
-    return dataclasses.replace(
-        info,
-        message=redact(info.message),
-        entrypoint=redact(info.entrypoint),
-        metadata={k: redact(str(v)) for k, v in info.metadata.items()},
-    )
-
-
-@dataclass(frozen=True)
-class Submitted:
-    job_id: str
-    address: str
-    entrypoint: str
-    folder: str  # where the sweep's results land, as the cluster resolves it
-    warnings: tuple[str, ...] = ()
 
 
 def submit(

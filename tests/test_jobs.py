@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import auth, jobs, package
+from cluster import auth, jobinfo, jobs, package
 
 VENV_BIN = Path(sys.executable).parent
 RAY = VENV_BIN / "ray"
@@ -457,7 +457,7 @@ def _wait_until_jobs_run(url: str, token_path: Path, probe_id: str, timeout: flo
             except RuntimeError as exc:
                 assert jobs.NO_AGENT in str(exc) and time.monotonic() < deadline, str(exc)
                 time.sleep(0.5)
-        while (status := str(client.get_job_status(probe_id))) not in jobs.TERMINAL:
+        while (status := str(client.get_job_status(probe_id))) not in jobinfo.TERMINAL:
             assert time.monotonic() < deadline, f"the probe job is still {status}"
             time.sleep(0.5)
         assert status == "SUCCEEDED", client.get_job_logs(probe_id)[-2000:]
