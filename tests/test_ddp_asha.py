@@ -18,7 +18,7 @@ from tests.test_resilience import trials_by_lr
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # unfixed, the fourth trial waits for ever for the CPUs the stopped one holds
+@pytest.mark.timeout(1200)  # unfixed, the 4th trial waits for ever; fixed: ~15 min at load 40 on 2 cores
 def test_a_trial_asha_stops_frees_its_workers_for_the_next(tmp_path, ray_temp):
     import ray
 
