@@ -5,7 +5,7 @@ local or copied from a cluster), ``build`` writes beside them:
 
 - ``best.json``: the chosen configuration and rate, the chosen rate's own score (``score``: the trial at
   that rate, or interpolated between its neighbours, labelled), the band of rates the sweep cannot tell
-  apart from the best (``band``), the best trial actually run, the cost (``best_json``);
+  apart from the best (``band``), the best trial actually run, the cost (``bestjson.best_json``);
 - ``report.md``: the choice, why the zoom chose each round's bracket, the best learning rate per decay law
   and per optimizer, the winner's train/validation gap, the cost in epochs and FTE and in real units (wall
   time, trial-hours, GPU-hours, money), what each round cost and bought, the closing advice, all trials;
@@ -28,6 +28,7 @@ from typing import Any
 
 from orchestrator import analysis, cost as costs, documents, noise, plots, results, zoom
 from orchestrator.analysis import Summary, train_val_gap
+from orchestrator.bestjson import best_json
 from orchestrator.curves import LAST, best_by, best_label, group_label, law_of, optimizer_of, ordered, score_label
 from orchestrator.plots import CURVES
 from orchestrator.space import nice
@@ -45,67 +46,6 @@ def build(folder: str | Path) -> Summary:
     results.write_json(s.folder / "best.json", best_json(s))
     results.atomic_write_bytes(s.folder / "report.md", markdown(s, plots.write(s)).encode())
     return s
-
-
-def best_json(s: Summary) -> dict[str, Any]:
-    """What best.json holds: ``lr`` (the chosen rate) and next to it ``METRIC``, the chosen rate's own score
-    (``score``: its ``value``, ``statistic`` such as 'mean of epochs 25-27' at ``epoch``, ``interpolated``,
-    the ``trials`` it comes from and ``source``, those in words); ``band`` (``low``, ``high`` rates,
-    ``noise`` and ``threshold`` in the metric's units, ``trials`` in it, ``sigmas``); ``best_trial`` (its
-    ``score`` under the same statistic, ``METRIC`` at that epoch); ``mode`` and ``target``; the cost in epochs
-    and ``cost`` in real units (``cost.Cost.stored``: ``wall_s``, ``trial_hours``, ``cpu_hours``,
-    ``gpu_hours`` and ``gpu_hours_by_kind``, ``money`` in ``currency``, ``text``: the final line's phrase), its
-    ``rounds`` (each: ``round``, its own cost, the ``lr`` and ``band_low``/``band_high`` had the sweep stopped
-    after it, ``moved_decades``, ``narrowed_decades``) and the closing ``advice``; ``warm_start``: 'warm-started
-    from RUN (...)' or None."""
-    own = s.score
-    return {
-        "config": s.chosen,
-        "lr": s.lr,
-        "metric": s.metric,
-        "mode": str(s.mode),
-        "target": s.goal.target,
-        s.metric: own.value if own else None,
-        "score": {
-            "value": own.value if own else None,
-            "statistic": s.statistic,
-            "epoch": s.epoch,
-            "interpolated": own.interpolated if own else None,
-            "trials": list(own.trials) if own else [],
-            "source": own.label(s.rate_of) if own else None,
-        },
-        "band": s.band.stored() if s.band else None,
-        "interpolated": s.interpolated,
-        "epoch": s.epoch,
-        "epochs_spent": s.epochs,
-        "fte": s.fte,
-        "trials": s.trials,
-        "best_trial": s.best_trial,
-        "stop_reason": s.stop_reason,
-        "warnings": s.warnings,
-        "notes": s.notes,
-        "cost": _cost_json(s),
-        "warm_start": s.warm,
-    }
-
-
-def _cost_json(s: Summary) -> dict[str, Any] | None:
-    if s.cost is None:
-        return None
-    rounds = []
-    for before, p in zip([None, *s.round_picks], s.round_picks):
-        rounds.append(
-            {
-                "round": p.index,
-                **p.cost.stored(),
-                "lr": p.lr,
-                "band_low": p.low if p.measured else None,
-                "band_high": p.high if p.measured else None,
-                "moved_decades": costs.moved(before, p),
-                "narrowed_decades": costs.narrowed(before, p),
-            }
-        )
-    return {**s.cost.stored(), "rounds": rounds, "advice": s.advice}
 
 
 def cost_lines(s: Summary) -> list[str]:
