@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator import cost as costs
-from orchestrator.analysis import Summary
+from orchestrator.analysis import Summary, read_config
 
 
 def best_json(s: Summary) -> dict[str, Any]:
@@ -21,7 +21,7 @@ def best_json(s: Summary) -> dict[str, Any]:
     ``gpu_hours`` and ``gpu_hours_by_kind``, ``money`` in ``currency``, ``text``: the final line's phrase), its
     ``rounds`` (each: ``round``, its own cost, the ``lr`` and ``band_low``/``band_high`` had the sweep stopped
     after it, ``moved_decades``, ``narrowed_decades``) and the closing ``advice``; ``warm_start``: 'warm-started
-    from RUN (...)' or None."""
+    from RUN (...)' or None; ``batch_size``: the batch the rate was searched at (``batch_size``)."""
     own = s.score
     return {
         "config": s.chosen,
@@ -50,7 +50,20 @@ def best_json(s: Summary) -> dict[str, Any]:
         "notes": s.notes,
         "cost": _cost_json(s),
         "warm_start": s.warm,
+        "batch_size": batch_size(s),
     }
+
+
+def batch_size(s: Summary) -> dict[str, Any] | None:
+    """The batch size the rate was searched at: ``value`` (the chosen config's, per worker), ``auto`` (found
+    automatically: ``batch_size: auto`` in the stored sweep.yaml) and ``text``; None without one."""
+    value = s.chosen.get("batch_size")
+    if value is None:
+        return None
+    space = read_config(s.folder)[0].get("space")
+    auto = isinstance(space, dict) and space.get("batch_size") == "auto"
+    how = " (found automatically: batch_size: auto, the largest that fits)" if auto else ""
+    return {"value": value, "auto": auto, "text": f"the {s.param} was searched at batch size {value}{how}"}
 
 
 def _cost_json(s: Summary) -> dict[str, Any] | None:

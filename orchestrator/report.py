@@ -28,7 +28,7 @@ from typing import Any
 
 from orchestrator import analysis, cost as costs, documents, noise, plots, results, zoom
 from orchestrator.analysis import Summary, train_val_gap
-from orchestrator.bestjson import best_json
+from orchestrator.bestjson import batch_size, best_json
 from orchestrator.curves import LAST, best_by, best_label, group_label, law_of, optimizer_of, ordered, score_label
 from orchestrator.plots import CURVES
 from orchestrator.space import nice
@@ -100,6 +100,7 @@ def markdown(s: Summary, figures: list[Path]) -> str:
     m = s.metric
     bt = s.best_trial
     param = s.param
+    batch = batch_size(s)
     lines = [
         f"# Sweep report: {s.folder.name}",
         "",
@@ -108,6 +109,7 @@ def markdown(s: Summary, figures: list[Path]) -> str:
         f"{' (higher is better)' if s.mode is results.Mode.MAX else ''}.",
         "",
         f"- Chosen: {s.chosen_text()}",
+        *([f"- Batch size: {batch['text']}"] if batch and batch["auto"] else []),
         f"- Best trial run: `{bt['trial_id']}` at {param} {bt.get(param, float('nan')):.4g}: {m} {_fmt(s.value)} "
         f"({s.statistic})",
     ]

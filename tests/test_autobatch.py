@@ -151,7 +151,8 @@ def test_auto_needs_a_bound_and_a_workload(tmp_path, capsys):
 @pytest.mark.slow
 def test_sweep_check_finds_the_batch_and_an_auto_sweep_searches_at_it(tmp_path, capsys, local_ray):
     """``sweep check`` reports the largest batch under the stand-in (the precision counts: bf16 saves half
-    the bytes); ``batch_size: auto`` resolves to it in a Ray task before the sweep, every trial trains at it."""
+    the bytes); ``batch_size: auto`` resolves to it in a Ray task before the sweep, every trial trains at it,
+    and best.json and report.md say it was found automatically."""
     import json
     import re
 
@@ -176,3 +177,9 @@ def test_sweep_check_finds_the_batch_and_an_auto_sweep_searches_at_it(tmp_path, 
     assert f"[sweep] batch_size: auto -> batch {n} (cpu, amp off, memory stand-in 0.25 MiB" in capsys.readouterr().out
     rows = pq.read_table(summary.folder / "trials.parquet").to_pylist()
     assert rows and {json.loads(r["config"])["batch_size"] for r in rows} == {n}
+    best = json.loads((summary.folder / "best.json").read_text())
+    assert best["batch_size"]["value"] == n and best["batch_size"]["auto"] is True
+    assert (
+        f"- Batch size: the lr was searched at batch size {n} (found automatically"
+        in (summary.folder / "report.md").read_text()
+    )
