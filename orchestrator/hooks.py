@@ -15,8 +15,8 @@ from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import SearchGenerator
 
 from orchestrator import zoom
+from orchestrator.checkpoints import checkpoint_history, mend_checkpoint
 from orchestrator.searcher import ZoomSearcher
-from orchestrator.trial import checkpoint_history, mend_checkpoint
 
 
 @dataclass

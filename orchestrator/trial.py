@@ -11,21 +11,16 @@ built once and put in Ray's object store (``sharing.share_workloads``), so trial
 from __future__ import annotations
 
 import contextlib
-import glob
 import math
 import os
-import pickle
-import re
-import shutil
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 
 import torch
 
 from orchestrator import session, workloads
+from orchestrator.checkpoints import CHECKPOINT_FILE, load_state
 from orchestrator.config import SweepConfig
-from orchestrator.errors import CheckpointError  # also re-exported; one home: errors.py
 from orchestrator.session import Sink, Trial, make_optimizer  # noqa: F401  (make_optimizer re-exported)
 from orchestrator.sharing import Shared, share_workloads, shared_workload
 from orchestrator.trialkeys import Amp, loop_options
@@ -235,86 +230,6 @@ def run_training(
     fn = workloads.resolve(str(config["train"]), key="train")
     trial = Trial(config, function=f"train={config['train']!r}", sink=report, state=state, device=device)
     return session.run(fn, trial)
-
-
-CHECKPOINT_FILE = "state.pt"
-
-
-def load_state(directory: str) -> dict | None:
-    """The state saved in one checkpoint folder; when that folder holds none (Tune may point at a
-    checkpoint it already deleted), the newest sibling ``checkpoint_*`` that holds one, else None (the
-    trial starts over). Raises ``CheckpointError`` for a file that is not plain tensors and data.
-    Why: docs/decisions.md, "Resume from the newest sibling checkpoint"."""
-    path = os.path.join(directory, CHECKPOINT_FILE)
-    if not os.path.exists(path):
-        sibling = _newest_sibling_state(directory)
-        if sibling is None:
-            return None
-        path = sibling
-    return _load_plain(path)
-
-
-def _load_plain(path: str) -> dict:
-    """``torch.load(weights_only=True)``: tensors and plain containers only, so a ``state.pt`` planted in
-    the storage cannot run code here (a full unpickle would call whatever its ``__reduce__`` names).
-    Raises ``CheckpointError`` for anything else; the trial errors (Tune retries it, then records it as
-    errored with this message) instead of starting over, so tampered storage is seen, not hidden."""
-    try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)|Unsupported operand \S+", str(exc))
-        what = found.group(1) or found.group(0) if found else "objects that are not tensors or plain data"
-        raise CheckpointError(
-            f"{path}: checkpoint refused: it holds {what} (only tensors, dicts, lists, "
-            f"numbers and strings are loaded; whoever can write the storage must be trusted "
-            f"to restore from it)"
-        ) from None
-    if not isinstance(state, dict):
-        raise CheckpointError(
-            f"{path}: checkpoint refused: expected a dict of tensors and plain data, found {type(state).__name__}"
-        )
-    return state
-
-
-def _newest_sibling_state(directory: str) -> str | None:
-    """The state file of the newest ``checkpoint_*`` folder beside ``directory`` (Tune numbers them with
-    zero padding, so names sort by age); None if none holds one."""
-    parent = os.path.dirname(os.path.normpath(directory))
-    states = sorted(glob.glob(os.path.join(glob.escape(parent), "checkpoint_*", CHECKPOINT_FILE)))
-    return states[-1] if states else None
-
-
-def mend_checkpoint(checkpoint) -> str | None:
-    """When ``checkpoint`` (a Tune checkpoint on local storage) has no state, copy the newest sibling
-    ``checkpoint_*`` that holds one into it, so that Tune can restore the trial from there. Returns the
-    folder copied, or None when nothing was missing (or it is not local, or no sibling holds a state).
-    Why: docs/decisions.md, "Resume from the newest sibling checkpoint"."""
-    from orchestrator import atomicfs
-
-    if checkpoint is None or not atomicfs.is_local(checkpoint.filesystem):
-        return None
-    target = checkpoint.path
-    if os.path.exists(os.path.join(target, CHECKPOINT_FILE)):
-        return None
-    state = _newest_sibling_state(target)
-    if state is None:
-        return None
-    source = os.path.dirname(state)
-    shutil.copytree(source, target, dirs_exist_ok=True)
-    return source
-
-
-def checkpoint_history(checkpoint) -> list[dict]:
-    """The per-epoch results saved in a trial checkpoint (none if it has no checkpoint)."""
-    if checkpoint is None:
-        return []
-    with checkpoint.as_directory() as d:
-        try:
-            state = load_state(d)
-        except CheckpointError as exc:  # the driver lists no epochs from it; the trial itself errors on it
-            print(f"[sweep] warning: {exc}", file=sys.stderr, flush=True)
-            return []
-    return list(state.get("history", [])) if state else []
 
 
 def trainable(cfg: SweepConfig):

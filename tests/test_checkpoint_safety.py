@@ -10,13 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from orchestrator.trial import (
-    CHECKPOINT_FILE,
-    CheckpointError,
-    checkpoint_history,
-    load_state,
-    run_epochs,
-)
+from orchestrator.checkpoints import CHECKPOINT_FILE, checkpoint_history, load_state
+from orchestrator.errors import CheckpointError
+from orchestrator.trial import run_epochs
 
 
 class Planted:

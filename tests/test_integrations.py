@@ -17,7 +17,8 @@ import torch
 import yaml
 
 from orchestrator import cli
-from orchestrator.trial import CHECKPOINT_FILE, load_state, run_training
+from orchestrator.checkpoints import CHECKPOINT_FILE, load_state
+from orchestrator.trial import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 

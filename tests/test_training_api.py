@@ -16,9 +16,10 @@ import torch
 import yaml
 
 from orchestrator import config
+from orchestrator.checkpoints import CHECKPOINT_FILE, load_state
 from orchestrator.config import ConfigError
 from orchestrator.session import TrainingError, Trial
-from orchestrator.trial import CHECKPOINT_FILE, load_state, run_training
+from orchestrator.trial import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = "examples.custom_loop:train"

@@ -134,7 +134,7 @@ def test_callable_returning_wrong_type():
 def test_a_checkpoint_tune_deleted_resumes_from_the_newest_one_left(tmp_path):
     """A driver SIGKILL between Tune's checkpoint rotation and its state save leaves Tune pointing at a
     deleted checkpoint (seen in CI): the trial resumes from the newest one left, or starts over."""
-    from orchestrator.trial import CHECKPOINT_FILE, load_state
+    from orchestrator.checkpoints import CHECKPOINT_FILE, load_state
 
     config = {"workload": "digits_mlp", "max_epochs": 3, "lr": 0.01, "width": 16, "seed": 0}
     saved = {}
@@ -156,7 +156,7 @@ def test_a_checkpoint_tune_deleted_resumes_from_the_newest_one_left(tmp_path):
     # Tune itself refuses a missing checkpoint folder: mend_checkpoint puts the newest one left in its place
     from ray import tune
 
-    from orchestrator.trial import mend_checkpoint
+    from orchestrator.checkpoints import mend_checkpoint
 
     missing = tune.Checkpoint(str(trial / "checkpoint_000001"))
     assert mend_checkpoint(missing) == str(trial / "checkpoint_000003")
