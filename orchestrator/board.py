@@ -5,7 +5,7 @@ is ``tbserver.py``.
 
 Everything goes into the sweep folder itself (written by the driver, so TensorBoard sees it at once):
 
-- ``TrialBoard``: per trial a run named ``progress.run_name`` (``r1 lr=0.00316 optimizer=adam 3f2a1b9c``)
+- ``TrialBoard``: per trial a run named ``tbnames.run_name`` (``r1 lr=0.00316 optimizer=adam 3f2a1b9c``)
   with the scalars ``TRIAL_SCALARS`` a user reads (``loss/val_loss``, ``loss/train_loss``, ``val_error``,
   ``lr`` (the rate that epoch, after decay), ``time/epoch_seconds``; the sweep's metric too if it is
   another), step = epoch; non-finite values (a diverged trial's ``inf``) left out. Its HParams session starts when
@@ -40,7 +40,8 @@ from ray import tune
 from ray.tune.logger import TBXLoggerCallback
 
 from orchestrator import atomicfs
-from orchestrator.progress import SWEEP_RUN, Searched, Tally, number, run_name, trial_scalars
+from orchestrator.progress import Tally
+from orchestrator.tbnames import SWEEP_RUN, Searched, number, run_name, trial_scalars
 from orchestrator.tbsummary import (
     add_text,
     hparams_experiment,

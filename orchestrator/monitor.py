@@ -16,5 +16,6 @@ from orchestrator.board import (  # noqa: F401
     session_end_summary,
     session_start_summary,
 )
-from orchestrator.progress import Tally, TrialInfo, hparams_of  # noqa: F401
+from orchestrator.progress import Tally, TrialInfo  # noqa: F401
+from orchestrator.tbnames import hparams_of  # noqa: F401
 from orchestrator.tbserver import TensorBoardError, TensorBoardServer, cmd_tensorboard, launch, register  # noqa: F401

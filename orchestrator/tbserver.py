@@ -19,7 +19,7 @@ from pathlib import Path
 
 from orchestrator import results
 from orchestrator.errors import ExitCode, TensorBoardError
-from orchestrator.progress import tag_of
+from orchestrator.tbnames import tag_of
 
 _URL = re.compile(r"(https?://\S+)")
 

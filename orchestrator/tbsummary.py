@@ -3,7 +3,7 @@ TensorFlow needed), Text entries, and the pick after the report (``write_pick``)
 write through these; ``board``'s module doc lists the runs and tags.
 
 - ``session_start_summary``/``session_end_summary``: a trial's HParams session (its searched values; success
-  or failure); ``hparams_experiment``: the HParams columns of the sweep (``progress.Searched``) and its metrics;
+  or failure); ``hparams_experiment``: the HParams columns of the sweep (``tbnames.Searched``) and its metrics;
 - ``add_text``: a Text-tab entry under its own tag;
 - ``write_pick``: the chosen rate into ``FOLDER/_sweep`` from an ``analysis.Summary`` and its best.json
   (``pick_of``: what TensorBoard shows of best.json; ``pick_markdown``: its Text summary), with the
@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from orchestrator.progress import SWEEP_RUN, Searched, hparams_of, tag_of
+from orchestrator.tbnames import SWEEP_RUN, Searched, hparams_of, tag_of
 
 
 # --- HParams (tensorboardX protos: no TensorFlow needed) ---------------------------------------------

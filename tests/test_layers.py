@@ -107,8 +107,9 @@ def test_schedules_and_report_run_where_ray_cannot_be_imported(no_ray, tmp_path)
 
 def test_objects_pickled_under_the_old_module_names_still_load(tmp_path):
     """A sweep folder made before the split holds callbacks pickled as ``orchestrator.monitor.*`` (tuner.pkl)
-    and a searcher state as ``orchestrator.searcher.*``: resuming it must unpickle them."""
-    from orchestrator import board, progress, state, zoom
+    and a searcher state as ``orchestrator.searcher.*``, one made before ``tbnames`` a ``Searched`` as
+    ``orchestrator.progress.Searched``: resuming it must unpickle them."""
+    from orchestrator import board, progress, state, tbnames, zoom
 
     rules = zoom.Rules(
         low=-3.0, high=-1.0, spacing=1.0, max_epochs=3, max_rounds=2, points_per_round=2, resolution=0.1, tolerance=0.0
@@ -129,3 +130,9 @@ def test_objects_pickled_under_the_old_module_names_still_load(tmp_path):
     assert isinstance(s2, state.SweepState) and s2.trials["t0"].config == s.trials["t0"].config
     assert isinstance(sb2, board.SweepBoard) and isinstance(sb2.tally, progress.Tally)
     assert sb2.tally.trials["t0"].lr == 0.01
+
+    searched = tbnames.Searched(param="lr", low=-3.0, high=-1.0, grid=(("optimizer", ("sgd", "adam")),))
+    before_tbnames = pickle.dumps(board.SweepBoard(tmp_path, searched=searched), protocol=0)
+    before_tbnames = before_tbnames.replace(b"corchestrator.tbnames\n", b"corchestrator.progress\n")
+    assert b"orchestrator.tbnames" not in before_tbnames
+    assert pickle.loads(before_tbnames).searched == searched

@@ -22,12 +22,12 @@ import pyarrow.parquet as pq
 import pytest
 from ray.tune.logger import TBXLoggerCallback
 
-from orchestrator import board, cli, progress, tbserver, tbsummary
+from orchestrator import board, cli, progress, tbnames, tbserver, tbsummary
 
 
 # --- pure parts --------------------------------------------------------------------------------------
 def test_hparams_of_flattens_and_keeps_every_value():
-    hp = progress.hparams_of(
+    hp = tbnames.hparams_of(
         {
             "lr": 1e-3,
             "optimizer": "adam",
@@ -53,20 +53,20 @@ def test_hparams_of_flattens_and_keeps_every_value():
         "bad": "inf",
         "schedule": "constant",
     }
-    assert progress.hparams_of({"schedule": "cosine"})["schedule"] == "cosine"
-    assert progress.hparams_of({"lr": 0.1, "round": 2, "seed_offset": 1}, ("round", "lr")) == {"lr": 0.1, "round": 2.0}
+    assert tbnames.hparams_of({"schedule": "cosine"})["schedule"] == "cosine"
+    assert tbnames.hparams_of({"lr": 0.1, "round": 2, "seed_offset": 1}, ("round", "lr")) == {"lr": 0.1, "round": 2.0}
     law = {"name": "step", "gamma": 0.1}
-    assert progress.hparams_of({"schedule": law}, ("schedule",)) == {"schedule": '{"gamma": 0.1, "name": "step"}'}
+    assert tbnames.hparams_of({"schedule": law}, ("schedule",)) == {"schedule": '{"gamma": 0.1, "name": "step"}'}
 
 
 def test_run_names_read_round_rate_searched_values_and_id():
-    searched = progress.Searched(param="lr", low=1e-4, high=1.0, grid=(("optimizer", ("sgd", "adam")),), max_rounds=3)
+    searched = tbnames.Searched(param="lr", low=1e-4, high=1.0, grid=(("optimizer", ("sgd", "adam")),), max_rounds=3)
     assert searched.keys == ("round", "lr", "optimizer")
     cfg = {"round": 1, "lr": 0.0031622776, "optimizer": "adam", "seed_offset": 2, "checkpoint_every": 5}
-    assert progress.run_name("3f2a1b9c", cfg, searched) == "r1 lr=0.00316 optimizer=adam 3f2a1b9c"
-    assert progress.run_name("ab/c d", {"round": 0, "lr": 1e-05}) == "r0 lr=1e-05 ab_c_d"  # no folder separators
-    assert progress.tag_of("val_loss") == "loss/val_loss" and progress.tag_of("lr_epoch") == "lr"
-    assert progress.tag_of("val_accuracy", "val_accuracy") == "val_accuracy"
+    assert tbnames.run_name("3f2a1b9c", cfg, searched) == "r1 lr=0.00316 optimizer=adam 3f2a1b9c"
+    assert tbnames.run_name("ab/c d", {"round": 0, "lr": 1e-05}) == "r0 lr=1e-05 ab_c_d"  # no folder separators
+    assert tbnames.tag_of("val_loss") == "loss/val_loss" and tbnames.tag_of("lr_epoch") == "lr"
+    assert tbnames.tag_of("val_accuracy", "val_accuracy") == "val_accuracy"
 
 
 def test_tally_counts_epochs_rounds_and_outcomes():
@@ -277,7 +277,7 @@ def test_callbacks_pickle_and_replace_the_default_tbx_logger(tmp_path):
 def test_callbacks_write_trial_hparams_and_the_sweep_run(tmp_path, capsys, monkeypatch):
     clock = Clock(1_700_000_000.0)  # the progress clock is the test's: it moves only when told
     monkeypatch.setattr(board, "time", clock)
-    searched = progress.Searched(param="lr", low=1e-3, high=1.0, grid=(("optimizer", ("sgd", "adam")),), max_rounds=2)
+    searched = tbnames.Searched(param="lr", low=1e-3, high=1.0, grid=(("optimizer", ("sgd", "adam")),), max_rounds=2)
     cbs = board.callbacks(tmp_path, verbose=True, interval=3600, searched=searched)
     drive(cbs, tmp_path, between_rounds=lambda: clock.advance(75))
     runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
