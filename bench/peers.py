@@ -218,7 +218,8 @@ def lr_range_test(seed, shift, batches=RANGE_TEST_BATCHES, lo=1e-6, hi=1.0, beta
     import torch
 
     from orchestrator import workloads
-    from orchestrator.trial import batches as make_batches, make_optimizer
+    from orchestrator.optimizers import make_optimizer
+    from orchestrator.trial import batches as make_batches
 
     torch.set_num_threads(1)
     base = BASE if base is None else base

@@ -21,7 +21,7 @@ import torch
 from orchestrator import session, workloads
 from orchestrator.checkpoints import CHECKPOINT_FILE, load_state
 from orchestrator.config import SweepConfig
-from orchestrator.session import Sink, Trial, make_optimizer  # noqa: F401  (make_optimizer re-exported)
+from orchestrator.session import Sink, Trial
 from orchestrator.sharing import Shared, share_workloads, shared_workload
 from orchestrator.trialkeys import Amp, loop_options
 
