@@ -9,15 +9,11 @@ need no Ray.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-import os
-import shlex
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 from orchestrator.errors import ExitCode
+from orchestrator.launch import resumable as resumable  # callers know cli.resumable
+from orchestrator.runenv import plugins_beside, ray_lines
 
 # the names tests and callers know; the values are ExitCode's
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CHECK_FAILED = (
@@ -32,29 +28,11 @@ def _err(message: str) -> None:
     print(f"sweep: error: {message}", file=sys.stderr)
 
 
-def preflight(cfg, batch: bool = False) -> list:
-    """The babysitting checks on the config's first trial (middle of the learning-rate grid); none for a
-    training function (``train:``): the checks need a ``Workload``. ``batch``: also the largest batch that
-    fits here (batch_fit; ``sweep check``)."""
-    from orchestrator import preflight as checks
-
-    if cfg.workload is None:
-        return []
-    grid = cfg.zoom_range.values()
-    trial = {**cfg.base_config(), **cfg.groups()[0], cfg.zoom.param: grid[len(grid) // 2]}
-    search = None
-    if batch:
-        from orchestrator.memprobe import Search
-
-        search = Search.of(cfg)
-    return checks.run_checks(cfg.workload, trial, lr_grid=grid, batch_search=search)
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    from orchestrator import preflight as checks
+    from orchestrator import launch, preflight as checks
 
     cfg, _ = load(args)
-    results = preflight(cfg, batch=True)
+    results = launch.first_trial_checks(cfg, batch=True)
     print(
         checks.format_checks(results)
         or f"no pre-flight checks: train: {cfg.train} is a training function "
@@ -62,185 +40,59 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
     bad = checks.failed(results)
     if bad:
-        _err(f"{len(bad)} pre-flight check(s) failed: {', '.join(c.name for c in bad)}")
+        _err(launch.checks_failed(bad))
         return EXIT_CHECK_FAILED
     return EXIT_OK
 
 
+def _invocation(args: argparse.Namespace):
+    from orchestrator.invocation import Invocation
+
+    sets = tuple(getattr(args, "set", None) or [])
+    return Invocation(args.config, getattr(args, "name", None), sets, getattr(args, "from_run", None))
+
+
 def load(args: argparse.Namespace) -> tuple:
-    """``(SweepConfig, text)``: the config file with ``--name`` and each ``--set`` applied, and the text of
-    that effective config (stored as the sweep's ``sweep.yaml``)."""
-    from orchestrator import config as config_mod, yamldoc
-
-    text = config_mod.read(args.config)
-    sets, name = list(getattr(args, "set", None) or []), getattr(args, "name", None)
-    if not sets and name is None:
-        return config_mod.loads(text, args.config), text
-    text = yamldoc.with_sets(text, sets, args.config, name=name)
-    flags = redact(" ".join(shlex.join(f) for f in _flags(args)))
-    if len(flags) + len(str(args.config)) > 150:  # errors cut the source at 200 characters
-        flags = f"{len(_flags(args))} overrides: --name, --set"
-    return config_mod.loads(text, f"{args.config} (with {flags})"), text
-
-
-def _flags(args: argparse.Namespace) -> list[list[str]]:
-    return (
-        ([["--name", args.name]] if getattr(args, "name", None) is not None else [])
-        + [["--set", s] for s in getattr(args, "set", None) or []]
-        + ([["--from", args.from_run]] if getattr(args, "from_run", None) else [])
-    )
-
-
-def with_from(args: argparse.Namespace, cfg, text: str) -> tuple:
-    """``(SweepConfig, text)`` with ``warm_start.run`` set to ``--from RUN`` (the config's other
-    ``warm_start`` keys kept); unchanged without ``--from``. ``ConfigError`` (one line) when the config
-    already warm-starts from another sweep."""
-    import json
-
-    from orchestrator import config as config_mod, reuse, yamldoc
-
-    run = getattr(args, "from_run", None)
-    if not run:
-        return cfg, text
-    if cfg.warm_start is not None and reuse.locate(cfg.warm_start.run) != reuse.locate(run):
-        raise config_mod.ConfigError(
-            f"--from {redact(run)}: {args.config} already warm-starts from {redact(cfg.warm_start.run)} "
-            f"(warm_start.run); give one of them"
-        )
-    text = yamldoc.with_sets(text, [f"warm_start.run={json.dumps(run)}"], args.config)
-    return config_mod.loads(text, f"{args.config} (with --from)"), text
+    """``(SweepConfig, text)``: the config with ``--name`` and each ``--set`` applied (``Invocation.load``)."""
+    return _invocation(args).load()
 
 
 def resume_command(args: argparse.Namespace) -> str:
-    """The command that resumes the sweep ``args`` started: the same config file and overrides (what looks
-    like a credential in them masked)."""
-    return redact(shlex.join(["sweep", "run", str(args.config), *[x for f in _flags(args) for x in f], "--resume"]))
-
-
-def redact(text: str) -> str:
-    from orchestrator import storage
-
-    return storage.redact(text)
-
-
-def _present(where) -> bool:
-    from orchestrator import storage
-
-    return storage.exists(where.uri) if where.uri else where.folder.is_dir()
-
-
-def resumable(where) -> bool:
-    """Whether ``--resume`` can continue the sweep at ``where`` (a ``storage.Target``): a local folder where
-    Tune saved its experiment state; anything at a URI (read by the resume itself)."""
-    if not _present(where):
-        return False
-    if where.uri:
-        return True
-    from ray import tune
-
-    return tune.Tuner.can_restore(str(where.folder))
-
-
-# Ray's loggers whose lines (Tuner.restore advice, "Failed to fetch metrics", the token-auth notice,
-# experiment-state snapshotting warnings) `sweep run` shows with --verbose only; errors always show.
-RAY_LOGGERS = ("ray.tune", "ray.train", "ray.air", "ray._private.authentication")
-
-
-@contextlib.contextmanager
-def ray_lines(verbose: bool) -> Iterator[None]:
-    """While the block runs, Ray's own warnings are hidden unless ``verbose``; the levels are restored."""
-    loggers = [logging.getLogger(n) for n in RAY_LOGGERS]
-    levels = [lg.level for lg in loggers]
-    if not verbose:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-@contextlib.contextmanager
-def plugins_beside(config: str | None) -> Iterator[None]:
-    """While the block runs, plugin modules next to the config file are importable: its folder is on
-    ``sys.path`` (after what is there) and, for the trials' processes of an embedded Ray, on ``PYTHONPATH``."""
-    if config is None:
-        yield
-        return
-    folder = str(Path(config).resolve().parent)
-    old_path, old_env = list(sys.path), os.environ.get("PYTHONPATH")
-    if folder not in sys.path:
-        sys.path.append(folder)
-    os.environ["PYTHONPATH"] = os.pathsep.join([*filter(None, [old_env]), folder])
-    try:
-        yield
-    finally:
-        sys.path[:] = old_path
-        if old_env is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old_env
+    """The command that resumes the sweep ``args`` started (``Invocation.resume_command``)."""
+    return _invocation(args).resume_command()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from orchestrator import storage
+    from orchestrator import launch, storage
 
-    cfg, text = with_from(args, *load(args))
+    invocation = _invocation(args)
+    cfg, text = invocation.with_from(*invocation.load())
     where = storage.target(cfg.storage, cfg.name)
-    if args.resume and not _present(where):
-        _err(f"{where.shown}: nothing to resume (no sweep folder there); start the sweep without --resume")
+    if args.resume and not launch.present(where):
+        _err(launch.nothing_to_resume(where))
         return EXIT_BAD_INPUT
     try:
         with ray_lines(args.verbose):
             return _run(args, cfg, text, where)
     except KeyboardInterrupt:
-        if resumable(where):
-            _err(f"interrupted; resume with: {resume_command(args)}")
-        elif _present(where):
-            _err(
-                f"interrupted before training began: {where.shown} holds no Tune state to resume "
-                f"(remove the folder to start again)"
-            )
-        else:
-            _err(f"interrupted before {where.shown} was created; nothing to resume")
+        _err(launch.interrupted(where, invocation.resume_command()))
         return ExitCode.INTERRUPTED
 
 
 def _run(args: argparse.Namespace, cfg, text: str, where) -> int:
-    from cluster.connect import resolve_address
-    from orchestrator import preflight as checks, run_sweep
+    from orchestrator import launch, preflight as checks, run_sweep
 
-    resolve_address(args.address)  # a bad address fails now, before the checks and before Ray starts
-    if not args.resume:
-        from orchestrator.folder import refuse_taken
-
-        refuse_taken(cfg)  # so does a sweep folder that is taken
-        from orchestrator import reuse
-
-        reuse.warm_prior(cfg, "--from" if getattr(args, "from_run", None) else "warm_start.run")  # and a bad one
-    else:
-        from orchestrator import lease
-
-        lease.check(lease.store_for(where.folder, where.uri))  # and a sweep another driver is running
+    launch.refuse(cfg, where, args.address, args.resume, "--from" if args.from_run else "warm_start.run")
     results = []
     if not args.no_check and not args.resume:
-        results = preflight(cfg)
+        results = launch.first_trial_checks(cfg)
         bad = checks.failed(results)
         if bad:
             print(checks.format_checks(results), file=sys.stderr)
-            _err(
-                f"{len(bad)} pre-flight check(s) failed: {', '.join(c.name for c in bad)}; "
-                f"nothing was submitted (fix the workload, or pass --no-check)"
-            )
+            _err(f"{launch.checks_failed(bad)}; nothing was submitted (fix the workload, or pass --no-check)")
             return EXIT_CHECK_FAILED
         if not args.quiet:
-            warned = [c.name for c in results if c.status == "warn"]
-            print(
-                f"[sweep] pre-flight: {len(results) - len(warned)} passed"
-                + (f", warnings: {', '.join(warned)}" if warned else ""),
-                flush=True,
-            )
+            print(launch.checks_passed(results), flush=True)
     summary = run_sweep(
         cfg,
         address=args.address,
@@ -260,13 +112,14 @@ def cmd_extend(args: argparse.Namespace) -> int:
     """``sweep extend RUN --rounds N | --budget-fte X | --budget-wall-s S | --budget-gpu-hours H`` (new totals):
     a finished sweep goes on with more rounds (checked before Ray starts: a refusal is one line, exit 2)."""
     from cluster.connect import ray_session, resolve_address
-    from orchestrator import reuse
+    from orchestrator import launch
     from orchestrator.errors import SweepInterrupted
 
     resolve_address(args.address)
     try:
-        limits = reuse.Limits(args.rounds, args.budget_fte, args.budget_wall_s, args.budget_gpu_hours)
-        reuse.extension(reuse.locate(args.run), limits, quiet=True, record=False)
+        limits = launch.extension_limits(
+            args.run, args.rounds, args.budget_fte, args.budget_wall_s, args.budget_gpu_hours
+        )
     except ValueError as exc:
         _err(f"extend: {exc}")
         return EXIT_BAD_INPUT
