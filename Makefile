@@ -19,7 +19,7 @@ $(BIN)/python:
 	$(PIP) install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt constraints-test.txt
-	$(PIP) install -q $(CONSTRAINTS) $(TEST_CONSTRAINTS) -e ".[test,hf,lightning]"
+	$(PIP) install -q $(CONSTRAINTS) $(TEST_CONSTRAINTS) -e ".[test,hf,lightning,bench]"
 	touch $@
 
 # demo: the package and its runtime dependencies only (no test extras, no test pins); make test adds them
@@ -47,7 +47,6 @@ test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(VENV)/.installed
-	$(PIP) install -q $(CONSTRAINTS) $(TEST_CONSTRAINTS) -e ".[test,hf,lightning,bench]"
 	$(BIN)/python -m bench.regret
 
 # docs/tensorboard.png and docs/tensorboard_hparams.png, from a small sweep in a real TensorBoard and a
