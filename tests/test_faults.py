@@ -227,11 +227,23 @@ def mutated_demos(draw):
     # half the picks among the leaves that the checks across keys read (so that they are reached often)
     picks = st.one_of(st.sampled_from(CROSS_KEY_LEAVES), st.sampled_from(paths))
     for path in draw(st.lists(picks, min_size=1, max_size=2, unique=True)):
-        target = doc
-        for part in path[:-1]:
-            target = target[part]
-        target[path[-1]] = draw(leaf_values)
+        target = _container(doc, path)
+        if target is not None:  # else the first pick replaced a parent of this leaf: nothing left to replace
+            target[path[-1]] = draw(leaf_values)
     return doc
+
+
+def _container(doc, path):
+    """The dict or list that holds ``path``'s leaf in ``doc``, or None when the way there is gone."""
+    target = doc
+    for part in path:
+        if isinstance(target, dict) and isinstance(part, str):
+            parent, target = target, target.get(part)
+        elif isinstance(target, list) and isinstance(part, int) and part < len(target):
+            parent, target = target, target[part]
+        else:
+            return None
+    return parent
 
 
 def _stage(exc: ConfigError) -> str:
