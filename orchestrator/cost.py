@@ -4,9 +4,10 @@ torch, no clock; the caller passes the stored rows and the trial resources.
 - ``Resources``: what one trial holds (the config's ``resources:``: cpu and gpu per worker, workers, the GPU
   kind when Ray's ``accelerator_type:KIND`` custom resource names it), from a config mapping by ``resources_of``;
 - ``Rates``: money per GPU-hour and per CPU-hour (the config's ``cost:``), from a mapping by ``rates_of``;
-- ``Cost``: wall time (seconds, the first epoch's start to the last epoch's end), trial-hours (training time
-  summed over trials), CPU-hours and GPU-hours per GPU kind (trial-hours x what a trial holds) and money
-  (None without rates), from ``trials.parquet`` rows by ``cost_of``;
+- ``Cost``: training span (wall-clock seconds from the first epoch's start to the last epoch's end; the
+  driver's own time, Ray's start included, is not in it), trial-hours (training time summed over trials),
+  CPU-hours and GPU-hours per GPU kind (trial-hours x what a trial holds) and money (None without rates),
+  from ``trials.parquet`` rows by ``cost_of``;
 - ``RoundPick``: what one round cost and the pick and band the sweep would have had had it stopped after it;
   ``moved`` / ``narrowed``: how far a round moved the pick and narrowed the band, in decades;
 - ``advice``: the closing line, stop here or one more round (its rule in its docstring).
@@ -136,8 +137,8 @@ class Cost:
         )
 
     def brief(self) -> str:
-        """The figures that apply, worded as in ``text``: wall time, trial-hours, GPU-hours when GPUs were
-        used, money when rates are set ('wall time 12 s, 0.01 trial-hours'). The final line of ``sweep run``
+        """The figures that apply, worded as in ``text``: training span, trial-hours, GPU-hours when GPUs were
+        used, money when rates are set ('training span 12 s, 0.01 trial-hours'). The final line of ``sweep run``
         and ``sweep extend`` carries it, best.json as ``cost.text``."""
         return ", ".join(
             [self._wall(), self._hours()]
@@ -146,7 +147,7 @@ class Cost:
         )
 
     def _wall(self) -> str:
-        return f"wall time {'n/a' if self.wall_s is None else f'{self.wall_s:.0f} s'}"
+        return f"training span {'n/a' if self.wall_s is None else f'{self.wall_s:.0f} s'}"
 
     def _hours(self) -> str:
         return f"{self.trial_hours:.3g} trial-hours"

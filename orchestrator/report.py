@@ -7,8 +7,8 @@ local or copied from a cluster), ``build`` writes beside them:
   that rate, or interpolated between its neighbours, labelled), the band of rates the sweep cannot tell
   apart from the best (``band``), the best trial actually run, the cost (``bestjson.best_json``);
 - ``report.md``: the choice, why the zoom chose each round's bracket, the best learning rate per decay law
-  and per optimizer, the winner's train/validation gap, the cost in epochs and FTE and in real units (wall
-  time, trial-hours, GPU-hours, money), what each round cost and bought, the closing advice, all trials;
+  and per optimizer, the winner's train/validation gap, the cost in epochs and FTE and in real units (training
+  span, trial-hours, GPU-hours, money), what each round cost and bought, the closing advice, all trials;
 - ``val_loss_vs_lr.png``: the metric against the learning rate (log axis), one colour per round, the
   last bracket and the band shaded;
 - ``val_curves.png``: the metric over epochs of the finalists (train loss dashed); both drawn by ``plots``.
@@ -59,7 +59,7 @@ def _rounds_cost_table(s: Summary) -> list[str]:
     """report.md's table of what each round cost and how it moved the pick and its band."""
     m = s.cost.currency if s.cost else "USD"
     lines = [
-        "| round | trials | epochs | wall time (s) | trial-hours | GPU-hours | CPU-hours | money "
+        "| round | trials | epochs | training span (s) | trial-hours | GPU-hours | CPU-hours | money "
         f"({m}) | pick after it ({s.param}) | moved (decades) | band after it | narrowed (decades) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -184,7 +184,7 @@ def markdown(s: Summary, figures: list[Path]) -> str:
             + [
                 "",
                 "Each round's own trials' cost (trial-hours: training time summed over trials; GPU- and CPU-hours: "
-                "trial-hours x the GPUs and CPUs a trial holds, from the config's resources; wall time: its first "
+                "trial-hours x the GPUs and CPUs a trial holds, from the config's resources; training span: its first "
                 "epoch's start to its last epoch's end), and the pick and band the sweep would have had had it "
                 "stopped after that round (recomputed from the trials of that round and the earlier ones).",
                 "",

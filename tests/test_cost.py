@@ -33,14 +33,14 @@ def test_cost_of_a_hand_made_table_closed_form():
     assert c.gpu_hours == pytest.approx({"A100": 2.0})  # 2 h x 0.5 GPU x 2 workers
     assert c.cpu_hours == pytest.approx(16.0)  # 2 h x 4 CPUs x 2 workers
     assert c.money == pytest.approx(2.0 * 2.5 + 16.0 * 0.05)  # 5.80
-    assert c.text() == ("wall time 5400 s, 2 trial-hours, 2 GPU-hours (A100), 16 CPU-hours, money 5.80 USD")
-    # no rates: no money; no GPU: no GPU-hours; no times: no wall time
+    assert c.text() == ("training span 5400 s, 2 trial-hours, 2 GPU-hours (A100), 16 CPU-hours, money 5.80 USD")
+    # no rates: no money; no GPU: no GPU-hours; no times: no training span
     bare = cost.cost_of([row("a", 0, 1, None, None)], cost.Resources(), None)
     assert (bare.money, bare.gpu_hours, bare.wall_s, bare.trial_hours) == (None, {}, None, 0.0)
-    assert "money n/a" in bare.text() and "0 GPU-hours" in bare.text() and "wall time n/a" in bare.text()
+    assert "money n/a" in bare.text() and "0 GPU-hours" in bare.text() and "training span n/a" in bare.text()
     # the final line's phrase: the figures that apply, in text()'s words
-    assert c.brief() == "wall time 5400 s, 2 trial-hours, 2 GPU-hours (A100), money 5.80 USD"
-    assert bare.brief() == "wall time n/a, 0 trial-hours" and c.stored()["text"] == c.brief()
+    assert c.brief() == "training span 5400 s, 2 trial-hours, 2 GPU-hours (A100), money 5.80 USD"
+    assert bare.brief() == "training span n/a, 0 trial-hours" and c.stored()["text"] == c.brief()
 
 
 def test_resources_and_rates_from_a_config_mapping():
@@ -171,11 +171,11 @@ def test_a_stored_sweep_reports_its_cost_per_round_and_the_advice(tmp_path):
     )
     md = (folder / "report.md").read_text()
     assert "## Cost per round, and what it bought" in md and f"**Advice: {best['advice']}**" in md
-    assert f"- Cost in real units: wall time 2520 s, {hours:.3g} trial-hours, {hours:.3g} GPU-hours (H100)" in md
+    assert f"- Cost in real units: training span 2520 s, {hours:.3g} trial-hours, {hours:.3g} GPU-hours (H100)" in md
     table = report.terminal_table(s)
     assert table.splitlines()[-1] == f"Advice: {best['advice']}"
     # the final line says the cost in the same words as best.json and report.md, and in epochs
-    said = f"wall time 2520 s, {hours:.3g} trial-hours, {hours:.3g} GPU-hours (H100), money {best['money']:.2f} USD"
+    said = f"training span 2520 s, {hours:.3g} trial-hours, {hours:.3g} GPU-hours (H100), money {best['money']:.2f} USD"
     assert best["text"] == said and f"cost: {said}, 28 epochs (7.0 FTE), 7 trials, 2 rounds  " in s.line()
     assert f"{2 * hours:.3g} CPU-hours, money {best['money']:.2f} USD" in md
 

@@ -241,7 +241,7 @@ def test_a_sweep_a_wall_clock_budget_ended_goes_on_with_budget_wall_s(local_ray,
     assert best["stop_reason"] == "round budget spent (2 rounds)"
     assert "extended with zoom.budget_wall_s 1 -> 3600" in (folder / "resume.log").read_text()
     said = best["cost"]["text"]
-    assert said.startswith("wall time ") and " trial-hours" in said and f"cost: {said}, " in line
+    assert said.startswith("training span ") and " trial-hours" in said and f"cost: {said}, " in line
     md = next(x for x in (folder / "report.md").read_text().splitlines() if x.startswith("- Cost in real units: "))
     assert all(part in md for part in said.split(", "))  # the same words as report.md's cost line
 

@@ -292,8 +292,8 @@ def test_terminal_table_lists_every_trial(tmp_path):
     assert "diverged" in diverged and "inf" in diverged
     assert lines[-4] == "columns: lowest = lowest at any epoch, last = at the last epoch"
     assert lines[-3] == f"* best trial run: lr 0.001, val_loss {score(1, 1e-3):.4f} (mean of epochs 6-8)"
-    # no sweep.yaml: 1 CPU and no GPU per trial; no ended_at in these rows: no wall time
-    assert lines[-2].startswith("Cost in real units: wall time n/a, ") and "0 GPU-hours" in lines[-2]
+    # no sweep.yaml: 1 CPU and no GPU per trial; no ended_at in these rows: no training span
+    assert lines[-2].startswith("Cost in real units: training span n/a, ") and "0 GPU-hours" in lines[-2]
     assert lines[-1].startswith("Advice: ")
 
 
