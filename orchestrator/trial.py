@@ -72,6 +72,25 @@ def batches(
     )
 
 
+SUBSET_SEED = 0  # the permutation ``data_subset`` draws from: one subset for every trial, whatever its seed
+
+
+def data_subset(dataset, fraction: float):
+    """The first ``max(1, round(fraction * n))`` samples of a fixed permutation of ``dataset`` (seed
+    ``SUBSET_SEED``), in their original order: trials at one fraction train on the same samples, so they
+    stay comparable. ``dataset`` itself at fraction 1; a TensorDataset stays one (sliced directly)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction={fraction!r}: expected a number in (0, 1]")
+    n = len(dataset)
+    if fraction >= 1 or n == 0:
+        return dataset
+    k = max(1, round(fraction * n))
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(SUBSET_SEED))[:k].sort().values
+    if isinstance(dataset, torch.utils.data.TensorDataset):
+        return torch.utils.data.TensorDataset(*(t[idx] for t in dataset.tensors))
+    return torch.utils.data.Subset(dataset, idx.tolist())
+
+
 def autocast(device: torch.device, amp: Amp) -> contextlib.AbstractContextManager:
     """Mixed precision for ``amp`` on ``device`` (a no-op context for ``Amp.OFF``)."""
     if amp is Amp.OFF:
@@ -131,7 +150,7 @@ def train_workload(config: dict, trial: Trial, workload: workloads.Workload | No
     wl = workload if workload is not None else workloads.build(config["workload"], config)
     model = wl.model.to(device)
     net = trial.parallel.model(model)  # what trains; `model` holds the state (the same parameters)
-    train_set = trial.parallel.shard(wl.train)
+    train_set = trial.parallel.shard(data_subset(wl.train, options.data_fraction))
     optimizer = trial.optimizer(model.parameters())
     scaler = torch.amp.GradScaler("cuda", enabled=options.amp is Amp.FP16)
     batch_size = int(config.get("batch_size", 32))

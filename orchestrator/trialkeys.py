@@ -58,13 +58,16 @@ class LoopOptions:
     """The built-in loop's options, space keys like ``batch_size``: ``amp``; ``grad_clip`` (clip the
     gradient norm to it before each optimizer step; None: no clipping); ``grad_accum`` (the optimizer steps
     every N batches on their mean gradient; the lr is not rescaled); ``num_workers``, ``pin_memory`` (the
-    DataLoader of a dataset that is not an in-memory ``TensorDataset``; pin_memory None: pinned on a GPU)."""
+    DataLoader of a dataset that is not an in-memory ``TensorDataset``; pin_memory None: pinned on a GPU);
+    ``data_fraction`` (train on this fraction of the training set, the same samples in every trial:
+    ``trial.data_subset``; the validation set stays whole)."""
 
     amp: Amp = Amp.OFF
     grad_clip: float | None = None
     grad_accum: int = 1
     num_workers: int = 0
     pin_memory: bool | None = None
+    data_fraction: float = 1.0
 
 
 def loop_options(config: dict[str, Any]) -> LoopOptions:
@@ -84,7 +87,10 @@ def loop_options(config: dict[str, Any]) -> LoopOptions:
     pin = config.get("pin_memory")
     if pin is not None and not isinstance(pin, bool):
         raise ValueError(f"pin_memory={shown(pin)}: expected true, false or null (pinned on a GPU)")
-    return LoopOptions(Amp(amp), None if clip is None else float(clip), accum, workers, pin)
+    fraction = config.get("data_fraction", 1.0)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise ValueError(f"data_fraction={shown(fraction)}: expected a number in (0, 1]")
+    return LoopOptions(Amp(amp), None if clip is None else float(clip), accum, workers, pin, float(fraction))
 
 
 def declared_keys(reader: Any, what: str) -> frozenset[str] | None:

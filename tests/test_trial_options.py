@@ -12,7 +12,7 @@ from torch import nn
 from orchestrator import session, workloads
 from orchestrator.config import ConfigError, loads
 from orchestrator.sharing import share_workloads, shared_workload
-from orchestrator.trial import train_trial, train_workload, trainable
+from orchestrator.trial import data_subset, train_trial, train_workload, trainable
 from orchestrator.trialkeys import Amp, loop_options
 
 space_keys = frozenset({"n"})
@@ -66,6 +66,20 @@ def test_accumulating_two_batches_is_one_step_on_both():
     assert trial.steps == 3
 
 
+def test_a_data_fraction_trains_on_the_same_subset_in_every_trial():
+    trial, _, part = train(batch_size=4, n=20, data_fraction=0.4)
+    assert trial.steps == 2  # 8 of 20 samples, batches of 4
+    trial, _, whole = train(batch_size=4, n=20)
+    assert trial.steps == 5
+    x, y = linear({"n": 20}).train.tensors
+    sub = data_subset(torch.utils.data.TensorDataset(x, y), 0.4)
+    assert len(sub) == 8 and all(any(torch.equal(r, t) for t in x) for r in sub.tensors[0])
+    torch.manual_seed(7)  # another trial's seed: the same samples
+    assert torch.equal(data_subset(torch.utils.data.TensorDataset(x, y), 0.4).tensors[0], sub.tensors[0])
+    assert not torch.allclose(part["weight"], whole["weight"], atol=1e-4)
+    assert data_subset(linear({}).train, 1.0) is not None and len(data_subset(list(range(10)), 0.25)) == 2
+
+
 def test_clipping_bounds_the_norm_the_optimizer_sees():
     norms: list[float] = []
 
@@ -110,7 +124,14 @@ def test_fp16_without_cuda_and_bad_values_are_refused():
     with pytest.raises(ValueError, match=r"amp=fp16: expected a CUDA device, the trial has cpu"):
         train(amp="fp16")
     assert loop_options({"amp": False}).amp is Amp.OFF  # YAML reads `amp: off` as false
-    for key, value in (("amp", "fp8"), ("grad_accum", 0), ("grad_clip", -1.0), ("num_workers", 1.5)):
+    for key, value in (
+        ("amp", "fp8"),
+        ("grad_accum", 0),
+        ("grad_clip", -1.0),
+        ("num_workers", 1.5),
+        ("data_fraction", 0),
+        ("data_fraction", 1.5),
+    ):
         with pytest.raises(ValueError, match=rf"^{key}="):
             loop_options({key: value})
     text = "name: x\nworkload: digits_mlp\nmax_epochs: 2\nspace: {lr: {log: [1e-3, 1e-1]}, grad_accum: [1, 0]}\n"
