@@ -248,6 +248,7 @@ TRIALS: dict[str, dict] = {
         "batch_size": 128,
     },
     "digits_linear": {**digits_trial("sgd"), "depth": 0, "momentum": 0.0, "batch_size": 128},
+    "digits_cnn": {**digits_trial("sgd"), "workload": "digits_cnn"},
 }
 RANGE_TEST_ABOVE = 1.0  # decades the range test goes past the coarse range's top (peers.py: 1e-6..1 for 1e-6..1e-1)
 TPE_DRAWS = 100  # Optuna's ask/tell costs ~0.3 s a replayed study: fewer draws than the other rows
