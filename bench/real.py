@@ -188,13 +188,17 @@ def sweep_config(name: str, seed: int, low: float, high: float, storage: str, se
 
 def run_sweep(name: str, land: Landscape, label: str, low: float, high: float, seed: int, sets, storage) -> Run:
     """One real sweep (``tuning.run``, quiet) on the Ray this process is connected to, judged on ``land``;
-    a sweep that raises is a row with no pick and the error's last line. Its folder is removed afterwards."""
+    a sweep that raises is a row with no pick and the error's last line, except one stopped by Ctrl-C
+    (``SweepInterrupted``, raised). Its folder is removed afterwards."""
     from orchestrator import tuning
+    from orchestrator.errors import SweepInterrupted
 
     cfg = sweep_config(name, seed, low, high, storage, sets)
     start = time.time()
     try:
         s = tuning.run(cfg, tuning.RunOptions(quiet=True))
+    except SweepInterrupted:  # stopped (Ctrl-C): the batch ends, the sweep is not a row and runs next time
+        raise
     except Exception as exc:  # a failed sweep is a result of the batch, not its end
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         error = f"{type(exc).__name__}: {lines[-1]}"[:300]
@@ -317,13 +321,19 @@ def main(argv=None) -> int:
 
     if todo:
         from cluster.connect import ray_session
+        from orchestrator.errors import SweepInterrupted
 
-        with tempfile.TemporaryDirectory(prefix="bench-real-") as storage, ray_session(None):
-            for name, label, low, high, seed in todo:
-                run = run_sweep(name, lands[name], label, low, high, seed, args.set, storage)
-                append_run(runs_path, run)
-                print(" | ".join(run_cells(run)), flush=True)
-                rewrite()
+        try:
+            with tempfile.TemporaryDirectory(prefix="bench-real-") as storage, ray_session(None):
+                for name, label, low, high, seed in todo:
+                    run = run_sweep(name, lands[name], label, low, high, seed, args.set, storage)
+                    append_run(runs_path, run)
+                    print(" | ".join(run_cells(run)), flush=True)
+                    rewrite()
+        except (SweepInterrupted, KeyboardInterrupt):
+            rewrite()
+            print(f"bench.real: stopped; the sweeps done are in {runs_path} (run again to continue)", file=sys.stderr)
+            return 130
     rewrite()
     summary = [r for r in read_runs(runs_path) if r.sets == key]
     if summary:
