@@ -354,26 +354,27 @@ def table(
 
 
 WINDOWS = ((-1.0, 0.6), (-0.5, 0.3))  # decades around the optimum that the frontier's runs span
-RUNS = (4, 8, 12)
+SPREADS = ((2, 1), (3, 1), (4, 1), (6, 1), (8, 1), (12, 1), (2, 2), (3, 2), (4, 2), (6, 2))  # (points, seeds each)
 
 
 def frontier(land: Landscape, draws: int, seed: int = 0) -> list[list]:
-    """What any search that trains one seed per point can reach, however it placed its points: ``n`` full runs
-    evenly over x* + WINDOW, the window's position off by up to +-0.3 decade (uniform), picked by the best
-    point (argmin of the 3-epoch-smoothed final loss) or by ``zoom.fit_minimum`` over all of them.
-    Rows [window, n, argmin mean, argmin p90, fit mean, fit p90] (regret %)."""
+    """What any search that trains full runs can reach, however it placed its points: ``n`` points evenly
+    over x* + WINDOW (one point at the window's middle when n is 1), the window's position off by up to
+    +-0.3 decade (uniform), ``k`` search seeds at each point (their mean curve), picked by the best point
+    (argmin of the 3-epoch-smoothed final loss) or by ``zoom.fit_minimum`` over all of them. Costs n x k FTE.
+    Rows [window, n, k, argmin mean, argmin p90, fit mean, fit p90] (regret %)."""
     opt = float(land.x[int(np.argmin(land.mean["all"]))])
     rows = []
     for lo, hi in WINDOWS:
-        for n in RUNS:
+        for n, k in SPREADS:
             rng = np.random.default_rng(seed)
             best, fit = [], []
             for _ in range(draws):
                 off = rng.uniform(-0.3, 0.3)
                 pts = []
                 for x in np.linspace(opt + lo + off, opt + hi + off, n):
-                    curve = replayed_curve(land, float(x), int(rng.choice(land.search)))
-                    tail = curve[-zoom.SMOOTH_EPOCHS :]
+                    curves = [replayed_curve(land, float(x), int(rng.choice(land.search))) for _ in range(k)]
+                    tail = [float(np.mean([c[-e] for c in curves])) for e in range(zoom.SMOOTH_EPOCHS, 0, -1)]
                     pts.append(
                         (
                             float(land.x[land.nearest(float(x))]),
@@ -384,7 +385,7 @@ def frontier(land: Landscape, draws: int, seed: int = 0) -> list[list]:
                 best.append(land.regret(min(finite, key=lambda p: p[1])[0]) if finite else math.inf)
                 fit.append(land.regret(zoom.fit_minimum(pts, reach=2.0)[0]))
             b, f = spread(best), spread(fit)
-            rows.append([f"x* {lo:+.1f}..{hi:+.1f}", n, b.mean, b.p90, f.mean, f.p90])
+            rows.append([f"x* {lo:+.1f}..{hi:+.1f}", n, k, b.mean, b.p90, f.mean, f.p90])
     return rows
 
 
@@ -504,8 +505,8 @@ def main(argv=None) -> int:
         for row in rows:
             out_rows.append([name, *cells(row)])
             print(" | ".join(out_rows[-1]), flush=True)
-        for window, n, bm, bp, fm, fp in frontier(land, args.draws):
-            reach_rows.append([name, window, n, pct(bm), pct(bp), pct(fm), pct(fp)])
+        for window, n, k, bm, bp, fm, fp in frontier(land, args.draws):
+            reach_rows.append([name, window, n, k, n * k, pct(bm), pct(bp), pct(fm), pct(fp)])
     command = "python -m bench.replay " + " ".join(argv if argv is not None else sys.argv[1:])
     text = (
         f"# Search quality replayed over recorded landscapes ({args.draws} seed draws per row)\n\n"
@@ -515,11 +516,13 @@ def main(argv=None) -> int:
         f"Landscapes: {'; '.join(lands)}. A point outside a landscape's lrs replays its end lr's curves "
         f"(below the lowest lr that flatters the low side). Regret = (all-seed mean at the pick, interpolated "
         f"in log lr - best mean) / best mean (bench/yardstick.py).\n\n" + markdown_table(HEADER, out_rows) + "\n\n"
-        "## What one seed per point reaches, wherever the points are (``frontier``)\n\n"
-        "n full runs evenly over a window around the optimum x* (its position off by up to 0.3 decade), one "
-        "search seed each; pick = the best point, or the parabola fit over all (`zoom.fit_minimum`).\n\n"
+        "## What full runs placed around the optimum reach (``frontier``)\n\n"
+        "n points evenly over a window around the optimum x* (its position off by up to 0.3 decade), k "
+        "search seeds at each (their mean curve), n x k full runs; pick = the best point, or the parabola fit "
+        "over all (`zoom.fit_minimum`). A search that does not know x* places its points no better.\n\n"
         + markdown_table(
-            ["landscape", "window", "runs (FTE)", "best point: mean", "p90", "fit: mean", "p90"], reach_rows
+            ["landscape", "window", "points", "seeds each", "FTE", "best point: mean", "p90", "fit: mean", "p90"],
+            reach_rows,
         )
         + "\n"
     )

@@ -270,7 +270,7 @@ def test_replay_writes_the_table_for_every_range_and_method(tmp_path):
     default = next(r for r in rows if r[1] == "shift +0.0" and r[2] == replay.BUDGET_FROM)
     assert float(default[3].rstrip("%")) < 5 and 1 < float(default[6]) < 12  # a clean valley: near its floor
     # + the frontier, + the goals table: one row per range
-    assert len(rows) == len(labels) * len(methods) + len(replay.WINDOWS) * len(replay.RUNS) + len(labels)
+    assert len(rows) == len(labels) * len(methods) + len(replay.WINDOWS) * len(replay.SPREADS) + len(labels)
     assert [r[1] for r in rows[-len(labels) :]] == labels
 
 
