@@ -182,32 +182,57 @@ def tpe_hyperband(low, high, draw, max_t, rng=None, budget=6.0, **_) -> Outcome:
     return Outcome(best_completed(xs, curves, ran, max_t), spent / max_t)
 
 
-def sweep(low, high, draw, max_t, rules=None, **_) -> Outcome:
-    """This project's zoom with ``rules`` (a dict of ``zoom.Rules`` fields over the demo's)."""
+def sweep(low, high, draw, max_t, rules=None, subset=None, **_) -> Outcome:
+    """This project's zoom with ``rules`` (a dict of ``zoom.Rules`` fields over the demo's, and the
+    ``Subset`` keys). ``subset``: a draw on the landscape recorded at the subset's data fraction."""
+    rules = dict(rules or {})
+    plan_subset = Subset(**{k: rules.pop(k) for k in list(rules) if k in Subset.__dataclass_fields__})
     r = zoom.Rules(
         low=low,
         high=high,
         spacing=1.0,
         max_epochs=max_t,
-        **{"max_rounds": 2, "points_per_round": 4, "resolution": 0.1, **(rules or {})},
+        **{"max_rounds": 2, "points_per_round": 4, "resolution": 0.1, **rules},
     )
+    on_subset = subset is not None and plan_subset.fraction < 1
     rounds: list[zoom.Round] = []
     obs: list[zoom.Observation] = []
+    fte = 0.0
     plan: zoom.Round | zoom.Stop = zoom.coarse_round(r, 1)
     while isinstance(plan, zoom.Round):
         rounds.append(plan)
-        new = [zoom.Observation(0, x, plan.index, draw(x), True) for _, x in plan.points]
-        if plan.index == 0:
+        part = on_subset and (plan.index == 0 or plan_subset.every_round)
+        source = subset if part and subset is not None else draw
+        new = [zoom.Observation(0, x, plan.index, source(x), True) for _, x in plan.points]
+        if plan.index == 0 and plan_subset.asha:
             ran = asha([o.curve for o in new], SWEEP_GRACE, SWEEP_RF, max_t)
             new = [replace(o, curve=o.curve[:e]) for o, e in zip(new, ran)]
+        fte += sum(len(o.curve) for o in new) * (plan_subset.fraction if part else 1.0) / max_t
         obs += new
+        decide = plan_subset.decision_epoch or SWEEP_GRACE
         seen = [
-            replace(o, curve=o.curve[:SWEEP_GRACE], done=len(o.curve) <= SWEEP_GRACE) if o.round == plan.index else o
-            for o in obs
+            replace(o, curve=o.curve[:decide], done=len(o.curve) <= decide) if o.round == plan.index else o for o in obs
         ]
         plan = zoom.next_round(r, rounds, seen)
-    pick = zoom.choose(obs, margin=r.cliff_margin, ratio=r.cliff_ratio)
-    return Outcome(pick.x, zoom.epochs_spent(obs) / max_t)
+    judged = obs
+    if on_subset and not plan_subset.every_round and any(o.round > 0 for o in obs):
+        # the pick is among the full-data trials; the subset's diverged trials still mark the cliff
+        judged = [o for o in obs if o.round > 0 or o.diverged]
+    pick = zoom.choose(judged, margin=r.cliff_margin, ratio=r.cliff_ratio)
+    return Outcome(pick.x, fte)
+
+
+@dataclass(frozen=True)
+class Subset:
+    """How a replayed sweep uses a data subset: round 0 (every round with ``every_round``) replays the
+    landscape recorded at ``fraction`` of the training data (``landscape_<name>_f<fraction>.csv``) and costs
+    ``fraction`` of an epoch an epoch; ``asha``: round 0 under the sweep's ASHA; ``decision_epoch``: the
+    epoch a round's curves are cut at to plan the next (None: ASHA's grace, 9)."""
+
+    fraction: float = 1.0
+    every_round: bool = False
+    asha: bool = True
+    decision_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +248,21 @@ SWEEPS = [
     Method("sweep, default rules", sweep),
     Method("sweep, default + max_cost 1", sweep, {"max_cost": 1.0}),
     Method("sweep's coarse round alone", sweep, {"max_rounds": 1}),
+]
+SUBSET_FRACTION = 0.2  # the subset landscapes are recorded at this data fraction (bench/README.md)
+SUBSET_SWEEPS = [
+    # examples/digits_cheap.yaml: zoom.coarse_data 0.2, no ASHA, round 1 planned from full curves, 3 points
+    Method(
+        "sweep, coarse_data 0.2",
+        sweep,
+        {"fraction": SUBSET_FRACTION, "asha": False, "decision_epoch": 27, "points_per_round": 3},
+    ),
+    # every round on the subset (replay only, no product option): the pick is the subset's optimum
+    Method(
+        "sweep, every round on 20% (replay only)",
+        sweep,
+        {"fraction": SUBSET_FRACTION, "every_round": True, "asha": False, "decision_epoch": 27, "max_rounds": 3},
+    ),
 ]
 BUDGET_FROM = "sweep, default rules"  # random search gets this row's mean FTE
 PEERS = [
@@ -313,6 +353,7 @@ def table(
     seed: int = 0,
     tests: RangeTests | None = None,
     tpe_draws: int = TPE_DRAWS,
+    subset: Landscape | None = None,
 ) -> list[list]:
     """Rows [range, method, mean, p90, worst regret (%), mean FTE, picks missing, n] for every range x method
     (methods in the given order; each replayed over the same ``draws`` seed draws, Optuna over the first
@@ -327,6 +368,15 @@ def table(
             def draw(x: float, rng: np.random.Generator = rng) -> tuple[float, ...]:
                 return replayed_curve(land, x, int(rng.choice(land.search)))
 
+            def on_subset(
+                x: float, rng: np.random.Generator = rng, sub: Landscape | None = subset
+            ) -> tuple[float, ...]:
+                assert sub is not None
+                return replayed_curve(sub, x, int(rng.choice(sub.search)))
+
+            if "fraction" in m.rules and subset is None:
+                continue  # no landscape recorded on the subset
+
             if m.run is None:
                 picks = (tests or {}).get((round(low, 6), round(high, 6)))
                 if not picks:
@@ -334,7 +384,10 @@ def table(
                 outs = [Outcome(math.log10(p[m.real]), p["fte"]) for p in picks]
             else:
                 n = min(draws, tpe_draws) if m.run is tpe_hyperband else draws
-                outs = [m.run(low, high, draw, max_t, rules=m.rules, rng=rng, budget=budget) for _ in range(n)]
+                outs = [
+                    m.run(low, high, draw, max_t, rules=m.rules, rng=rng, budget=budget, subset=on_subset)
+                    for _ in range(n)
+                ]
             ftes = [o.fte for o in outs]
             if m.name == BUDGET_FROM:
                 budget = float(np.mean(ftes))
@@ -499,8 +552,20 @@ def main(argv=None) -> int:
         )
         tests = range_tests(name, land, ranges(land, args.shifts), args.max_epochs, args.results)
         sweeps = SWEEPS if args.sweeps == "all" else [m for m in SWEEPS if m.name == BUDGET_FROM]
+        sub_path = path_for(f"{name}_f{SUBSET_FRACTION:g}", args.results)
+        subset = Landscape.load(sub_path) if sub_path.exists() else None
+        if subset is not None:
+            sub_best = subset.lrs[int(np.argmin(subset.mean["all"]))]
+            lands[-1] += f" (on {SUBSET_FRACTION:.0%} of the data: best mean at lr {sub_best:.3g})"
         rows = table(
-            land, sweeps + PEERS, args.shifts, args.draws, args.max_epochs, tests=tests, tpe_draws=args.tpe_draws
+            land,
+            sweeps + SUBSET_SWEEPS + PEERS,
+            args.shifts,
+            args.draws,
+            args.max_epochs,
+            tests=tests,
+            tpe_draws=args.tpe_draws,
+            subset=subset,
         )
         for row in rows:
             out_rows.append([name, *cells(row)])
