@@ -58,6 +58,7 @@ SCRIPTS = (
     "utilization",
     "gpu",
     "gpu_busy",
+    "coarse_data",
 )
 
 
@@ -272,6 +273,23 @@ def test_replay_writes_the_table_for_every_range_and_method(tmp_path):
     # + the frontier, + the goals table: one row per range
     assert len(rows) == len(labels) * len(methods) + len(replay.WINDOWS) * len(replay.SPREADS) + len(labels)
     assert [r[1] for r in rows[-len(labels) :]] == labels
+
+
+# -------------------------------------------------------------------------------------- coarse_data
+def test_coarse_data_reads_the_shift_of_the_subsets_optimum(tmp_path):
+    from bench import coarse_data
+
+    write_landscape(tmp_path / "landscape_sgd.csv")
+    write_landscape(tmp_path / "landscape_sgd_f0.2.csv", per_decade=5)  # the same valley, coarser lrs
+    assert coarse_data.main(["--landscapes", "sgd", "adam", "--results", str(tmp_path)]) == 0
+    text = (tmp_path / "coarse_data.md").read_text()
+    row = next(r.split(" | ") for r in text.splitlines() if r.startswith("| sgd | "))
+    full = yardstick.Landscape.load(tmp_path / "landscape_sgd.csv")
+    sub = yardstick.Landscape.load(tmp_path / "landscape_sgd_f0.2.csv")
+    i, j = coarse_data.optimum(full), coarse_data.optimum(sub)
+    assert row[1:4] == [f"{full.lrs[i]:.3g}", f"{sub.lrs[j]:.3g}", f"{sub.x[j] - full.x[i]:+.2f}"]
+    assert float(row[4].rstrip("%")) == pytest.approx(full.regret(float(sub.x[j])), abs=0.05)
+    assert "No subset landscape for: adam" in text
 
 
 # ------------------------------------------------------------------------------------------- robust
