@@ -73,7 +73,7 @@ def asha_round0(obs: list[zoom.Observation], grace: int, rf: float, max_epochs: 
     return [replace(o, curve=o.curve[: cut[i]], done=True) for i, o in enumerate(obs)]
 
 
-def replay(land: Landscape, v: Variant, low: float, high: float, max_epochs: int, rng) -> tuple[float, int]:
+def replay(land: Landscape, v: Variant, low: float, high: float, max_epochs: int, rng) -> tuple[float, float]:
     """One sweep: (picked x, epochs spent)."""
     rules = zoom.Rules(
         low=low,

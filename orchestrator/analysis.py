@@ -69,6 +69,8 @@ class Summary:
     round_picks: list[costs.RoundPick] = field(default_factory=list)  # per round: its cost, the pick after it
     advice: str | None = None  # the closing line: stop here, or one more round (``cost.advice``)
     warm: str | None = None  # 'warm-started from RUN (...)': ``warm.Prior.text``, from warm_start.json
+    coarse_data: float = 1.0  # zoom.coarse_data: the fraction of the training data round 0 trained on
+    picked_on: float = 1.0  # the data fraction of the trials the pick was made among (``zoom.same_data``)
 
     @property
     def mode(self) -> Mode:
@@ -77,6 +79,22 @@ class Summary:
     @property
     def statistic(self) -> str:
         return mean_label(self.epoch)
+
+    def data_text(self) -> str | None:
+        """'round 0 trained on 20% of the training data (zoom.coarse_data: 0.2); the pick is among the full-data
+        trials' (or, when no full-data trial ran, '...; no trial trained on all of it: the pick was measured on 20% of
+        the data'); None when round 0 trained on all of it."""
+        if self.coarse_data >= 1:
+            return None
+        where = (
+            "the pick is among the full-data trials"
+            if self.picked_on >= 1
+            else f"no trial trained on all of it: the pick was measured on {self.picked_on:.0%} of the data"
+        )
+        return (
+            f"round 0 trained on {self.coarse_data:.0%} of the training data (zoom.coarse_data: "
+            f"{self.coarse_data:g}); {where}"
+        )
 
     def rate_of(self, trial_id: str) -> float:
         return next(c.lr for c in self.table if c.trial == trial_id)
@@ -94,9 +112,11 @@ class Summary:
         """One line: the chosen rate next to its own score (``chosen_text``), the cost (in real units:
         ``cost.Cost.brief``, and in epochs), the warm start, where the results are."""
         real = f"{self.cost.brief()}, " if self.cost else ""
+        data = f", round 0 on {self.coarse_data:.0%} of the data" if self.coarse_data < 1 else ""
         return (
             f"chosen {self.chosen_text()}  "
-            f"cost: {real}{self.epochs} epochs ({self.fte:.1f} FTE), {self.trials} trials, {len(self.rounds)} rounds  "
+            f"cost: {real}{self.epochs} epochs ({self.fte:.1f} FTE{data}), {self.trials} trials, "
+            f"{len(self.rounds)} rounds  "
             + (f"{self.warm}  " if self.warm else "")
             + f"results: {self.where or self.folder}"
         )
@@ -160,6 +180,9 @@ def analyse(
     margin = meta.get("cliff_margin")
     pick = zoom.choose(obs, margin=margin)
     group, x, epoch = pick.group, pick.x, pick.epoch
+    picked_on = max(o.data for o in zoom.same_data(obs))  # the pick compares the trials on this much data
+    coarse = _coarse_data(config or {})
+    compared = [c for c in table if zoom.data_of(c.config) == picked_on]
     lr = nice(10**x)
     notes = []
     if margin is not None:
@@ -172,11 +195,11 @@ def analyse(
                 f"(zoom.cliff_margin)"
             )
     # the best trial actually run, in the chosen group, at the comparison epoch
-    candidates = [c for c in table if c.group == group and len(c.epochs) >= epoch]
+    candidates = [c for c in compared if c.group == group and len(c.epochs) >= epoch]
     best = min(candidates, key=lambda c: (c.score_at(epoch), c.trial))
-    chosen = {
-        k: v for k, v in best.config.items() if k not in ("round", "group", "seed_offset") and not k.startswith("_")
-    }
+    # keys the sweep set, not the user: with coarse_data, round 0's data_fraction is one of them
+    internal = ("round", "group", "seed_offset") + (("data_fraction",) if coarse < 1 else ())
+    chosen = {k: v for k, v in best.config.items() if k not in internal and not k.startswith("_")}
     chosen[param] = lr
     statistic = mean_label(epoch)
     best_trial = {
@@ -192,7 +215,8 @@ def analyse(
         "status": str(best.status),
     }
     epochs = sum(len(c.epochs) for c in table)
-    members = [c for c in table if c.group == group]
+    seen = sum(len(c.epochs) * zoom.data_of(c.config) for c in table)  # epochs of cost: the data seen
+    members = [c for c in compared if c.group == group]
     own = own_score(members, lr, epoch)
     score = own and Score(goal.metric(own.value), own.interpolated, own.trials)
     b = band(members, lr, epoch)
@@ -206,7 +230,7 @@ def analyse(
         epoch,
         metric,
         epochs,
-        epochs / max_epochs,
+        seen / max_epochs,
         len(table),
         meta.get("rounds", []),
         meta.get("stop_reason"),
@@ -222,12 +246,20 @@ def analyse(
         goal=goal,
         score=score,
         band=b,
+        coarse_data=coarse,
+        picked_on=picked_on,
     )
     gap = train_val_gap(s)
     if gap is not None and gap[1] != "normal":
         s.warnings.append(f"train/validation gap of the winner {gap[0]:+.4f}: {gap[1]}")
     _add_cost(s, rows, config or {}, per_round)
     return s
+
+
+def _coarse_data(config: dict[str, Any]) -> float:
+    """``zoom.coarse_data`` of a config mapping (``sweep.yaml`` as loaded); 1 when absent or not a fraction."""
+    z = config.get("zoom")
+    return zoom.data_of({"data_fraction": z.get("coarse_data", 1.0)}) if isinstance(z, dict) else 1.0
 
 
 def _add_cost(s: Summary, rows: list[dict[str, Any]], config: dict[str, Any], per_round: bool) -> None:

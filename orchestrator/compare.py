@@ -3,7 +3,8 @@
 it had finished), a trial's score there (``score``: the mean of its last ``SMOOTH_EPOCHS`` epochs), the
 smooth minimum of a group (``fit_minimum``: a parabola in log space; ``smooth_minimum``: a kernel
 smoother), the divergence cliff (``worse``, ``cliff_cap``, ``cliff_gap``, ``stopped_over_cliff``), one
-group's pick (``best_of_group``) and the groups ranked (``rank_groups``).
+group's pick (``best_of_group``), the groups ranked (``rank_groups``), and which trials may be compared at all
+(``same_data``: only trials that trained on the same fraction of the data).
 
 Pure: works on ``x = log10(value)`` of the zoomed parameter and per-epoch metric curves (lower is better;
 ``inf`` for a diverged trial); no Ray import. ``zoom`` plans the rounds from these and re-exports them.
@@ -12,8 +13,9 @@ Pure: works on ``x = log10(value)`` of the zoomed parameter and per-epoch metric
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -24,20 +26,30 @@ CLIFF_MARGIN = 1.0  # decades the refined centre and the pick keep below the cli
 
 @dataclass(frozen=True)
 class Observation:
-    """What is known of one trial: its group, log10 of its zoomed value, its round and metric curve."""
+    """What is known of one trial: its group, log10 of its zoomed value, its round and metric curve, and
+    ``data``, the fraction of the training data it trained on (``data_fraction``; 1: all of it)."""
 
     group: int
     x: float
     round: int
     curve: tuple[float, ...] = ()
     done: bool = False
+    data: float = 1.0
 
     @classmethod
-    def of(cls, group: int, x: float, round: int, values: Iterable[float | None], done: bool = False) -> Observation:
+    def of(
+        cls,
+        group: int,
+        x: float,
+        round: int,
+        values: Iterable[float | None],
+        done: bool = False,
+        data: float = 1.0,
+    ) -> Observation:
         """The one way to build an Observation from reported metric values: each value that is not a
         finite number (None, NaN, +-inf: the trial diverged) becomes ``inf``."""
         curve = tuple(float(v) if v is not None and math.isfinite(v) else math.inf for v in values)
-        return cls(group, x, round, curve, done)
+        return cls(group, x, round, curve, done, data)
 
     def at(self, epoch: int) -> float:
         """Metric after ``epoch`` epochs (1-based); inf once diverged."""
@@ -51,6 +63,29 @@ class Observation:
     def reached(self, epoch: int) -> bool:
         # a diverged trial ends early but counts as worst at every later epoch
         return len(self.curve) >= epoch or self.diverged
+
+
+def data_of(config: Mapping[str, Any]) -> float:
+    """The fraction of the training data a trial config trains on: its ``data_fraction``, 1 when absent
+    (or not a number in (0, 1], which the trial itself refuses)."""
+    value = config.get("data_fraction", 1.0)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+    return float(value) if ok else 1.0
+
+
+def same_data(obs: list[Observation]) -> list[Observation]:
+    """The trials that may be compared with each other: those trained on the largest data fraction any trial
+    reported an epoch at (``Observation.data``; all trials when none reported), and, in the groups that have
+    such trials, the trials that diverged on less data. A score on a fraction of the data is not a score on
+    all of it (fewer steps per epoch, a smaller set to fit), so a coarse round on a fraction plans the round
+    after it from its own trials, while later rounds and the final pick compare the full-data trials only;
+    a rate that diverged on less data marks the divergence cliff all the same (``cliff_cap``)."""
+    reported = [o.data for o in obs if o.curve]
+    if not reported:
+        return list(obs)
+    top = max(reported)
+    groups = {o.group for o in obs if o.data == top}
+    return [o for o in obs if o.data == top or (o.diverged and o.group in groups)]
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,17 @@ class SweepConfig(Frozen):
             raise ValueError(
                 f"zoom.decision_epoch={self.zoom.decision_epoch}: expected <= max_epochs={self.max_epochs}"
             )
+        if self.zoom.coarse_data < 1 and self.train is not None:
+            raise ValueError(
+                f"zoom.coarse_data={self.zoom.coarse_data:g}: expected 1 with train: (a training function of your "
+                f"own does not read data_fraction); the built-in loop (workload:) is what trains round 0 on a "
+                f"fraction of the data"
+            )
+        if self.zoom.coarse_data < 1 and "data_fraction" in self.space:
+            raise ValueError(
+                f"space.data_fraction: set with zoom.coarse_data={self.zoom.coarse_data:g}, which gives round 0 "
+                f"its data_fraction; expected one of the two"
+            )
         reserved = {"workload", "train", "max_epochs", "round", "group", "seed_offset"} & set(self.space)
         if reserved:
             raise ValueError(f"space.{sorted(reserved)[0]}: reserved key, set it at the top level instead")

@@ -129,10 +129,16 @@ class TrialCurve:
         return optimizer_of(self.config)
 
     def observation(self) -> zoom.Observation:
-        """The trial as the zoom sees it (ended; x = 0 for a rate that is not positive)."""
+        """The trial as the zoom sees it (ended; x = 0 for a rate that is not positive; ``data``: the
+        fraction of the training data its config trained on)."""
         x = math.log10(self.lr) if self.lr and self.lr > 0 else 0.0
         return zoom.Observation.of(
-            self.group, x, self.round, [None if v is None else self.goal.loss(v) for v in self.values], True
+            self.group,
+            x,
+            self.round,
+            [None if v is None else self.goal.loss(v) for v in self.values],
+            True,
+            zoom.data_of(self.config),
         )
 
     def score_at(self, epoch: int) -> float:

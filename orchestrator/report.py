@@ -112,6 +112,7 @@ def markdown(s: Summary, figures: list[Path]) -> str:
         *([f"- Batch size: {batch['text']}"] if batch and batch["auto"] else []),
         f"- Best trial run: `{bt['trial_id']}` at {param} {bt.get(param, float('nan')):.4g}: {m} {_fmt(s.value)} "
         f"({s.statistic})",
+        *([f"- Data: {s.data_text()}"] if s.data_text() else []),
     ]
     if s.band:
         lines.append(
@@ -151,6 +152,12 @@ def markdown(s: Summary, figures: list[Path]) -> str:
     lines += [
         f"- Cost: {s.epochs} epochs = {s.fte:.2f} FTE (full-training equivalents of "
         f"{s.max_epochs} epochs) over {s.trials} trials and {len(s.rounds)} rounds"
+        + (
+            f"; FTE counts the data seen: an epoch on {s.coarse_data:.0%} of the training data counts "
+            f"{s.coarse_data:g} of an epoch"
+            if s.coarse_data < 1
+            else ""
+        )
         + (f"; {s.seconds:.0f} s of training time" if s.seconds else ""),
         f"- Stopped because: {s.stop_reason or 'n/a (interrupted?)'}",
         *([f"- Warm start: {s.warm}"] if s.warm else []),

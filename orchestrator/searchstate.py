@@ -48,6 +48,7 @@ def make_state(cfg: SweepConfig, start: Prior | None = None) -> SweepState:
         target=cfg.target,
         budget=budget_of(cfg),
         gpus_per_trial=cfg.resources.gpu * getattr(cfg.resources, "workers", 1),
+        coarse_data=cfg.zoom.coarse_data,
     )
 
 

@@ -138,6 +138,18 @@ class Zoom(Frozen):
         "this epoch (default: ASHA's first rung, a third of max_epochs, "
         "ASHA on or off); max_epochs makes rounds wait for each other",
     )
+    coarse_data: float = Field(
+        default=1.0,
+        description="round 0 trains on this fraction of the training data (the built-in loop's data_fraction); "
+        "the refinement rounds and the pick use the full data; FTE counts the data a trial saw",
+    )
+
+    @field_validator("coarse_data")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0 < v <= 1:  # NaN fails too
+            raise ValueError(f"coarse_data={v}: expected a fraction of the training data in (0, 1], such as 0.2")
+        return v
 
 
 class Notify(Frozen):

@@ -64,14 +64,22 @@ class SweepState:
     last_seen: float | None = None  # ``clock()`` at the last budget check
     budget_ended: bool = False
     clock: Callable[[], float] = time.time  # injected by tests; pickled by reference
+    coarse_data: float = 1.0  # the fraction of the training data round 0 trains on (``data_fraction``)
 
     def observations(self) -> list[zoom.Observation]:
-        return [zoom.Observation.of(t.group, t.x, t.round, t.curve, t.done) for t in self.trials.values()]
+        """The trials as the zoom sees them, each with the data fraction its config trained on."""
+        return [
+            zoom.Observation.of(t.group, t.x, t.round, t.curve, t.done, data=zoom.data_of(t.config))
+            for t in self.trials.values()
+        ]
 
     def config_for(self, group: int, x: float, round_index: int) -> dict[str, Any]:
+        """The trial config of one point. Round 0 trains on ``coarse_data`` of the training data (its
+        ``data_fraction``, when below 1); the refinement rounds on all of it."""
         # Each point its own seed: the zoom's fit over many nearby learning rates then averages seed
         # noise, as a multi-seed mean would. The seed derives from the point, not from the order trials
         # were handed out, so a resumed sweep trains every point exactly as an uninterrupted one.
+        fraction = self.coarse_data if round_index == 0 else 1.0
         return {
             **self.base,
             **self.groups[group],
@@ -79,6 +87,7 @@ class SweepState:
             "round": round_index,
             "group": group,
             "seed_offset": zlib.crc32(f"{group}:{x:.6f}".encode()) % 1_000_003,
+            **({"data_fraction": fraction} if fraction < 1 else {}),
         }
 
     def plan(self) -> zoom.Round | zoom.Stop | None:

@@ -19,6 +19,9 @@ Rules, each a small function tested on analytic curves (tests/test_zoom.py):
   gap (``cliff_gap``, ``Rules.cliff_probe``);
 - with ``Rules.max_cost``, refinement inside the range stops at that many times the epochs of the coarse
   grid trained in full (``refinements_left``); growing past an edge is not held to it;
+- trials are compared only with trials trained on the same fraction of the data (``same_data``): a coarse
+  round on a fraction (``zoom.coarse_data``) plans round 1; later rounds and the final pick use the full-data
+  trials; an epoch on a fraction f of the data costs f epochs (``epochs_spent``, ``budget_epochs``, ``max_cost``);
 - stop when the spacing falls under the resolution, a round improves less than the tolerance, or the
   round / epoch budget is spent.
 """
@@ -39,9 +42,11 @@ from orchestrator.compare import (
     cliff_cap,
     cliff_gap,
     comparison_epoch,
+    data_of,
     fit_minimum,
     points_at,
     rank_groups,
+    same_data,
     score,
     smooth_minimum,
     stopped_over_cliff,
@@ -71,6 +76,7 @@ __all__ = [
     "cliff_gap",
     "coarse_round",
     "comparison_epoch",
+    "data_of",
     "epochs_committed",
     "epochs_spent",
     "fit_minimum",
@@ -80,6 +86,7 @@ __all__ = [
     "refine",
     "refinements_left",
     "round_ready",
+    "same_data",
     "score",
     "smooth_minimum",
     "stopped_over_cliff",
@@ -103,7 +110,7 @@ class Rules:
     points_per_round: int = 4
     resolution: float = 0.1
     tolerance: float = 0.0
-    budget_epochs: float | None = None
+    budget_epochs: float | None = None  # epochs of cost (``epochs_spent``: an epoch on a fraction f counts f)
     groups: int = 1
     cliff_margin: float | None = CLIFF_MARGIN  # None: no cliff guard
     cliff_ratio: float = CLIFF_RATIO  # this many times worse than the best (or diverged): over the cliff
@@ -234,22 +241,29 @@ def refine(group: int, obs: list[Observation], spacing: float, rules: Rules) -> 
         ):
             xs = sorted(xs)[:-1] + [(gap[0] + gap[1]) / 2]
             why += f"; one point halves the gap below the cliff at 10^{gap[1]:.2f}"
+    # a point is not tried again on the data it ran on: refinement trials train on all of it, so a point
+    # that ran on a fraction only (round 0 with zoom.coarse_data) is tried again
+    full = [t for t in tried if any(o.data >= 1 and abs(o.x - t) <= 1e-9 for o in obs)]
     fresh: list[float] = []
     for x in xs:
         x = min(max(x, rules.log_floor), rules.log_ceil)
-        if all(abs(x - t) > spacing / 10 for t in tried) and all(abs(x - f) > 1e-9 for f in fresh):
+        if all(abs(x - t) > spacing / 10 for t in full) and all(abs(x - f) > 1e-9 for f in fresh):
             fresh.append(x)
     return Refinement(bracket, tuple(fresh), why, grows)
 
 
-def epochs_spent(obs: list[Observation]) -> int:
-    return sum(len(o.curve) for o in obs)
+def epochs_spent(obs: list[Observation]) -> float:
+    """Epochs of cost the trials so far trained: each epoch weighted by the fraction of the training data the
+    trial saw (``Observation.data``: an epoch on 20% of the data costs 0.2 epochs), so that the epoch budget
+    (``Rules.budget_epochs``), ``Rules.max_cost`` and the FTE all count the data seen."""
+    return sum(len(o.curve) * o.data for o in obs)
 
 
-def epochs_committed(obs: list[Observation], max_epochs: int) -> int:
-    """Epochs the trials so far will have trained once they end: a trial still running counts
-    ``max_epochs``; one that ended (done, or diverged) counts the epochs it reported."""
-    return sum(len(o.curve) if o.done or o.diverged else max(max_epochs, len(o.curve)) for o in obs)
+def epochs_committed(obs: list[Observation], max_epochs: int) -> float:
+    """Epochs of cost the trials so far will have trained once they end, weighted by their data fraction as
+    in ``epochs_spent``: a trial still running counts ``max_epochs``; one that ended (done, or diverged)
+    counts the epochs it reported."""
+    return sum((len(o.curve) if o.done or o.diverged else max(max_epochs, len(o.curve))) * o.data for o in obs)
 
 
 def refinements_left(rules: Rules, rounds: list[Round], obs: list[Observation]) -> int | None:
@@ -270,7 +284,8 @@ def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Rou
     if k >= rules.max_rounds:
         return Stop(f"round budget spent ({rules.max_rounds} rounds)")
     if rules.budget_epochs is not None and epochs_spent(obs) >= rules.budget_epochs:
-        return Stop(f"epoch budget spent ({epochs_spent(obs)} >= {rules.budget_epochs:g} epochs)")
+        return Stop(f"epoch budget spent ({epochs_spent(obs):g} >= {rules.budget_epochs:g} epochs)")
+    every, obs = obs, same_data(obs)  # after a round 0 on a fraction of the data: the full-data trials
     if k >= 2:
         prev = [o for o in obs if o.round < k - 1]
         epoch = comparison_epoch(obs)
@@ -278,7 +293,7 @@ def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Rou
         after = min((y for _, y in points_at(obs, epoch)), default=math.inf)
         if math.isfinite(before) and before - after < rules.tolerance * abs(before):
             return Stop(f"round {k - 1} improved the best by less than {rules.tolerance:.1%} at epoch {epoch}")
-    left = refinements_left(rules, rounds, obs)
+    left = refinements_left(rules, rounds, every)
     capped = False
     ranked = rank_groups(obs)
     brackets: dict[int, tuple[float, float]] = {}
@@ -315,7 +330,9 @@ def choose(
     margin: float | None = CLIFF_MARGIN,
     ratio: float = CLIFF_RATIO,
 ) -> Pick:
-    """The final pick: the best group's smooth minimum at the deepest epoch its trials reached together."""
+    """The final pick: the best group's smooth minimum at the deepest epoch its trials reached together,
+    among the trials trained on the most data (``same_data``)."""
+    obs = same_data(obs)
     ranked = rank_groups(obs)
     # rank at the deepest common epoch of each group among the top groups, using finished trials
     g = ranked[0][0]
