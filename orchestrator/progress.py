@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator import zoom
 from orchestrator.results import Goal, Mode, TrialStatus
 from orchestrator.tbnames import Searched, number  # noqa: F401  (Searched: the name older tuner.pkl files hold)
 
@@ -26,6 +27,7 @@ class TrialInfo:
     best: float = math.inf  # best metric value this trial reached (inf: none yet, whatever the mode)
     last: float = math.nan
     status: str = "running"  # pending | running | completed | stopped | diverged | errored
+    data: float = 1.0  # the fraction of the training data it trains on (``data_fraction``)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Tally:
     target: float | None = None
     trials: dict[str, TrialInfo] = field(default_factory=dict)
     epochs: int = 0  # distinct trial-epochs reported (a replayed epoch counts once, as in the results)
+    seen: float = 0.0  # those epochs weighted by the trial's data fraction: the FTE's epochs of cost
     best: float = math.inf
     best_trial: str | None = None
     best_epoch: int = 0
@@ -60,6 +63,7 @@ class Tally:
     def from_state(cls, state: dict[str, Any]) -> Tally:
         state = dict(state)
         state["trials"] = {k: TrialInfo(**v) for k, v in state.get("trials", {}).items()}
+        state.setdefault("seen", sum(t.epochs * t.data for t in state["trials"].values()))  # a state saved before it
         return cls(**state)
 
     # events
@@ -73,6 +77,7 @@ class Tally:
                 number(config.get("lr")),
                 int(config.get("max_epochs", 0) or 0),
                 status="pending",
+                data=zoom.data_of(config),
             )
         return t
 
@@ -99,6 +104,7 @@ class Tally:
         if epoch <= t.epochs:
             return False
         self.epochs += epoch - t.epochs
+        self.seen += (epoch - t.epochs) * t.data
         t.epochs = epoch
         return True
 
@@ -125,7 +131,8 @@ class Tally:
 
     @property
     def fte(self) -> float:
-        return self.epochs / self.max_epochs if self.max_epochs else math.nan
+        """Full-training equivalents: epochs weighted by the data fraction they trained on, / max_epochs."""
+        return self.seen / self.max_epochs if self.max_epochs else math.nan
 
     @property
     def current_round(self) -> int:

@@ -100,6 +100,19 @@ def test_tally_counts_epochs_rounds_and_outcomes():
     assert json.dumps(asdict(progress.Tally.from_state(json.loads(state))), sort_keys=True) == state
 
 
+def test_the_tally_counts_an_epoch_on_a_fraction_of_the_data_as_that_fraction():
+    t = progress.Tally()
+    t.start("a", {"max_epochs": 4, "round": 0, "lr": 0.01, "data_fraction": 0.25})
+    t.start("b", {"max_epochs": 4, "round": 1, "lr": 0.01})
+    for e in (1, 2, 3, 4):
+        t.result("a", {"epoch": e, "val_loss": 1.0})
+        t.result("b", {"epoch": e, "val_loss": 1.0})
+    assert t.epochs == 8 and t.fte == pytest.approx((4 * 0.25 + 4) / 4)  # the FTE of the final line, best.json
+    state = asdict(t)
+    del state["seen"]  # a state saved before the tally weighed epochs by their data
+    assert progress.Tally.from_state(json.loads(json.dumps(state))).fte == pytest.approx(t.fte)
+
+
 def test_the_best_so_far_follows_the_sweeps_mode():
     t = progress.Tally(metric="val_accuracy", mode="max", target=1.0)
     t.start("a", {"max_epochs": 3, "round": 0, "lr": 0.01})
