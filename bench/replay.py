@@ -197,29 +197,25 @@ def sweep(low, high, draw, max_t, rules=None, subset=None, **_) -> Outcome:
     on_subset = subset is not None and plan_subset.fraction < 1
     rounds: list[zoom.Round] = []
     obs: list[zoom.Observation] = []
-    fte = 0.0
     plan: zoom.Round | zoom.Stop = zoom.coarse_round(r, 1)
     while isinstance(plan, zoom.Round):
         rounds.append(plan)
         part = on_subset and (plan.index == 0 or plan_subset.every_round)
         source = subset if part and subset is not None else draw
-        new = [zoom.Observation(0, x, plan.index, source(x), True) for _, x in plan.points]
+        data = plan_subset.fraction if part else 1.0
+        new = [zoom.Observation(0, x, plan.index, source(x), True, data) for _, x in plan.points]
         if plan.index == 0 and plan_subset.asha:
             ran = asha([o.curve for o in new], SWEEP_GRACE, SWEEP_RF, max_t)
             new = [replace(o, curve=o.curve[:e]) for o, e in zip(new, ran)]
-        fte += sum(len(o.curve) for o in new) * (plan_subset.fraction if part else 1.0) / max_t
         obs += new
         decide = plan_subset.decision_epoch or SWEEP_GRACE
         seen = [
             replace(o, curve=o.curve[:decide], done=len(o.curve) <= decide) if o.round == plan.index else o for o in obs
         ]
         plan = zoom.next_round(r, rounds, seen)
-    judged = obs
-    if on_subset and not plan_subset.every_round and any(o.round > 0 for o in obs):
-        # the pick is among the full-data trials; the subset's diverged trials still mark the cliff
-        judged = [o for o in obs if o.round > 0 or o.diverged]
-    pick = zoom.choose(judged, margin=r.cliff_margin, ratio=r.cliff_ratio)
-    return Outcome(pick.x, fte)
+    # as the sweep does: the pick among the trials on the most data (``zoom.same_data``), FTE = data seen
+    pick = zoom.choose(obs, margin=r.cliff_margin, ratio=r.cliff_ratio)
+    return Outcome(pick.x, zoom.epochs_spent(obs) / max_t)
 
 
 @dataclass(frozen=True)

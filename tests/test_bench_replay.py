@@ -76,3 +76,32 @@ def test_goals_judge_the_default_sweep_against_cheaper_peers(tmp_path):
     assert replay.main(["--summarize", "--results", str(tmp_path)]) == 0
     replay.main(["--summarize", "--results", str(tmp_path)])  # rebuilt in place, not appended twice
     assert (tmp_path / "replay.md").read_text().count("## Issue #18's goals") == 1
+
+
+def test_a_subset_round_costs_its_fraction_and_the_pick_is_a_full_data_trials(tmp_path):
+    land = Landscape.load(write_landscape(tmp_path / "landscape_sgd.csv") and tmp_path / "landscape_sgd.csv")
+    rng = np.random.default_rng(0)
+    draws: dict[str, list[tuple[float, tuple[float, ...]]]] = {"full": [], "subset": []}
+
+    def recorded(kind: str):
+        curve = _draw(land, rng)  # the same valley stands in for the subset's landscape
+
+        def draw(x: float) -> tuple[float, ...]:
+            draws[kind].append((x, curve(x)))
+            return draws[kind][-1][1]
+
+        return draw
+
+    def epochs(kind: str) -> int:
+        return sum(len(c) for _, c in draws[kind])
+
+    coarse, every = replay.SUBSET_SWEEPS
+    out = replay.sweep(-6, -1, recorded("full"), 27, rules=coarse.rules, subset=recorded("subset"))
+    assert len(draws["subset"]) == 6 and len(draws["full"]) == 3  # round 0 on the subset, 3 full-data points
+    assert out.fte == pytest.approx((0.2 * epochs("subset") + epochs("full")) / 27)
+    full_xs = [x for x, _ in draws["full"]]
+    assert out.x is not None and min(full_xs) - 0.3 <= out.x <= max(full_xs) + 0.3  # not a subset point's
+    for kind in draws:
+        draws[kind].clear()
+    out = replay.sweep(-6, -1, recorded("full"), 27, rules=every.rules, subset=recorded("subset"))
+    assert not draws["full"] and len(draws["subset"]) > 6 and out.fte == pytest.approx(0.2 * epochs("subset") / 27)
