@@ -270,8 +270,11 @@ def test_replay_writes_the_table_for_every_range_and_method(tmp_path):
     assert [(r[1], r[2]) for r in rows[: len(labels) * len(methods)]] == [(a, m) for a in labels for m in methods]
     default = next(r for r in rows if r[1] == "shift +0.0" and r[2] == replay.BUDGET_FROM)
     assert float(default[3].rstrip("%")) < 5 and 1 < float(default[6]) < 12  # a clean valley: near its floor
-    # + the frontier, + the goals table: one row per range
-    assert len(rows) == len(labels) * len(methods) + len(replay.WINDOWS) * len(replay.SPREADS) + len(labels)
+    # + the frontier, + the frontier by cost (a row), + the goals table: one row per range
+    n_frontier = len(replay.WINDOWS) * len(replay.SPREADS)
+    assert len(rows) == len(labels) * len(methods) + n_frontier + 1 + len(labels)
+    by_cost = rows[len(labels) * len(methods) + n_frontier]
+    assert len(by_cost) == len(replay.COSTS) + 2 and by_cost[1] != "-"  # 2 points already fit in 2 FTE
     assert [r[1] for r in rows[-len(labels) :]] == labels
 
 
