@@ -1,10 +1,10 @@
 """Comparing trials, the part of the zoom's rules that looks at results: what is known of a trial
 (``Observation``), the epoch trials are compared at (``comparison_epoch``, never a trial stopped early as if
 it had finished), a trial's score there (``score``: the mean of its last ``SMOOTH_EPOCHS`` epochs), the
-smooth minimum of a group (``fit_minimum``: a parabola in log space; ``smooth_minimum``: a kernel
-smoother), the divergence cliff (``worse``, ``cliff_cap``, ``cliff_gap``, ``stopped_over_cliff``), one
-group's pick (``best_of_group``), the groups ranked (``rank_groups``), and which trials may be compared at all
-(``same_data``: only trials that trained on the same fraction of the data).
+smooth minimum of a group (``fit_minimum``: a parabola in log space, ``fit_parabola`` the fit itself;
+``smooth_minimum``: a kernel smoother), the divergence cliff (``worse``, ``cliff_cap``, ``cliff_gap``,
+``stopped_over_cliff``), one group's pick (``best_of_group``), the groups ranked (``rank_groups``), and which
+trials may be compared at all (``same_data``: only trials that trained on the same fraction of the data).
 
 Pure: works on ``x = log10(value)`` of the zoomed parameter and per-epoch metric curves (lower is better;
 ``inf`` for a diverged trial); no Ray import. ``zoom`` plans the rounds from these and re-exports them.
@@ -129,18 +129,46 @@ def points_at(obs: list[Observation], epoch: int) -> list[tuple[float, float]]:
     return sorted((o.x, score(o, epoch)) for o in obs if o.reached(epoch))
 
 
-def fit_minimum(points: list[tuple[float, float]], reach: float = 1.0, cliff: float = 3.0) -> tuple[float, float]:
-    """Smooth estimate of the minimum's location: a parabola in log space, least squares weighted by
-    1/value (relative errors), through the points within ``reach`` decades of the best one.
-    Points above ``cliff`` times the best are off the valley (divergence side, or not training) and
-    would drag the vertex away, so they are left out while 3 points remain.
-    Falls back to the best point when the fit is not convex. The vertex stays within the fitted points.
-    Returns (x, value): value is the best value measured, not the parabola's (which can undershoot)."""
+@dataclass(frozen=True)
+class Parabola:
+    """``fit_parabola``'s fit: ``y = a x^2 + b x + c`` over ``points``, the (x, value) pairs it was fitted
+    through (sorted by x); ``low``..``high`` the x they span."""
+
+    a: float
+    b: float
+    c: float
+    points: tuple[tuple[float, float], ...]
+
+    @property
+    def low(self) -> float:
+        return self.points[0][0]
+
+    @property
+    def high(self) -> float:
+        return self.points[-1][0]
+
+    @property
+    def convex(self) -> bool:
+        return self.a > 0
+
+    def at(self, x: float) -> float:
+        return self.a * x * x + self.b * x + self.c
+
+    @property
+    def vertex(self) -> float:
+        """The x of the minimum, kept within ``low``..``high``; ValueError unless ``convex``."""
+        if not self.convex:
+            raise ValueError(f"a={self.a}: expected > 0 (a convex parabola has a minimum)")
+        return float(np.clip(-self.b / (2 * self.a), self.low, self.high))
+
+
+def fit_parabola(points: list[tuple[float, float]], reach: float = 1.0, cliff: float = 3.0) -> Parabola | None:
+    """The parabola ``fit_minimum`` fits (convex or not): least squares in log space weighted by 1/value,
+    through the finite points within ``reach`` decades of the best one, those above ``cliff`` times the best
+    left out while 3 points remain. None when fewer than 3 distinct x are left (no point finite included)."""
     finite = sorted((x, y) for x, y in points if math.isfinite(y))
     if not finite:
-        if not points:
-            raise ValueError("points=[]: expected at least one (x, value) pair")
-        return points[0][0], math.inf
+        return None
     best = min(finite, key=lambda p: p[1])
     near = [p for p in finite if abs(p[0] - best[0]) <= reach + 1e-9]
     valley = [p for p in near if best[1] == 0 or not worse(p[1], best[1], cliff) or p[1] == cliff * best[1]]
@@ -149,11 +177,28 @@ def fit_minimum(points: list[tuple[float, float]], reach: float = 1.0, cliff: fl
     xs = np.array([p[0] for p in valley])
     ys = np.array([p[1] for p in valley])
     if len(set(xs.round(9))) < 3:
+        return None
+    a, b, c = np.polyfit(xs, ys, 2, w=1.0 / np.maximum(np.abs(ys), 1e-12))
+    return Parabola(float(a), float(b), float(c), tuple(sorted(valley)))
+
+
+def fit_minimum(points: list[tuple[float, float]], reach: float = 1.0, cliff: float = 3.0) -> tuple[float, float]:
+    """Smooth estimate of the minimum's location: a parabola in log space, least squares weighted by
+    1/value (relative errors), through the points within ``reach`` decades of the best one
+    (``fit_parabola``). Points above ``cliff`` times the best are off the valley (divergence side, or not
+    training) and would drag the vertex away, so they are left out while 3 points remain.
+    Falls back to the best point when the fit is not convex. The vertex stays within the fitted points.
+    Returns (x, value): value is the best value measured, not the parabola's (which can undershoot)."""
+    finite = sorted((x, y) for x, y in points if math.isfinite(y))
+    if not finite:
+        if not points:
+            raise ValueError("points=[]: expected at least one (x, value) pair")
+        return points[0][0], math.inf
+    best = min(finite, key=lambda p: p[1])
+    fit = fit_parabola(points, reach, cliff)
+    if fit is None or not fit.convex:
         return best
-    a, b, _ = np.polyfit(xs, ys, 2, w=1.0 / np.maximum(np.abs(ys), 1e-12))
-    if a <= 0:
-        return best
-    return float(np.clip(-b / (2 * a), xs.min(), xs.max())), best[1]
+    return fit.vertex, best[1]
 
 
 def smooth_minimum(points: list[tuple[float, float]], bandwidth: float = 0.15) -> tuple[float, float]:
