@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import documents, results
+from orchestrator import documents, results, zoom
 from orchestrator.analysis import Summary
-from orchestrator.curves import group_label, score_label
+from orchestrator.compare import Parabola, fit_parabola
+from orchestrator.curves import TrialCurve, group_label, observations, score_label
 from orchestrator.results import TrialStatus
 
-__all__ = ["CURVES", "FINALISTS", "PLOT", "figure_curves", "figure_vs_lr", "write"]
+__all__ = ["CURVES", "FINALISTS", "PLOT", "PickTrace", "figure_curves", "figure_vs_lr", "pick_trace", "write"]
 
 PLOT = "val_loss_vs_lr.png"
 CURVES = "val_curves.png"
@@ -29,6 +31,7 @@ def write(s: Summary) -> list[Path]:
 
 
 _MARKERS = "osD^vP*X"
+_FRACTION_MARKER = "h"  # trials on a fraction of the data that the pick did not compare
 # fixed margins for an 8 x 5 inch figure with a two-line y label, not tight_layout (why: docs/decisions.md)
 _MARGINS = {"left": 0.11, "right": 0.98, "bottom": 0.1, "top": 0.93}
 
@@ -68,12 +71,58 @@ def _plot_vs_lr(s: Summary) -> Path | None:
     return _save(figure_vs_lr(s), s.folder / PLOT)
 
 
+@dataclass(frozen=True)
+class PickTrace:
+    """How the pick of ``s`` was made, in log10 of the rate: the parabola it fitted (``compare.fit_parabola``
+    over the chosen group's trials at the comparison epoch, among those ``zoom.same_data`` keeps, within
+    ``zoom.FINAL_REACH`` decades; None when there were too few points), ``free`` the fit's own minimum (None
+    without a convex fit), ``cliff`` the first rate above the best that did ``ratio`` times worse or diverged
+    (``zoom.cliff_cap`` at margin 0; None when not seen) and ``cap`` the highest rate the pick could take
+    (``margin`` decades below the cliff; None without a cliff guard or cliff)."""
+
+    fit: Parabola | None
+    free: float | None
+    cliff: float | None
+    cap: float | None
+    ratio: float
+    margin: float | None
+
+    @property
+    def capped(self) -> bool:
+        """The cap moved the pick: the fit alone would have picked a higher rate."""
+        return self.cap is not None and self.free is not None and self.free > self.cap + 1e-9
+
+
+def pick_trace(s: Summary) -> PickTrace:
+    """The ``PickTrace`` of ``s``, worked out as ``zoom.choose`` does (parabola pick, ``cliff_margin`` from
+    rounds.json, the default cliff ratio, as ``analysis.analyse`` calls it)."""
+    margin = s.meta.get("cliff_margin")
+    ratio = zoom.CLIFF_RATIO
+    members = [o for o in zoom.same_data(observations(s.table)) if o.group == s.group]
+    pts = zoom.points_at(members, s.epoch)
+    fit = fit_parabola(pts, reach=zoom.FINAL_REACH) if pts else None
+    free = fit.vertex if fit is not None and fit.convex else None
+    marks = pts + zoom.stopped_over_cliff(members, s.epoch, ratio)
+    cliff = zoom.cliff_cap(marks, ratio=ratio, margin=0.0)
+    cap = None if cliff is None or margin is None else cliff - margin
+    return PickTrace(fit, free, cliff, cap, ratio, margin)
+
+
+def _compared(s: Summary, c: TrialCurve) -> bool:
+    """``c`` trained on the data the pick compared (``Summary.picked_on``): not a coarse round's fraction."""
+    return zoom.data_of(c.config) >= s.picked_on
+
+
 def figure_vs_lr(s: Summary):
     """The metric against the learning rate (a matplotlib Figure, not saved): each trial that reported a
     result is one marker, its score (``zoom.score``) at the epoch the pick compared (filled), or at its
     last epoch when it stopped before (hollow); diverged trials as x on the top edge. One colour per
-    round, one marker per group; the chosen group's last bracket shaded (``axvspan``); the chosen rate
-    dashed (``axvline`` at ``s.lr``); the band shaded green."""
+    round, one marker per group; trials on a fraction of the data that the pick did not compare
+    (``zoom.coarse_data``) as hexagons, left out of the grey line of the compared trials and of the fit.
+    How the pick was made (``pick_trace``): the parabola it fitted (solid black, over the rates it used),
+    the cliff (dotted ``axvline``), the cap where it moved the pick (dash-dot ``axvline``); the chosen
+    group's last bracket shaded (``axvspan``); the chosen rate dashed (``axvline`` at ``s.lr``); the band
+    shaded green."""
     m = s.metric
     n_rounds = max(c.round for c in s.table) + 1
     groups = sorted({c.group for c in s.table})
@@ -84,38 +133,23 @@ def figure_vs_lr(s: Summary):
     diverged_y = top * 1.5 if s.mode is results.Mode.MIN else min(finite, default=1.0) * 0.5
     for k in range(n_rounds):
         for gi, g in enumerate(groups):
-            full, partial, bad = [], [], []
-            for c in s.table:
-                if c.round != k or c.group != g or not c.epochs:
-                    continue
-                if c.status == TrialStatus.DIVERGED or c.values[-1] is None or not math.isfinite(c.values[-1]):
-                    bad.append(c.lr)
-                elif len(c.epochs) >= s.epoch:
-                    full.append((c.lr, c.mean_at(s.epoch)))
-                else:
-                    partial.append((c.lr, c.mean_at(len(c.epochs))))
-            marker = _MARKERS[gi % len(_MARKERS)]
+            members = [c for c in s.table if c.round == k and c.group == g and c.epochs]
             label = f"round {k}" + (f", {group_label(s.meta, g)}" if len(groups) > 1 else "")
-            if full:
-                ax.scatter(*zip(*full), s=45, marker=marker, color=colours[k], label=label, zorder=3)
-            if partial:
-                ax.scatter(
-                    *zip(*partial),
-                    s=45,
-                    marker=marker,
-                    facecolors="none",
-                    edgecolors=colours[k],
-                    label=None if full else label,
-                    zorder=3,
-                )
-            if bad:
-                ax.scatter(bad, [diverged_y] * len(bad), s=55, marker="x", color=colours[k], zorder=3)
-    # the curve the pick was made on: the chosen group's trials at the comparison epoch
+            compared = [c for c in members if _compared(s, c)]
+            _markers(ax, s, compared, _MARKERS[gi % len(_MARKERS)], colours[k], label, diverged_y)
+            for data in sorted({zoom.data_of(c.config) for c in members if not _compared(s, c)}):
+                apart = [c for c in members if zoom.data_of(c.config) == data]
+                text = f"{label} on {data:.0%} of the data (not compared with full-data trials)"
+                _markers(ax, s, apart, _FRACTION_MARKER, colours[k], text, diverged_y)
+    # the curve the pick was made on: the chosen group's trials at the comparison epoch, on the data it compared
     line = sorted(
-        (c.lr, c.mean_at(s.epoch)) for c in s.table if c.group == s.group and math.isfinite(c.score_at(s.epoch))
+        (c.lr, c.mean_at(s.epoch))
+        for c in s.table
+        if c.group == s.group and _compared(s, c) and math.isfinite(c.score_at(s.epoch))
     )
     if len(line) > 1:
         ax.plot(*zip(*line), color="grey", linewidth=0.8, alpha=0.6, zorder=2, label=f"at epoch {s.epoch}")
+    _draw_trace(ax, s, pick_trace(s))
     bracket = _chosen_bracket(s, s.group)
     if bracket:
         (k, lo, hi) = bracket
@@ -143,6 +177,76 @@ def figure_vs_lr(s: Summary):
     ax.legend(fontsize=8, loc="best")
     fig.subplots_adjust(**_MARGINS)
     return fig
+
+
+def _markers(ax, s: Summary, trials: list[TrialCurve], marker: str, colour, label: str, diverged_y: float) -> None:
+    """One marker per trial: filled at the comparison epoch, hollow at the last epoch of a trial stopped
+    before it, x on the edge for a diverged one."""
+    full, partial, bad = [], [], []
+    for c in trials:
+        if c.status == TrialStatus.DIVERGED or c.values[-1] is None or not math.isfinite(c.values[-1]):
+            bad.append(c.lr)
+        elif len(c.epochs) >= s.epoch:
+            full.append((c.lr, c.mean_at(s.epoch)))
+        else:
+            partial.append((c.lr, c.mean_at(len(c.epochs))))
+    if full:
+        ax.scatter(*zip(*full), s=45, marker=marker, color=colour, label=label, zorder=3)
+    if partial:
+        ax.scatter(
+            *zip(*partial),
+            s=45,
+            marker=marker,
+            facecolors="none",
+            edgecolors=colour,
+            label=None if full else label,
+            zorder=3,
+        )
+    if bad:
+        ax.scatter(bad, [diverged_y] * len(bad), s=55, marker="x", color=colour, zorder=3)
+
+
+_FIT_POINTS = 60  # points along the drawn parabola
+
+
+def _draw_trace(ax, s: Summary, t: PickTrace) -> None:
+    """The parabola the pick fitted, over the rates it used; the cliff; the cap where it moved the pick."""
+    if t.fit is not None:
+        fit, span = t.fit, t.fit.high - t.fit.low
+        xs = [fit.low + span * i / (_FIT_POINTS - 1) for i in range(_FIT_POINTS)]
+        reach = f"±{zoom.FINAL_REACH:g} decade"
+        label = (
+            f"fit the pick used (parabola, {reach})"
+            if fit.convex
+            else f"parabola ({reach}) not convex: the pick is the best trial's rate"
+        )
+        ax.plot(
+            [10**x for x in xs],
+            [s.goal.metric(fit.at(x)) for x in xs],
+            color="black",
+            linewidth=1.3 if fit.convex else 0.8,
+            alpha=0.8 if fit.convex else 0.4,
+            zorder=3,
+            label=label,
+        )
+    if t.cliff is not None:
+        ax.axvline(
+            10**t.cliff,
+            color="darkred",
+            linestyle=":",
+            linewidth=1.2,
+            zorder=4,
+            label=f"cliff: {t.ratio:g}x worse or diverged",
+        )
+    if t.capped and t.cap is not None and t.margin is not None:
+        ax.axvline(
+            10**t.cap,
+            color="darkred",
+            linestyle="-.",
+            linewidth=1.0,
+            zorder=4,
+            label=f"cap: {t.margin:g} decade{'' if t.margin == 1 else 's'} below the cliff",
+        )
 
 
 def _chosen_bracket(s: Summary, group: int) -> tuple[int, float, float] | None:

@@ -44,6 +44,7 @@ class Tally:
     best: float = math.inf
     best_trial: str | None = None
     best_epoch: int = 0
+    best_data: float = 1.0  # the data fraction the best trial trained on: a trial on less never takes the best over
     elapsed: float = 0.0  # seconds of earlier sessions (before a resume)
 
     @property
@@ -99,14 +100,24 @@ class Tally:
         t.last = value
         if self.better(value, t.best):
             t.best = value
-        if self.better(value, self.best):
-            self.best, self.best_trial, self.best_epoch = value, trial_id, epoch
+        if self._takes_best(value, t.data):
+            self.best, self.best_trial, self.best_epoch, self.best_data = value, trial_id, epoch, t.data
         if epoch <= t.epochs:
             return False
         self.epochs += epoch - t.epochs
         self.seen += (epoch - t.epochs) * t.data
         t.epochs = epoch
         return True
+
+    def _takes_best(self, value: float, data: float) -> bool:
+        """A finite ``value`` of a trial on ``data`` of the training data is the best so far: better than the
+        best on the same data, or on more data than the best's (a score on a fraction, ``zoom.coarse_data``,
+        is not compared with one on all of it: ``zoom.same_data``)."""
+        if not math.isfinite(value):
+            return False
+        if not math.isfinite(self.best) or data > self.best_data:
+            return True
+        return data == self.best_data and self.better(value, self.best)
 
     def end(self, trial_id: str, last_result: dict[str, Any] | None, errored: bool = False) -> TrialInfo | None:
         t = self.trials.get(trial_id)
