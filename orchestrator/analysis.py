@@ -71,6 +71,10 @@ class Summary:
     warm: str | None = None  # 'warm-started from RUN (...)': ``warm.Prior.text``, from warm_start.json
     coarse_data: float = 1.0  # zoom.coarse_data: the fraction of the training data round 0 trained on
     picked_on: float = 1.0  # the data fraction of the trials the pick was made among (``zoom.same_data``)
+    coarse_rounds: tuple[int, ...] = ()  # the rounds whose trials trained on ``coarse_data`` (with a fraction)
+    # the round of the one full-data trial, when it is the only one (the confirmation round, ``zoom.Round.confirm``):
+    # the pick is its rate, its score that trial's, and no band can be measured from one trial
+    confirmed: int | None = None
 
     @property
     def mode(self) -> Mode:
@@ -80,19 +84,36 @@ class Summary:
     def statistic(self) -> str:
         return mean_label(self.epoch)
 
+    def rounds_text(self) -> str:
+        """'round 0', 'rounds 0-2' (or 'rounds 0, 2'): the rounds that trained on a fraction of the data."""
+        r = sorted(self.coarse_rounds) or [0]
+        if len(r) == 1:
+            return f"round {r[0]}"
+        if r == list(range(r[0], r[-1] + 1)):
+            return f"rounds {r[0]}-{r[-1]}"
+        return "rounds " + ", ".join(str(i) for i in r)
+
     def data_text(self) -> str | None:
         """'round 0 trained on 20% of the training data (zoom.coarse_data: 0.2); the pick is among the full-data
         trials' (or, when no full-data trial ran, '...; no trial trained on all of it: the pick was measured on 20% of
-        the data'); None when round 0 trained on all of it."""
+        the data'; or, when one full-data trial confirmed the pick, 'the rate was searched on 20% of the training
+        data (zoom.coarse_data: 0.2, rounds 0-2); its score is one full-data trial at it (round 3)'); None when
+        round 0 trained on all of it."""
         if self.coarse_data >= 1:
             return None
+        if self.confirmed is not None:
+            return (
+                f"the rate was searched on {self.coarse_data:.0%} of the training data (zoom.coarse_data: "
+                f"{self.coarse_data:g}, {self.rounds_text()}); its score is one full-data trial at it "
+                f"(round {self.confirmed})"
+            )
         where = (
             "the pick is among the full-data trials"
             if self.picked_on >= 1
             else f"no trial trained on all of it: the pick was measured on {self.picked_on:.0%} of the data"
         )
         return (
-            f"round 0 trained on {self.coarse_data:.0%} of the training data (zoom.coarse_data: "
+            f"{self.rounds_text()} trained on {self.coarse_data:.0%} of the training data (zoom.coarse_data: "
             f"{self.coarse_data:g}); {where}"
         )
 
@@ -112,7 +133,8 @@ class Summary:
         """One line: the chosen rate next to its own score (``chosen_text``), the cost (in real units:
         ``cost.Cost.brief``, and in epochs), the warm start, where the results are."""
         real = f"{self.cost.brief()}, " if self.cost else ""
-        data = f", round 0 on {self.coarse_data:.0%} of the data" if self.coarse_data < 1 else ""
+        data = f", {self.rounds_text()} on {self.coarse_data:.0%} of the data" if self.coarse_data < 1 else ""
+        data += f", the pick's score one full-data trial (round {self.confirmed})" if self.confirmed is not None else ""
         return (
             f"chosen {self.chosen_text()}  "
             f"cost: {real}{self.epochs} epochs ({self.fte:.1f} FTE{data}), {self.trials} trials, "
@@ -183,6 +205,9 @@ def analyse(
     picked_on = max(o.data for o in zoom.same_data(obs))  # the pick compares the trials on this much data
     coarse = _coarse_data(config or {})
     compared = [c for c in table if zoom.data_of(c.config) == picked_on]
+    subset_rounds = tuple(sorted({c.round for c in table if zoom.data_of(c.config) < 1}))
+    full = [c for c in table if zoom.data_of(c.config) >= 1]
+    confirmed = full[0].round if coarse < 1 and subset_rounds and len(full) == 1 else None
     lr = nice(10**x)
     notes = []
     if margin is not None:
@@ -245,9 +270,11 @@ def analyse(
         table=table,
         goal=goal,
         score=score,
-        band=b,
+        band=None if confirmed is not None else b,  # one trial measures no band
         coarse_data=coarse,
         picked_on=picked_on,
+        coarse_rounds=subset_rounds,
+        confirmed=confirmed,
     )
     gap = train_val_gap(s)
     if gap is not None and gap[1] != "normal":

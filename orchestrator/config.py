@@ -124,6 +124,11 @@ class SweepConfig(Frozen):
                 f"space.data_fraction: set with zoom.coarse_data={self.zoom.coarse_data:g}, which gives round 0 "
                 f"its data_fraction; expected one of the two"
             )
+        if self.zoom.coarse_rounds > 1 and self.zoom.coarse_data >= 1:
+            raise ValueError(
+                f"zoom.coarse_rounds={self.zoom.coarse_rounds}: expected 1 with zoom.coarse_data 1 (every round "
+                f"trains on all the data); set zoom.coarse_data to a fraction such as 0.2"
+            )
         reserved = {"workload", "train", "max_epochs", "round", "group", "seed_offset"} & set(self.space)
         if reserved:
             raise ValueError(f"space.{sorted(reserved)[0]}: reserved key, set it at the top level instead")

@@ -106,7 +106,12 @@ def markdown(s: Summary, figures: list[Path]) -> str:
         "",
         f"**Chosen learning rate: {s.lr:.4g}**: the smooth minimum of a parabola fitted in log-{param} space "
         f"through the best trials, each scored by its {score_label(m, s.epoch)}"
-        f"{' (higher is better)' if s.mode is results.Mode.MAX else ''}.",
+        f"{' (higher is better)' if s.mode is results.Mode.MAX else ''}"
+        + (
+            f"; fitted on {s.coarse_data:.0%} of the data, then trained once on all of it (round {s.confirmed})."
+            if s.confirmed is not None
+            else "."
+        ),
         "",
         f"- Chosen: {s.chosen_text()}",
         *([f"- Batch size: {batch['text']}"] if batch and batch["auto"] else []),
@@ -114,6 +119,11 @@ def markdown(s: Summary, figures: list[Path]) -> str:
         f"({s.statistic})",
         *([f"- Data: {s.data_text()}"] if s.data_text() else []),
     ]
+    if s.confirmed is not None:
+        lines.append(
+            f"- Band: not measured: one full-data trial, the one at the pick (round {s.confirmed}), cannot tell "
+            f"which rates score the same; the trials on {s.coarse_data:.0%} of the data are not compared with it"
+        )
     if s.band:
         lines.append(
             f"- Band: {param} {s.band.low:.4g} .. {s.band.high:.4g}: the rates this sweep cannot tell apart "

@@ -32,6 +32,8 @@ def make_state(cfg: SweepConfig, start: Prior | None = None) -> SweepState:
         groups=z.groups,
         cliff_margin=z.cliff_margin,
         log_ceil=min(zoom.LOG_CEIL, start.cliff) if start and start.cliff is not None else zoom.LOG_CEIL,
+        coarse_data=z.coarse_data,
+        coarse_rounds=z.coarse_rounds,
     )
     # The next round is planned once the current one reached a third of training (ASHA's first rung),
     # with or without ASHA: waiting for the last epoch would leave slots idle between rounds (a barrier).
@@ -48,7 +50,6 @@ def make_state(cfg: SweepConfig, start: Prior | None = None) -> SweepState:
         target=cfg.target,
         budget=budget_of(cfg),
         gpus_per_trial=cfg.resources.gpu * getattr(cfg.resources, "workers", 1),
-        coarse_data=cfg.zoom.coarse_data,
     )
 
 

@@ -140,8 +140,16 @@ class Zoom(Frozen):
     )
     coarse_data: float = Field(
         default=1.0,
-        description="round 0 trains on this fraction of the training data (the built-in loop's data_fraction); "
-        "the refinement rounds and the pick use the full data; FTE counts the data a trial saw",
+        description="the first coarse_rounds rounds (round 0 by default) train on this fraction of the training "
+        "data (the built-in loop's data_fraction); the later rounds and the pick use the full data; FTE counts "
+        "the data a trial saw",
+    )
+    coarse_rounds: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="how many rounds train on coarse_data (above max_rounds: every round); when no round "
+        "trained on all the data, one more trial trains the pick on all of it",
     )
 
     @field_validator("coarse_data")

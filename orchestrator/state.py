@@ -64,7 +64,6 @@ class SweepState:
     last_seen: float | None = None  # ``clock()`` at the last budget check
     budget_ended: bool = False
     clock: Callable[[], float] = time.time  # injected by tests; pickled by reference
-    coarse_data: float = 1.0  # the fraction of the training data round 0 trains on (``data_fraction``)
 
     def observations(self) -> list[zoom.Observation]:
         """The trials as the zoom sees them, each with the data fraction its config trained on."""
@@ -74,12 +73,14 @@ class SweepState:
         ]
 
     def config_for(self, group: int, x: float, round_index: int) -> dict[str, Any]:
-        """The trial config of one point. Round 0 trains on ``coarse_data`` of the training data (its
-        ``data_fraction``, when below 1); the refinement rounds on all of it."""
+        """The trial config of one point. Round ``round_index`` trains on ``rules.data_for(round_index)`` of the
+        training data (its ``data_fraction``, when below 1: the first ``coarse_rounds`` rounds with
+        ``zoom.coarse_data``); the later rounds and a confirmation round (``zoom.Round.confirm``) on all of it."""
         # Each point its own seed: the zoom's fit over many nearby learning rates then averages seed
         # noise, as a multi-seed mean would. The seed derives from the point, not from the order trials
         # were handed out, so a resumed sweep trains every point exactly as an uninterrupted one.
-        fraction = self.coarse_data if round_index == 0 else 1.0
+        confirm = any(r.confirm for r in self.rounds if r.index == round_index)
+        fraction = 1.0 if confirm else self.rules.data_for(round_index)
         return {
             **self.base,
             **self.groups[group],

@@ -22,6 +22,9 @@ Rules, each a small function tested on analytic curves (tests/test_zoom.py):
 - trials are compared only with trials trained on the same fraction of the data (``same_data``): a coarse
   round on a fraction (``zoom.coarse_data``) plans round 1; later rounds and the final pick use the full-data
   trials; an epoch on a fraction f of the data costs f epochs (``epochs_spent``, ``budget_epochs``, ``max_cost``);
+  with ``Rules.coarse_rounds`` > 1 the first rounds all train on the fraction (``Rules.data_for``);
+- when the search would stop and no trial trained on all the data, one more round trains the pick on all of
+  it (``Round.confirm``; not counted against ``max_rounds``), and the search stops after it;
 - stop when the spacing falls under the resolution, a round improves less than the tolerance, or the
   round / epoch budget is spent.
 """
@@ -58,6 +61,7 @@ from orchestrator.compare import (
 __all__ = [
     "CLIFF_MARGIN",
     "CLIFF_RATIO",
+    "CONFIRM",
     "FINAL_REACH",
     "HIGH_EDGE_STEP",
     "LOG_CEIL",
@@ -119,6 +123,8 @@ class Rules:
     log_ceil: float = LOG_CEIL
     cliff_probe: bool = True  # one refinement point halves a coarse gap below the cliff (``cliff_gap``)
     max_cost: float | None = None  # refinement inside the range stops at this many coarse grids' epochs
+    coarse_data: float = 1.0  # the fraction of the training data the first ``coarse_rounds`` rounds train on
+    coarse_rounds: int = 1  # rounds 0..coarse_rounds-1 train on ``coarse_data`` (``data_for``)
 
     def __post_init__(self) -> None:
         if not self.high >= self.low:
@@ -137,6 +143,16 @@ class Rules:
             raise ValueError(f"log_floor={self.log_floor}: expected < log_ceil={self.log_ceil}")
         if self.max_cost is not None and not self.max_cost > 0:
             raise ValueError(f"max_cost={self.max_cost}: expected > 0 or None")
+        if not 0 < self.coarse_data <= 1:
+            raise ValueError(f"coarse_data={self.coarse_data}: expected a fraction in (0, 1]")
+        if self.coarse_rounds < 1:
+            raise ValueError(f"coarse_rounds={self.coarse_rounds}: expected >= 1")
+
+    def data_for(self, index: int) -> float:
+        """The fraction of the training data round ``index`` trains on: ``coarse_data`` for the first
+        ``coarse_rounds`` rounds, all of it after them (a confirmation round, ``Round.confirm``, all of it
+        whatever its index)."""
+        return self.coarse_data if index < self.coarse_rounds else 1.0
 
 
 @dataclass(frozen=True)
@@ -151,12 +167,18 @@ class Refinement:
 
 @dataclass(frozen=True)
 class Round:
-    """One round: where it looks, per group (centre, half-width in decades), and its new points."""
+    """One round: where it looks, per group (centre, half-width in decades), and its new points.
+    ``confirm``: the confirmation round (``next_round``): its one point, the pick made on a fraction of the
+    data, trains on all of it whatever the round's index."""
 
     index: int
     points: tuple[tuple[int, float], ...]
     brackets: dict[int, tuple[float, float]] = field(default_factory=dict)  # group -> (centre, half-width)
     reason: str = ""
+    confirm: bool = False
+
+
+CONFIRM = "confirm the pick on all the data"  # the confirmation round's reason, after why the search stopped
 
 
 @dataclass(frozen=True)
@@ -194,8 +216,9 @@ def _spacing_of(rounds: list[Round], rules: Rules, group: int) -> float:
     return spacing
 
 
-def refine(group: int, obs: list[Observation], spacing: float, rules: Rules) -> Refinement:
-    """Bracket and new points for one group (``obs``: that group's trials)."""
+def refine(group: int, obs: list[Observation], spacing: float, rules: Rules, data: float = 1.0) -> Refinement:
+    """Bracket and new points for one group (``obs``: that group's trials); ``data``: the fraction of the
+    training data the new points train on (a point tried on that much data is not tried again)."""
     best = best_of_group(obs, margin=rules.cliff_margin, ratio=rules.cliff_ratio)
     centre, epoch = best.x, best.epoch
     pts = [(x, y) for x, y in points_at(obs, epoch) if math.isfinite(y)]
@@ -241,9 +264,9 @@ def refine(group: int, obs: list[Observation], spacing: float, rules: Rules) -> 
         ):
             xs = sorted(xs)[:-1] + [(gap[0] + gap[1]) / 2]
             why += f"; one point halves the gap below the cliff at 10^{gap[1]:.2f}"
-    # a point is not tried again on the data it ran on: refinement trials train on all of it, so a point
-    # that ran on a fraction only (round 0 with zoom.coarse_data) is tried again
-    full = [t for t in tried if any(o.data >= 1 and abs(o.x - t) <= 1e-9 for o in obs)]
+    # a point is not tried again on the data it ran on: a point that ran on a fraction only (round 0 with
+    # zoom.coarse_data) is tried again when the new points train on more
+    full = [t for t in tried if any(o.data >= data - 1e-9 and abs(o.x - t) <= 1e-9 for o in obs)]
     fresh: list[float] = []
     for x in xs:
         x = min(max(x, rules.log_floor), rules.log_ceil)
@@ -279,7 +302,23 @@ def refinements_left(rules: Rules, rounds: list[Round], obs: list[Observation]) 
 
 
 def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Round | Stop:
-    """The next round's points, or why the search stops."""
+    """The next round's points, or why the search stops. When it would stop with ``rules.coarse_data`` below 1
+    and no trial trained on all the data yet, one more round instead (``Round.confirm``; ``max_rounds`` does not
+    hold it back): one point, the pick ``choose`` makes, trained on all the data; the search stops after it."""
+    if rounds and rounds[-1].confirm:
+        why = rounds[-1].reason.removesuffix(f"; {CONFIRM}")
+        return Stop(f"{why}; the pick was then trained on all the data (round {rounds[-1].index})")
+    plan = _plan(rules, rounds, obs)
+    if isinstance(plan, Round) or rules.coarse_data >= 1 or any(o.data >= 1 for o in obs):
+        return plan
+    if not any(o.curve for o in obs):
+        return plan
+    pick = choose(obs, margin=rules.cliff_margin, ratio=rules.cliff_ratio)
+    return Round(len(rounds), ((pick.group, pick.x),), {}, f"{plan.reason}; {CONFIRM}", confirm=True)
+
+
+def _plan(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Round | Stop:
+    """``next_round`` before the confirmation round: the next refinement round, or why the search stops."""
     k = len(rounds)
     if k >= rules.max_rounds:
         return Stop(f"round budget spent ({rules.max_rounds} rounds)")
@@ -302,12 +341,12 @@ def next_round(rules: Rules, rounds: list[Round], obs: list[Observation]) -> Rou
     for g, _ in ranked[: rules.groups]:
         spacing = _spacing_of(rounds, rules, g)
         members = [o for o in obs if o.group == g]
-        r = refine(g, members, spacing, rules)
+        r = refine(g, members, spacing, rules, rules.data_for(k))
         if left is not None and not r.grows and len(r.points) > left:
             capped = True
             if left < 1:
                 continue
-            r = refine(g, members, spacing, replace(rules, points_per_round=left))
+            r = refine(g, members, spacing, replace(rules, points_per_round=left), rules.data_for(k))
         if left is not None:
             left -= len(r.points)
         next_spacing = 2 * r.bracket[1] / (rules.points_per_round + 1)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import yaml
 
 from orchestrator import config, searchstate, zoom
+from orchestrator.state import Suggestion
 
 FRACTION = 0.2
 
@@ -192,15 +194,17 @@ def test_a_real_sweep_trains_round_0_on_the_fraction_and_picks_among_the_full_da
     assert "round 0 on 50% of the data" in s.line()
 
 
-def stored_sweep(folder, rounds: int):
+def stored_sweep(folder, rounds: int, confirm: bool = False):
     """A stored sweep (no Ray): round 0 on 20% of the data at 10^-4..10^0 (coarse_valley), and with
-    ``rounds`` 2 a round 1 on all of it at 10^-2..10^-1 (full_valley); 6 epochs each."""
+    ``rounds`` 2 a round 1 on all of it at 10^-2..10^-1 (full_valley), with ``confirm`` (and ``rounds`` 2) a
+    round 1 of one full-data trial at 10^-2 instead (the confirmation round); 6 epochs each."""
     from orchestrator import results
 
     folder.mkdir(parents=True)
     points = [(0, x, coarse_valley(x)) for x in (-4.0, -3.0, -2.0, -1.0, 0.0)]
     if rounds == 2:
-        points += [(1, x, full_valley(x)) for x in (-2.0, -1.75, -1.5, -1.25, -1.0)]
+        xs = (-2.0,) if confirm else (-2.0, -1.75, -1.5, -1.25, -1.0)
+        points += [(1, x, full_valley(x)) for x in xs]
     rows = []
     for i, (r, x, curve) in enumerate(points):
         cfg = {"workload": "digits_mlp", "max_epochs": 6, "lr": 10**x, "round": r, "group": 0}
@@ -249,3 +253,142 @@ def test_the_report_says_round_0_ran_on_the_fraction_and_where_the_pick_was_made
         "no trial trained on all of it: the pick was measured on 20% of the data"
         in (one.folder / "report.md").read_text()
     )
+
+
+# ------------------------------------------------------------------ zoom.coarse_rounds and the confirmation
+def subset_rules(**kw) -> zoom.Rules:
+    base = {"low": -4.0, "high": 0.0, "spacing": 1.0, "max_epochs": 6, "max_rounds": 2, "points_per_round": 3}
+    return zoom.Rules(**{**base, "cliff_margin": None, "coarse_data": FRACTION, "coarse_rounds": 2, **kw})
+
+
+def test_subset_rounds_end_with_one_trial_of_the_pick_on_all_the_data():
+    rules = subset_rules()
+    rounds = [zoom.coarse_round(rules, 1)]
+    obs = [coarse(x) for _, x in rounds[0].points]
+    r1 = zoom.next_round(rules, rounds, obs)
+    assert isinstance(r1, zoom.Round) and not r1.confirm and rules.data_for(1) == FRACTION
+    # round 1 trains on the fraction too: a rate round 0 tried on it is not tried again (the centre, 10^-2)
+    assert len(r1.points) == 2 and all(abs(x - -2.0) > 0.05 for _, x in r1.points)
+    rounds.append(r1)
+    obs += [zoom.Observation(0, x, 1, coarse_valley(x), True, FRACTION) for _, x in r1.points]
+    confirm = zoom.next_round(rules, rounds, obs)  # max_rounds 2 spent: one more round, the pick on all the data
+    assert isinstance(confirm, zoom.Round) and confirm.confirm and confirm.index == 2
+    pick = zoom.choose(obs, margin=None)
+    assert confirm.points == ((0, pick.x),) and abs(pick.x - -2.0) < 0.05
+    assert confirm.reason == f"round budget spent (2 rounds); {zoom.CONFIRM}"
+    rounds.append(confirm)
+    obs.append(full(pick.x, round_index=2))
+    # then the search stops for good, whatever the rules would still allow
+    for r in (rules, subset_rules(max_rounds=9)):
+        stop = zoom.next_round(r, rounds, obs)
+        assert stop == zoom.Stop("round budget spent (2 rounds); the pick was then trained on all the data (round 2)")
+    # the final pick is the confirmation trial's rate, its score that trial's: one point, no fit
+    final = zoom.choose(obs, margin=None)
+    assert final.x == pick.x and final.value == pytest.approx(sum(full_valley(pick.x)[-3:]) / 3)
+    # a rate that diverged on the fraction above it (cliff evidence kept by same_data) does not move it
+    diverged = zoom.Observation(0, 0.5, 0, DIVERGED, True, FRACTION)
+    assert zoom.choose(obs + [diverged], margin=1.0).x == pick.x
+
+
+def test_no_confirmation_round_once_a_trial_trained_on_all_the_data_or_without_coarse_data():
+    rules = subset_rules(coarse_rounds=1, max_rounds=1)
+    rounds = [zoom.coarse_round(rules, 1)]
+    obs = [coarse(x) for _, x in rounds[0].points]
+    plan = zoom.next_round(rules, rounds, obs)  # coarse_rounds 1, max_rounds 1: round 0 alone, then confirmed
+    assert isinstance(plan, zoom.Round) and plan.confirm and len(plan.points) == 1
+    assert isinstance(zoom.next_round(rules, rounds, obs + [full(-1.5)]), zoom.Stop)  # one full-data trial ran
+    # the rules say every round trains on all the data (a replay that sets Observation.data itself): no confirmation
+    assert isinstance(zoom.next_round(replace(rules, coarse_data=1.0), rounds, obs), zoom.Stop)
+    with pytest.raises(ValueError, match=r"^coarse_rounds=0: expected >= 1"):
+        subset_rules(coarse_rounds=0)
+    assert [subset_rules(coarse_rounds=3).data_for(i) for i in range(5)] == [FRACTION] * 3 + [1.0, 1.0]
+
+
+def test_config_for_gives_the_coarse_rounds_the_fraction_and_the_confirmation_round_all_the_data():
+    state = searchstate.make_state(config.parse(sweep(coarse_data=FRACTION, coarse_rounds=3, max_rounds=5)))
+    assert [state.config_for(0, -2.0, k).get("data_fraction") for k in range(5)] == [FRACTION] * 3 + [None, None]
+    state.rounds.append(zoom.Round(1, ((0, -2.0),), {}, zoom.CONFIRM, confirm=True))
+    assert "data_fraction" not in state.config_for(0, -2.0, 1)
+    assert state.config_for(0, -2.0, 2)["data_fraction"] == FRACTION
+
+
+def test_a_search_on_the_subset_hands_out_the_pick_on_all_the_data_last_and_survives_a_pickle():
+    import pickle
+
+    data = sweep(coarse_data=FRACTION, coarse_rounds=5, max_rounds=1)
+    data["max_epochs"] = 6
+    state = searchstate.make_state(config.parse(data))
+    ids = []
+    while (s := state.next_config(f"t{len(ids)}")).config is not None:
+        ids.append(f"t{len(ids)}")
+        assert s.config["data_fraction"] == FRACTION and s.config["round"] == 0
+    for tid in ids:
+        x = state.trials[tid].x
+        for e, v in enumerate(coarse_valley(x), 1):
+            state.record(tid, {"epoch": e, "val_loss": v})
+        state.complete(tid, None, False)
+    state = pickle.loads(pickle.dumps(state))
+    last = state.next_config("c").config
+    assert last is not None and "data_fraction" not in last and last["round"] == 1
+    assert state.rounds[-1].confirm and len(state.rounds[-1].points) == 1
+    assert math.log10(last["lr"]) == pytest.approx(zoom.choose(state.observations()[:-1], margin=1.0).x, abs=0.01)
+    for e, v in enumerate(full_valley(math.log10(last["lr"])), 1):
+        state.record("c", {"epoch": e, "val_loss": v})
+    state.complete("c", None, False)
+    assert state.next_config("d") == Suggestion(finished=True)
+    assert state.stop_reason == "round budget spent (1 rounds); the pick was then trained on all the data (round 1)"
+
+
+def test_coarse_rounds_needs_a_fraction_and_may_exceed_max_rounds():
+    assert config.parse(sweep()).zoom.coarse_rounds == 1
+    assert config.parse(sweep(coarse_data=0.2, coarse_rounds=9, max_rounds=2)).zoom.coarse_rounds == 9
+    with pytest.raises(config.ConfigError) as info:
+        config.parse(sweep(coarse_rounds=3), "s.yaml")
+    text = str(info.value)
+    assert text.startswith("s.yaml: zoom.coarse_rounds=3: expected 1 with zoom.coarse_data 1") and "\n" not in text
+
+
+def test_after_a_confirmation_the_pick_its_score_and_no_band_come_from_the_one_full_data_trial(tmp_path):
+    from orchestrator import report
+
+    s = report.build(stored_sweep(tmp_path / "c", rounds=2, confirm=True))
+    assert s.lr == pytest.approx(0.01) and s.best_trial["trial_id"] == "t5" and s.confirmed == 1
+    assert s.score is not None and s.score.trials == ("t5",) and not s.score.interpolated
+    assert s.score.value == pytest.approx(sum(full_valley(-2.0)[-3:]) / 3)
+    assert s.band is None and s.fte == pytest.approx((5 * 6 * FRACTION + 6) / 6)
+    best = json.loads((s.folder / "best.json").read_text())
+    assert best["val_loss"] == pytest.approx(s.score.value) and best["score"]["trials"] == ["t5"]
+    assert best["band"] is None
+    md = (s.folder / "report.md").read_text()
+    assert (
+        "- Data: the rate was searched on 20% of the training data (zoom.coarse_data: 0.2, round 0); its score is "
+        "one full-data trial at it (round 1)" in md
+    )
+    assert "- Band: not measured: one full-data trial" in md and "band lr" not in s.line()
+    assert "round 0 on 20% of the data, the pick's score one full-data trial (round 1)" in s.line()
+
+
+@pytest.mark.slow
+def test_a_real_sweep_on_the_subset_ends_with_one_full_data_trial_of_the_pick(local_ray, small_config):
+    from orchestrator import results, run_sweep
+
+    data = yaml.safe_load(small_config("subset").read_text())
+    data["zoom"] = {"max_rounds": 2, "points_per_round": 2, "coarse_data": 0.5, "coarse_rounds": 2}
+    data["asha"] = {"enabled": False}
+    s = run_sweep(config.parse(data), quiet=True)
+    rows = [r for r in results.read_trials(s.folder) if r["epoch"] is not None]
+    configs = {r["trial_id"]: json.loads(r["config"]) for r in rows}
+    last = max(configs, key=lambda t: configs[t]["round"])
+    assert configs[last]["round"] == 2 and [c["round"] for c in configs.values()].count(2) == 1
+    # every trial but the last trained on the fraction; the last, the pick, on all the data
+    assert {c.get("data_fraction") for t, c in configs.items() if t != last} == {0.5}
+    assert "data_fraction" not in configs[last] and {c["round"] for c in configs.values()} == {0, 1, 2}
+    assert s.lr == pytest.approx(configs[last]["lr"]) and s.best_trial["trial_id"] == last and s.band is None
+    best = json.loads((s.folder / "best.json").read_text())
+    assert best["score"]["trials"] == [last] and best["lr"] == pytest.approx(configs[last]["lr"])
+    own = [r["val_loss"] for r in rows if r["trial_id"] == last][-3:]
+    assert best["val_loss"] == pytest.approx(sum(own) / len(own))
+    seen = sum(1.0 if t == last else 0.5 for t in (r["trial_id"] for r in rows))
+    assert s.fte == pytest.approx(seen / 4) and best["fte"] == pytest.approx(seen / 4)
+    assert "its score is one full-data trial at it (round 2)" in (s.folder / "report.md").read_text()
+    assert best["stop_reason"] == "round budget spent (2 rounds); the pick was then trained on all the data (round 2)"
