@@ -104,4 +104,6 @@ def test_a_subset_round_costs_its_fraction_and_the_pick_is_a_full_data_trials(tm
     for kind in draws:
         draws[kind].clear()
     out = replay.sweep(-6, -1, recorded("full"), 27, rules=every.rules, subset=recorded("subset"))
-    assert not draws["full"] and len(draws["subset"]) > 6 and out.fte == pytest.approx(0.2 * epochs("subset") / 27)
+    assert len(draws["subset"]) > 6 and len(draws["full"]) == 1  # rounds on the subset, then the confirmation
+    assert out.x == draws["full"][0][0]  # the pick is the confirmed rate
+    assert out.fte == pytest.approx((0.2 * epochs("subset") + epochs("full")) / 27)
