@@ -165,6 +165,12 @@ def test_the_example_is_digits_with_a_coarse_round_on_a_fifth_of_the_data():
     assert cheap["zoom"]["coarse_data"] == 0.2 and cheap["asha"]["enabled"] is False
     assert cheap["space"] == base["space"] and cheap["workload"] == base["workload"]
     assert config.load(ROOT / "examples" / "digits_cheap.yaml").zoom.coarse_data == 0.2
+    subset = yaml.safe_load((ROOT / "examples" / "digits_subset.yaml").read_text())
+    assert {k: v for k, v in subset.items() if k not in ("name", "zoom")} == {
+        k: v for k, v in cheap.items() if k not in ("name", "zoom")
+    }
+    z = config.load(ROOT / "examples" / "digits_subset.yaml").zoom
+    assert (z.coarse_data, z.coarse_rounds, z.max_rounds, z.points_per_round) == (0.2, 3, 3, 4)
 
 
 @pytest.mark.slow
