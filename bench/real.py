@@ -124,16 +124,20 @@ def append_run(path: Path, run: Run) -> None:
         w.writerow(["" if v is None else v for v in astuple(run)])
 
 
-def summary_rows(runs: Sequence[Run], order: Sequence[str] = ()) -> list[list]:
+def summary_rows(runs: Sequence[Run], order: Sequence[str] = (), labels: Sequence[str] = ()) -> list[list]:
     """Per landscape x range: [landscape, range, method, mean, p90, worst regret (%), mean FTE, no pick, n]
     (``replay.HEADER``'s order, numbers unformatted; method from each run's overrides). Landscapes in
-    ``order`` first, in that order, then the others by name; ranges in the order they first appear."""
+    ``order`` first, in that order, then the others by name; ranges in the order of ``labels`` (as
+    ``replay.ranges`` lists them), then in the order they first appear."""
     groups: dict[tuple[str, str, str], list[Run]] = {}
     for r in runs:
         groups.setdefault((r.landscape, r.range, r.sets), []).append(r)
     rank = {name: i for i, name in enumerate(order)}
+    where = {label: i for i, label in enumerate(labels)}
     out = []
-    for land, label, sets in sorted(groups, key=lambda k: (rank.get(k[0], len(rank)), k[0])):
+    for land, label, sets in sorted(
+        groups, key=lambda k: (rank.get(k[0], len(rank)), k[0], where.get(k[1], len(where)))
+    ):
         group = groups[(land, label, sets)]
         with np.errstate(invalid="ignore"):
             s = spread(r.regret for r in group)
@@ -227,12 +231,17 @@ def run_cells(r: Run) -> list[str]:
     ]
 
 
-def render(runs: Sequence[Run], order: Sequence[str], command: str, results: Path, out: str) -> str:
+def render(
+    runs: Sequence[Run], order: Sequence[str], command: str, results: Path, out: str, labels: Sequence[str] = ()
+) -> str:
     """Write ``results/<out>.md`` and ``.csv`` (the summary in ``replay.HEADER``'s layout) from ``runs``;
     returns the Markdown."""
-    rows = [[r[0], *cells(r[1:])] for r in summary_rows(runs, order)]
+    rows = [[r[0], *cells(r[1:])] for r in summary_rows(runs, order, labels)]
     rank = {name: i for i, name in enumerate(order)}
-    ordered = sorted(runs, key=lambda r: (rank.get(r.landscape, len(rank)), r.landscape))
+    where = {label: i for i, label in enumerate(labels)}
+    ordered = sorted(
+        runs, key=lambda r: (rank.get(r.landscape, len(rank)), r.landscape, where.get(r.range, len(where)), r.seed)
+    )
     walls: dict[str, list[float]] = {}
     for r in runs:
         walls.setdefault(r.landscape, []).append(r.wall_s)
@@ -311,13 +320,14 @@ def main(argv=None) -> int:
     key = sets_text(args.set)
     jobs = plan(args.landscapes, lands, args.shifts, args.ranges, args.repeats_shift0, args.repeats)
     todo = pending(jobs, read_runs(runs_path), args.set)
+    labels = list(dict.fromkeys(label for n in args.landscapes for label, _, _ in ranges(lands[n], args.shifts)))
     command = "python -m bench.real " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     print(f"{len(jobs)} sweeps, {len(jobs) - len(todo)} already in {runs_path.name}, {len(todo)} to run", flush=True)
 
     def rewrite() -> None:
         runs = [r for r in read_runs(runs_path) if r.sets == key]
         if runs:
-            render(runs, args.landscapes, command.strip(), args.results, args.out)
+            render(runs, args.landscapes, command.strip(), args.results, args.out, labels)
 
     if todo:
         from cluster.connect import ray_session
@@ -337,7 +347,7 @@ def main(argv=None) -> int:
     rewrite()
     summary = [r for r in read_runs(runs_path) if r.sets == key]
     if summary:
-        print(markdown_table(HEADER, [[r[0], *cells(r[1:])] for r in summary_rows(summary, args.landscapes)]))
+        print(markdown_table(HEADER, [[r[0], *cells(r[1:])] for r in summary_rows(summary, args.landscapes, labels)]))
     return 0
 
 

@@ -85,5 +85,7 @@ def test_a_recorded_batch_is_summarised_not_rerun(tmp_path, capsys):
     assert rows[1] == ["sgd", "shift +0.0", real.METHOD, "20.0%", "42.0%", "50.0%", "3.00", "0", "3"]
     assert rows[2][3:] == ["inf%", "inf%", "inf%", "2.00", "1", "2"]  # the failed sweep's FTE is left out
     assert rows[4][3:6] == ["3.0%", "3.8%", "4.0%"] and len(rows) == 5  # the overridden run is not this batch's
+    labels = [label for label, _, _ in reversed(replay.ranges(land, [0.0, 0.5]))]
+    assert [row[1] for row in real.summary_rows(recorded[:-1], ["sgd"], labels)] == labels  # replay's order
     assert "| sgd | shift +0.5 | 1 | - | inf% |" in (tmp_path / "real_sweeps.md").read_text()
     assert real.main(["--landscapes", "adam", "--results", str(tmp_path)]) == 2  # no landscape_adam.csv there
