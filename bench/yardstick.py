@@ -147,16 +147,27 @@ class Spread:
         return self.hits / self.n
 
 
+def _percentile(values: np.ndarray, q: float) -> float:
+    """numpy's linear-interpolation percentile, with inf where it interpolates towards an inf value."""
+    v = np.sort(values)
+    pos = q / 100 * (v.size - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    if lo == hi or v[lo] == v[hi]:
+        return float(v[lo])
+    return math.inf if math.isinf(v[hi]) else float(v[lo] + (v[hi] - v[lo]) * (pos - lo))
+
+
 def spread(regrets: Iterable[float], within: float = WITHIN) -> Spread:
-    """The ``Spread`` of some regrets (ValueError when there are none). ``inf`` counts as inf."""
+    """The ``Spread`` of some regrets (ValueError when there are none). ``inf`` counts as inf: a percentile
+    that falls between a finite regret and an inf one is inf (numpy's interpolation would give nan)."""
     values = np.asarray(list(regrets), dtype=float)
     if values.size == 0:
         raise ValueError("regrets: expected at least one")
     return Spread(
         n=int(values.size),
         mean=float(values.mean()),
-        median=float(np.median(values)),
-        p90=float(np.percentile(values, 90)),
+        median=_percentile(values, 50),
+        p90=_percentile(values, 90),
         worst=float(values.max()),
         hits=int(np.sum(values <= within)),
     )

@@ -59,6 +59,7 @@ SCRIPTS = (
     "gpu",
     "gpu_busy",
     "coarse_data",
+    "real",
 )
 
 
@@ -132,6 +133,8 @@ def test_yardstick_spread_is_numbers():
     assert s.hit_rate == pytest.approx(0.3)
     with pytest.raises(ValueError, match="at least one"):
         yardstick.spread([])
+    diverged = yardstick.spread([1.0, 2.0, math.inf])  # the 90th percentile lies between 2 and inf: inf, not nan
+    assert (diverged.p90, diverged.median, diverged.worst) == (math.inf, 2.0, math.inf)
 
 
 def test_yardstick_reads_what_landscape_writes(tmp_path):
