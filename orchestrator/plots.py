@@ -78,7 +78,9 @@ class PickTrace:
     ``zoom.FINAL_REACH`` decades; None when there were too few points), ``free`` the fit's own minimum (None
     without a convex fit), ``cliff`` the first rate above the best that did ``ratio`` times worse or diverged
     (``zoom.cliff_cap`` at margin 0; None when not seen) and ``cap`` the highest rate the pick could take
-    (``margin`` decades below the cliff; None without a cliff guard or cliff)."""
+    (``margin`` decades below the cliff; None without a cliff guard or cliff). When one full-data trial
+    confirmed a pick made on a fraction of the data (``Summary.confirmed``, ``zoom.coarse_rounds``), the fit
+    and the cliff are the search's: over the trials on that fraction, at their comparison epoch (``data``)."""
 
     fit: Parabola | None
     free: float | None
@@ -86,6 +88,7 @@ class PickTrace:
     cap: float | None
     ratio: float
     margin: float | None
+    data: float = 1.0  # the data fraction of the trials the fit went through (below 1: a confirmed pick's search)
 
     @property
     def capped(self) -> bool:
@@ -98,14 +101,19 @@ def pick_trace(s: Summary) -> PickTrace:
     rounds.json, the default cliff ratio, as ``analysis.analyse`` calls it)."""
     margin = s.meta.get("cliff_margin")
     ratio = zoom.CLIFF_RATIO
-    members = [o for o in zoom.same_data(observations(s.table)) if o.group == s.group]
-    pts = zoom.points_at(members, s.epoch)
+    obs = [o for o in observations(s.table) if o.group == s.group]
+    if s.confirmed is not None:  # the pick was made among the trials on the fraction, then trained on all the data
+        obs = [o for o in obs if o.data < 1]
+    members = zoom.same_data(obs)
+    epoch = s.epoch if s.confirmed is None else zoom.comparison_epoch(members)
+    pts = zoom.points_at(members, epoch)
     fit = fit_parabola(pts, reach=zoom.FINAL_REACH) if pts else None
     free = fit.vertex if fit is not None and fit.convex else None
-    marks = pts + zoom.stopped_over_cliff(members, s.epoch, ratio)
+    marks = pts + zoom.stopped_over_cliff(members, epoch, ratio)
     cliff = zoom.cliff_cap(marks, ratio=ratio, margin=0.0)
     cap = None if cliff is None or margin is None else cliff - margin
-    return PickTrace(fit, free, cliff, cap, ratio, margin)
+    data = max((o.data for o in members), default=1.0)
+    return PickTrace(fit, free, cliff, cap, ratio, margin, data)
 
 
 def _compared(s: Summary, c: TrialCurve) -> bool:
@@ -215,10 +223,11 @@ def _draw_trace(ax, s: Summary, t: PickTrace) -> None:
         fit, span = t.fit, t.fit.high - t.fit.low
         xs = [fit.low + span * i / (_FIT_POINTS - 1) for i in range(_FIT_POINTS)]
         reach = f"±{zoom.FINAL_REACH:g} decade"
+        on = f" on {t.data:.0%} of the data" if t.data < 1 else ""
         label = (
-            f"fit the pick used (parabola, {reach})"
+            f"fit the pick used{on} (parabola, {reach})"
             if fit.convex
-            else f"parabola ({reach}) not convex: the pick is the best trial's rate"
+            else f"parabola{on} ({reach}) not convex: the pick is the best trial's rate"
         )
         ax.plot(
             [10**x for x in xs],

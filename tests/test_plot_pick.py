@@ -169,3 +169,26 @@ def test_the_live_best_so_far_is_a_full_data_trials_once_one_reported():
     assert "best val_loss 0.3500 (lr 0.1, trial full2, epoch 2)" in line
     again = progress.Tally.from_state(json.loads(json.dumps(asdict(t))))
     assert again.best_data == 1.0 and again.best_trial == "full2"
+
+
+def test_a_confirmed_pick_shows_the_fit_on_the_fraction_it_was_made_from(tmp_path):
+    # rounds 0-1 on 20% of the data around 10^-2, then one full-data trial at the pick (zoom.coarse_rounds)
+    folder = tmp_path / "confirmed"
+    folder.mkdir()
+    subset = [-4.0, -3.0, -2.0, -1.0, -2.3, -1.7]
+    rows = [r for i, x in enumerate(subset) for r in rows_of(f"s{i}", int(i >= 4), x, coarse_loss, FRACTION)]
+    rows += rows_of("confirm", 2, -2.0, full_loss, 1.0)
+    results.write_trials(folder, rows)
+    index = [{"index": k, "points": 1, "reason": "r", "brackets": {"0": [-2.0, 1.0]}} for k in range(3)]
+    meta = {"metric": "val_loss", "param": "lr", "max_epochs": EPOCHS, "rounds": index, "cliff_margin": 1.0}
+    results.write_json(folder / results.ROUNDS, meta)
+    (folder / "sweep.yaml").write_text(yaml.safe_dump({"zoom": {"coarse_data": FRACTION, "coarse_rounds": 2}}))
+    s = analysis.summarise(folder)
+    assert s.confirmed == 2 and s.lr == pytest.approx(0.01)
+    trace = plots.pick_trace(s)
+    assert trace.data == FRACTION and trace.fit is not None  # the search's fit, not the one full-data trial
+    assert [p[0] for p in trace.fit.points] == pytest.approx([-2.3, -2.0, -1.7])
+    assert trace.free == pytest.approx(-2.0, abs=0.02)
+    (ax,) = plots.figure_vs_lr(s).axes
+    (line,) = labelled(ax, "fit the pick used on 20% of the data")
+    assert min(line.get_ydata()) == pytest.approx(tail_mean(-2.0, coarse_loss), rel=0.02)
